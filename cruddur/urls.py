@@ -1,0 +1,60 @@
+"""Connection URLs: parsed with psycopg.conninfo, shown only with the password masked."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from psycopg import ProgrammingError, conninfo
+
+from .errors import ConfigError
+
+MASK = "****"
+DEFAULT_DBNAME = "cruddur"
+EXPECTED = "expected postgresql://user:password@host:5432/cruddur"
+
+
+def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
+    """The URL's parts as libpq keywords; ConfigError (without the URL's secrets) if malformed."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except ProgrammingError as e:
+        # libpq's message quotes no more of the URL than the offending word, never the password.
+        reason = " ".join(str(e).split())
+        raise ConfigError(f"{variable} is malformed: {reason} ({EXPECTED})") from None
+    for port in (params.get("port") or "5432").split(","):
+        if not port.isdigit():
+            raise ConfigError(f"{variable} is malformed: port {port!r} is not a number ({EXPECTED})")
+    return params
+
+
+def dbname(url: str) -> str:
+    return parse(url).get("dbname") or DEFAULT_DBNAME
+
+
+def with_dbname(url: str, name: str) -> str:
+    """The same server, user and options, another database."""
+    return conninfo.make_conninfo(url, dbname=name)
+
+
+def mask(url: str) -> str:
+    """The URL as given, with its password replaced by ****."""
+    if "://" not in url:
+        params = parse(url)
+        if "password" in params:
+            params["password"] = MASK
+        return conninfo.make_conninfo(**params)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+
+
+def describe(url: str) -> str:
+    """Where a URL points, for messages: user@host:port/dbname, never the password."""
+    params = parse(url)
+    host = params.get("host") or "localhost"
+    where = f"{host}:{params['port']}" if params.get("port") else host
+    user = params.get("user")
+    return f"{user + '@' if user else ''}{where}/{params.get('dbname') or DEFAULT_DBNAME}"

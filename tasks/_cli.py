@@ -1,0 +1,58 @@
+"""What every collection shares: the task decorator, the settings, rich output, the prod guard."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import invoke
+from invoke.exceptions import Exit
+
+from cruddur.config import Settings
+from cruddur.errors import CruddurError
+
+
+def task(**options):
+    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def run(c, *args, **kwargs):
+            try:
+                return body(c, *args, **kwargs)
+            except CruddurError as e:
+                raise Exit(f"error: {e}", code=1) from None
+            except KeyboardInterrupt:
+                raise Exit("interrupted", code=130) from None
+
+        return invoke.task(**options)(run)
+
+    return decorate
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def console(stderr: bool = False):
+    """A rich console: colours on a terminal, plain text when piped."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:
+    """Make the user type `expected` on a terminal (or pass --yes); refuse otherwise, changing nothing."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Exit(
+            f"refused: {action} on {where} needs confirmation; run it on a terminal or pass --yes", code=1
+        )
+    print(f"About to {action} on {where}.", file=sys.stderr)
+    try:
+        typed = input(f"Type {expected!r} to confirm: ")
+    except EOFError:
+        typed = ""
+    if typed.strip() != expected:
+        raise Exit(f"refused: you typed {typed.strip()!r}, not {expected!r}; nothing changed", code=1)

@@ -1,0 +1,98 @@
+"""Shared fixtures: one real PostgreSQL per test session, a throwaway database per test,
+and `inv` run as a subprocess the way a user types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from cruddur import local_server, urls
+
+ROOT = Path(__file__).resolve().parent.parent
+INV = Path(sys.executable).with_name("inv")
+
+# Variables the project reads; a developer's own values must not leak into the tests.
+PROJECT_VARIABLES = {
+    "CONNECTION_URL",
+    "PROD_CONNECTION_URL",
+    "DB_SG_ID",
+    "DB_SG_RULE_ID",
+    "GITPOD_IP",
+    "IP_LOOKUP_URLS",
+    "RDS_MASTER_PASSWORD",
+    "CRUDDUR_PGDATA",
+}
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory):
+    """A URL to the maintenance database of a real server: TEST_DATABASE_URL, or an embedded one."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    pgdata = tmp_path_factory.mktemp("server") / "pgdata"
+    yield local_server.start(pgdata)
+    local_server.stop(pgdata)
+
+
+def _admin(server_url: str):
+    return psycopg.connect(server_url, autocommit=True)
+
+
+@pytest.fixture
+def database_url(server_url):
+    """A fresh, empty database of its own for this test; dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with _admin(server_url) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield urls.with_dbname(server_url, name)
+    with _admin(server_url) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def schema_url(database_url):
+    """A throwaway database with sql/schema.sql loaded (no seed data)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
+    return database_url
+
+
+@pytest.fixture
+def base_env(tmp_path):
+    """The environment for a subprocess: the project's variables cleared, the embedded
+    server's data in a temporary folder, AWS pointed nowhere real."""
+    env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES and not k.startswith("AWS_")}
+    env["CRUDDUR_PGDATA"] = str(tmp_path / "pgdata")
+    env["AWS_ACCESS_KEY_ID"] = "testing"
+    env["AWS_SECRET_ACCESS_KEY"] = "testing"
+    env["AWS_DEFAULT_REGION"] = "us-east-1"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+@pytest.fixture
+def inv(base_env):
+    """Run `inv ARGS...` from the repository root; returns the CompletedProcess (text)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120):
+        return subprocess.run(
+            [str(INV), *args],
+            cwd=ROOT,
+            env={**base_env, **(env or {})},
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
