@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from psycopg import ProgrammingError, conninfo
 
@@ -32,7 +32,9 @@ def dbname(url: str) -> str:
 
 
 def with_dbname(url: str, name: str) -> str:
-    """The same server, user and options, another database."""
+    """The same server, user and options, another database (a URL stays a URL)."""
+    if "://" in url:
+        return urlunsplit(urlsplit(url)._replace(path="/" + quote(name, safe="")))
     return conninfo.make_conninfo(url, dbname=name)
 
 
