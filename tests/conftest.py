@@ -4,8 +4,10 @@ and `inv` run as a subprocess the way a user types it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -32,15 +34,20 @@ PROJECT_VARIABLES = {
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory):
+def server_url():
     """A URL to the maintenance database of a real server: TEST_DATABASE_URL, or an embedded one."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield external
         return
-    pgdata = tmp_path_factory.mktemp("server") / "pgdata"
-    yield local_server.start(pgdata)
-    local_server.stop(pgdata)
+    # Not under pytest's tmp_path: a concurrent pytest run prunes older runs' folders there.
+    folder = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
+    pgdata = folder / "pgdata"
+    try:
+        yield local_server.start(pgdata)
+    finally:
+        local_server.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _admin(server_url: str):
