@@ -46,7 +46,7 @@ def mask(url: str) -> str:
             params["password"] = MASK
         return conninfo.make_conninfo(**params)
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     userinfo, _, hostinfo = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]

@@ -38,7 +38,9 @@ def console(stderr: bool = False):
     """A rich console: colours on a terminal, plain text when piped."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output has no width to fit; wide tables beat columns folded to a few letters.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:

@@ -1,8 +1,221 @@
-"""Local and production database chores."""
+"""The database: the embedded local server, the app database's lifecycle, sessions."""
 
-from ._cli import task
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from invoke.exceptions import Exit
+
+from ._cli import confirm_destructive, console, settings, task
+
+PROD = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
+YES = "with --prod: confirm without typing the database name (for scripts)"
 
 
-@task(help={"prod": "use PROD_CONNECTION_URL instead of CONNECTION_URL"})
+def _target(prod: bool):
+    from cruddur.target import resolve
+
+    return resolve(settings(), prod)
+
+
+def _guard(target, action: str, yes: bool) -> None:
+    if target.prod:
+        confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
+
+
+def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
+    if path:
+        return Path(path), path
+    return settings().sql_dir / default, f"sql/{default}"
+
+
+@task(help={"prod": PROD})
 def up(c, prod=False):
-    """Start the embedded local PostgreSQL (stub)."""
+    """Start the embedded local PostgreSQL and print its URL."""
+    from cruddur import admin, urls
+
+    target = _target(prod)
+    if target.environment != "local":
+        admin.wait_until_ready(target.url, timeout=0)
+        print(f"{target} is reachable; the embedded server is not used while it is set")
+        return
+    print(f"local PostgreSQL is up: {urls.mask(target.url)} (data in {settings().pgdata})")
+
+
+@task(help={"prod": PROD})
+def down(c, prod=False):
+    """Stop the embedded local PostgreSQL."""
+    from cruddur import local_server
+
+    if prod or settings().connection_url:
+        print("nothing to stop: the db tasks use " + ("PROD_CONNECTION_URL" if prod else "CONNECTION_URL"))
+        return
+    pgdata = settings().pgdata
+    if local_server.stop(pgdata):
+        print(f"local PostgreSQL stopped (data kept in {pgdata})")
+    else:
+        print("local PostgreSQL was not running")
+
+
+@task(help={"prod": PROD, "command": "run this SQL (psql -c) and exit instead of an interactive session"})
+def connect(c, prod=False, command=None):
+    """Open psql on the app database (password kept out of `ps`)."""
+    from cruddur import psql
+
+    code = psql.run(_target(prod).url, ["-c", command] if command else [])
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"prod": PROD})
+def create(c, prod=False):
+    """Create the app database (an existing one is kept)."""
+    from cruddur import admin
+
+    target = _target(prod)
+    if admin.create_database(target.url):
+        print(f"created {target}")
+    else:
+        print(f"{target} already exists; left as it is")
+
+
+@task(help={"prod": PROD, "yes": YES})
+def drop(c, prod=False, yes=False):
+    """Drop the app database, even while clients hold it."""
+    from cruddur import admin
+
+    target = _target(prod)
+    _guard(target, "DROP", yes)
+    if admin.drop_database(target.url):
+        print(f"dropped {target}")
+    else:
+        print(f"{target} does not exist; nothing to drop")
+
+
+@task(help={"prod": PROD, "yes": YES, "file": "load this file instead of sql/schema.sql"})
+def schema_load(c, prod=False, yes=False, file=None):
+    """Load sql/schema.sql in one transaction (replaces the tables)."""
+    from cruddur import admin
+
+    target = _target(prod)
+    _guard(target, "replace the tables of", yes)
+    path, label = _sql_file(file, "schema.sql")
+    admin.run_sql_file(target.url, path, label)
+    print(f"loaded {label} into {target}")
+
+
+@task(help={"prod": PROD, "file": "load this file instead of sql/seed.sql"})
+def seed(c, prod=False, file=None):
+    """Load sql/seed.sql in one transaction."""
+    from cruddur import admin
+
+    target = _target(prod)
+    path, label = _sql_file(file, "seed.sql")
+    admin.run_sql_file(target.url, path, label)
+    print(f"loaded {label} into {target}")
+
+
+@task(help={"prod": PROD, "yes": YES})
+def setup(c, prod=False, yes=False):
+    """Reset the app database: drop, create, load the schema, seed."""
+    from cruddur import admin
+
+    target = _target(prod)
+    print(f"setting up {target}")
+    _guard(target, "DROP and recreate", yes)
+    started = time.monotonic()
+    admin.drop_database(target.url)
+    admin.create_database(target.url)
+    for name in ("schema.sql", "seed.sql"):
+        path, label = _sql_file(None, name)
+        admin.run_sql_file(target.url, path, label)
+        print(f"  loaded {label}")
+    print(f"ready: {target.dbname} dropped, created, schema and seed loaded in {time.monotonic() - started:.2f}s")
+
+
+@task(
+    help={
+        "prod": PROD,
+        "all": "include the server's own processes (checkpointer, autovacuum, ...)",
+        "json": "print a JSON list instead of a table",
+        "watch": "refresh the table until Ctrl-C",
+        "interval": "seconds between refreshes with --watch",
+    }
+)
+def sessions(c, prod=False, all=False, json_=False, watch=False, interval=2.0):
+    """Show who is connected: state, waits, blockers."""
+    from cruddur.sessions import list_sessions
+
+    url = _target(prod).url
+    if json_:
+        print(json.dumps(list_sessions(url, all), indent=2, default=str))
+        return
+    if not watch:
+        console().print(_sessions_table(list_sessions(url, all)))
+        return
+    from rich.live import Live
+
+    with Live(_sessions_table(list_sessions(url, all)), console=console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(_sessions_table(list_sessions(url, all)), refresh=True)
+
+
+def _sessions_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(caption=f"{len(rows)} session(s); * marks this one", caption_justify="left")
+    for column in ("pid", "user", "db", "client", "application", "state", "type", "wait", "in state", "query time", "query", "blocked by"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("pid", "state"))
+    for row in rows:
+        blocked = ", ".join(str(pid) for pid in row["blocked_by"] or [])
+        table.add_row(
+            f"{row['pid']}{' *' if row['this_session'] else ''}",
+            row["user"] or "",
+            row["db"] or "",
+            row["client_addr"] or ("local" if row["backend_type"] == "client backend" else ""),
+            row["app"] or "",
+            row["state"] or "",
+            row["backend_type"] or "",
+            row["wait_event"] or "",
+            _seconds(row["state_seconds"]),
+            _seconds(row["query_seconds"]),
+            row["query"] or "",
+            f"[bold red]{blocked}[/]" if blocked else "",
+        )
+    return table
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.1f}s" if value < 120 else f"{value / 60:.0f}m"
+
+
+@task(help={"prod": PROD, "yes": YES})
+def kill(c, prod=False, yes=False):
+    """End the other client sessions on the app database."""
+    from cruddur import admin
+
+    target = _target(prod)
+    _guard(target, "end every other session on", yes)
+    results = admin.terminate_other_sessions(target.url)
+    if not results:
+        print(f"no other sessions on {target}")
+    for pid, ended in results:
+        print(f"ended session {pid}" if ended else f"could not end session {pid} (it belongs to another role)")
+    if any(not ended for _, ended in results):
+        raise Exit(code=1)
+
+
+@task(help={"prod": PROD, "timeout": "seconds to wait before giving up"})
+def wait(c, prod=False, timeout=30.0):
+    """Wait until the database server accepts connections."""
+    from cruddur import admin
+
+    target = _target(prod)
+    took = admin.wait_until_ready(target.url, timeout=float(timeout))
+    print(f"{target} accepts connections (waited {took:.1f}s)")

@@ -1,0 +1,140 @@
+"""Database administration on a server: connect, create, drop, load SQL files, end sessions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import errors, sql
+
+from . import urls
+from .errors import DatabaseError, SqlFileError
+
+MAINTENANCE_DB = "postgres"
+APPLICATION_NAME = "cruddur-ops"
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: float = 5) -> psycopg.Connection:
+    """A connection, or DatabaseError saying why not (server down, auth, no such database)."""
+    urls.parse(url)
+    try:
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=max(1, round(timeout)), application_name=APPLICATION_NAME
+        )
+    except psycopg.OperationalError as e:
+        reason = _one_line(e).removeprefix("connection failed: ")
+        if f'database "{urls.dbname(url)}" does not exist' in reason:
+            reason += " (create it with: inv db.create, or inv db.setup)"
+        raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
+
+
+def _maintenance(url: str) -> psycopg.Connection:
+    return connect(urls.with_dbname(url, MAINTENANCE_DB), autocommit=True)
+
+
+def _refuse_maintenance_db(url: str) -> str:
+    name = urls.dbname(url)
+    if name == MAINTENANCE_DB:
+        raise DatabaseError(f"the URL names the maintenance database {name!r}; point it at the app database")
+    return name
+
+
+def database_exists(url: str) -> bool:
+    with _maintenance(url) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (urls.dbname(url),)).fetchone()
+    return row is not None
+
+
+def create_database(url: str) -> bool:
+    """Create the URL's database on its server; False if it already existed."""
+    name = _refuse_maintenance_db(url)
+    with _maintenance(url) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except errors.DuplicateDatabase:
+            return False
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot create database {name!r}: {_one_line(e)}") from None
+    return True
+
+
+def drop_database(url: str) -> bool:
+    """Drop the URL's database, ending the sessions that hold it; False if it did not exist."""
+    name = _refuse_maintenance_db(url)
+    with _maintenance(url) as conn:
+        existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        try:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot drop database {name!r}: {_one_line(e)}") from None
+    return existed
+
+
+def run_sql_file(url: str, path: Path, label: str | None = None) -> None:
+    """Run a whole .sql file in one transaction: all of it, or (on SqlFileError) none of it."""
+    label = label or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SqlFileError(f"{label}: cannot read it: {e.strerror if isinstance(e, OSError) else e}") from None
+    with connect(url) as conn:
+        try:
+            with conn.transaction():
+                conn.execute(text.encode())
+        except psycopg.Error as e:
+            raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing was applied") from None
+
+
+def _location(label: str, text: str, error: psycopg.Error) -> str:
+    position = getattr(error.diag, "statement_position", None)
+    if position and position.isdigit():
+        offset = int(position) - 1
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        return f"{label}:{line}:{column}"
+    return label
+
+
+def _postgres_message(error: psycopg.Error) -> str:
+    diag = error.diag
+    message = diag.message_primary or _one_line(error)
+    if diag.message_detail:
+        message += f" ({' '.join(diag.message_detail.split())})"
+    return f"{diag.sqlstate or 'error'} {message}" if diag.sqlstate else message
+
+
+def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
+    """End the other client sessions on the URL's database, never this one: [(pid, ended)]."""
+    with connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            """
+            SELECT pid, pg_terminate_backend(pid)
+            FROM pg_stat_activity
+            WHERE datname = current_database()
+              AND pid <> pg_backend_pid()
+              AND backend_type = 'client backend'
+            ORDER BY pid
+            """
+        ).fetchall()
+    return [(pid, bool(ended)) for pid, ended in rows]
+
+
+def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:
+    """Wait until the server accepts connections; the seconds it took, or DatabaseError on timeout.
+
+    A missing app database still counts as ready: the server answered."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        try:
+            connect(urls.with_dbname(url, MAINTENANCE_DB), timeout=min(5, max(1, timeout))).close()
+            return time.monotonic() - started
+        except DatabaseError as e:
+            if time.monotonic() + interval > deadline:
+                raise DatabaseError(f"gave up after {timeout:g}s: {e}") from None
+        time.sleep(interval)

@@ -1,0 +1,36 @@
+"""Who is connected: rows of pg_stat_activity, readable by any user (as on RDS)."""
+
+from __future__ import annotations
+
+from .admin import connect
+
+QUERY_WIDTH = 60
+
+# A non-superuser (as on RDS) sees other roles' sessions with most columns NULL, backend_type
+# included: a row with a database is still a client session.
+SESSIONS_SQL = """
+SELECT pid,
+       usename AS "user",
+       datname AS db,
+       host(client_addr) AS client_addr,
+       application_name AS app,
+       state,
+       backend_type,
+       nullif(concat_ws(':', wait_event_type, wait_event), '') AS wait_event,
+       round(extract(epoch FROM greatest(clock_timestamp() - state_change, '0'))::numeric, 3)::float8 AS state_seconds,
+       round(extract(epoch FROM greatest(clock_timestamp() - query_start, '0'))::numeric, 3)::float8 AS query_seconds,
+       left(btrim(regexp_replace(query, '\\s+', ' ', 'g')), %(width)s) AS query,
+       pg_blocking_pids(pid) AS blocked_by,
+       pid = pg_backend_pid() AS this_session
+FROM pg_stat_activity
+WHERE %(all)s OR backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)
+ORDER BY datname NULLS LAST, backend_start, pid
+"""
+
+
+def list_sessions(url: str, include_server_processes: bool = False, width: int = QUERY_WIDTH) -> list[dict]:
+    """One dict per session. Client backends only unless include_server_processes."""
+    with connect(url, autocommit=True) as conn:
+        cursor = conn.execute(SESSIONS_SQL, {"all": include_server_processes, "width": width})
+        names = [column.name for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -1,0 +1,200 @@
+"""cruddur.admin and cruddur.sessions against a real PostgreSQL."""
+
+import socket
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from cruddur import admin, urls
+from cruddur.errors import ConfigError, DatabaseError, SqlFileError
+from cruddur.sessions import list_sessions
+
+
+def closed_port_url(password="s3cr3t-pw"):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql://postgres:{password}@127.0.0.1:{port}/cruddur"
+
+
+def table_count(url, table):
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+
+
+def test_create_database_then_again_reports_existing(database_url):
+    app_url = urls.with_dbname(database_url, urls.dbname(database_url) + "_app")
+    assert admin.create_database(app_url) is True
+    assert admin.database_exists(app_url)
+    assert admin.create_database(app_url) is False
+    assert admin.drop_database(app_url) is True
+
+
+def test_drop_database_while_a_client_holds_it(database_url):
+    holder = psycopg.connect(database_url)
+    holder.execute("SELECT 1")
+    assert admin.drop_database(database_url) is True
+    assert not admin.database_exists(database_url)
+    assert admin.drop_database(database_url) is False
+    holder.close()
+
+
+def test_refuses_to_drop_the_maintenance_database(server_url):
+    with pytest.raises(DatabaseError, match="maintenance database"):
+        admin.drop_database(urls.with_dbname(server_url, "postgres"))
+
+
+def test_sql_file_runs_atomically(schema_url, tmp_path):
+    bad_seed = tmp_path / "seed.sql"
+    bad_seed.write_text(
+        "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1');\n"
+        "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('B', 'a', 'b@x', 'c2');\n"
+    )
+    with pytest.raises(SqlFileError) as failure:
+        admin.run_sql_file(schema_url, bad_seed, "sql/seed.sql")
+    message = str(failure.value)
+    assert message.startswith("sql/seed.sql: 23505 duplicate key value violates unique constraint")
+    assert "Key (handle)=(a) already exists" in message
+    assert "nothing was applied" in message
+    assert table_count(schema_url, "users") == 0
+
+
+def test_sql_syntax_error_names_line_and_column(database_url, tmp_path):
+    script = tmp_path / "schema.sql"
+    script.write_text("CREATE TABLE ok (id int);\n\n  CREAT TABLE broken (id int);\n")
+    with pytest.raises(SqlFileError, match=r"^sql/schema.sql:3:3: 42601 syntax error at or near \"CREAT\""):
+        admin.run_sql_file(database_url, script, "sql/schema.sql")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('ok')").fetchone() == (None,)
+
+
+def test_missing_sql_file(database_url, tmp_path):
+    with pytest.raises(SqlFileError, match="missing.sql: cannot read it: No such file or directory"):
+        admin.run_sql_file(database_url, tmp_path / "missing.sql", "missing.sql")
+
+
+def test_schema_and_seed_satisfy_each_other(database_url):
+    from cruddur.config import Settings
+
+    sql_dir = Settings().sql_dir
+    admin.run_sql_file(database_url, sql_dir / "schema.sql")
+    admin.run_sql_file(database_url, sql_dir / "seed.sql")
+    with psycopg.connect(database_url) as conn:
+        handles = [h for (h,) in conn.execute("SELECT handle FROM users ORDER BY handle")]
+        activity = conn.execute(
+            "SELECT u.handle, a.message, a.expires_at - a.created_at FROM activities a JOIN users u ON u.uuid = a.user_uuid"
+        ).fetchall()
+    assert handles == ["andrewbrown", "bayko"]
+    assert [(h, m, d.days) for h, m, d in activity] == [("andrewbrown", "This was imported as seed data!", 10)]
+
+
+def test_server_down_is_one_line_without_password():
+    with pytest.raises(DatabaseError) as failure:
+        admin.connect(closed_port_url())
+    message = str(failure.value)
+    assert message.startswith("cannot connect to postgres@127.0.0.1:")
+    assert "Connection refused" in message
+    assert "\n" not in message and "s3cr3t-pw" not in message
+
+
+def test_missing_database_suggests_create(database_url):
+    missing = urls.with_dbname(database_url, "no_such_db")
+    with pytest.raises(DatabaseError, match=r'database "no_such_db" does not exist \(create it with: inv db.create'):
+        admin.connect(missing)
+
+
+def test_wrong_password(server_url):
+    params = conninfo.conninfo_to_dict(server_url)
+    if not params.get("password"):
+        pytest.skip("this server trusts every password (the embedded one); CI's TCP server checks them")
+    wrong = conninfo.make_conninfo(server_url, password="definitely-wrong")
+    with pytest.raises(DatabaseError) as failure:
+        admin.connect(wrong)
+    assert "password authentication failed" in str(failure.value)
+    assert "definitely-wrong" not in str(failure.value)
+
+
+def test_malformed_url():
+    with pytest.raises(ConfigError, match="malformed: port 'abc' is not a number"):
+        admin.connect("postgresql://postgres:s3cr3t@localhost:abc/cruddur")
+
+
+def test_terminate_other_sessions_spares_our_own(database_url):
+    others = [psycopg.connect(database_url) for _ in range(2)]
+    pids = sorted(conn.info.backend_pid for conn in others)
+    assert admin.terminate_other_sessions(database_url) == [(pid, True) for pid in pids]
+    with pytest.raises(psycopg.OperationalError):
+        others[0].execute("SELECT 1")
+    assert admin.terminate_other_sessions(database_url) == []
+
+
+def test_sessions_show_other_clients_and_blockers(database_url):
+    import threading
+
+    with psycopg.connect(database_url, application_name="flask-app") as app, psycopg.connect(
+        database_url, autocommit=True
+    ) as blocked:
+        app_pid, blocked_pid = app.info.backend_pid, blocked.info.backend_pid
+        app.execute("CREATE TABLE t (id int)")
+        app.commit()
+        app.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # held until commit
+        waiter = threading.Thread(target=_ignore, args=(blocked.execute, "SELECT * FROM t"))
+        waiter.start()
+        try:
+            rows = _wait_for(lambda: [r for r in list_sessions(database_url) if r["blocked_by"]])
+            everyone = list_sessions(database_url)
+        finally:
+            app.rollback()
+            waiter.join()
+    assert [(r["pid"], r["blocked_by"]) for r in rows] == [(blocked_pid, [app_pid])]
+    assert rows[0]["wait_event"].startswith("Lock:")
+    assert rows[0]["query"] == "SELECT * FROM t"
+    holder = next(r for r in everyone if r["pid"] == app_pid)
+    assert (holder["app"], holder["state"]) == ("flask-app", "idle in transaction")
+    assert [r["this_session"] for r in everyone].count(True) == 1
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except psycopg.Error:
+        pass
+
+
+def _wait_for(probe, attempts=50):
+    import time
+
+    for _ in range(attempts):
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("condition never held")
+
+
+def test_sessions_work_for_a_non_superuser(database_url, server_url):
+    role = "app_" + urls.dbname(database_url)[-8:]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
+    try:
+        as_role = conninfo.make_conninfo(database_url, user=role, password="pw")
+        with psycopg.connect(database_url) as other:
+            rows = list_sessions(as_role)
+            superuser_row = next(r for r in rows if r["pid"] == other.info.backend_pid)
+        assert (superuser_row["user"], superuser_row["query"]) == ("postgres", "<insufficient privilege>")
+        assert any(r["this_session"] and r["user"] == role for r in rows)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_include_server_processes(database_url):
+    assert {r["backend_type"] for r in list_sessions(database_url)} == {"client backend"}
+    assert "checkpointer" in {r["backend_type"] for r in list_sessions(database_url, include_server_processes=True)}
+
+
+def test_wait_until_ready(database_url):
+    assert admin.wait_until_ready(database_url, timeout=5) < 5
+    with pytest.raises(DatabaseError, match="gave up after 0.5s: cannot connect"):
+        admin.wait_until_ready(closed_port_url(), timeout=0.5, interval=0.1)
