@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from psycopg import ProgrammingError, conninfo
@@ -18,13 +19,18 @@ def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
     try:
         params = conninfo.conninfo_to_dict(url)
     except ProgrammingError as e:
-        # libpq's message quotes no more of the URL than the offending word, never the password.
-        reason = " ".join(str(e).split())
+        # libpq quotes the offending part of the URL, which may hold the password: keep only
+        # quoted punctuation such as "=".
+        reason = re.sub(r'"[^"]*"', _hide_words, " ".join(str(e).split()))
         raise ConfigError(f"{variable} is malformed: {reason} ({EXPECTED})") from None
     for port in (params.get("port") or "5432").split(","):
         if not port.isdigit():
             raise ConfigError(f"{variable} is malformed: port {port!r} is not a number ({EXPECTED})")
     return params
+
+
+def _hide_words(quoted: re.Match) -> str:
+    return '"..."' if re.search(r"\w", quoted.group(0)) else quoted.group(0)
 
 
 def dbname(url: str) -> str:
@@ -46,11 +52,12 @@ def mask(url: str) -> str:
             params["password"] = MASK
         return conninfo.make_conninfo(**params)
     parts = urlsplit(url)
-    if not parts.password:
+    if parts.password is None:
         return url
     userinfo, _, hostinfo = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+    userinfo = f"{user}:{MASK}" if parts.password else user
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{hostinfo}"))
 
 
 def describe(url: str) -> str:
