@@ -54,40 +54,70 @@ def create_database(url: str) -> bool:
     """Create the URL's database on its server; False if it already existed."""
     name = _refuse_maintenance_db(url)
     with _maintenance(url) as conn:
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except errors.DuplicateDatabase:
-            return False
-        except psycopg.Error as e:
-            raise DatabaseError(f"cannot create database {name!r}: {_one_line(e)}") from None
-    return True
+        return _create(conn, name)
 
 
 def drop_database(url: str) -> bool:
     """Drop the URL's database, ending the sessions that hold it; False if it did not exist."""
     name = _refuse_maintenance_db(url)
     with _maintenance(url) as conn:
-        existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-        try:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        except psycopg.Error as e:
-            raise DatabaseError(f"cannot drop database {name!r}: {_one_line(e)}") from None
+        return _drop(conn, name)
+
+
+def recreate_database(url: str) -> bool:
+    """Drop (ending its sessions) and create the URL's database on one connection; whether it existed."""
+    name = _refuse_maintenance_db(url)
+    with _maintenance(url) as conn:
+        existed = _drop(conn, name)
+        _create(conn, name)
+    return existed
+
+
+def _create(conn: psycopg.Connection, name: str) -> bool:
+    try:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except errors.DuplicateDatabase:
+        return False
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot create database {name!r}: {_one_line(e)}") from None
+    return True
+
+
+def _drop(conn: psycopg.Connection, name: str) -> bool:
+    existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    try:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot drop database {name!r}: {_one_line(e)}") from None
     return existed
 
 
 def run_sql_file(url: str, path: Path, label: str | None = None) -> None:
     """Run a whole .sql file in one transaction: all of it, or (on SqlFileError) none of it."""
-    label = label or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SqlFileError(f"{label}: cannot read it: {e.strerror if isinstance(e, OSError) else e}") from None
+    run_sql_files(url, [(path, label or str(path))])
+
+
+def run_sql_files(url: str, files: list[tuple[Path, str]]) -> None:
+    """Run (path, label) files in order on one connection, each in its own transaction.
+
+    The first failure stops the run: that file is rolled back, the ones before it stay."""
+    texts = [(_read(path, label), label) for path, label in files]
     with connect(url) as conn:
-        try:
-            with conn.transaction():
-                conn.execute(text.encode())
-        except psycopg.Error as e:
-            raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing was applied") from None
+        for text, label in texts:
+            try:
+                with conn.transaction():
+                    conn.execute(text.encode())
+            except psycopg.Error as e:
+                raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing was applied") from None
+
+
+def _read(path: Path, label: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SqlFileError(f"{label}: cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SqlFileError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _location(label: str, text: str, error: psycopg.Error) -> str:

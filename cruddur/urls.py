@@ -16,6 +16,8 @@ EXPECTED = "expected postgresql://user:password@host:5432/cruddur"
 
 def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
     """The URL's parts as libpq keywords; ConfigError (without the URL's secrets) if malformed."""
+    if "://" in url and urlsplit(url).netloc.count("@") > 1:
+        raise ConfigError(f"{variable} is malformed: write an '@' in the user or password as %40 ({EXPECTED})")
     try:
         params = conninfo.conninfo_to_dict(url)
     except ProgrammingError as e:

@@ -127,13 +127,12 @@ def setup(c, prod=False, yes=False):
     print(f"setting up {target}")
     _guard(target, "DROP and recreate", yes)
     started = time.monotonic()
-    admin.drop_database(target.url)
-    admin.create_database(target.url)
-    for name in ("schema.sql", "seed.sql"):
-        path, label = _sql_file(None, name)
-        admin.run_sql_file(target.url, path, label)
-        print(f"  loaded {label}")
-    print(f"ready: {target.dbname} dropped, created, schema and seed loaded in {time.monotonic() - started:.2f}s")
+    existed = admin.recreate_database(target.url)
+    print(f"  {'dropped and ' if existed else ''}created {target.dbname}")
+    files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
+    admin.run_sql_files(target.url, files)
+    print(f"  loaded {', '.join(label for _, label in files)}")
+    print(f"ready in {time.monotonic() - started:.2f}s")
 
 
 @task(
