@@ -40,8 +40,13 @@ def test_setup_builds_the_database_even_while_a_client_holds_it(inv, dev, databa
     holder = psycopg.connect(database_url)
     result = inv("db.setup", env=dev)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"setting up dev database {urls.describe(database_url)}\n")
-    assert "loaded sql/schema.sql" in result.stdout and "loaded sql/seed.sql" in result.stdout
+    name = urls.dbname(database_url)
+    assert result.stdout.startswith(
+        f"setting up dev database {urls.describe(database_url)}\n"
+        f"  dropped and created {name}\n"
+        "  loaded sql/schema.sql, sql/seed.sql\n"
+        "ready in "
+    )
     assert table_count(database_url, "users") == 2
     assert table_count(database_url, "activities") == 1
     assert holder.closed or holder.broken or _is_dead(holder)
