@@ -158,9 +158,13 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=2.0):
     from rich.live import Live
 
     with Live(_sessions_table(list_sessions(url, all)), console=console(), auto_refresh=False) as live:
-        while True:
-            time.sleep(interval)
-            live.update(_sessions_table(list_sessions(url, all)), refresh=True)
+        print(f"refreshing every {float(interval):g}s; Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            while True:
+                time.sleep(float(interval))
+                live.update(_sessions_table(list_sessions(url, all)), refresh=True)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch ends
 
 
 def _sessions_table(rows: list[dict]):

@@ -184,6 +184,24 @@ def test_sessions_table_and_json(inv, dev, database_url):
     assert "checkpointer" in {r["backend_type"] for r in json.loads(everything.stdout)}
 
 
+def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev, database_url):
+    import signal
+    import time
+
+    with psycopg.connect(database_url, application_name="watched-app"):
+        watch = subprocess.Popen(
+            [str(INV), "db.sessions", "--watch", "--interval", "0.2"],
+            cwd=ROOT, env={**base_env, **dev}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert watch.stderr.readline() == "refreshing every 0.2s; Ctrl-C to stop\n"
+        time.sleep(0.5)  # a refresh or two
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, err
+    assert "watched-app" in out
+    assert "Traceback" not in err
+
+
 def test_kill_ends_other_sessions(inv, dev, database_url):
     holder = psycopg.connect(database_url)
     pid = holder.info.backend_pid
