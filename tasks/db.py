@@ -65,7 +65,8 @@ def connect(c, prod=False, command=None):
     """Open psql on the app database (password kept out of `ps`)."""
     from cruddur import psql
 
-    code = psql.run(_target(prod).url, ["-c", command] if command else [])
+    target = _target(prod)
+    code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.environment == "local")
     if code:
         raise Exit(code=code)
 
