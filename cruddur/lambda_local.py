@@ -64,7 +64,8 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
     except handler.MissingAttribute as e:
         raise EventError(f"{event_path.name}: {e}") from None
     except handler.UserNotSaved as e:
-        raise DatabaseError(str(e)) from None
+        hint = " (load the schema first: inv db.setup)" if isinstance(e.__cause__, psycopg.errors.UndefinedTable) else ""
+        raise DatabaseError(f"{e}{hint}") from None
     finally:
         handler.log.removeHandler(lines)
         handler.close_connection()
