@@ -226,7 +226,8 @@ def _zip(entries: dict[str, bytes]) -> bytes:
             info.create_system = 3  # Unix, so that the mode below is honoured
             info.external_attr = _mode(name) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name], compresslevel=9)  # smallest; costs about a second per build
+            # zlib's default level: level 9 saves 0.3% of the size for three times the time.
+            archive.writestr(info, entries[name], compresslevel=6)
     return buffer.getvalue()
 
 

@@ -97,3 +97,17 @@ def test_invoke_on_a_database_without_the_schema_says_what_to_do(inv, database_u
     assert result.stderr.strip().endswith(
         'UndefinedTable (SQLSTATE 42P01): relation "public.users" does not exist (load the schema first: inv db.setup)'
     )
+
+
+def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = "import sys, tasks.lambda_; print(sorted({'boto3', 'psycopg', 'rich', 'requests'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=Path(__file__).resolve().parent.parent,
+        env=base_env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    assert result.stdout.strip() == "[]"
