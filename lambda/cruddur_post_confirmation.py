@@ -15,6 +15,9 @@ CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
 # Cognito gives a trigger 5 s in all; leave time for the insert and for one reconnect.
 CONNECT_TIMEOUT_SECONDS = 3
+# A reused connection whose server vanished (failover) would otherwise wait minutes for TCP to
+# give up on an unacknowledged send; after 1 s the send fails and we reconnect instead.
+TCP_USER_TIMEOUT_MS = 1000
 
 # request.userAttributes key -> users column. Cognito retries a slow or failed trigger up to
 # 3 times, so the insert must be idempotent: a retried event finds its row and does nothing.
@@ -99,6 +102,7 @@ def _connect(connection_url: str) -> psycopg.Connection:
     return psycopg.connect(
         connection_url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        tcp_user_timeout=TCP_USER_TIMEOUT_MS,
         autocommit=True,
         application_name="cruddur-post-confirmation",
     )
