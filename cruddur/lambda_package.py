@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,10 +40,10 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644
 EXECUTABLE_MODE = 0o100755
 
-# What the runtime never reads: byte code (Lambda compiles on import), type stubs, C headers and
-# sources, console scripts. From each *.dist-info only METADATA (importlib.metadata reads it:
-# psycopg.__version__ does) and the licence files stay.
-DROPPED_DIRS = {"__pycache__", "bin", "include"}
+# What the runtime never reads: byte code (the build's Python need not be the runtime's, whose
+# byte code differs), type stubs, C headers and sources, console scripts. From each *.dist-info
+# only METADATA (importlib.metadata reads it: psycopg.__version__ does) and the licences stay.
+DROPPED_TOP_DIRS = {"bin", "include"}
 DROPPED_SUFFIXES = {".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".h"}
 DROPPED_NAMES = {"py.typed"}
 LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
@@ -186,8 +188,6 @@ def _pip_reason(result: subprocess.CompletedProcess) -> str:
 
 
 def _empty(folder: Path) -> None:
-    import shutil
-
     shutil.rmtree(folder)
     folder.mkdir()
 
@@ -205,7 +205,7 @@ def _entries(site: Path) -> dict[str, bytes]:
 
 
 def _needed(name: PurePosixPath) -> bool:
-    if DROPPED_DIRS.intersection(name.parts[:-1]) or name.name in DROPPED_NAMES:
+    if name.parts[0] in DROPPED_TOP_DIRS or "__pycache__" in name.parts or name.name in DROPPED_NAMES:
         return False
     if name.suffix in DROPPED_SUFFIXES:
         return False
@@ -217,8 +217,6 @@ def _needed(name: PurePosixPath) -> bool:
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(entries):
@@ -232,8 +230,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 def _mode(name: str) -> int:
-    # Shared libraries are mapped, not executed, but 755 is what their wheels ship and what
-    # Lambda's own layers use; everything else is plain data.
+    # Shared libraries keep the 755 their wheels give them; everything else is plain data.
     return EXECUTABLE_MODE if ".so" in PurePosixPath(name).suffixes else FILE_MODE
 
 
