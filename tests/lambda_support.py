@@ -1,5 +1,8 @@
 """Fixtures and helpers for the Lambda tests: the handler module, sample events, one wheel
-cache and one built package per test session (so the suite downloads wheels once)."""
+cache and one built package per test session (so the suite downloads wheels once).
+
+Test modules load it with `pytest_plugins = ["lambda_support"]`: registered once as a plugin,
+its session fixtures are shared by all of them (imported into each module, they would not be)."""
 
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def handler():
+def post_confirmation():
     """A freshly imported handler module (cold start), its connection closed afterwards."""
     module = lambda_local.load_handler()
     yield module
@@ -57,7 +60,7 @@ def handler():
 
 
 @pytest.fixture
-def silent_server():
+def silent_port():
     """A TCP port that accepts connections and never answers: only the connect timeout ends a wait."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,20 +69,20 @@ def silent_server():
 
 
 @pytest.fixture(scope="session")
-def wheel_cache():
+def lambda_wheel_cache():
     folder = Path(tempfile.mkdtemp(prefix="cruddur-wheels-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def local_package(wheel_cache):
+def lambda_zip(lambda_wheel_cache):
     """The function's zip, built once for this machine's Python and architecture."""
     folder = Path(tempfile.mkdtemp(prefix="cruddur-zip-"))
     yield lambda_package.build(
         runtime=LOCAL_RUNTIME,
         architecture=LOCAL_ARCHITECTURE,
         output=folder / "cruddur-post-confirmation.zip",
-        wheel_cache=wheel_cache,
+        wheel_cache=lambda_wheel_cache,
     )
     shutil.rmtree(folder, ignore_errors=True)

@@ -12,7 +12,8 @@ from moto.server import ThreadedMotoServer
 
 from cruddur import lambda_deploy
 from cruddur.errors import AwsError
-from lambda_support import local_package, wheel_cache  # noqa: F401
+
+pytest_plugins = ["lambda_support"]
 
 REGION = "us-east-1"
 FUNCTION = "cruddur-post-confirmation"
@@ -55,44 +56,44 @@ def aws(monkeypatch):
         yield boto3.client("lambda", region_name=REGION)
 
 
-def test_deploy_uploads_the_package_and_aligns_handler_and_runtime(aws, local_package):
+def test_deploy_uploads_the_package_and_aligns_handler_and_runtime(aws, lambda_zip):
     create_function({"region_name": REGION}, runtime="python3.9")
 
-    deployment = lambda_deploy.deploy(local_package)
+    deployment = lambda_deploy.deploy(lambda_zip)
 
     config = aws.get_function_configuration(FunctionName=FUNCTION)
-    assert config["CodeSha256"] == local_package.code_sha256
+    assert config["CodeSha256"] == lambda_zip.code_sha256
     assert config["Handler"] == "cruddur_post_confirmation.lambda_handler"
-    assert config["Runtime"] == local_package.runtime
+    assert config["Runtime"] == lambda_zip.runtime
     assert (deployment.code, deployment.changed) == ("updated", ("Handler", "Runtime"))
 
 
-def test_a_second_deploy_of_the_same_bytes_is_skipped(aws, local_package):
+def test_a_second_deploy_of_the_same_bytes_is_skipped(aws, lambda_zip):
     create_function({"region_name": REGION})
-    lambda_deploy.deploy(local_package)
+    lambda_deploy.deploy(lambda_zip)
     modified = aws.get_function_configuration(FunctionName=FUNCTION)["LastModified"]
 
-    again = lambda_deploy.deploy(local_package)
+    again = lambda_deploy.deploy(lambda_zip)
 
     assert (again.code, again.changed) == ("unchanged", ())
     assert aws.get_function_configuration(FunctionName=FUNCTION)["LastModified"] == modified
 
 
-def test_set_env_puts_the_url_in_connection_url_and_keeps_other_variables(aws, local_package):
+def test_set_env_puts_the_url_in_connection_url_and_keeps_other_variables(aws, lambda_zip):
     create_function({"region_name": REGION}, variables={"LOG_LEVEL": "debug"})
 
-    deployment = lambda_deploy.deploy(local_package, connection_url=SECRET_URL)
+    deployment = lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL)
 
     variables = aws.get_function_configuration(FunctionName=FUNCTION)["Environment"]["Variables"]
     assert variables == {"LOG_LEVEL": "debug", "CONNECTION_URL": SECRET_URL}
     assert "CONNECTION_URL" in deployment.changed
     assert SECRET_URL not in repr(deployment)
-    assert lambda_deploy.deploy(local_package, connection_url=SECRET_URL).changed == ()
+    assert lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL).changed == ()
 
 
-def test_a_missing_function_is_one_line_with_the_aws_error_code(aws, local_package):
+def test_a_missing_function_is_one_line_with_the_aws_error_code(aws, lambda_zip):
     with pytest.raises(AwsError) as raised:
-        lambda_deploy.deploy(local_package, function="no-such-function")
+        lambda_deploy.deploy(lambda_zip, function="no-such-function")
 
     message = str(raised.value)
     assert message.startswith("could not read function no-such-function: ResourceNotFoundException:")
@@ -100,13 +101,13 @@ def test_a_missing_function_is_one_line_with_the_aws_error_code(aws, local_packa
     assert "\n" not in message
 
 
-def test_no_region_is_a_clear_error(monkeypatch, local_package):
+def test_no_region_is_a_clear_error(monkeypatch, lambda_zip):
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
 
     with pytest.raises(AwsError, match="no AWS region; export AWS_DEFAULT_REGION="):
-        lambda_deploy.deploy(local_package)
+        lambda_deploy.deploy(lambda_zip)
 
 
 # `inv lambda.deploy` as a user runs it, against a moto server on 127.0.0.1.

@@ -16,15 +16,9 @@ import pytest
 
 from cruddur import lambda_package
 from cruddur.lambda_package import PackageError
-from lambda_support import (  # noqa: F401
-    LOCAL_ARCHITECTURE,
-    LOCAL_RUNTIME,
-    closed_port,
-    local_package,
-    sample_event,
-    users,
-    wheel_cache,
-)
+from lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, closed_port, sample_event, users
+
+pytest_plugins = ["lambda_support"]
 
 # Run in a child that sees only the zip's contents and the standard library: -I ignores
 # PYTHON* variables and the user's site, -S skips site-packages (the venv's psycopg).
@@ -39,8 +33,8 @@ print(json.dumps({"returned": returned, "psycopg": psycopg.__file__, "impl": psy
 """
 
 
-def test_the_zip_runs_on_its_own_against_the_database(local_package, schema_url, tmp_path):
-    with zipfile.ZipFile(local_package.path) as archive:
+def test_the_zip_runs_on_its_own_against_the_database(lambda_zip, schema_url, tmp_path):
+    with zipfile.ZipFile(lambda_zip.path) as archive:
         archive.extractall(tmp_path / "task")
     event = sample_event()
     env = {"CONNECTION_URL": schema_url, "PATH": os.environ.get("PATH", "")}
@@ -60,8 +54,8 @@ def test_the_zip_runs_on_its_own_against_the_database(local_package, schema_url,
     assert users(schema_url) == [(user["name"], user["email"], user["preferred_username"], user["sub"])]
 
 
-def test_the_zip_holds_the_handler_at_its_root_and_nothing_the_runtime_does_not_need(local_package):
-    with zipfile.ZipFile(local_package.path) as archive:
+def test_the_zip_holds_the_handler_at_its_root_and_nothing_the_runtime_does_not_need(lambda_zip):
+    with zipfile.ZipFile(lambda_zip.path) as archive:
         names = archive.namelist()
         infos = archive.infolist()
 
@@ -75,39 +69,39 @@ def test_the_zip_holds_the_handler_at_its_root_and_nothing_the_runtime_does_not_
     assert names == sorted(names)
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
     assert {info.external_attr >> 16 for info in infos} <= {0o100644, 0o100755}
-    assert local_package.files == len(names)
-    assert local_package.unzipped_size == sum(info.file_size for info in infos)
+    assert lambda_zip.files == len(names)
+    assert lambda_zip.unzipped_size == sum(info.file_size for info in infos)
 
 
-def test_the_package_reports_lambdas_code_sha256(local_package):
-    data = local_package.path.read_bytes()
+def test_the_package_reports_lambdas_code_sha256(lambda_zip):
+    data = lambda_zip.path.read_bytes()
 
-    assert local_package.code_sha256 == base64.b64encode(hashlib.sha256(data).digest()).decode()
-    assert local_package.size == len(data)
-    assert (local_package.runtime, local_package.architecture) == (LOCAL_RUNTIME, LOCAL_ARCHITECTURE)
-    assert local_package.handler == "cruddur_post_confirmation.lambda_handler"
+    assert lambda_zip.code_sha256 == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert lambda_zip.size == len(data)
+    assert (lambda_zip.runtime, lambda_zip.architecture) == (LOCAL_RUNTIME, LOCAL_ARCHITECTURE)
+    assert lambda_zip.handler == "cruddur_post_confirmation.lambda_handler"
 
 
-def test_two_builds_give_the_same_bytes_whatever_the_mtimes(wheel_cache, tmp_path):
+def test_two_builds_give_the_same_bytes_whatever_the_mtimes(lambda_wheel_cache, tmp_path):
     handler_file = tmp_path / "cruddur_post_confirmation.py"
     shutil.copy(lambda_package.HANDLER_FILE, handler_file)
 
-    first = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "a.zip", wheel_cache, handler_file)
+    first = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "a.zip", lambda_wheel_cache, handler_file)
     os.utime(handler_file, (1_900_000_000, 1_900_000_000))
     handler_file.chmod(0o600)
-    second = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "b.zip", wheel_cache, handler_file)
+    second = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "b.zip", lambda_wheel_cache, handler_file)
 
     assert first.path.read_bytes() == second.path.read_bytes()
     assert first.code_sha256 == second.code_sha256
 
 
-def test_a_changed_handler_changes_the_sha(local_package, wheel_cache, tmp_path):
+def test_a_changed_handler_changes_the_sha(lambda_zip, lambda_wheel_cache, tmp_path):
     handler_file = tmp_path / "cruddur_post_confirmation.py"
     handler_file.write_bytes(lambda_package.HANDLER_FILE.read_bytes() + b"\n# changed\n")
 
-    changed = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "c.zip", wheel_cache, handler_file)
+    changed = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "c.zip", lambda_wheel_cache, handler_file)
 
-    assert changed.code_sha256 != local_package.code_sha256
+    assert changed.code_sha256 != lambda_zip.code_sha256
 
 
 @pytest.fixture
@@ -122,10 +116,10 @@ def no_network_for_pip(monkeypatch):
     monkeypatch.setenv("PIP_TIMEOUT", "2")
 
 
-def test_a_rebuild_from_the_wheel_cache_works_offline(local_package, wheel_cache, tmp_path, no_network_for_pip):
-    rebuilt = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "offline.zip", wheel_cache)
+def test_a_rebuild_from_the_wheel_cache_works_offline(lambda_zip, lambda_wheel_cache, tmp_path, no_network_for_pip):
+    rebuilt = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "offline.zip", lambda_wheel_cache)
 
-    assert rebuilt.code_sha256 == local_package.code_sha256
+    assert rebuilt.code_sha256 == lambda_zip.code_sha256
 
 
 def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
@@ -138,18 +132,18 @@ def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
     assert not (tmp_path / "x.zip").exists()
 
 
-def test_over_lambdas_zipped_limit_is_refused(wheel_cache, tmp_path):
+def test_over_lambdas_zipped_limit_is_refused(lambda_wheel_cache, tmp_path):
     with pytest.raises(PackageError, match=r"the zip would be 4\.\d MB, over Lambda's limit of 1\.0 MB"):
         lambda_package.build(
-            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", wheel_cache, max_zipped_bytes=1024 * 1024
+            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_zipped_bytes=1024 * 1024
         )
     assert not (tmp_path / "big.zip").exists()
 
 
-def test_over_lambdas_unzipped_limit_is_refused(wheel_cache, tmp_path):
+def test_over_lambdas_unzipped_limit_is_refused(lambda_wheel_cache, tmp_path):
     with pytest.raises(PackageError, match=r"would unzip to \d+\.\d MB, over Lambda's limit of 2\.0 MB"):
         lambda_package.build(
-            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", wheel_cache, max_unzipped_bytes=2 * 1024 * 1024
+            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_unzipped_bytes=2 * 1024 * 1024
         )
     assert not (tmp_path / "big.zip").exists()
 
