@@ -1,0 +1,115 @@
+"""Upload the post-confirmation zip to its existing Lambda function, and align its settings.
+
+boto3 is imported here only, on the deploy path. Credentials and region are boto3's own
+(AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import AwsError
+from .lambda_package import FUNCTION_NAME, Package
+
+CONNECTION_VARIABLE = "CONNECTION_URL"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    function: str
+    code: str  # "updated" or "unchanged"
+    code_sha256: str
+    changed: tuple[str, ...] = ()  # settings brought in line: Handler, Runtime, CONNECTION_URL
+
+
+def client():
+    """A Lambda client from boto3's own configuration."""
+    import boto3
+
+    return _aws_call("create the Lambda client", lambda: boto3.client("lambda"))
+
+
+def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str | None = None, lambda_client=None) -> Deployment:
+    """Upload the package unless the function already runs these exact bytes; then make the
+    function's handler, runtime (and CONNECTION_URL, when given) match. Waits for each update."""
+    lambda_client = lambda_client or client()
+    current = _aws_call(
+        f"read function {function}", lambda: lambda_client.get_function(FunctionName=function)["Configuration"]
+    )
+    if current.get("LastUpdateStatus") == "InProgress":
+        # Lambda refuses a second update while one is running (ResourceConflictException).
+        _wait_updated(lambda_client, function)
+
+    code = "unchanged"
+    if current.get("CodeSha256") != package.code_sha256:
+        zipped = package.path.read_bytes()
+        updated = _aws_call(
+            f"upload the code of {function}",
+            lambda: lambda_client.update_function_code(
+                FunctionName=function, ZipFile=zipped, Architectures=[package.architecture]
+            ),
+        )
+        _wait_updated(lambda_client, function)
+        if updated.get("CodeSha256") != package.code_sha256:
+            raise AwsError(
+                f"function {function} reports CodeSha256 {updated.get('CodeSha256')} after the upload,"
+                f" not the package's {package.code_sha256}"
+            )
+        code = "updated"
+
+    changes, changed = _configuration_changes(current, package, connection_url)
+    if changes:
+        _aws_call(
+            f"update the configuration of {function}",
+            lambda: lambda_client.update_function_configuration(FunctionName=function, **changes),
+        )
+        _wait_updated(lambda_client, function)
+    return Deployment(function, code, package.code_sha256, changed)
+
+
+def _configuration_changes(current: dict, package: Package, connection_url: str | None) -> tuple[dict, tuple[str, ...]]:
+    changes: dict = {}
+    changed: list[str] = []
+    if current.get("Handler") != package.handler:
+        changes["Handler"] = package.handler
+        changed.append("Handler")
+    if current.get("Runtime") != package.runtime:
+        changes["Runtime"] = package.runtime
+        changed.append("Runtime")
+    if connection_url is not None:
+        variables = dict((current.get("Environment") or {}).get("Variables") or {})
+        if variables.get(CONNECTION_VARIABLE) != connection_url:
+            # The API replaces the whole set: keep the function's other variables.
+            variables[CONNECTION_VARIABLE] = connection_url
+            changes["Environment"] = {"Variables": variables}
+            changed.append(CONNECTION_VARIABLE)
+    return changes, tuple(changed)
+
+
+def _wait_updated(lambda_client, function: str) -> None:
+    waiter = lambda_client.get_waiter("function_updated_v2")
+    _aws_call(f"wait for function {function} to finish updating", lambda: waiter.wait(FunctionName=function))
+
+
+def _aws_call(action: str, call):
+    """Run a boto3 call; AWS's answer (or boto3's complaint) becomes one AwsError line."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, WaiterError
+
+    try:
+        return call()
+    except ClientError as e:
+        error = e.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        message = " ".join(str(error.get("Message", "")).split())
+        hint = ""
+        if code == "ResourceNotFoundException":
+            hint = " (create the function first; this task only updates an existing one)"
+        raise AwsError(f"could not {action}: {code}: {message}{hint}") from None
+    except WaiterError as e:
+        raise AwsError(f"could not {action}: {' '.join(str(e).split())}") from None
+    except NoRegionError:
+        raise AwsError(f"could not {action}: no AWS region; export AWS_DEFAULT_REGION=us-east-1") from None
+    except NoCredentialsError:
+        raise AwsError(f"could not {action}: no AWS credentials (aws configure, or AWS_PROFILE)") from None
+    except BotoCoreError as e:
+        raise AwsError(f"could not {action}: {type(e).__name__}: {' '.join(str(e).split())}") from None

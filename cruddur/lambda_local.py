@@ -1,0 +1,94 @@
+"""Run the post-confirmation handler here, on a sample event, against a database we choose."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from .config import PROJECT_ROOT
+from .errors import CruddurError, DatabaseError
+from .lambda_package import HANDLER_FILE
+
+EVENTS_DIR = PROJECT_ROOT / "lambda" / "events"
+DEFAULT_EVENT = EVENTS_DIR / "confirm_sign_up.json"
+
+
+class EventError(CruddurError):
+    """The sample event cannot be read, or lacks what the handler needs."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    trigger: str | None
+    sub: str | None
+    returned_unchanged: bool
+    row: dict | None  # the users row for the event's sub, after the call
+    log: list[str] = field(default_factory=list)
+
+
+def load_handler(path: Path = HANDLER_FILE) -> ModuleType:
+    """A fresh copy of the handler module, loaded by file path (lambda/ is no package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_event(path: Path) -> dict:
+    try:
+        event = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EventError(f"no event file at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EventError(f"{path} is not JSON: {e}") from None
+    if not isinstance(event, dict):
+        raise EventError(f"{path} holds no Cognito event (expected a JSON object)")
+    return event
+
+
+def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_FILE) -> Invocation:
+    """Call the handler once on the event, then read back the user's row."""
+    import psycopg
+
+    event = read_event(event_path)
+    handler = load_handler(handler_file)
+    lines = _LogLines()
+    handler.log.addHandler(lines)
+    original = json.loads(json.dumps(event))
+    try:
+        returned = handler.handle(event, connection_url)
+    except handler.MissingAttribute as e:
+        raise EventError(f"{event_path.name}: {e}") from None
+    except handler.UserNotSaved as e:
+        hint = " (load the schema first: inv db.setup)" if isinstance(e.__cause__, psycopg.errors.UndefinedTable) else ""
+        raise DatabaseError(f"{e}{hint}") from None
+    finally:
+        handler.log.removeHandler(lines)
+        handler.close_connection()
+
+    sub = (event.get("request", {}).get("userAttributes") or {}).get("sub")
+    try:
+        with psycopg.connect(connection_url, connect_timeout=5) as conn:
+            cursor = conn.execute(
+                "SELECT uuid, display_name, handle, email, cognito_user_id, created_at"
+                " FROM public.users WHERE cognito_user_id = %s",
+                (sub,),
+            )
+            found = cursor.fetchone()
+            row = dict(zip([c.name for c in cursor.description], found)) if found else None
+    except psycopg.Error as e:
+        raise DatabaseError(f"could not read the users row back: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from None
+    return Invocation(event.get("triggerSource"), sub, returned == original, row, lines.lines)
+
+
+class _LogLines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())

@@ -1,0 +1,238 @@
+"""The post-confirmation function's zip: the handler plus psycopg[binary] for Lambda's platform.
+
+The zip is reproducible: the same handler, requirements, runtime and architecture give the same
+bytes (so the same CodeSha256), whatever the files' mtimes or the umask. Downloaded wheels are
+cached, so a rebuild is quick and needs no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .config import PROJECT_ROOT
+from .errors import CruddurError
+
+FUNCTION_NAME = "cruddur-post-confirmation"
+HANDLER = "cruddur_post_confirmation.lambda_handler"
+HANDLER_FILE = PROJECT_ROOT / "lambda" / "cruddur_post_confirmation.py"
+REQUIREMENTS_FILE = PROJECT_ROOT / "lambda" / "requirements.txt"
+DEFAULT_OUTPUT = PROJECT_ROOT / "dist" / "cruddur-post-confirmation.zip"
+DEFAULT_WHEEL_CACHE = PROJECT_ROOT / ".cache" / "lambda-wheels"
+DEFAULT_RUNTIME = "python3.12"
+ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}  # Lambda's name -> the wheel tags' name
+
+# Lambda's limits for a zip uploaded directly: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+MAX_ZIPPED_BYTES = 50 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+
+# Every entry gets the same time (the earliest a zip can store) and one of two modes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o100644
+EXECUTABLE_MODE = 0o100755
+
+# What the runtime never reads: byte code (the build's Python need not be the runtime's, whose
+# byte code differs), type stubs, C headers and sources, console scripts. From each *.dist-info
+# only METADATA (importlib.metadata reads it: psycopg.__version__ does) and the licences stay.
+DROPPED_TOP_DIRS = {"bin", "include"}
+DROPPED_SUFFIXES = {".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".h"}
+DROPPED_NAMES = {"py.typed"}
+LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+
+
+class PackageError(CruddurError):
+    """The zip could not be built (pip failed, bad runtime, over Lambda's limits)."""
+
+
+@dataclass(frozen=True)
+class Package:
+    path: Path
+    size: int  # bytes, zipped
+    unzipped_size: int
+    files: int
+    code_sha256: str  # base64 SHA-256 of the zip: what Lambda reports as CodeSha256
+    runtime: str
+    architecture: str
+    handler: str = HANDLER
+
+
+def python_version(runtime: str) -> str:
+    """'python3.12' -> '3.12'; PackageError for anything that is not a Python runtime name."""
+    match = re.fullmatch(r"python(3\.\d+)", runtime)
+    if not match:
+        raise PackageError(f"runtime {runtime!r} is not a Lambda Python runtime (expected e.g. {DEFAULT_RUNTIME})")
+    return match.group(1)
+
+
+def platform_tags(runtime: str, architecture: str) -> list[str]:
+    """The wheel platforms the runtime's OS can load, most specific first: manylinux2014, and
+    the manylinux_2_X tags up to its glibc (some wheels, psycopg-binary's aarch64 ones among
+    them, exist only as manylinux_2_28)."""
+    try:
+        machine = ARCHITECTURES[architecture]
+    except KeyError:
+        raise PackageError(
+            f"architecture {architecture!r} is not one of Lambda's: {', '.join(ARCHITECTURES)}"
+        ) from None
+    minor = int(python_version(runtime).split(".")[1])
+    # python3.12 and later run on Amazon Linux 2023 (glibc 2.34), older ones on Amazon Linux 2 (2.26).
+    glibc_minor = 34 if minor >= 12 else 26
+    tags = [f"manylinux_2_{m}_{machine}" for m in range(glibc_minor, 17, -1)]
+    return tags + [f"manylinux2014_{machine}"]
+
+
+def code_sha256(data: bytes) -> str:
+    """Lambda's CodeSha256: the base64 (not hex) SHA-256 of the zip's bytes."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def build(
+    runtime: str = DEFAULT_RUNTIME,
+    architecture: str = "x86_64",
+    output: Path = DEFAULT_OUTPUT,
+    wheel_cache: Path = DEFAULT_WHEEL_CACHE,
+    handler_file: Path = HANDLER_FILE,
+    requirements: Path = REQUIREMENTS_FILE,
+    max_zipped_bytes: int = MAX_ZIPPED_BYTES,
+    max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
+) -> Package:
+    """Build the function's zip at `output` and describe it."""
+    target = _PipTarget(python_version(runtime), tuple(platform_tags(runtime, architecture)), architecture)
+    if not handler_file.is_file():
+        raise PackageError(f"the handler {handler_file} does not exist")
+    with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
+        site = Path(staging)
+        _install(requirements, site, wheel_cache, target)
+        entries = _entries(site)
+    entries[handler_file.name] = handler_file.read_bytes()
+    unzipped = sum(len(data) for data in entries.values())
+    if unzipped > max_unzipped_bytes:
+        raise PackageError(
+            f"the function would unzip to {_mb(unzipped)}, over Lambda's limit of {_mb(max_unzipped_bytes)}"
+        )
+    data = _zip(entries)
+    if len(data) > max_zipped_bytes:
+        raise PackageError(
+            f"the zip would be {_mb(len(data))}, over Lambda's limit of {_mb(max_zipped_bytes)} for a direct upload"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(output)
+    return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture)
+
+
+@dataclass(frozen=True)
+class _PipTarget:
+    python_version: str
+    platforms: tuple[str, ...]
+    architecture: str
+
+    def options(self) -> list[str]:
+        platforms = [option for tag in self.platforms for option in ("--platform", tag)]
+        return [
+            *platforms,
+            "--implementation", "cp",
+            "--python-version", self.python_version,
+            "--only-binary=:all:",
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"Python {self.python_version} on Linux {self.architecture}"
+
+
+def _install(requirements: Path, site: Path, wheel_cache: Path, target: _PipTarget) -> None:
+    """pip-install the requirements for the target platform into `site`, from the wheel cache;
+    download into the cache first only when it lacks something."""
+    install = ["install", "--target", str(site), "--no-compile", "--no-warn-script-location",
+               "-r", str(requirements), *target.options()]  # fmt: skip
+    offline = ["--no-index", "--find-links", str(wheel_cache)]
+    if wheel_cache.is_dir() and any(wheel_cache.glob("*.whl")):
+        if _pip(install + offline).returncode == 0:
+            return
+        # A failed install can leave a partial tree behind; start again from an empty one.
+        _empty(site)
+    wheel_cache.mkdir(parents=True, exist_ok=True)
+    download = _pip(["download", "--dest", str(wheel_cache), "-r", str(requirements), *target.options()])
+    if download.returncode != 0:
+        raise PackageError(f"pip could not download the wheels for {target}: {_pip_reason(download)}")
+    result = _pip(install + offline)
+    if result.returncode != 0:
+        raise PackageError(f"pip could not install the wheels for {target}: {_pip_reason(result)}")
+
+
+def _pip(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _pip_reason(result: subprocess.CompletedProcess) -> str:
+    """pip's own last ERROR line: the one that says what went wrong."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    reason = (errors or lines or [f"exit code {result.returncode}"])[-1]
+    return reason.removeprefix("ERROR:").strip()
+
+
+def _empty(folder: Path) -> None:
+    shutil.rmtree(folder)
+    folder.mkdir()
+
+
+def _entries(site: Path) -> dict[str, bytes]:
+    """The installed files the runtime needs, by their path inside the zip."""
+    entries = {}
+    for path in site.rglob("*"):
+        if path.is_dir() or path.is_symlink():
+            continue
+        name = PurePosixPath(path.relative_to(site).as_posix())
+        if _needed(name):
+            entries[str(name)] = path.read_bytes()
+    return entries
+
+
+def _needed(name: PurePosixPath) -> bool:
+    if name.parts[0] in DROPPED_TOP_DIRS or "__pycache__" in name.parts or name.name in DROPPED_NAMES:
+        return False
+    if name.suffix in DROPPED_SUFFIXES:
+        return False
+    metadata_dir = next((part for part in name.parts if part.endswith(".dist-info")), None)
+    if metadata_dir is not None:
+        inner = name.parts[name.parts.index(metadata_dir) + 1 :]
+        return inner == ("METADATA",) or inner[0] == "licenses" or inner[0].upper().startswith(LICENCE_NAMES)
+    return True
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.create_system = 3  # Unix, so that the mode below is honoured
+            info.external_attr = _mode(name) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            # zlib's default level: level 9 saves 0.3% of the size for three times the time.
+            archive.writestr(info, entries[name], compresslevel=6)
+    return buffer.getvalue()
+
+
+def _mode(name: str) -> int:
+    # Shared libraries keep the 755 their wheels give them; everything else is plain data.
+    return EXECUTABLE_MODE if ".so" in PurePosixPath(name).suffixes else FILE_MODE
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"

@@ -1,0 +1,204 @@
+"""The post-confirmation handler against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+
+import psycopg
+import pytest
+
+from cruddur import lambda_local
+from lambda_support import closed_port, sample_event, users
+
+pytest_plugins = ["lambda_support"]
+
+LOGGER = "cruddur_post_confirmation"
+
+
+def test_confirm_sign_up_inserts_the_user_and_returns_the_event_unchanged(post_confirmation, schema_url):
+    event = sample_event(name="Londo Mollari", email="londo@example.com")
+    before = copy.deepcopy(event)
+
+    returned = post_confirmation.handle(event, schema_url)
+
+    assert returned == before
+    user = event["request"]["userAttributes"]
+    assert users(schema_url) == [("Londo Mollari", "londo@example.com", user["preferred_username"], user["sub"])]
+
+
+def test_lambda_handler_reads_connection_url_from_its_environment(post_confirmation, schema_url, monkeypatch):
+    monkeypatch.setenv("CONNECTION_URL", schema_url)
+    event = sample_event()
+
+    assert post_confirmation.lambda_handler(event, None) is event
+    assert len(users(schema_url)) == 1
+
+
+def test_lambda_handler_without_connection_url_says_so(post_confirmation, monkeypatch):
+    monkeypatch.delenv("CONNECTION_URL", raising=False)
+
+    with pytest.raises(RuntimeError, match="CONNECTION_URL is not set"):
+        post_confirmation.lambda_handler(sample_event(), None)
+
+
+def test_a_repeated_event_leaves_one_row(post_confirmation, schema_url, caplog):
+    event = sample_event()
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    for _ in range(3):  # Cognito retries a slow or failed trigger
+        post_confirmation.handle(copy.deepcopy(event), schema_url)
+
+    assert len(users(schema_url)) == 1
+    outcomes = [record.getMessage().rsplit("outcome=", 1)[1] for record in caplog.records]
+    assert outcomes == ["inserted", "already-present", "already-present"]
+
+
+def test_forgot_password_inserts_nothing_and_needs_no_database(post_confirmation, schema_url):
+    event = sample_event("confirm_forgot_password.json")
+    before = copy.deepcopy(event)
+
+    assert post_confirmation.handle(event, schema_url) == before
+    assert users(schema_url) == []
+    # It does not even connect: a password reset must not fail because the database is away.
+    assert post_confirmation.handle(event, f"postgresql://nobody@127.0.0.1:{closed_port()}/cruddur") == before
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"name": "Robert'); DROP TABLE users;--", "preferred_username": "o'brien"},
+        {"name": 'Zoë "the" Quote\\', "email": "x'); DELETE FROM users; --@example.com"},
+        {"name": "%(sub)s %s {} $1", "preferred_username": "handle%s"},
+    ],
+)
+def test_quotes_and_sql_looking_text_are_stored_verbatim(post_confirmation, schema_url, attributes):
+    event = sample_event(**attributes)
+
+    post_confirmation.handle(event, schema_url)
+
+    user = event["request"]["userAttributes"]
+    assert users(schema_url) == [(user["name"], user["email"], user["preferred_username"], user["sub"])]
+
+
+@pytest.mark.parametrize("attribute", ["name", "email", "preferred_username", "sub"])
+def test_a_missing_attribute_is_a_clear_error_not_a_null_insert(post_confirmation, schema_url, attribute):
+    event = sample_event()
+    del event["request"]["userAttributes"][attribute]
+
+    with pytest.raises(KeyError) as raised:
+        post_confirmation.handle(event, schema_url)
+
+    assert isinstance(raised.value, post_confirmation.MissingAttribute)
+    assert str(raised.value) == f"request.userAttributes.{attribute} is missing or empty"
+    assert users(schema_url) == []
+
+
+def test_an_empty_attribute_is_missing_too(post_confirmation, schema_url):
+    with pytest.raises(post_confirmation.MissingAttribute, match="email"):
+        post_confirmation.handle(sample_event(email="  "), schema_url)
+    assert users(schema_url) == []
+
+
+def test_an_unreachable_database_raises_within_cognitos_five_seconds(post_confirmation):
+    started = time.monotonic()
+
+    with pytest.raises(post_confirmation.UserNotSaved) as raised:
+        post_confirmation.handle(sample_event(), f"postgresql://postgres@127.0.0.1:{closed_port()}/cruddur")
+
+    assert time.monotonic() - started < 5  # Cognito's own limit: a functional bound
+    assert isinstance(raised.value.__cause__, psycopg.OperationalError)
+    assert "OperationalError" in str(raised.value)
+
+
+def test_a_server_that_never_answers_is_given_up_on_within_five_seconds(post_confirmation, silent_port):
+    started = time.monotonic()
+
+    with pytest.raises(post_confirmation.UserNotSaved):
+        post_confirmation.handle(sample_event(), f"postgresql://postgres@127.0.0.1:{silent_port}/cruddur")
+
+    assert time.monotonic() - started < 5  # connect_timeout, not the OS's minutes-long default
+
+
+def test_a_failed_insert_raises_and_logs_no_personal_data(post_confirmation, schema_url, caplog):
+    post_confirmation.handle(sample_event(preferred_username="taken"), schema_url)
+    clash = sample_event(preferred_username="taken", name="Vir Cotto", email="vir@example.com")
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    caplog.clear()
+
+    with pytest.raises(post_confirmation.UserNotSaved) as raised:
+        post_confirmation.handle(clash, schema_url)
+
+    assert isinstance(raised.value.__cause__, psycopg.errors.UniqueViolation)
+    assert len(users(schema_url)) == 1
+    (line,) = [record.getMessage() for record in caplog.records]
+    sub = clash["request"]["userAttributes"]["sub"]
+    assert line.startswith(f"post-confirmation trigger=PostConfirmation_ConfirmSignUp sub={sub} outcome=failed")
+    for shown in (line, str(raised.value)):
+        assert "UniqueViolation" in shown
+        for personal in ("taken", "Vir Cotto", "vir@example.com"):
+            assert personal not in shown
+
+
+def test_the_log_line_names_trigger_and_sub_only(post_confirmation, schema_url, caplog):
+    event = sample_event(name="Lennier", email="lennier@example.com")
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    post_confirmation.handle(event, schema_url)
+
+    user = event["request"]["userAttributes"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"post-confirmation trigger=PostConfirmation_ConfirmSignUp sub={user['sub']} outcome=inserted"
+    ]
+
+
+def _backend_pid(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        (pid,) = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+            ("cruddur-post-confirmation",),
+        ).fetchone()
+    return pid
+
+
+def test_warm_invocations_reuse_one_connection(post_confirmation, schema_url):
+    post_confirmation.handle(sample_event(), schema_url)
+    first = _backend_pid(schema_url)
+    post_confirmation.handle(sample_event(), schema_url)
+
+    assert _backend_pid(schema_url) == first
+    assert len(users(schema_url)) == 2
+
+
+def test_a_dropped_connection_is_re_established(post_confirmation, schema_url):
+    post_confirmation.handle(sample_event(), schema_url)
+    dropped = _backend_pid(schema_url)
+    with psycopg.connect(schema_url) as admin:
+        (terminated,) = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            ("cruddur-post-confirmation",),
+        ).fetchone()
+    assert terminated
+
+    post_confirmation.handle(sample_event(), schema_url)
+
+    assert len(users(schema_url)) == 2
+    assert _backend_pid(schema_url) != dropped
+
+
+@pytest.mark.parametrize("name", ["confirm_sign_up.json", "confirm_forgot_password.json"])
+def test_sample_events_have_cognitos_documented_shape(name):
+    event = json.loads((lambda_local.EVENTS_DIR / name).read_text())
+
+    assert set(event) == {
+        "version", "region", "userPoolId", "userName", "callerContext", "triggerSource", "request", "response",
+    }  # fmt: skip
+    assert set(event["callerContext"]) == {"awsSdkVersion", "clientId"}
+    assert event["triggerSource"] == "PostConfirmation_" + (
+        "ConfirmSignUp" if name == "confirm_sign_up.json" else "ConfirmForgotPassword"
+    )
+    assert {"sub", "email", "name", "preferred_username"} <= set(event["request"]["userAttributes"])
+    assert event["response"] == {}

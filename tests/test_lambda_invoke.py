@@ -1,0 +1,113 @@
+"""`inv lambda.invoke`: the handler run locally on a sample event, against the chosen database."""
+
+from __future__ import annotations
+
+import json
+
+from cruddur import lambda_local
+from lambda_support import closed_port, sample_event, users
+
+
+def test_invoke_inserts_the_sample_user_and_shows_the_row(inv, schema_url):
+    result = inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    sample = json.loads(lambda_local.DEFAULT_EVENT.read_text())["request"]["userAttributes"]
+    assert users(schema_url) == [("Londo Mollari", "londo@example.com", "londo", sample["sub"])]
+    assert "confirm_sign_up.json on the dev database" in result.stdout
+    assert f"sub={sample['sub']} outcome=inserted" in result.stdout
+    assert "returned the event unchanged" in result.stdout
+    for shown in ("display_name", "Londo Mollari", "handle", "londo", sample["sub"]):
+        assert shown in result.stdout
+
+
+def test_invoke_twice_keeps_one_row(inv, schema_url):
+    inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+    again = inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+
+    assert again.returncode == 0, again.stderr
+    assert "outcome=already-present" in again.stdout
+    assert len(users(schema_url)) == 1
+
+
+def test_invoke_a_forgot_password_event_inserts_nothing(inv, schema_url):
+    path = lambda_local.EVENTS_DIR / "confirm_forgot_password.json"
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    assert "outcome=skipped" in result.stdout
+    assert "no users row for sub" in result.stdout
+    assert users(schema_url) == []
+
+
+def test_invoke_an_event_missing_an_attribute_is_one_line(inv, schema_url, tmp_path):
+    event = sample_event()
+    del event["request"]["userAttributes"]["email"]
+    path = tmp_path / "no_email.json"
+    path.write_text(json.dumps(event))
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: no_email.json: request.userAttributes.email is missing or empty"
+    assert users(schema_url) == []
+
+
+def test_invoke_a_file_that_is_not_an_event(inv, schema_url, tmp_path):
+    missing = inv("lambda.invoke", "--event", str(tmp_path / "nope.json"), env={"CONNECTION_URL": schema_url})
+    (tmp_path / "bad.json").write_text("{not json")
+    bad = inv("lambda.invoke", "--event", str(tmp_path / "bad.json"), env={"CONNECTION_URL": schema_url})
+
+    assert (missing.returncode, bad.returncode) == (1, 1)
+    assert missing.stderr.strip() == f"error: no event file at {tmp_path / 'nope.json'}"
+    assert bad.stderr.startswith(f"error: {tmp_path / 'bad.json'} is not JSON:")
+
+
+def test_invoke_on_an_unreachable_database_is_one_line_without_the_password(inv):
+    url = f"postgresql://postgres:hunter2-secret@127.0.0.1:{closed_port()}/cruddur"
+
+    result = inv("lambda.invoke", env={"CONNECTION_URL": url})
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: user 0f5d9c1e-3b7a-4c2e-9a61-5e8b7d4c2a10 not saved: OperationalError:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+def test_invoke_prod_needs_prod_connection_url(inv):
+    result = inv("lambda.invoke", "--prod")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set")
+
+
+def test_invoke_prod_uses_prod_connection_url(inv, schema_url):
+    result = inv("lambda.invoke", "--prod", env={"PROD_CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    assert "on the prod database" in result.stdout
+    assert len(users(schema_url)) == 1
+
+
+def test_invoke_on_a_database_without_the_schema_says_what_to_do(inv, database_url):
+    result = inv("lambda.invoke", env={"CONNECTION_URL": database_url})
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        'UndefinedTable (SQLSTATE 42P01): relation "public.users" does not exist (load the schema first: inv db.setup)'
+    )
+
+
+def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = "import sys, tasks.lambda_; print(sorted({'boto3', 'psycopg', 'rich', 'requests'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=Path(__file__).resolve().parent.parent,
+        env=base_env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    assert result.stdout.strip() == "[]"

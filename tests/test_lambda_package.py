@@ -1,0 +1,200 @@
+"""The function's zip: self-sufficient, lean, reproducible, within Lambda's limits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cruddur import lambda_package
+from cruddur.lambda_package import PackageError
+from lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, closed_port, sample_event, users
+
+pytest_plugins = ["lambda_support"]
+
+# Run in a child that sees only the zip's contents and the standard library: -I ignores
+# PYTHON* variables and the user's site, -S skips site-packages (the venv's psycopg).
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import cruddur_post_confirmation, psycopg
+event = json.loads(sys.stdin.read())
+returned = cruddur_post_confirmation.lambda_handler(event, None)
+print(json.dumps({"returned": returned, "psycopg": psycopg.__file__, "impl": psycopg.pq.__impl__,
+                  "version": psycopg.__version__}))
+"""
+
+
+def test_the_zip_runs_on_its_own_against_the_database(lambda_zip, schema_url, tmp_path):
+    with zipfile.ZipFile(lambda_zip.path) as archive:
+        archive.extractall(tmp_path / "task")
+    event = sample_event()
+    env = {"CONNECTION_URL": schema_url, "PATH": os.environ.get("PATH", "")}
+
+    child = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", CHILD, str(tmp_path / "task")],
+        input=json.dumps(event), capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result["returned"] == event
+    assert Path(result["psycopg"]).is_relative_to(tmp_path / "task")
+    assert result["impl"] == "binary"  # psycopg[binary]'s libpq, from the zip
+    assert result["version"] == "3.3.9"  # its METADATA is kept for importlib.metadata
+    user = event["request"]["userAttributes"]
+    assert users(schema_url) == [(user["name"], user["email"], user["preferred_username"], user["sub"])]
+
+
+def test_the_zip_holds_the_handler_at_its_root_and_nothing_the_runtime_does_not_need(lambda_zip):
+    with zipfile.ZipFile(lambda_zip.path) as archive:
+        names = archive.namelist()
+        infos = archive.infolist()
+
+    assert "cruddur_post_confirmation.py" in names
+    assert "psycopg/__init__.py" in names
+    assert any(name.startswith("psycopg_binary/") and ".so" in name for name in names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi", ".h", "py.typed"))]
+    metadata = [n for n in names if ".dist-info/" in n]
+    assert all(n.endswith("/METADATA") or "/licenses/" in n or "LICENSE" in n for n in metadata), metadata
+    assert not [n for n in names if n.endswith("/")]  # no directory entries
+    assert names == sorted(names)
+    assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {info.external_attr >> 16 for info in infos} <= {0o100644, 0o100755}
+    assert lambda_zip.files == len(names)
+    assert lambda_zip.unzipped_size == sum(info.file_size for info in infos)
+
+
+def test_the_package_reports_lambdas_code_sha256(lambda_zip):
+    data = lambda_zip.path.read_bytes()
+
+    assert lambda_zip.code_sha256 == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert lambda_zip.size == len(data)
+    assert (lambda_zip.runtime, lambda_zip.architecture) == (LOCAL_RUNTIME, LOCAL_ARCHITECTURE)
+    assert lambda_zip.handler == "cruddur_post_confirmation.lambda_handler"
+
+
+def test_two_builds_give_the_same_bytes_whatever_the_mtimes(lambda_wheel_cache, tmp_path):
+    handler_file = tmp_path / "cruddur_post_confirmation.py"
+    shutil.copy(lambda_package.HANDLER_FILE, handler_file)
+
+    first = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "a.zip", lambda_wheel_cache, handler_file)
+    os.utime(handler_file, (1_900_000_000, 1_900_000_000))
+    handler_file.chmod(0o600)
+    second = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "b.zip", lambda_wheel_cache, handler_file)
+
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.code_sha256 == second.code_sha256
+
+
+def test_a_changed_handler_changes_the_sha(lambda_zip, lambda_wheel_cache, tmp_path):
+    handler_file = tmp_path / "cruddur_post_confirmation.py"
+    handler_file.write_bytes(lambda_package.HANDLER_FILE.read_bytes() + b"\n# changed\n")
+
+    changed = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "c.zip", lambda_wheel_cache, handler_file)
+
+    assert changed.code_sha256 != lambda_zip.code_sha256
+
+
+@pytest.fixture
+def no_network_for_pip(monkeypatch):
+    """pip sees no configuration and an index that refuses connections: only the cache works."""
+    for name in list(os.environ):
+        if name.startswith("PIP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{closed_port()}/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+
+
+def test_a_rebuild_from_the_wheel_cache_works_offline(lambda_zip, lambda_wheel_cache, tmp_path, no_network_for_pip):
+    rebuilt = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "offline.zip", lambda_wheel_cache)
+
+    assert rebuilt.code_sha256 == lambda_zip.code_sha256
+
+
+def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
+    with pytest.raises(PackageError) as raised:
+        lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "x.zip", tmp_path / "empty-cache")
+
+    message = str(raised.value)
+    assert message.startswith(f"pip could not download the wheels for Python {LOCAL_RUNTIME[6:]} on Linux")
+    assert "\n" not in message
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_over_lambdas_zipped_limit_is_refused(lambda_wheel_cache, tmp_path):
+    with pytest.raises(PackageError, match=r"the zip would be 4\.\d MB, over Lambda's limit of 1\.0 MB"):
+        lambda_package.build(
+            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_zipped_bytes=1024 * 1024
+        )
+    assert not (tmp_path / "big.zip").exists()
+
+
+def test_over_lambdas_unzipped_limit_is_refused(lambda_wheel_cache, tmp_path):
+    with pytest.raises(PackageError, match=r"would unzip to \d+\.\d MB, over Lambda's limit of 2\.0 MB"):
+        lambda_package.build(
+            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_unzipped_bytes=2 * 1024 * 1024
+        )
+    assert not (tmp_path / "big.zip").exists()
+
+
+def test_lambdas_default_limits_are_50_and_250_mb():
+    assert lambda_package.MAX_ZIPPED_BYTES == 50 * 1024 * 1024
+    assert lambda_package.MAX_UNZIPPED_BYTES == 250 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("runtime", "architecture", "message"),
+    [
+        ("python3", "x86_64", "runtime 'python3' is not a Lambda Python runtime"),
+        ("nodejs20.x", "x86_64", "runtime 'nodejs20.x' is not a Lambda Python runtime"),
+        ("python3.12", "aarch64", "architecture 'aarch64' is not one of Lambda's: x86_64, arm64"),
+    ],
+)
+def test_a_bad_runtime_or_architecture_is_refused(tmp_path, runtime, architecture, message):
+    with pytest.raises(PackageError, match=message):
+        lambda_package.build(runtime, architecture, tmp_path / "x.zip", tmp_path / "cache")
+
+
+def test_platform_tags_follow_the_runtimes_os():
+    # python3.12+ run on Amazon Linux 2023 (glibc 2.34); older ones on Amazon Linux 2 (glibc 2.26).
+    new = lambda_package.platform_tags("python3.12", "arm64")
+    old = lambda_package.platform_tags("python3.11", "x86_64")
+
+    assert new[0] == "manylinux_2_34_aarch64" and "manylinux_2_28_aarch64" in new
+    assert new[-1] == "manylinux2014_aarch64"
+    assert old[0] == "manylinux_2_26_x86_64" and old[-1] == "manylinux2014_x86_64"
+    assert "manylinux_2_28_x86_64" not in old
+
+
+def test_inv_lambda_package_prints_path_size_files_and_code_sha256(inv):
+    result = inv("lambda.package", "--runtime", LOCAL_RUNTIME, "--arch", LOCAL_ARCHITECTURE, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    zip_path = Path(__file__).resolve().parent.parent / "dist" / "cruddur-post-confirmation.zip"
+    data = zip_path.read_bytes()
+    with zipfile.ZipFile(zip_path) as archive:
+        files = len(archive.namelist())
+    assert "dist/cruddur-post-confirmation.zip" in result.stdout
+    assert f"{len(data):,} bytes" in result.stdout
+    assert f"files       {files}" in result.stdout
+    assert base64.b64encode(hashlib.sha256(data).digest()).decode() in result.stdout
+
+
+def test_inv_lambda_package_with_a_bad_runtime_is_one_line(inv):
+    result = inv("lambda.package", "--runtime", "python2.7")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: runtime 'python2.7' is not a Lambda Python runtime (expected e.g. python3.12)"
+    )
