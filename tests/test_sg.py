@@ -141,3 +141,13 @@ def test_discover_with_several_candidates_prefers_the_gitpod_one_or_asks(rds, ec
 def test_discover_of_an_unknown_instance_is_an_aws_error(rds, ec2):
     with pytest.raises(AwsError, match="DBInstanceNotFound"):
         sg.discover(rds, ec2, "no-such-instance")
+
+
+def test_no_region_is_one_line(monkeypatch, tmp_path):
+    from cruddur import aws
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
+    with pytest.raises(AwsError, match="no AWS region .*export AWS_DEFAULT_REGION="):
+        aws.client("ec2")
