@@ -138,19 +138,22 @@ def status(c, identifier="cruddur-db-instance", json=False):
         return
     from rich.table import Table
 
-    table = Table(title=f"RDS instance {instance.identifier}")
-    for column in ("identifier", "status", "endpoint", "engine", "class", "storage", "public?", "security groups"):
-        table.add_column(column)
-    table.add_row(
-        instance.identifier,
-        instance.status,
-        instance.endpoint,
-        f"{instance.engine} {instance.engine_version}",
-        instance.instance_class,
-        f"{instance.storage_gb} GB {instance.storage_type}",
-        "yes" if instance.public else "no",
-        ", ".join(instance.security_groups) or "-",
+    # One row per field: it stays readable in an 80-column terminal, where eight columns would not.
+    table = Table(title=f"RDS instance {instance.identifier}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = (
+        ("identifier", instance.identifier),
+        ("status", instance.status),
+        ("endpoint", instance.endpoint),
+        ("engine", f"{instance.engine} {instance.engine_version}"),
+        ("class", instance.instance_class),
+        ("storage", f"{instance.storage_gb} GB {instance.storage_type}"),
+        ("public?", "yes" if instance.public else "no"),
+        ("security groups", ", ".join(instance.security_groups) or "-"),
     )
+    for name, value in rows:
+        table.add_row(name, value)
     console().print(table)
 
 
@@ -194,7 +197,7 @@ def stop(c, identifier="cruddur-db-instance"):
     from cruddur import rds as library
 
     instance = library.stop(aws.client("rds"), identifier)
-    print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days)")
+    print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
@@ -204,7 +207,8 @@ def start(c, identifier="cruddur-db-instance"):
     from cruddur import rds as library
 
     instance = library.start(aws.client("rds"), identifier)
-    print(f"{instance.identifier}: {instance.status} (inv rds.wait waits until it is available)")
+    hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
+    print(f"{instance.identifier}: {instance.status}{hint}")
 
 
 @task(

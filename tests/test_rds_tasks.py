@@ -109,12 +109,21 @@ def test_create_refuses_invalid_identifiers(inv, env, rds, identifier):
 def test_status_table(inv, env, created):
     result = inv("rds.status", env=env)
     assert result.returncode == 0, result.stderr
-    row = next(line for line in result.stdout.splitlines() if "cruddur-db-instance" in line and "available" in line)
-    endpoint = f"{created['Endpoint']['Address']}:5432"
-    for cell in ("available", endpoint, "postgres 14.6", "db.t3.micro", "20 GB gp2", "yes"):
-        assert cell in row
-    for heading in ("identifier", "status", "endpoint", "engine", "class", "storage", "public?", "security groups"):
-        assert heading in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    assert rows == {
+        "identifier": "cruddur-db-instance",
+        "status": "available",
+        "endpoint": f"{created['Endpoint']['Address']}:5432",
+        "engine": "postgres 14.6",
+        "class": "db.t3.micro",
+        "storage": "20 GB gp2",
+        "public?": "yes",
+        "security groups": ", ".join(g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]),
+    }
 
 
 def test_status_json(inv, env, created):
