@@ -206,3 +206,68 @@ def test_throttling_is_one_line(inv, env, throttling_aws: ThrottlingAws):
     result = inv("rds.status", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "1"})
     assert_one_line_error(result, "DescribeDBInstances failed: Throttling: Rate exceeded", "throttled")
     assert throttling_aws.calls == 1
+
+
+def run_on_a_terminal(args, env, answers, timeout=60):
+    """Run `inv ARGS` with a pseudo-terminal as its controlling terminal; answer each prompt in turn.
+
+    Returns (exit code, everything the terminal showed)."""
+    import fcntl
+    import os
+    import select
+    import subprocess
+    import sys
+    import termios
+    import time
+    from pathlib import Path
+
+    controller, terminal = os.openpty()
+
+    def take_the_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("inv")), *args], cwd=Path(__file__).resolve().parent.parent, env=env,
+        stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True, preexec_fn=take_the_terminal,
+    )
+    os.close(terminal)
+    shown, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        while pending and pending[0][0].encode() in shown.split(b"\n")[-1]:
+            prompt, answer = pending.pop(0)
+            shown += b"\n"  # so the same prompt is not answered twice
+            os.write(controller, answer.encode() + b"\n")
+        if process.poll() is not None and not ready:
+            break
+    os.close(controller)
+    return process.wait(timeout=10), shown.decode(errors="replace")
+
+
+def test_create_asks_for_the_password_twice_on_a_terminal_without_echo(base_env, env, rds):
+    terminal_env = {**base_env, **env, "RDS_MASTER_PASSWORD": "", "TERM": "dumb"}
+    answers = [("RDS master password (hidden): ", PASSWORD), ("Again: ", PASSWORD)]
+    code, shown = run_on_a_terminal(["rds.create"], terminal_env, answers)
+    assert code == 0, shown
+    assert "RDS master password (hidden):" in shown and "Again:" in shown
+    assert PASSWORD not in shown
+    assert "cruddur-db-instance" in instances(rds)
+
+
+def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
+    terminal_env = {**base_env, **env, "RDS_MASTER_PASSWORD": "", "TERM": "dumb"}
+    answers = [("RDS master password (hidden): ", PASSWORD), ("Again: ", PASSWORD + "x")]
+    code, shown = run_on_a_terminal(["rds.create"], terminal_env, answers)
+    assert code == 1
+    assert "error: the two passwords differ; nothing created" in shown
+    assert PASSWORD not in shown
+    assert instances(rds) == {}
