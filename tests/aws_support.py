@@ -251,3 +251,13 @@ def throttling_aws():
     endpoint = ThrottlingAws()
     yield endpoint
     endpoint.close()
+
+
+def assert_one_line_error(result, *fragments):
+    """`inv` failed the way a user should see it: exit code 1, one `error: ...` line, no traceback."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]

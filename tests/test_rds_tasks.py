@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from aws_support import ThrottlingAws, make_db_group, rule_state, server_client
-from aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
-from test_sg_tasks import assert_one_line_error
+from tests.aws_support import ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
 
 PASSWORD = "s3cret:pass#word"
 

@@ -3,13 +3,14 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, make_db_group, rule_state, server_client
-from aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
+from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,15 +28,6 @@ def account(moto_url, ip_services):
         "COLUMNS": "200",
     }
     return ec2, group, env
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_update_rewrites_the_rule_then_finds_nothing_to_do(inv, account, ip_services):
@@ -180,7 +172,7 @@ def test_gitpod_start_runs_sg_update_and_warns_without_blocking(base_env):
     assert "pip install -r requirements.txt" in task["init"]
     assert "inv sg.update" in task["command"]
     # A fresh workspace: no DB_SG_ID yet. The command warns and the terminal carries on.
-    env = {**base_env, "PATH": f"{Path(os.sys.executable).parent}{os.pathsep}{base_env['PATH']}"}
+    env = {**base_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}"}
     result = subprocess.run(["bash", "-c", task["command"]], cwd=ROOT, env=env, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)
     assert result.returncode == 0, result.stderr
