@@ -15,7 +15,10 @@ from urllib.parse import quote
 
 from .aws import error_from_response, translated
 from .errors import AwsError, ConfigError
-from .urls import MASK
+
+# cruddur.urls's mask; not imported from there, because that module loads psycopg (~0.2 s),
+# which no rds task needs.
+MASK = "****"
 
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
 DEFAULT_WAIT_TIMEOUT = 30 * 60

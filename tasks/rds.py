@@ -93,7 +93,10 @@ def create(
     wait=False,
     timeout=1800,
 ):
-    """Create the RDS PostgreSQL instance (password from RDS_MASTER_PASSWORD or a prompt)."""
+    """Create the RDS PostgreSQL instance (an existing one is kept).
+
+    The master password comes from RDS_MASTER_PASSWORD or a hidden prompt, never a flag.
+    """
     from cruddur import aws
     from cruddur import rds as library
 
@@ -126,7 +129,7 @@ def create(
 
 @task(help={"identifier": IDENTIFIER_HELP, "json": "print the instance as JSON"})
 def status(c, identifier="cruddur-db-instance", json=False):
-    """Show the instance: status, endpoint, engine, class, storage, security groups."""
+    """Show the instance: status, endpoint, engine, class, groups."""
     from cruddur import aws
     from cruddur import rds as library
 
@@ -159,7 +162,7 @@ def status(c, identifier="cruddur-db-instance", json=False):
 
 @task(help={"identifier": IDENTIFIER_HELP, "timeout": "give up after this many seconds (default 1800)"})
 def wait(c, identifier="cruddur-db-instance", timeout=1800):
-    """Wait until the instance is available (spinner with status and elapsed time)."""
+    """Wait until the instance is available, showing its status."""
     from cruddur import aws
 
     instance = _wait(aws.client("rds"), identifier, float(timeout))
@@ -173,7 +176,7 @@ def wait(c, identifier="cruddur-db-instance", timeout=1800):
     }
 )
 def url(c, identifier="cruddur-db-instance", show_password=False):
-    """Print the export PROD_CONNECTION_URL=... line for the instance (password masked)."""
+    """Print the PROD_CONNECTION_URL export line, password masked."""
     from cruddur import aws
     from cruddur import rds as library
     from cruddur.errors import ConfigError
@@ -192,7 +195,7 @@ def url(c, identifier="cruddur-db-instance", show_password=False):
 
 @task(help={"identifier": IDENTIFIER_HELP})
 def stop(c, identifier="cruddur-db-instance"):
-    """Stop the instance to save money (AWS starts it again after 7 days)."""
+    """Stop the instance to save money (AWS restarts it after 7 days)."""
     from cruddur import aws
     from cruddur import rds as library
 
@@ -219,7 +222,10 @@ def start(c, identifier="cruddur-db-instance"):
     }
 )
 def delete(c, identifier="cruddur-db-instance", skip_final_snapshot=False, yes=False):
-    """Delete the instance (asks to type its identifier; a final snapshot unless skipped)."""
+    """Delete the instance, after a final snapshot unless skipped.
+
+    Asks to type the identifier on a terminal; refuses off a terminal without --yes.
+    """
     from cruddur import aws
     from cruddur import rds as library
 

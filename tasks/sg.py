@@ -7,7 +7,7 @@ from ._cli import console, settings, task
 
 @task()
 def ip(c):
-    """Print the public IP sg.update would allow, and where it came from."""
+    """Print the public IP sg.update would allow, and its source."""
     from cruddur import public_ip
 
     found = public_ip.lookup(settings())
@@ -21,7 +21,7 @@ def ip(c):
     }
 )
 def update(c, description="GITPOD", dry_run=False):
-    """Point rule DB_SG_RULE_ID of group DB_SG_ID at this workspace's IP (tcp 5432, /32)."""
+    """Point the DB_SG_RULE_ID rule at this workspace's IP."""
     from cruddur import aws, public_ip
     from cruddur import security_group as sg
 
@@ -46,7 +46,7 @@ def update(c, description="GITPOD", dry_run=False):
 
 @task(help={"json": "print the rules as JSON"})
 def show(c, json=False):
-    """Show the inbound rules of DB_SG_ID, the DB_SG_RULE_ID rule marked."""
+    """Show the inbound rules of DB_SG_ID, the managed rule marked."""
     from cruddur import aws
     from cruddur import security_group as sg
 
@@ -81,7 +81,7 @@ def show(c, json=False):
 
 @task(help={"identifier": "the RDS instance (default cruddur-db-instance)"})
 def discover(c, identifier="cruddur-db-instance"):
-    """Find the RDS instance's security group and port-5432 rule; print DB_SG_ID/DB_SG_RULE_ID lines."""
+    """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance."""
     from cruddur import aws
     from cruddur import security_group as sg
 

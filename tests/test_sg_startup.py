@@ -28,6 +28,11 @@ def test_loading_the_namespace_imports_no_aws_or_http_library():
     assert {m.split(".")[0] for m in modules} & set(HEAVY) == set()
 
 
+def test_the_aws_library_modules_load_nothing_heavy_until_used():
+    modules = loaded_after("import cruddur.aws, cruddur.rds, cruddur.security_group, cruddur.public_ip")
+    assert {m.split(".")[0] for m in modules} & {*HEAVY, "psycopg", "rich", "invoke"} == set()
+
+
 def test_inv_list_imports_no_aws_or_http_library(base_env):
     inv = Path(sys.executable).with_name("inv")
     result = subprocess.run([sys.executable, "-X", "importtime", str(inv), "--list"], cwd=ROOT, env=base_env,
