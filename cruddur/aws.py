@@ -60,6 +60,10 @@ def translated() -> Iterator[None]:
             f"no AWS credentials ({type(e).__name__}: {_one_line(e)}): export AWS_ACCESS_KEY_ID and"
             " AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); in Gitpod, also gp env them"
         ) from None
+    except boto.ProfileNotFound as e:
+        raise AwsError(f"{_one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
+    except (boto.CredentialRetrievalError, boto.TokenRetrievalError, boto.SSOError) as e:
+        raise AwsError(f"AWS credentials could not be loaded ({type(e).__name__}): {_one_line(e)}") from None
     except boto.NoRegionError:
         raise AwsError(
             "no AWS region (NoRegionError): export AWS_DEFAULT_REGION=us-east-1 (in Gitpod, also gp env it)"

@@ -151,3 +151,21 @@ def test_no_region_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
     with pytest.raises(AwsError, match="no AWS region .*export AWS_DEFAULT_REGION="):
         aws.client("ec2")
+
+
+def test_an_unknown_profile_is_one_line(monkeypatch, tmp_path):
+    from cruddur import aws
+
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing"))
+    with pytest.raises(AwsError, match=r"The config profile \(nope\) could not be found \(ProfileNotFound\)"):
+        aws.client("ec2")
+
+
+def test_an_outbound_rule_is_refused(ec2, db_group):
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [db_group.group_id]}])
+    egress = next(r["SecurityGroupRuleId"] for r in rules["SecurityGroupRules"] if r["IsEgress"])
+    with pytest.raises(ConfigError, match="is an outbound rule"):
+        sg.plan_update(ec2, db_group.group_id, egress, NEW_IP, "GITPOD")
+    assert rule_state(ec2, egress)["CidrIpv4"] == "0.0.0.0/0"
