@@ -1,1 +1,239 @@
-"""(stub: filled in by its issue)"""
+"""The production RDS instance: create, inspect, wait for, stop, start, delete."""
+
+import sys
+
+from ._cli import confirm_destructive, console, settings, task
+
+IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
+
+
+def _master_password(config) -> str:
+    """RDS_MASTER_PASSWORD, else a hidden prompt (twice) on a terminal; never a flag."""
+    from cruddur.errors import ConfigError
+
+    if config.rds_master_password:
+        return config.rds_master_password
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            "no master password: export RDS_MASTER_PASSWORD='a long secret' (or run on a terminal to be"
+            " asked, or pass --manage-password to let RDS keep it in Secrets Manager)"
+        )
+    import getpass
+
+    first = getpass.getpass("RDS master password (hidden): ")
+    if getpass.getpass("Again: ") != first:
+        raise ConfigError("the two passwords differ; nothing created")
+    return first
+
+
+def _print_url(instance, password=None) -> None:
+    line = instance.export_line(password)
+    if line:
+        print(line)
+    else:
+        print(f"# {instance.identifier} has no endpoint yet; run inv rds.wait, then inv rds.url", file=sys.stderr)
+
+
+def _wait(client, identifier, timeout):
+    """Wait for `available`: a spinner with status and elapsed time on a terminal, status lines otherwise."""
+    import time
+
+    from cruddur import rds as library
+
+    out = console(stderr=True)
+    if not out.is_terminal:
+        started = time.monotonic()
+        seen = []
+
+        def report(status):
+            if not seen or seen[-1] != status:
+                seen.append(status)
+                print(f"{identifier}: {status} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+
+        return library.wait_available(client, identifier, timeout, on_status=report)
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=True) as progress:
+        waiting = progress.add_task(f"{identifier}: waiting for available")
+
+        def report(status):
+            progress.update(waiting, description=f"{identifier}: {status}, waiting for available")
+
+        return library.wait_available(client, identifier, timeout, on_status=report)
+
+
+@task(
+    help={
+        "identifier": IDENTIFIER_HELP,
+        "instance_class": "instance class (default db.t3.micro)",
+        "engine_version": "PostgreSQL version (default 14.6)",
+        "storage": "allocated gp2 storage in GB (default 20)",
+        "availability_zone": "availability zone (default us-east-1a)",
+        "db_name": "database created with the instance (default cruddur)",
+        "username": "master username (default cruddurroot)",
+        "publicly_accessible": "reachable from outside the VPC (default yes; --no-publicly-accessible)",
+        "manage_password": "let RDS keep the master password in Secrets Manager",
+        "wait": "wait until the instance is available",
+        "timeout": "seconds to wait with --wait (default 1800)",
+    }
+)
+def create(
+    c,
+    identifier="cruddur-db-instance",
+    instance_class="db.t3.micro",
+    engine_version="14.6",
+    storage=20,
+    availability_zone="us-east-1a",
+    db_name="cruddur",
+    username="cruddurroot",
+    publicly_accessible=True,
+    manage_password=False,
+    wait=False,
+    timeout=1800,
+):
+    """Create the RDS PostgreSQL instance (an existing one is kept).
+
+    The master password comes from RDS_MASTER_PASSWORD or a hidden prompt, never a flag.
+    """
+    from cruddur import aws
+    from cruddur import rds as library
+
+    config = settings()
+    options = library.CreateOptions(
+        identifier=identifier,
+        instance_class=instance_class,
+        engine_version=engine_version,
+        storage_gb=int(storage),
+        availability_zone=availability_zone,
+        db_name=db_name,
+        username=username,
+        publicly_accessible=publicly_accessible,
+        manage_password=manage_password,
+    )
+    options.check()
+    client = aws.client("rds")
+    instance, created = library.create(client, options, lambda: _master_password(config))
+    if created:
+        print(f"creating {instance.identifier} ({instance.engine} {instance.engine_version}, {instance.instance_class}): {instance.status}")
+    else:
+        print(f"{instance.identifier} already exists: {instance.status}; left as it is")
+    if wait:
+        instance = _wait(client, instance.identifier, float(timeout))
+        print(f"{instance.identifier}: {instance.status}")
+    if instance.secret_arn:
+        print(f"# the master password is in Secrets Manager: {instance.secret_arn}", file=sys.stderr)
+    _print_url(instance)
+
+
+@task(help={"identifier": IDENTIFIER_HELP, "json": "print the instance as JSON"})
+def status(c, identifier="cruddur-db-instance", json=False):
+    """Show the instance: status, endpoint, engine, class, groups."""
+    from cruddur import aws
+    from cruddur import rds as library
+
+    instance = library.get_instance(aws.client("rds"), identifier)
+    if json:
+        import json as json_module
+
+        print(json_module.dumps(instance.as_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    # One row per field: it stays readable in an 80-column terminal, where eight columns would not.
+    table = Table(title=f"RDS instance {instance.identifier}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = (
+        ("identifier", instance.identifier),
+        ("status", instance.status),
+        ("endpoint", instance.endpoint),
+        ("engine", f"{instance.engine} {instance.engine_version}"),
+        ("class", instance.instance_class),
+        ("storage", f"{instance.storage_gb} GB {instance.storage_type}"),
+        ("public?", "yes" if instance.public else "no"),
+        ("security groups", ", ".join(instance.security_groups) or "-"),
+    )
+    for name, value in rows:
+        table.add_row(name, value)
+    console().print(table)
+
+
+@task(help={"identifier": IDENTIFIER_HELP, "timeout": "give up after this many seconds (default 1800)"})
+def wait(c, identifier="cruddur-db-instance", timeout=1800):
+    """Wait until the instance is available, showing its status."""
+    from cruddur import aws
+
+    instance = _wait(aws.client("rds"), identifier, float(timeout))
+    print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
+
+
+@task(
+    help={
+        "identifier": IDENTIFIER_HELP,
+        "show_password": "put RDS_MASTER_PASSWORD in the URL instead of ****",
+    }
+)
+def url(c, identifier="cruddur-db-instance", show_password=False):
+    """Print the PROD_CONNECTION_URL export line, password masked."""
+    from cruddur import aws
+    from cruddur import rds as library
+    from cruddur.errors import ConfigError
+
+    config = settings()
+    password = None
+    if show_password:
+        if not config.rds_master_password:
+            raise ConfigError(
+                "--show-password needs the password: export RDS_MASTER_PASSWORD='...'"
+                " (a password RDS manages stays in Secrets Manager)"
+            )
+        password = config.rds_master_password
+    _print_url(library.get_instance(aws.client("rds"), identifier), password)
+
+
+@task(help={"identifier": IDENTIFIER_HELP})
+def stop(c, identifier="cruddur-db-instance"):
+    """Stop the instance to save money (AWS restarts it after 7 days)."""
+    from cruddur import aws
+    from cruddur import rds as library
+
+    instance = library.stop(aws.client("rds"), identifier)
+    print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
+
+
+@task(help={"identifier": IDENTIFIER_HELP})
+def start(c, identifier="cruddur-db-instance"):
+    """Start a stopped instance."""
+    from cruddur import aws
+    from cruddur import rds as library
+
+    instance = library.start(aws.client("rds"), identifier)
+    hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
+    print(f"{instance.identifier}: {instance.status}{hint}")
+
+
+@task(
+    help={
+        "identifier": IDENTIFIER_HELP,
+        "skip_final_snapshot": "delete without a final snapshot (its data is gone for good)",
+        "yes": "do not ask to type the identifier",
+    }
+)
+def delete(c, identifier="cruddur-db-instance", skip_final_snapshot=False, yes=False):
+    """Delete the instance, after a final snapshot unless skipped.
+
+    Asks to type the identifier on a terminal; refuses off a terminal without --yes.
+    """
+    from cruddur import aws
+    from cruddur import rds as library
+
+    client = aws.client("rds")
+    instance = library.get_instance(client, identifier)
+    snapshot_note = "without a final snapshot" if skip_final_snapshot else "keeping a final snapshot"
+    where = f"{instance.endpoint} in {aws.region(client)} ({snapshot_note})"
+    confirm_destructive(f"delete RDS instance {instance.identifier}", instance.identifier, where, yes)
+    instance, snapshot = library.delete(client, instance.identifier, skip_final_snapshot)
+    print(f"{instance.identifier}: {instance.status}")
+    print(f"final snapshot: {snapshot}" if snapshot else "no final snapshot (skipped)")

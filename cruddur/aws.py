@@ -1,0 +1,72 @@
+"""boto3 clients, and AWS failures as one-line AwsErrors.
+
+boto3 reads the region, credentials, AWS_ENDPOINT_URL, AWS_MAX_ATTEMPTS and AWS_RETRY_MODE from
+the environment itself; nothing here overrides them. boto3 is imported only when a client is made.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from .errors import AwsError
+
+THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+BAD_CREDENTIALS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken",
+                   "SignatureDoesNotMatch", "InvalidAccessKeyId"}
+
+
+def client(service: str) -> Any:
+    """A boto3 client for `service` ("rds", "ec2"), configured from the environment as boto3 does."""
+    import boto3
+    from botocore.config import Config
+
+    with translated():
+        return boto3.client(service, config=Config(connect_timeout=10, read_timeout=60))
+
+
+def region(aws_client: Any) -> str:
+    return aws_client.meta.region_name
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_from_response(response: dict, operation: str) -> AwsError:
+    """The AwsError for an error answer (a ClientError's or a waiter's last response)."""
+    error = response.get("Error") or {}
+    code = error.get("Code") or "Unknown"
+    message = _one_line(error.get("Message") or "no message")
+    hint = ""
+    if code in THROTTLED:
+        hint = " (AWS throttled the request, even after retries; wait a minute and run it again)"
+    elif code in BAD_CREDENTIALS:
+        hint = " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+    return AwsError(f"AWS {operation} failed: {code}: {message}{hint}")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn what AWS or botocore can answer into an AwsError with one line; bugs pass through."""
+    from botocore import exceptions as boto
+
+    try:
+        yield
+    except boto.ClientError as e:
+        raise error_from_response(e.response, e.operation_name) from None
+    except (boto.NoCredentialsError, boto.PartialCredentialsError) as e:
+        raise AwsError(
+            f"no AWS credentials ({type(e).__name__}: {_one_line(e)}): export AWS_ACCESS_KEY_ID and"
+            " AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); in Gitpod, also gp env them"
+        ) from None
+    except boto.ProfileNotFound as e:
+        raise AwsError(f"{_one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
+    except (boto.CredentialRetrievalError, boto.TokenRetrievalError, boto.SSOError) as e:
+        raise AwsError(f"AWS credentials could not be loaded ({type(e).__name__}): {_one_line(e)}") from None
+    except boto.NoRegionError:
+        raise AwsError(
+            "no AWS region (NoRegionError): export AWS_DEFAULT_REGION=us-east-1 (in Gitpod, also gp env it)"
+        ) from None
+    except (boto.ConnectionError, boto.HTTPClientError) as e:
+        raise AwsError(f"could not reach AWS ({type(e).__name__}): {_one_line(e)}") from None

@@ -1,0 +1,126 @@
+"""This workspace's public IPv4 address: GITPOD_IP, or the first echo service that answers well.
+
+requests is imported only when a service has to be asked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .config import Settings
+from .errors import CruddurError
+
+# (connect, read) seconds per service: a slow service costs little before the next one is tried.
+DEFAULT_TIMEOUT = (3.05, 4.0)
+LONGEST_ANSWER = 64  # "255.255.255.255\n" is 16; anything much longer is a page, not an address
+
+# Networks no workspace is reachable from. ipaddress's is_private would also refuse the
+# documentation ranges (TEST-NET, e.g. 203.0.113.0/24) that examples and tests use; no echo
+# service answers with those, so they pass.
+UNROUTABLE = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+    )
+)
+
+
+class IpLookupError(CruddurError):
+    """No usable public IPv4 address."""
+
+
+@dataclass(frozen=True)
+class PublicIp:
+    address: ipaddress.IPv4Address
+    source: str  # "GITPOD_IP" or the URL that answered
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/32"
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
+def parse_public_ipv4(answer: str) -> ipaddress.IPv4Address:
+    """The address in a service's answer, or ValueError saying (in a few words) what is wrong with it."""
+    text = answer.strip()
+    if not text:
+        raise ValueError("an empty answer")
+    if "<" in text:
+        raise ValueError("an HTML page, not an address")
+    if len(text) > LONGEST_ANSWER:
+        raise ValueError(f"{len(text)} characters, not an address")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"not an IP address: {text!r}") from None
+    if address.version == 6:
+        raise ValueError(f"an IPv6 address ({address}); the rule takes IPv4 only")
+    reason = _unroutable(address)
+    if reason:
+        raise ValueError(f"{address} is {reason}, not a public address")
+    return address
+
+
+def _unroutable(address: ipaddress.IPv4Address) -> str | None:
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_reserved or address == ipaddress.IPv4Address("255.255.255.255"):
+        return "a reserved address"
+    if any(address in network for network in UNROUTABLE):
+        return "a private address"
+    return None
+
+
+def lookup(settings: Settings, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> PublicIp:
+    """GITPOD_IP when set (no HTTP call), else the first service in IP_LOOKUP_URLS with a good answer."""
+    if settings.gitpod_ip:
+        try:
+            return PublicIp(parse_public_ipv4(settings.gitpod_ip), "GITPOD_IP")
+        except ValueError as e:
+            raise IpLookupError(f"GITPOD_IP is unusable: {e} (unset it to look the address up)") from None
+    if not settings.ip_lookup_urls:
+        raise IpLookupError("IP_LOOKUP_URLS lists no service; set it or GITPOD_IP")
+    return _ask_services(settings.ip_lookup_urls, timeout)
+
+
+def _ask_services(urls: tuple[str, ...], timeout) -> PublicIp:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    failures = []
+    with requests.Session() as session:
+        # One quick retry of a refused or reset connection; a slow or failing service is not
+        # asked twice: the next one is.
+        adapter = HTTPAdapter(max_retries=Retry(total=1, connect=1, read=False, status=0, other=0, backoff_factor=0))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        for url in urls:
+            try:
+                response = session.get(url, timeout=timeout, headers={"Accept": "text/plain"})
+                response.raise_for_status()
+                return PublicIp(parse_public_ipv4(response.text), url)
+            except requests.Timeout:
+                failures.append(f"{url}: no answer in time")
+            except requests.HTTPError as e:
+                failures.append(f"{url}: HTTP {e.response.status_code}")
+            except requests.RequestException as e:
+                failures.append(f"{url}: {type(e).__name__}")
+            except ValueError as e:
+                failures.append(f"{url}: {e}")
+    raise IpLookupError(
+        "could not find this workspace's public IPv4 address (" + "; ".join(failures) + "); set GITPOD_IP"
+    )

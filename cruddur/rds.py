@@ -1,0 +1,282 @@
+"""The production RDS instance: create, describe, wait, stop/start, delete, and its connection URL.
+
+Functions take an RDS client from cruddur.aws.client; boto3 stays out of this import.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+from urllib.parse import quote
+
+from .aws import error_from_response, translated
+from .errors import AwsError, ConfigError
+
+# cruddur.urls's mask; not imported from there, because that module loads psycopg (~0.2 s),
+# which no rds task needs.
+MASK = "****"
+
+DEFAULT_IDENTIFIER = "cruddur-db-instance"
+DEFAULT_WAIT_TIMEOUT = 30 * 60
+POLL_SECONDS = 15
+
+IDENTIFIER = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}")
+# For PostgreSQL on RDS: a letter, then letters, digits or underscores.
+DB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+INSTANCE_CLASS = re.compile(r"db\.[a-z0-9]+\.[a-z0-9]+")
+ENGINE_VERSION = re.compile(r"\d+(?:\.\d+)*")
+AVAILABILITY_ZONE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d[a-z]")
+PASSWORD_FORBIDDEN = set("/'\"@ ")
+
+
+def check_identifier(value: str, what: str = "DB instance identifier") -> str:
+    """RDS's rule: 1-63 letters, digits or hyphens; a letter first; no trailing or double hyphen."""
+    if not IDENTIFIER.fullmatch(value) or value.endswith("-"):
+        raise ConfigError(
+            f"{what} {value!r} is invalid: 1-63 letters, digits or hyphens, starting with a letter,"
+            " without a trailing or double hyphen"
+        )
+    return value
+
+
+def check_password(password: str) -> None:
+    """RDS PostgreSQL's rule; the message never repeats the password."""
+    if not 8 <= len(password) <= 128:
+        raise ConfigError(f"the master password must have 8 to 128 characters (it has {len(password)})")
+    if any(ch in PASSWORD_FORBIDDEN or not ch.isprintable() or not ch.isascii() for ch in password):
+        raise ConfigError("the master password may hold printable ASCII only, without / ' \" @ or spaces")
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """The bootcamp's create-db-instance call, as defaults."""
+
+    identifier: str = DEFAULT_IDENTIFIER
+    instance_class: str = "db.t3.micro"
+    engine_version: str = "14.6"
+    storage_gb: int = 20
+    availability_zone: str = "us-east-1a"
+    db_name: str = "cruddur"
+    username: str = "cruddurroot"
+    publicly_accessible: bool = True
+    manage_password: bool = False
+
+    def check(self) -> None:
+        check_identifier(self.identifier)
+        checks = [
+            (INSTANCE_CLASS, self.instance_class, "instance class", "db.t3.micro"),
+            (ENGINE_VERSION, self.engine_version, "engine version", "14.6"),
+            (AVAILABILITY_ZONE, self.availability_zone, "availability zone", "us-east-1a"),
+            (DB_NAME, self.db_name, "database name", "cruddur"),
+            (USERNAME, self.username, "master username", "cruddurroot"),
+        ]
+        for pattern, value, what, example in checks:
+            if not pattern.fullmatch(value):
+                raise ConfigError(f"{what} {value!r} is invalid (e.g. {example})")
+        if not 20 <= self.storage_gb <= 65536:
+            raise ConfigError(f"storage {self.storage_gb} GB is out of range: gp2 takes 20 to 65536 GB")
+
+    def parameters(self, password: str | None) -> dict:
+        params = dict(
+            DBInstanceIdentifier=self.identifier,
+            DBInstanceClass=self.instance_class,
+            Engine="postgres",
+            EngineVersion=self.engine_version,
+            MasterUsername=self.username,
+            AllocatedStorage=self.storage_gb,
+            AvailabilityZone=self.availability_zone,
+            BackupRetentionPeriod=0,
+            Port=5432,
+            MultiAZ=False,
+            DBName=self.db_name,
+            StorageType="gp2",
+            PubliclyAccessible=self.publicly_accessible,
+            StorageEncrypted=True,
+            EnablePerformanceInsights=True,
+            PerformanceInsightsRetentionPeriod=7,
+            DeletionProtection=False,
+        )
+        if self.manage_password:
+            params["ManageMasterUserPassword"] = True
+        else:
+            params["MasterUserPassword"] = password
+        return params
+
+
+@dataclass(frozen=True)
+class Instance:
+    identifier: str
+    status: str
+    engine: str
+    engine_version: str
+    instance_class: str
+    storage_gb: int
+    storage_type: str
+    public: bool
+    username: str
+    db_name: str | None
+    host: str | None
+    port: int
+    security_groups: tuple[str, ...] = field(default_factory=tuple)
+    secret_arn: str | None = None
+
+    @classmethod
+    def from_api(cls, item: dict) -> Instance:
+        endpoint = item.get("Endpoint") or {}
+        return cls(
+            identifier=item["DBInstanceIdentifier"],
+            status=item.get("DBInstanceStatus", "unknown"),
+            engine=item.get("Engine", ""),
+            engine_version=item.get("EngineVersion", ""),
+            instance_class=item.get("DBInstanceClass", ""),
+            storage_gb=item.get("AllocatedStorage", 0),
+            storage_type=item.get("StorageType", ""),
+            public=bool(item.get("PubliclyAccessible")),
+            username=item.get("MasterUsername", ""),
+            db_name=item.get("DBName"),
+            host=endpoint.get("Address"),
+            port=endpoint.get("Port") or item.get("DbInstancePort") or 5432,
+            security_groups=tuple(g["VpcSecurityGroupId"] for g in item.get("VpcSecurityGroups", [])),
+            secret_arn=(item.get("MasterUserSecret") or {}).get("SecretArn"),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}" if self.host else "(not assigned yet)"
+
+    def connection_url(self, password: str | None = None) -> str | None:
+        """postgresql://user:PASSWORD@host:port/db, the password masked unless given; None without a host."""
+        if not self.host:
+            return None
+        secret = quote(password, safe="") if password else MASK
+        return f"postgresql://{quote(self.username, safe='')}:{secret}@{self.host}:{self.port}/{self.db_name or 'postgres'}"
+
+    def export_line(self, password: str | None = None) -> str | None:
+        url = self.connection_url(password)
+        return f"export PROD_CONNECTION_URL={shlex.quote(url)}" if url else None
+
+    def as_dict(self) -> dict:
+        return {
+            "identifier": self.identifier,
+            "status": self.status,
+            "endpoint": self.host,
+            "port": self.port,
+            "engine": self.engine,
+            "engine_version": self.engine_version,
+            "instance_class": self.instance_class,
+            "storage_gb": self.storage_gb,
+            "storage_type": self.storage_type,
+            "publicly_accessible": self.public,
+            "security_groups": list(self.security_groups),
+            "master_username": self.username,
+            "db_name": self.db_name,
+            "master_user_secret_arn": self.secret_arn,
+        }
+
+
+def find_instance(rds: Any, identifier: str) -> Instance | None:
+    check_identifier(identifier)
+    from botocore.exceptions import ClientError
+
+    with translated():
+        try:
+            items = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "DBInstanceNotFound":
+                return None
+            raise
+    return Instance.from_api(items[0]) if items else None
+
+
+def get_instance(rds: Any, identifier: str) -> Instance:
+    with translated():
+        items = rds.describe_db_instances(DBInstanceIdentifier=check_identifier(identifier))["DBInstances"]
+    return Instance.from_api(items[0])
+
+
+def create(rds: Any, options: CreateOptions, password: Callable[[], str]) -> tuple[Instance, bool]:
+    """The instance, and whether it was created now (False: it already existed, left as it is).
+
+    `password` is asked for only when the instance has to be created and RDS does not manage it.
+    """
+    options.check()
+    existing = find_instance(rds, options.identifier)
+    if existing:
+        return existing, False
+    secret = None
+    if not options.manage_password:
+        secret = password()
+        check_password(secret)
+    with translated():
+        item = rds.create_db_instance(**options.parameters(secret))["DBInstance"]
+    return Instance.from_api(item), True
+
+
+def wait_available(
+    rds: Any,
+    identifier: str,
+    timeout: float = DEFAULT_WAIT_TIMEOUT,
+    on_status: Callable[[str], None] = lambda status: None,
+    poll_seconds: float = POLL_SECONDS,
+) -> Instance:
+    """Block until the instance is `available`; AwsError on a dead end (deleted, failed) or timeout.
+
+    boto3's db_instance_available waiter decides, one attempt at a time, so the caller sees each status.
+    """
+    from botocore.exceptions import WaiterError
+
+    check_identifier(identifier)
+    waiter = rds.get_waiter("db_instance_available")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with translated():
+                waiter.wait(DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+            return get_instance(rds, identifier)
+        except WaiterError as e:
+            response = e.last_response or {}
+            if "Error" in response:
+                raise error_from_response(response, "DescribeDBInstances") from None
+            items = response.get("DBInstances") or [{}]
+            status = items[0].get("DBInstanceStatus", "unknown")
+            if "terminal failure" in e.kwargs.get("reason", ""):
+                raise AwsError(f"RDS instance {identifier} is {status}; it will not become available") from None
+        on_status(status)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AwsError(f"timed out after {timeout:g}s: RDS instance {identifier} is still {status}")
+        time.sleep(min(poll_seconds, remaining))
+
+
+def stop(rds: Any, identifier: str) -> Instance:
+    with translated():
+        item = rds.stop_db_instance(DBInstanceIdentifier=check_identifier(identifier))["DBInstance"]
+    return Instance.from_api(item)
+
+
+def start(rds: Any, identifier: str) -> Instance:
+    with translated():
+        item = rds.start_db_instance(DBInstanceIdentifier=check_identifier(identifier))["DBInstance"]
+    return Instance.from_api(item)
+
+
+def final_snapshot_identifier(identifier: str, now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    return check_identifier(f"{identifier}-final-{stamp}", "snapshot identifier")
+
+
+def delete(rds: Any, identifier: str, skip_final_snapshot: bool = False) -> tuple[Instance, str | None]:
+    """Start deleting the instance; its state, and the final snapshot's identifier (None when skipped)."""
+    check_identifier(identifier)
+    params: dict = {"DBInstanceIdentifier": identifier, "SkipFinalSnapshot": skip_final_snapshot}
+    snapshot = None
+    if not skip_final_snapshot:
+        snapshot = params["FinalDBSnapshotIdentifier"] = final_snapshot_identifier(identifier)
+    with translated():
+        item = rds.delete_db_instance(**params)["DBInstance"]
+    return Instance.from_api(item), snapshot

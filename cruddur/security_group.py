@@ -1,0 +1,208 @@
+"""The database's security group: the inbound rule that lets this workspace reach port 5432.
+
+Functions take an EC2 (or RDS) client from cruddur.aws.client; boto3 stays out of this import.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .aws import translated
+from .config import Settings
+from .errors import AwsError, ConfigError
+
+POSTGRES_PORT = 5432
+DEFAULT_DESCRIPTION = "GITPOD"
+
+GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+RULE_ID = re.compile(r"sgr-[0-9a-f]{17}")
+# What EC2 accepts in a rule description (moto accepts anything).
+DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}")
+
+
+def check_group_id(value: str, variable: str = "DB_SG_ID") -> str:
+    if not GROUP_ID.fullmatch(value):
+        raise ConfigError(f"{variable} {value!r} is not a security group id (expected sg-0123456789abcdef0)")
+    return value
+
+
+def check_rule_id(value: str, variable: str = "DB_SG_RULE_ID") -> str:
+    if not RULE_ID.fullmatch(value):
+        raise ConfigError(f"{variable} {value!r} is not a security group rule id (expected sgr-0123456789abcdef0)")
+    return value
+
+
+def check_description(value: str) -> str:
+    if not DESCRIPTION.fullmatch(value):
+        raise ConfigError(
+            f"description {value!r} is not allowed: up to 255 of letters, digits, spaces and ._-:/()#,@[]+=&;{{}}!$*"
+        )
+    return value
+
+
+def host_cidr(address: ipaddress.IPv4Address) -> str:
+    """`address`/32; refuses anything that would open the rule wider than one host."""
+    network = ipaddress.ip_network(f"{address}/32")
+    if network.version != 4 or network.prefixlen != 32 or network.is_unspecified:
+        raise ConfigError(f"refusing to allow {network}: the rule admits one IPv4 host only")
+    return str(network)
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    group_id: str
+    protocol: str
+    from_port: int
+    to_port: int
+    source: str  # CIDR, prefix list or security group
+    description: str
+    egress: bool = False
+
+    @classmethod
+    def from_api(cls, item: dict) -> Rule:
+        referenced = (item.get("ReferencedGroupInfo") or {}).get("GroupId")
+        source = item.get("CidrIpv4") or item.get("CidrIpv6") or item.get("PrefixListId") or referenced or "?"
+        return cls(
+            rule_id=item["SecurityGroupRuleId"],
+            group_id=item["GroupId"],
+            protocol=item.get("IpProtocol", "-1"),
+            from_port=item.get("FromPort", -1),
+            to_port=item.get("ToPort", -1),
+            source=source,
+            description=item.get("Description", ""),
+            egress=item.get("IsEgress", False),
+        )
+
+    @property
+    def ports(self) -> str:
+        if self.protocol == "-1":
+            return "all"
+        if self.from_port == self.to_port:
+            return str(self.from_port)
+        return f"{self.from_port}-{self.to_port}"
+
+    @property
+    def protocol_name(self) -> str:
+        return "all" if self.protocol == "-1" else self.protocol
+
+    def admits_port(self, port: int) -> bool:
+        return self.protocol == "-1" or (self.protocol == "tcp" and self.from_port <= port <= self.to_port)
+
+    def __str__(self) -> str:
+        text = f"{self.protocol_name} {self.ports} from {self.source}"
+        return f"{text} ({self.description})" if self.description else text
+
+
+@dataclass(frozen=True)
+class Change:
+    before: Rule
+    after: Rule
+
+    @property
+    def needed(self) -> bool:
+        return self.before != self.after
+
+
+def get_rule(ec2: Any, group_id: str, rule_id: str) -> Rule:
+    """The inbound rule `rule_id`, checked to belong to `group_id`."""
+    with translated():
+        items = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])["SecurityGroupRules"]
+    if not items:
+        raise AwsError(f"security group rule {rule_id} does not exist")
+    rule = Rule.from_api(items[0])
+    if rule.group_id != group_id:
+        raise ConfigError(f"rule {rule_id} belongs to {rule.group_id}, not to DB_SG_ID {group_id}")
+    if rule.egress:
+        raise ConfigError(f"rule {rule_id} is an outbound rule; DB_SG_RULE_ID must name the inbound port-5432 rule")
+    return rule
+
+
+def managed_rule_ids(settings: Settings) -> tuple[str, str]:
+    """DB_SG_ID and DB_SG_RULE_ID, checked for shape before anything asks AWS."""
+    return check_group_id(settings.require("db_sg_id")), check_rule_id(settings.require("db_sg_rule_id"))
+
+
+def plan_update(ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Address, description: str) -> Change:
+    """What updating the managed rule to admit `address` would change (nothing is changed)."""
+    check_group_id(group_id)
+    check_rule_id(rule_id)
+    check_description(description)
+    cidr = host_cidr(address)
+    before = get_rule(ec2, group_id, rule_id)
+    after = Rule(rule_id, group_id, "tcp", POSTGRES_PORT, POSTGRES_PORT, cidr, description)
+    return Change(before, after)
+
+
+def apply(ec2: Any, change: Change) -> None:
+    """Rewrite the rule in place (it keeps its id), as the bootcamp's modify-security-group-rules did."""
+    after = change.after
+    with translated():
+        answer = ec2.modify_security_group_rules(
+            GroupId=after.group_id,
+            SecurityGroupRules=[
+                {
+                    "SecurityGroupRuleId": after.rule_id,
+                    "SecurityGroupRule": {
+                        "IpProtocol": after.protocol,
+                        "FromPort": after.from_port,
+                        "ToPort": after.to_port,
+                        "CidrIpv4": after.source,
+                        "Description": after.description,
+                    },
+                }
+            ],
+        )
+    if not answer.get("Return", False):
+        raise AwsError(f"AWS ModifySecurityGroupRules did not confirm the change to {after.rule_id}")
+
+
+def inbound_rules(ec2: Any, group_id: str) -> tuple[dict, list[Rule]]:
+    """The group (name, VPC, ...) and its inbound rules."""
+    check_group_id(group_id)
+    with translated():
+        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+        paginator = ec2.get_paginator("describe_security_group_rules")
+        pages = paginator.paginate(Filters=[{"Name": "group-id", "Values": [group_id]}])
+        rules = [Rule.from_api(item) for page in pages for item in page["SecurityGroupRules"]]
+    return group, [r for r in rules if not r.egress]
+
+
+@dataclass(frozen=True)
+class Discovery:
+    instance: str
+    group_id: str
+    rule: Rule
+
+
+def discover(rds: Any, ec2: Any, identifier: str) -> Discovery:
+    """The security group of RDS instance `identifier` and its inbound rule for the database port."""
+    from . import rds as rds_module
+
+    instance = rds_module.get_instance(rds, identifier)
+    if not instance.security_groups:
+        raise AwsError(f"RDS instance {identifier} has no VPC security group")
+    candidates = []
+    for group_id in instance.security_groups:
+        _, rules = inbound_rules(ec2, group_id)
+        candidates += [r for r in rules if r.admits_port(instance.port)]
+    if not candidates:
+        groups = ", ".join(instance.security_groups)
+        raise AwsError(
+            f"no inbound rule for port {instance.port} in {groups} (the groups of {identifier});"
+            f" add one in the console or with aws ec2 authorize-security-group-ingress, then run this again"
+        )
+    if len(candidates) > 1:
+        marked = [r for r in candidates if r.description == DEFAULT_DESCRIPTION]
+        if len(marked) != 1:
+            listed = "; ".join(f"{r.rule_id} in {r.group_id}: {r}" for r in candidates)
+            raise ConfigError(
+                f"several inbound rules admit port {instance.port}: {listed};"
+                " pick one and export DB_SG_ID and DB_SG_RULE_ID yourself"
+            )
+        candidates = marked
+    rule = candidates[0]
+    return Discovery(identifier, rule.group_id, rule)

@@ -1,0 +1,167 @@
+"""The RDS library against moto in-process; the tasks are in test_rds_tasks.py."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.aws_support import aws_env, mocked_aws, rds  # noqa: F401
+from cruddur import rds as library
+from cruddur.errors import AwsError, ConfigError
+
+PASSWORD = "s3cret:pass#word"
+
+
+def never_asked():
+    raise AssertionError("the password was asked for")
+
+
+def describe(rds, identifier="cruddur-db-instance"):
+    return rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+
+
+def test_create_uses_the_bootcamp_defaults(rds):
+    sent = []
+    rds.meta.events.register("provide-client-params.rds.CreateDBInstance", lambda params, **_: sent.append(dict(params)))
+    instance, created = library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    assert created and instance.identifier == "cruddur-db-instance"
+    item = describe(rds)
+    expected = {
+        "DBInstanceClass": "db.t3.micro", "Engine": "postgres", "EngineVersion": "14.6",
+        "MasterUsername": "cruddurroot", "AllocatedStorage": 20, "AvailabilityZone": "us-east-1a",
+        "BackupRetentionPeriod": 0, "MultiAZ": False, "DBName": "cruddur", "StorageType": "gp2",
+        "PubliclyAccessible": True, "StorageEncrypted": True, "DeletionProtection": False,
+    }
+    assert {k: item.get(k) for k in expected} == expected
+    assert item["Endpoint"]["Port"] == 5432
+    # moto does not keep Performance Insights settings: check what went to AWS.
+    assert sent[0]["EnablePerformanceInsights"] is True
+    assert sent[0]["PerformanceInsightsRetentionPeriod"] == 7
+    assert sent[0]["MasterUserPassword"] == PASSWORD and "ManageMasterUserPassword" not in sent[0]
+
+
+def test_create_takes_the_overrides(rds):
+    options = library.CreateOptions(
+        identifier="cruddur-test", instance_class="db.t4g.small", engine_version="15.4", storage_gb=30,
+        availability_zone="us-east-1b", db_name="cruddur_test", username="admin_user", publicly_accessible=False,
+    )
+    library.create(rds, options, lambda: PASSWORD)
+    item = describe(rds, "cruddur-test")
+    assert (item["DBInstanceClass"], item["EngineVersion"], item["AllocatedStorage"], item["AvailabilityZone"],
+            item["DBName"], item["MasterUsername"], item["PubliclyAccessible"]) == (
+        "db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
+
+
+def test_create_is_idempotent_and_asks_for_no_password_the_second_time(rds):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    instance, created = library.create(rds, library.CreateOptions(instance_class="db.t3.large"), never_asked)
+    assert not created
+    assert instance.status == "available"
+    assert describe(rds)["DBInstanceClass"] == "db.t3.micro"
+    assert len(rds.describe_db_instances()["DBInstances"]) == 1
+
+
+def test_manage_password_lets_rds_keep_it(rds):
+    instance, _ = library.create(rds, library.CreateOptions(manage_password=True), never_asked)
+    assert instance.secret_arn.startswith("arn:aws:secretsmanager:")
+    assert describe(rds)["MasterUserSecret"]["SecretArn"] == instance.secret_arn
+
+
+@pytest.mark.parametrize("identifier", [
+    "", "1cruddur", "cruddur-", "cruddur--db", "cruddur_db", "cruddur.db", "c" * 64, "crüddur",
+])
+def test_invalid_identifiers_are_refused_before_aws(rds, identifier):
+    with pytest.raises(ConfigError, match="identifier"):
+        library.create(rds, library.CreateOptions(identifier=identifier), lambda: PASSWORD)
+    assert rds.describe_db_instances()["DBInstances"] == []
+
+
+@pytest.mark.parametrize("identifier", ["c", "cruddur-db-instance", "C" + "x-1" * 20 + "ab"])
+def test_valid_identifiers_pass(identifier):
+    assert library.check_identifier(identifier) == identifier
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("instance_class", "t3.micro", "instance class"),
+    ("engine_version", "fourteen", "engine version"),
+    ("availability_zone", "us-east-1", "availability zone"),
+    ("db_name", "cruddur-db", "database name"),
+    ("username", "1root", "master username"),
+    ("storage_gb", 10, "storage 10 GB"),
+])
+def test_invalid_options_are_refused_before_aws(rds, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        library.create(rds, library.CreateOptions(**{field: value}), lambda: PASSWORD)
+    assert rds.describe_db_instances()["DBInstances"] == []
+
+
+@pytest.mark.parametrize("password", ["short", "has space in it", "has/slash/in", "quote'in'it", "at@sign@here", "x" * 129])
+def test_passwords_rds_would_refuse_are_refused_without_being_repeated(rds, password):
+    with pytest.raises(ConfigError) as caught:
+        library.create(rds, library.CreateOptions(), lambda: password)
+    assert password not in str(caught.value)
+    assert rds.describe_db_instances()["DBInstances"] == []
+
+
+def test_connection_url_masks_the_password_unless_given(rds):
+    instance, _ = library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    host = describe(rds)["Endpoint"]["Address"]
+    assert instance.connection_url() == f"postgresql://cruddurroot:****@{host}:5432/cruddur"
+    assert instance.export_line() == f"export PROD_CONNECTION_URL='postgresql://cruddurroot:****@{host}:5432/cruddur'"
+    # Characters that mean something in a URL are percent-encoded.
+    assert instance.connection_url(PASSWORD) == f"postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur"
+
+
+def test_wait_returns_an_available_instance(rds):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    assert library.wait_available(rds, "cruddur-db-instance", timeout=5).status == "available"
+
+
+def test_wait_times_out_naming_the_status(rds):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    library.stop(rds, "cruddur-db-instance")
+    seen = []
+    with pytest.raises(AwsError, match="timed out after 0.2s: RDS instance cruddur-db-instance is still stopped"):
+        library.wait_available(rds, "cruddur-db-instance", timeout=0.2, on_status=seen.append, poll_seconds=0.05)
+    assert seen and set(seen) == {"stopped"}
+
+
+def test_wait_for_an_unknown_instance_is_an_aws_error(rds):
+    with pytest.raises(AwsError, match="DBInstanceNotFound"):
+        library.wait_available(rds, "no-such-instance", timeout=1)
+
+
+def test_stop_and_start(rds):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    assert library.stop(rds, "cruddur-db-instance").status == "stopped"
+    assert describe(rds)["DBInstanceStatus"] == "stopped"
+    library.start(rds, "cruddur-db-instance")
+    assert describe(rds)["DBInstanceStatus"] == "available"
+
+
+def test_starting_a_running_instance_is_a_bad_state_error(rds):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    with pytest.raises(AwsError, match=r"^AWS StartDBInstance failed: InvalidDBInstanceState: .*cannot be started"):
+        library.start(rds, "cruddur-db-instance")
+
+
+def test_delete_keeps_a_final_snapshot_unless_skipped(rds):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    library.create(rds, library.CreateOptions(identifier="scratch"), lambda: PASSWORD)
+    _, snapshot = library.delete(rds, "cruddur-db-instance")
+    assert snapshot.startswith("cruddur-db-instance-final-")
+    _, skipped = library.delete(rds, "scratch", skip_final_snapshot=True)
+    assert skipped is None
+    snapshots = {s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]}
+    assert snapshots == {snapshot}
+    assert rds.describe_db_instances()["DBInstances"] == []
+
+
+def test_final_snapshot_identifiers_follow_the_identifier_rules():
+    at = datetime(2026, 11, 25, 22, 30, 5, tzinfo=timezone.utc)
+    name = library.final_snapshot_identifier("cruddur-db-instance", at)
+    assert name == "cruddur-db-instance-final-20261125-223005"
+
+
+def test_an_unknown_instance_is_an_aws_error_with_its_code(rds):
+    with pytest.raises(AwsError, match="^AWS DescribeDBInstances failed: DBInstanceNotFound: DBInstance nope not found"):
+        library.get_instance(rds, "nope")

@@ -1,0 +1,272 @@
+"""`inv rds.*` as a user runs it: a subprocess against moto's server mode."""
+
+import json
+
+import pytest
+
+from tests.aws_support import ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
+
+PASSWORD = "s3cret:pass#word"
+
+
+@pytest.fixture
+def env(moto_url):
+    return {"AWS_ENDPOINT_URL": moto_url, "RDS_MASTER_PASSWORD": PASSWORD, "COLUMNS": "200"}
+
+
+@pytest.fixture
+def rds(moto_url):
+    return server_client(moto_url, "rds")
+
+
+def instances(rds):
+    return {i["DBInstanceIdentifier"]: i for i in rds.describe_db_instances()["DBInstances"]}
+
+
+def assert_no_password(result):
+    assert PASSWORD not in result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def created(inv, env, rds):
+    result = inv("rds.create", env=env)
+    assert result.returncode == 0, result.stderr
+    return instances(rds)["cruddur-db-instance"]
+
+
+def test_create_then_update_the_group_end_to_end(inv, env, rds, moto_url, ip_services):
+    """The bootcamp's provisioning, as commands: create the instance, point its group at us."""
+    result = inv("rds.create", "--wait", env=env)
+    assert result.returncode == 0, result.stderr
+    assert_no_password(result)
+    item = instances(rds)["cruddur-db-instance"]
+    assert (item["DBInstanceClass"], item["EngineVersion"], item["DBName"], item["MasterUsername"],
+            item["AllocatedStorage"], item["StorageType"], item["PubliclyAccessible"], item["StorageEncrypted"],
+            item["BackupRetentionPeriod"], item["MultiAZ"], item["DeletionProtection"]) == (
+        "db.t3.micro", "14.6", "cruddur", "cruddurroot", 20, "gp2", True, True, 0, False, False)
+    host = item["Endpoint"]["Address"]
+    assert "creating cruddur-db-instance (postgres 14.6, db.t3.micro)" in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        f"export PROD_CONNECTION_URL='postgresql://cruddurroot:****@{host}:5432/cruddur'"
+    )
+
+    ec2 = server_client(moto_url, "ec2")
+    group = make_db_group(ec2)
+    sg_env = {**env, "DB_SG_ID": group.group_id, "DB_SG_RULE_ID": group.rule_id,
+              "IP_LOOKUP_URLS": ip_services.urls("ipv6", "good")}
+    update = inv("sg.update", env=sg_env)
+    assert update.returncode == 0, update.stderr
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == "203.0.113.7/32"
+
+
+def test_create_with_overrides(inv, env, rds):
+    result = inv("rds.create", "--identifier", "cruddur-test", "--instance-class", "db.t4g.small",
+                 "--engine-version", "15.4", "--storage", "30", "--availability-zone", "us-east-1b",
+                 "--db-name", "cruddur_test", "--username", "admin_user", "--no-publicly-accessible", env=env)
+    assert result.returncode == 0, result.stderr
+    item = instances(rds)["cruddur-test"]
+    assert (item["DBInstanceClass"], item["EngineVersion"], item["AllocatedStorage"], item["AvailabilityZone"],
+            item["DBName"], item["MasterUsername"], item["PubliclyAccessible"]) == (
+        "db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
+
+
+def test_create_again_reports_the_existing_instance(inv, env, created):
+    result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""})
+    assert result.returncode == 0, result.stderr
+    assert "cruddur-db-instance already exists: available; left as it is" in result.stdout
+
+
+def test_create_without_a_password_or_terminal_names_the_variable(inv, env, rds):
+    result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""})
+    assert_one_line_error(result, "RDS_MASTER_PASSWORD", "--manage-password")
+    assert instances(rds) == {}
+
+
+def test_create_refuses_a_password_rds_would_refuse_without_printing_it(inv, env, rds):
+    result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": "has@sign!"})
+    assert_one_line_error(result, "master password")
+    assert "has@sign!" not in result.stderr
+    assert instances(rds) == {}
+
+
+def test_create_with_managed_password_needs_none(inv, env, rds):
+    result = inv("rds.create", "--manage-password", env={**env, "RDS_MASTER_PASSWORD": ""})
+    assert result.returncode == 0, result.stderr
+    assert "the master password is in Secrets Manager: arn:aws:secretsmanager:" in result.stderr
+    assert instances(rds)["cruddur-db-instance"]["MasterUserSecret"]["SecretArn"]
+
+
+@pytest.mark.parametrize("identifier", ["cruddur--db", "cruddur-", "9cruddur", "cruddur_db"])
+def test_create_refuses_invalid_identifiers(inv, env, rds, identifier):
+    result = inv("rds.create", "--identifier", identifier, env=env)
+    assert_one_line_error(result, f"DB instance identifier {identifier!r} is invalid")
+    assert instances(rds) == {}
+
+
+def test_status_table(inv, env, created):
+    result = inv("rds.status", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    assert rows == {
+        "identifier": "cruddur-db-instance",
+        "status": "available",
+        "endpoint": f"{created['Endpoint']['Address']}:5432",
+        "engine": "postgres 14.6",
+        "class": "db.t3.micro",
+        "storage": "20 GB gp2",
+        "public?": "yes",
+        "security groups": ", ".join(g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]),
+    }
+
+
+def test_status_json(inv, env, created):
+    document = json.loads(inv("rds.status", "--json", env=env).stdout)
+    assert document["status"] == "available"
+    assert document["endpoint"] == created["Endpoint"]["Address"]
+    assert document["security_groups"] == [g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]]
+
+
+def test_status_of_an_unknown_instance(inv, env):
+    result = inv("rds.status", "--identifier", "nope", env=env)
+    assert_one_line_error(result, "DescribeDBInstances failed: DBInstanceNotFound: DBInstance nope not found")
+
+
+def test_url_is_masked_unless_asked_with_a_known_password(inv, env, created):
+    host = created["Endpoint"]["Address"]
+    masked = inv("rds.url", env=env)
+    assert masked.stdout.strip() == f"export PROD_CONNECTION_URL='postgresql://cruddurroot:****@{host}:5432/cruddur'"
+    assert_no_password(masked)
+    shown = inv("rds.url", "--show-password", env=env)
+    assert shown.stdout.strip() == (
+        f"export PROD_CONNECTION_URL=postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur"
+    )
+    unknown = inv("rds.url", "--show-password", env={**env, "RDS_MASTER_PASSWORD": ""})
+    assert_one_line_error(unknown, "--show-password needs the password", "RDS_MASTER_PASSWORD")
+
+
+def test_stop_start_and_bad_states(inv, env, rds, created):
+    stopped = inv("rds.stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "stopped"
+    assert_one_line_error(inv("rds.stop", env=env), "StopDBInstance failed: InvalidDBInstanceState")
+
+    timed_out = inv("rds.wait", "--timeout", "1", env=env)
+    assert timed_out.returncode == 1 and "Traceback" not in timed_out.stderr
+    # Off a terminal, each status is a line of its own; then the error.
+    progress, error = timed_out.stderr.splitlines()
+    assert progress.startswith("cruddur-db-instance: stopped (")
+    assert error == "error: timed out after 1s: RDS instance cruddur-db-instance is still stopped"
+
+    started = inv("rds.start", env=env)
+    assert started.returncode == 0, started.stderr
+    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "available"
+    assert_one_line_error(inv("rds.start", env=env), "StartDBInstance failed: InvalidDBInstanceState")
+    waited = inv("rds.wait", env=env)
+    assert waited.returncode == 0 and "cruddur-db-instance: available at " in waited.stdout
+
+
+def test_delete_refuses_without_confirmation(inv, env, rds, created):
+    result = inv("rds.delete", env=env)
+    assert result.returncode == 1
+    assert "refused: delete RDS instance cruddur-db-instance" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cruddur-db-instance" in instances(rds)
+
+
+def test_delete_keeps_a_final_snapshot(inv, env, rds, created):
+    result = inv("rds.delete", "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    snapshot = result.stdout.split("final snapshot: ")[1].strip()
+    assert snapshot.startswith("cruddur-db-instance-final-")
+    manual = [s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]]
+    assert manual == [snapshot]
+    assert instances(rds) == {}
+
+
+def test_delete_skips_the_snapshot_only_when_asked(inv, env, rds, created):
+    result = inv("rds.delete", "--yes", "--skip-final-snapshot", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "no final snapshot (skipped)" in result.stdout
+    assert rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"] == []
+    assert instances(rds) == {}
+
+
+def test_delete_of_an_unknown_instance_asks_nothing(inv, env):
+    assert_one_line_error(inv("rds.delete", "--identifier", "nope", env=env), "DBInstanceNotFound")
+
+
+def test_throttling_is_one_line(inv, env, throttling_aws: ThrottlingAws):
+    result = inv("rds.status", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "1"})
+    assert_one_line_error(result, "DescribeDBInstances failed: Throttling: Rate exceeded", "throttled")
+    assert throttling_aws.calls == 1
+
+
+def run_on_a_terminal(args, env, answers, timeout=60):
+    """Run `inv ARGS` with a pseudo-terminal as its controlling terminal; answer each prompt in turn.
+
+    Returns (exit code, everything the terminal showed)."""
+    import fcntl
+    import os
+    import select
+    import subprocess
+    import sys
+    import termios
+    import time
+    from pathlib import Path
+
+    controller, terminal = os.openpty()
+
+    def take_the_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("inv")), *args], cwd=Path(__file__).resolve().parent.parent, env=env,
+        stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True, preexec_fn=take_the_terminal,
+    )
+    os.close(terminal)
+    shown, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        while pending and pending[0][0].encode() in shown.split(b"\n")[-1]:
+            prompt, answer = pending.pop(0)
+            shown += b"\n"  # so the same prompt is not answered twice
+            os.write(controller, answer.encode() + b"\n")
+        if process.poll() is not None and not ready:
+            break
+    os.close(controller)
+    return process.wait(timeout=10), shown.decode(errors="replace")
+
+
+def test_create_asks_for_the_password_twice_on_a_terminal_without_echo(base_env, env, rds):
+    terminal_env = {**base_env, **env, "RDS_MASTER_PASSWORD": "", "TERM": "dumb"}
+    answers = [("RDS master password (hidden): ", PASSWORD), ("Again: ", PASSWORD)]
+    code, shown = run_on_a_terminal(["rds.create"], terminal_env, answers)
+    assert code == 0, shown
+    assert "RDS master password (hidden):" in shown and "Again:" in shown
+    assert PASSWORD not in shown
+    assert "cruddur-db-instance" in instances(rds)
+
+
+def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
+    terminal_env = {**base_env, **env, "RDS_MASTER_PASSWORD": "", "TERM": "dumb"}
+    answers = [("RDS master password (hidden): ", PASSWORD), ("Again: ", PASSWORD + "x")]
+    code, shown = run_on_a_terminal(["rds.create"], terminal_env, answers)
+    assert code == 1
+    assert "error: the two passwords differ; nothing created" in shown
+    assert PASSWORD not in shown
+    assert instances(rds) == {}

@@ -1,0 +1,180 @@
+"""`inv sg.*` as a user runs it: a subprocess against moto's server mode and IP services on 127.0.0.1."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def account(moto_url, ip_services):
+    """A moto account holding the bootcamp's db group, and the env that points `inv` at it."""
+    ec2 = server_client(moto_url, "ec2")
+    group = make_db_group(ec2)
+    env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "DB_SG_ID": group.group_id,
+        "DB_SG_RULE_ID": group.rule_id,
+        "IP_LOOKUP_URLS": ip_services.urls("good"),
+        "COLUMNS": "200",
+    }
+    return ec2, group, env
+
+
+def test_update_rewrites_the_rule_then_finds_nothing_to_do(inv, account, ip_services):
+    ec2, group, env = account
+    result = inv("sg.update", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"tcp 5432 from {OLD_CIDR} (GITPOD) -> tcp 5432 from {GOOD_IP}/32 (GITPOD)" in result.stdout
+    assert f"IP from {ip_services.url('good')}" in result.stdout
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == f"{GOOD_IP}/32"
+
+    again = inv("sg.update", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout
+
+
+def test_update_with_gitpod_ip_and_a_description(inv, account, ip_services):
+    ec2, group, env = account
+    result = inv("sg.update", "--description", "laptop", env={**env, "GITPOD_IP": "198.51.100.99"})
+    assert result.returncode == 0, result.stderr
+    assert "(IP from GITPOD_IP)" in result.stdout
+    assert rule_state(ec2, group.rule_id) == {
+        "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": "198.51.100.99/32",
+        "CidrIpv6": None, "Description": "laptop",
+    }
+    assert ip_services.hits == []
+
+
+def test_dry_run_shows_the_change_and_makes_none(inv, account):
+    ec2, group, env = account
+    result = inv("sg.update", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"-> tcp 5432 from {GOOD_IP}/32" in result.stdout and "dry run: nothing changed" in result.stdout
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
+
+
+@pytest.mark.parametrize("services", [("html",), ("ipv6", "private"), ("fail", "garbage", "empty")])
+def test_no_usable_answer_changes_nothing(inv, account, ip_services, services):
+    ec2, group, env = account
+    result = inv("sg.update", env={**env, "IP_LOOKUP_URLS": ip_services.urls(*services)})
+    assert_one_line_error(result, "could not find this workspace's public IPv4 address")
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
+
+
+@pytest.mark.parametrize("gitpod_ip", ["0.0.0.0", "2001:db8::1", "10.0.0.5", "<html>"])
+def test_a_bad_gitpod_ip_changes_nothing(inv, account, gitpod_ip):
+    ec2, group, env = account
+    result = inv("sg.update", env={**env, "GITPOD_IP": gitpod_ip})
+    assert_one_line_error(result, "GITPOD_IP is unusable")
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
+
+
+def test_missing_variables_are_named_before_any_lookup(inv, account, ip_services):
+    _, _, env = account
+    result = inv("sg.update", env={**env, "DB_SG_ID": ""})
+    assert_one_line_error(result, "DB_SG_ID is not set", "gp env DB_SG_ID=")
+    assert ip_services.hits == []
+
+
+def test_an_unknown_rule_is_one_line_with_the_aws_code(inv, account):
+    ec2, group, env = account
+    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": "sgr-0123456789abcdef0"})
+    assert_one_line_error(result, "InvalidSecurityGroupRuleId.NotFound", "sgr-0123456789abcdef0")
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
+
+
+def test_an_unknown_group_is_one_line_with_the_aws_code(inv, account):
+    _, _, env = account
+    result = inv("sg.show", env={**env, "DB_SG_ID": "sg-0123456789abcdef0"})
+    assert_one_line_error(result, "InvalidGroup.NotFound")
+
+
+def test_no_credentials_is_one_line(inv, account, tmp_path):
+    ec2, group, env = account
+    nowhere = str(tmp_path / "missing")
+    no_credentials = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                      "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere}
+    result = inv("sg.update", env={**env, **no_credentials})
+    assert_one_line_error(result, "no AWS credentials (NoCredentialsError: Unable to locate credentials)")
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
+
+
+def test_throttling_is_one_line_after_boto3_retried(inv, account, throttling_aws: ThrottlingAws):
+    _, _, env = account
+    result = inv("sg.update", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "2"})
+    assert_one_line_error(result, "RequestLimitExceeded: Request limit exceeded.", "throttled")
+    assert throttling_aws.calls == 2
+
+
+def test_ip_prints_the_address_and_its_source(inv, ip_services):
+    result = inv("sg.ip", env={"IP_LOOKUP_URLS": ip_services.urls("html", "good")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{GOOD_IP} (from {ip_services.url('good')})"
+    from_gitpod = inv("sg.ip", env={"GITPOD_IP": " 198.51.100.99 "})
+    assert from_gitpod.stdout.strip() == "198.51.100.99 (from GITPOD_IP)"
+
+
+def test_show_marks_the_managed_rule(inv, account):
+    _, group, env = account
+    result = inv("sg.show", env=env)
+    assert result.returncode == 0, result.stderr
+    managed = next(line for line in result.stdout.splitlines() if group.rule_id in line)
+    other = next(line for line in result.stdout.splitlines() if group.other_rule_id in line)
+    assert "*" in managed and OLD_CIDR in managed and "5432" in managed
+    assert "*" not in other and "192.0.2.0/24" in other
+    assert "the rule sg.update manages" in result.stdout
+
+
+def test_show_json(inv, account):
+    _, group, env = account
+    result = inv("sg.show", "--json", env=env)
+    document = json.loads(result.stdout)
+    assert document["group_id"] == group.group_id
+    marked = {r["rule_id"]: r["managed"] for r in document["rules"]}
+    assert marked == {group.rule_id: True, group.other_rule_id: False}
+
+
+def test_discover_prints_the_lines_to_set(inv, account, moto_url):
+    ec2, group, env = account
+    server_client(moto_url, "rds").create_db_instance(
+        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        VpcSecurityGroupIds=[group.group_id],
+    )
+    result = inv("sg.discover", env={"AWS_ENDPOINT_URL": moto_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"export DB_SG_ID={group.group_id}",
+        f"export DB_SG_RULE_ID={group.rule_id}",
+        f"gp env DB_SG_ID={group.group_id}",
+        f"gp env DB_SG_RULE_ID={group.rule_id}",
+    ]
+
+
+def test_discover_of_an_unknown_instance(inv, moto_url):
+    result = inv("sg.discover", "--identifier", "nope", env={"AWS_ENDPOINT_URL": moto_url})
+    assert_one_line_error(result, "DBInstanceNotFound")
+
+
+def test_gitpod_start_runs_sg_update_and_warns_without_blocking(base_env):
+    config = yaml.safe_load((ROOT / ".gitpod.yml").read_text())
+    task = config["tasks"][0]
+    assert "pip install -r requirements.txt" in task["init"]
+    assert "inv sg.update" in task["command"]
+    # A fresh workspace: no DB_SG_ID yet. The command warns and the terminal carries on.
+    env = {**base_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}"}
+    result = subprocess.run(["bash", "-c", task["command"]], cwd=ROOT, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "DB_SG_ID is not set" in result.stderr
+    assert "gp env" in result.stdout
