@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from _timing import compare, time_command
 
 ROOT = Path(__file__).resolve().parent.parent
 INV = str(Path(sys.executable).with_name("inv"))
@@ -33,27 +33,6 @@ boto3.client("ec2").modify_security_group_rules(GroupId=os.environ["DB_SG_ID"], 
     "SecurityGroupRule": {"Description": "GITPOD", "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
                           "CidrIpv4": ip + "/32"}}])
 """
-
-
-def time_command(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    return time.perf_counter() - started
-
-
-def compare(name: str, candidate, baseline, rounds: int) -> float:
-    """Call candidate() and baseline() alternately; print medians and the ratio; return it."""
-    candidate(), baseline()  # warm caches
-    ours, theirs = [], []
-    for _ in range(rounds):
-        ours.append(candidate())
-        theirs.append(baseline())
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    print(
-        f"{name}: median {statistics.median(ours) * 1000:.1f} ms vs baseline {statistics.median(theirs) * 1000:.1f} ms"
-        f" over {rounds} alternating runs -> ratio {ratio:.2f}"
-    )
-    return ratio
 
 
 class EchoService:
@@ -109,14 +88,14 @@ def main(rounds: int) -> None:
 
         compare(
             "inv --list, lazy vs eager boto3+requests",
-            lambda: time_command([INV, "--list"], env),
-            lambda: time_command([sys.executable, "-c", EAGER_LIST], env),
+            lambda: time_command([INV, "--list"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
+            lambda: time_command([sys.executable, "-c", EAGER_LIST], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
             rounds,
         )
         compare(
             "inv sg.update vs bare GET + modify-security-group-rules",
-            lambda: time_command([INV, "sg.update"], env),
-            lambda: time_command([sys.executable, "-c", BARE_UPDATE], env),
+            lambda: time_command([INV, "sg.update"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
+            lambda: time_command([sys.executable, "-c", BARE_UPDATE], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
             rounds,
         )
     finally:
