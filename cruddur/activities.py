@@ -52,7 +52,7 @@ def create_activity(db: Database, handle: str | None, message: str | None, ttl: 
     if not errors:
         created = db.query_commit(
             db.template("activities", "create"),
-            {"handle": handle, "message": message, "ttl": TTLS[ttl]},
+            {"handle": handle, "message": message, "ttl_seconds": TTLS[ttl].total_seconds()},
         )
         if created is not None:
             return {"errors": None, "data": created}
