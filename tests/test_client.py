@@ -4,6 +4,7 @@ typed errors, opt-in SQL logging."""
 import logging
 import socket
 import threading
+import time
 
 import psycopg
 import pytest
@@ -133,14 +134,19 @@ def _terminate_pool_backend(schema_url, client):
         assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
 
 
-def test_checked_pool_replaces_a_connection_the_server_dropped(schema_url):
-    with Database(schema_url, max_size=1) as client:
+@pytest.mark.parametrize("check_after", [0, 0.2])
+def test_checked_pool_replaces_a_connection_the_server_dropped(schema_url, check_after):
+    with Database(schema_url, max_size=1, check_after=check_after) as client:
         _terminate_pool_backend(schema_url, client)
+        time.sleep(check_after)  # idle long enough to be tested before reuse
         assert client.query_value("SELECT 1") == 1
+        assert client.pool.get_stats()["connections_num"] == 2
 
 
-def test_unchecked_pool_raises_typed_then_recovers(schema_url):
-    with Database(schema_url, max_size=1, check=False) as client:
+@pytest.mark.parametrize("check_after", [None, 60])
+def test_unchecked_pool_raises_typed_then_recovers(schema_url, check_after):
+    """Never tested, or used too recently to be tested: the loss surfaces once, typed."""
+    with Database(schema_url, max_size=1, check_after=check_after) as client:
         _terminate_pool_backend(schema_url, client)
         with pytest.raises(DatabaseUnavailable, match="lost the connection to .*terminating connection"):
             client.query_value("SELECT 1")
