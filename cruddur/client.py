@@ -125,7 +125,7 @@ class Database:
         except PoolTimeout:
             self.pool.close()
             raise DatabaseUnavailable(
-                f"could not connect to {self.where} within {timeout:g}s: {self._reason()}"
+                f"could not connect to {self.where} within {timeout:g}s: {self._reason(timeout)}"
             ) from None
         sql_log.debug("pool %s open on %s", self.pool.name, self.where)
         return self
@@ -137,10 +137,11 @@ class Database:
         if used is None or monotonic() - used >= self.check_after:
             ConnectionPool.check_connection(conn)
 
-    def _reason(self) -> str:
+    def _reason(self, timeout: float) -> str:
         # The pool only logs why its connections failed; one direct attempt tells the user.
         try:
-            psycopg.connect(self._url, connect_timeout=5).close()
+            # libpq's connect_timeout counts whole seconds, at least 2.
+            psycopg.connect(self._url, connect_timeout=max(2, min(round(timeout), 5))).close()
         except psycopg.Error as e:
             # libpq's messages name host, port, user and database, never the password.
             return _one_line(e)
