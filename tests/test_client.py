@@ -211,3 +211,12 @@ def test_many_threads_share_one_pool(schema_url):
             t.join()
         assert failures == []
         assert client.pool.get_stats()["connections_num"] <= 3
+
+
+def test_library_imports_neither_invoke_nor_rich():
+    import subprocess
+    import sys
+
+    code = "import sys, cruddur.client, cruddur.activities; print(sorted({'invoke', 'rich'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
