@@ -1,6 +1,6 @@
 """Benchmark the Postgres client against raw psycopg, side by side in one process.
 
-    python bench/bench_client.py [--rounds 40] [--batch 50]
+    python bench/bench_client.py [--rounds 40] [--batch 50] [--synchronous-commit off]
 
 Uses TEST_DATABASE_URL (a maintenance database URL) when set, else starts an embedded server
 in a temporary folder. Each figure is the median over rounds; baseline and candidate batches
@@ -79,6 +79,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--synchronous-commit", choices=["on", "off"], default="on",
+        help="off: commits do not wait for the WAL flush, so disk noise leaves the client's own cost",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +90,11 @@ def main() -> None:
         name = f"bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(
+                    sql.Identifier(name), sql.Literal(args.synchronous_commit)
+                )
+            )
         url = urls.with_dbname(server, name)
         try:
             bench(url, args.rounds, args.batch)
@@ -100,7 +109,10 @@ def bench(url: str, rounds: int, batch: int) -> None:
     with psycopg.connect(url) as conn:
         conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
         conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
-    print(f"PostgreSQL {psycopg.connect(url).info.server_version}, psycopg {psycopg.__version__}, "
+    with psycopg.connect(url) as conn:
+        version = conn.info.server_version
+        sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    print(f"PostgreSQL {version}, psycopg {psycopg.__version__}, synchronous_commit={sync}, "
           f"{rounds} rounds x {batch} operations, medians")
 
     ttl = TTLS["7-days"]

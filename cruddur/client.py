@@ -176,38 +176,52 @@ class Database:
 
     # -- queries -----------------------------------------------------------------------------
 
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
-        """A pooled autocommit connection, for work the helpers do not cover; returned on exit."""
+    def _checkout(self, timeout: float | None = None) -> psycopg.Connection:
         try:
-            with self.pool.connection(timeout=timeout) as conn:
-                yield conn
-                self._last_used[conn] = monotonic()
+            return self.pool.getconn(timeout=timeout)
         except PoolTimeout:
             raise DatabaseUnavailable(
-                f"no free connection to {self.where} within {self.pool.timeout:g}s "
+                f"no free connection to {self.where} within {timeout or self.pool.timeout:g}s "
                 f"(pool of {self.pool.max_size})"
             ) from None
         except PoolClosed:
             raise ClientClosed(f"the database client for {self.where} is not open") from None
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection, for work the helpers do not cover; returned on exit
+        (a transaction opened on it is committed, or rolled back on an exception)."""
+        conn = self._checkout(timeout)
+        try:
+            with conn:
+                yield conn
+            self._last_used[conn] = monotonic()
+        finally:
+            self.pool.putconn(conn)
 
     def _fetchone(self, sql: str, params: Params) -> tuple | None:
         if params is not None and not isinstance(params, Mapping):
             raise TypeError("SQL parameters must be a mapping: use named placeholders, %(name)s")
         if sql_log.isEnabledFor(logging.DEBUG):
             sql_log.debug("%s\n-- params: %r", sql, dict(params or {}))
-        with self.connection() as conn:
-            try:
-                return conn.execute(sql, params).fetchone()
-            except psycopg.Error as e:
-                if conn.broken:
-                    # The pool discards this connection and opens a fresh one.
-                    raise DatabaseUnavailable(f"lost the connection to {self.where}: {_one_line(e)}") from e
-                if e.sqlstate is None:
-                    raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
-                raise QueryError(
-                    f"query failed: {e.diag.message_primary or _one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
-                ) from e
+        # One autocommit statement needs no commit, so no `with conn:` around it: on this path
+        # that block cost more than the checkout itself. putconn discards a broken connection.
+        conn = self._checkout()
+        try:
+            row = conn.execute(sql, params).fetchone()
+            self._last_used[conn] = monotonic()
+            return row
+        except psycopg.Error as e:
+            if conn.broken:
+                # The pool replaces this connection with a fresh one.
+                raise DatabaseUnavailable(f"lost the connection to {self.where}: {_one_line(e)}") from e
+            if e.sqlstate is None:
+                raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
+            raise QueryError(
+                f"query failed: {e.diag.message_primary or _one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
+            ) from e
+        finally:
+            self.pool.putconn(conn)
 
     def query_commit(self, sql: str, params: Params = None) -> Any:
         """Run one writing statement (committed on return); the first column of its first
