@@ -72,6 +72,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=Fal
         return
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     activity = result["data"]
     fields = Table.grid(padding=(0, 2))
@@ -85,7 +86,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=Fal
         ("expires", activity["expires_at"]),
         ("database", str(target)),
     ]:
-        fields.add_row(label, value)
+        fields.add_row(label, Text(value))  # Text: a message's [brackets] are not markup
     console().print(Panel(fields, title="activity created", expand=False))
 
 
@@ -112,6 +113,7 @@ def activities(c, limit=100, json=False, prod=False):
         return
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(
         title=f"home feed: {target}",
@@ -127,8 +129,8 @@ def activities(c, limit=100, json=False, prod=False):
         author = f"@{activity['handle']}" if activity["handle"] else "(no user)"
         table.add_row(
             _when(activity["created_at"]),
-            author,
-            activity["message"],
+            Text(author),
+            Text(activity["message"]),  # not markup: users write [brackets] too
             str(activity["likes_count"]),
             _when(activity["expires_at"]),
         )

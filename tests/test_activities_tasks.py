@@ -113,3 +113,13 @@ def test_unreachable_database_is_one_line_without_the_password(inv):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "s3cr3t-pw" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_messages_are_shown_verbatim_not_as_markup(inv, seeded_url):
+    message = "[bold]not bold[/bold] and a stray [/]"
+    created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+    assert created.returncode == 0, created.stderr
+    assert message in created.stdout
+    feed = inv("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
+    assert feed.returncode == 0, feed.stderr
+    assert message in feed.stdout
