@@ -10,6 +10,7 @@ from pathlib import Path
 from invoke.exceptions import Exit
 
 from ._cli import confirm_destructive, console, settings, task
+from .activities import activities, create_activity  # noqa: F401  (part of the db collection)
 
 PROD = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 YES = "with --prod: confirm without typing the database name (for scripts)"

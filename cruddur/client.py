@@ -1,0 +1,250 @@
+"""The Postgres client the Flask backend and the tasks share: a connection pool, SQL templates
+from sql/<group>/<name>.sql, and helpers that let Postgres build the JSON.
+
+    db = Database(settings.connection_url, sql_dir=settings.sql_dir)
+    db.open()                      # once, at start-up: bounded wait, connection checked
+    rows = db.query_array_json(db.template("activities", "home"), {"limit": 20})
+    db.close()                     # or: with Database(...) as db: ...
+
+Every statement runs on an autocommit connection: one statement is one transaction, committed
+when it returns, so a read or a commit-returning write costs a single round trip. Failures are
+raised as DatabaseError subclasses; nothing is printed. SQL logging is opt-in: enable DEBUG on
+the `cruddur.sql` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from time import monotonic
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from . import urls
+from .config import PROJECT_ROOT, Settings
+from .errors import CruddurError, DatabaseError
+
+sql_log = logging.getLogger("cruddur.sql")
+
+DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
+_TEMPLATE_PART = re.compile(r"[a-z0-9_]+")
+
+# Postgres builds the JSON: one value per statement, already decoded by psycopg's json loader.
+_ARRAY_JSON = "SELECT COALESCE(array_to_json(array_agg(row_to_json(array_row))),'[]'::json) FROM (\n{}\n) array_row"
+_OBJECT_JSON = "SELECT COALESCE(row_to_json(object_row),'{{}}'::json) FROM (\n{}\n) object_row"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """No connection could be made, or none was free, within the time allowed."""
+
+
+class ClientClosed(DatabaseError):
+    """The client was used before open() or after close()."""
+
+
+class QueryError(DatabaseError):
+    """Postgres refused a statement; `sqlstate` is its five-character SQLSTATE code."""
+
+    def __init__(self, message: str, sqlstate: str | None):
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class TemplateNotFound(CruddurError):
+    """No sql/<group>/<name>.sql file for the template asked for."""
+
+
+Params = Mapping[str, Any] | None
+
+
+class Database:
+    """A pool of connections to one database, with SQL templates and JSON query helpers.
+
+    Thread-safe: create one at application start and share it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sql_dir: Path = DEFAULT_SQL_DIR,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        check_after: float | None = 0.5,
+        name: str = "cruddur",
+    ):
+        """`timeout`: the longest wait for a free connection. `check_after`: a connection idle
+        for longer than this many seconds is tested before it is handed out (one round trip,
+        ConnectionPool.check_connection) and replaced if the server dropped it; 0 tests every
+        time, None never."""
+        urls.parse(url)
+        self.where = urls.describe(url)
+        self.sql_dir = Path(sql_dir)
+        self._templates: dict[tuple[str, str], str] = {}
+        self._templates_lock = threading.Lock()
+        self._url = url
+        self.check_after = check_after
+        self._last_used: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            check=None if check_after is None else self._check_if_idle,
+            name=name,
+            open=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options) -> Database:
+        """A client for CONNECTION_URL (MissingSetting if unset), SQL from settings.sql_dir."""
+        return cls(settings.require("connection_url"), sql_dir=settings.sql_dir, **options)
+
+    def __repr__(self) -> str:
+        return f"Database({self.where!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self, wait: bool = True, timeout: float = 10.0) -> Database:
+        """Start the pool; with wait, block until its first connections work, at most `timeout`
+        seconds, else DatabaseUnavailable saying why."""
+        self.pool.open(wait=False)
+        if not wait:
+            return self
+        try:
+            self.pool.wait(timeout=timeout)
+        except PoolTimeout:
+            self.pool.close()
+            raise DatabaseUnavailable(
+                f"could not connect to {self.where} within {timeout:g}s: {self._reason(timeout)}"
+            ) from None
+        sql_log.debug("pool %s open on %s", self.pool.name, self.where)
+        return self
+
+    def _check_if_idle(self, conn: psycopg.Connection) -> None:
+        # A connection in use moments ago is alive: skipping its test keeps the busy path at one
+        # round trip per query (the same bypass window idea as HikariCP's 500 ms).
+        used = self._last_used.get(conn)
+        if used is None or monotonic() - used >= self.check_after:
+            ConnectionPool.check_connection(conn)
+
+    def _reason(self, timeout: float) -> str:
+        # The pool only logs why its connections failed; one direct attempt tells the user.
+        try:
+            # libpq's connect_timeout counts whole seconds, at least 2.
+            psycopg.connect(self._url, connect_timeout=max(2, min(round(timeout), 5))).close()
+        except psycopg.Error as e:
+            # libpq's messages name host, port, user and database, never the password.
+            return _one_line(e)
+        return "the server accepted a connection only after the wait ended"
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.pool.close(timeout=timeout)
+
+    def __enter__(self) -> Database:
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- templates ---------------------------------------------------------------------------
+
+    def template(self, group: str, name: str) -> str:
+        """The text of sql/<group>/<name>.sql, read once and cached."""
+        key = (group, name)
+        cached = self._templates.get(key)
+        if cached is not None:
+            return cached
+        if not (_TEMPLATE_PART.fullmatch(group) and _TEMPLATE_PART.fullmatch(name)):
+            raise TemplateNotFound(f"bad template name {group!r}/{name!r}: use lowercase letters, digits, _")
+        path = self.sql_dir / group / f"{name}.sql"
+        try:
+            text = path.read_text(encoding="utf-8").strip().rstrip(";")
+        except FileNotFoundError:
+            raise TemplateNotFound(f"no SQL template {group}/{name}: {path} does not exist") from None
+        with self._templates_lock:
+            return self._templates.setdefault(key, text)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def _checkout(self, timeout: float | None = None) -> psycopg.Connection:
+        try:
+            return self.pool.getconn(timeout=timeout)
+        except PoolTimeout:
+            raise DatabaseUnavailable(
+                f"no free connection to {self.where} within {timeout or self.pool.timeout:g}s "
+                f"(pool of {self.pool.max_size})"
+            ) from None
+        except PoolClosed:
+            raise ClientClosed(f"the database client for {self.where} is not open") from None
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection, for work the helpers do not cover; returned on exit
+        (a transaction opened on it is committed, or rolled back on an exception)."""
+        conn = self._checkout(timeout)
+        try:
+            with conn:
+                yield conn
+            self._last_used[conn] = monotonic()
+        finally:
+            self.pool.putconn(conn)
+
+    def _fetchone(self, sql: str, params: Params) -> tuple | None:
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError("SQL parameters must be a mapping: use named placeholders, %(name)s")
+        if sql_log.isEnabledFor(logging.DEBUG):
+            sql_log.debug("%s\n-- params: %r", sql, dict(params or {}))
+        # One autocommit statement needs no commit, so no `with conn:` around it: on this path
+        # that block cost more than the checkout itself. putconn discards a broken connection.
+        conn = self._checkout()
+        try:
+            row = conn.execute(sql, params).fetchone()
+            self._last_used[conn] = monotonic()
+            return row
+        except psycopg.Error as e:
+            if conn.broken:
+                # The pool replaces this connection with a fresh one.
+                raise DatabaseUnavailable(f"lost the connection to {self.where}: {_one_line(e)}") from e
+            if e.sqlstate is None:
+                raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
+            raise QueryError(
+                f"query failed: {e.diag.message_primary or _one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
+            ) from e
+        finally:
+            self.pool.putconn(conn)
+
+    def query_commit(self, sql: str, params: Params = None) -> Any:
+        """Run one writing statement (committed on return); the first column of its first
+        RETURNING row, or None when it returned no row."""
+        row = self._fetchone(sql, params)
+        return None if row is None else row[0]
+
+    def query_value(self, sql: str, params: Params = None) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        row = self._fetchone(sql, params)
+        return None if row is None else row[0]
+
+    def query_array_json(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
+        """The query's rows as a list of dicts (JSON built by Postgres; [] when none)."""
+        return self._fetchone(_ARRAY_JSON.format(sql), params)[0]
+
+    def query_object_json(self, sql: str, params: Params = None) -> dict[str, Any]:
+        """The query's first row as a dict (JSON built by Postgres; {} when none)."""
+        row = self._fetchone(_OBJECT_JSON.format(sql), params)
+        # With no row under it the wrapper returns no row at all, so COALESCE never runs.
+        return {} if row is None else row[0]
+
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

@@ -1,0 +1,184 @@
+"""Activities through the client against a real PostgreSQL: the CreateActivity rules and error
+codes, the exact JSON shapes, the home feed's order, and many threads on one pool."""
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, get_activity, home_activities
+from cruddur.client import Database
+
+CREATED_KEYS = {"uuid", "display_name", "handle", "message", "created_at", "expires_at"}
+FEED_KEYS = {
+    "uuid",
+    "display_name",
+    "handle",
+    "message",
+    "replies_count",
+    "reposts_count",
+    "likes_count",
+    "reply_to_activity_uuid",
+    "expires_at",
+    "created_at",
+}
+
+
+def add_user(url, handle, display_name="Someone"):
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES (%s, %s, %s, %s)",
+            (display_name, handle, f"{handle}@example.com", f"MOCK-{handle}"),
+        )
+
+
+def activity_count(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+
+
+@pytest.fixture
+def db(schema_url):
+    add_user(schema_url, "andrewbrown", "Andrew Brown")
+    with Database(schema_url, max_size=4) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "handle, message, ttl, errors",
+    [
+        ("andrewbrown", "hi", "", ["ttl_blank"]),
+        ("andrewbrown", "hi", None, ["ttl_blank"]),
+        ("andrewbrown", "hi", "2-days", ["ttl_blank"]),
+        ("andrewbrown", "hi", "7 days", ["ttl_blank"]),
+        ("", "hi", "7-days", ["user_handle_blank"]),
+        (None, "hi", "7-days", ["user_handle_blank"]),
+        ("   ", "hi", "7-days", ["user_handle_blank"]),
+        ("andrewbrown", "", "7-days", ["message_blank"]),
+        ("andrewbrown", None, "7-days", ["message_blank"]),
+        ("andrewbrown", " \n ", "7-days", ["message_blank"]),
+        ("andrewbrown", "x" * 281, "7-days", ["message_exceed_max_chars"]),
+        ("", "", "forever", ["ttl_blank", "user_handle_blank", "message_blank"]),
+        (None, "é" * 281, None, ["ttl_blank", "user_handle_blank", "message_exceed_max_chars"]),
+        ("nobody", "hi", "7-days", ["user_not_found"]),
+    ],
+)
+def test_refusals_give_their_codes_and_store_nothing(db, schema_url, handle, message, ttl, errors):
+    result = create_activity(db, handle, message, ttl)
+    assert result == {"errors": errors, "data": {"handle": handle, "message": message}}
+    assert activity_count(schema_url) == 0
+
+
+def test_created_activity_has_the_exact_shape(db, schema_url):
+    message = "m" * 280  # the longest allowed
+    result = create_activity(db, "andrewbrown", message, "7-days")
+    assert result["errors"] is None
+    data = result["data"]
+    assert set(data) == CREATED_KEYS
+    assert data["display_name"] == "Andrew Brown"
+    assert data["handle"] == "andrewbrown"
+    assert data["message"] == message
+    assert get_activity(db, data["uuid"]) == data
+    with psycopg.connect(schema_url) as conn:
+        stored = conn.execute("SELECT uuid::text, message FROM activities").fetchall()
+    assert stored == [(data["uuid"], message)]
+
+
+@pytest.mark.parametrize("ttl", list(TTLS))
+def test_expires_at_minus_created_at_is_the_ttl(db, schema_url, ttl):
+    data = create_activity(db, "andrewbrown", f"lives {ttl}", ttl)["data"]
+    created = datetime.fromisoformat(data["created_at"])
+    expires = datetime.fromisoformat(data["expires_at"])
+    assert created.tzinfo is not None and expires.tzinfo is not None  # ISO 8601 with its offset
+    assert expires - created == TTLS[ttl]
+    with psycopg.connect(schema_url) as conn:
+        interval = conn.execute(
+            "SELECT expires_at - created_at FROM activities WHERE uuid = %s", (data["uuid"],)
+        ).fetchone()[0]
+    assert interval == TTLS[ttl]
+    assert abs(datetime.now(timezone.utc) - created) < timedelta(minutes=5)
+
+
+def test_get_activity_unknown_is_empty(db):
+    assert get_activity(db, "00000000-0000-0000-0000-000000000000") == {}
+
+
+def test_home_feed_is_empty_list_on_an_empty_database(db):
+    assert home_activities(db) == []
+
+
+def test_home_feed_shape_and_newest_first(db, schema_url):
+    add_user(schema_url, "bayko", "Andrew Bayko")
+    with psycopg.connect(schema_url) as conn:
+        for handle, message, age in [("andrewbrown", "oldest", 3), ("bayko", "newest", 1), ("andrewbrown", "middle", 2)]:
+            conn.execute(
+                "INSERT INTO activities (user_uuid, message, created_at, expires_at, likes_count) "
+                "SELECT uuid, %s, now() - %s * interval '1 hour', now() + interval '1 day', %s "
+                "FROM users WHERE handle = %s",
+                (message, age, age, handle),
+            )
+    feed = home_activities(db)
+    assert [a["message"] for a in feed] == ["newest", "middle", "oldest"]
+    assert all(set(a) == FEED_KEYS for a in feed)
+    newest = feed[0]
+    assert (newest["handle"], newest["display_name"], newest["likes_count"]) == ("bayko", "Andrew Bayko", 1)
+    assert (newest["replies_count"], newest["reposts_count"], newest["reply_to_activity_uuid"]) == (0, 0, None)
+    created = [datetime.fromisoformat(a["created_at"]) for a in feed]
+    assert created == sorted(created, reverse=True)
+
+
+def test_home_feed_limit(db, schema_url):
+    with psycopg.connect(schema_url) as conn:
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, created_at) "
+            "SELECT users.uuid, 'n' || n, now() - n * interval '1 second' "
+            "FROM users, generate_series(1, %s) AS n",
+            (HOME_FEED_LIMIT + 5,),
+        )
+    default = home_activities(db)
+    assert len(default) == HOME_FEED_LIMIT
+    assert default[0]["message"] == "n1"
+    assert len(home_activities(db, None)) == HOME_FEED_LIMIT + 5
+    assert [a["message"] for a in home_activities(db, 2)] == ["n1", "n2"]
+    assert home_activities(db, 0) == []
+    with pytest.raises(ValueError):
+        home_activities(db, -1)
+
+
+def test_created_activities_appear_in_the_feed(db):
+    first = create_activity(db, "andrewbrown", "first", "1-hour")["data"]
+    feed = home_activities(db)
+    assert [a["uuid"] for a in feed] == [first["uuid"]]
+    assert {k: feed[0][k] for k in CREATED_KEYS} == first
+
+
+def test_many_threads_create_through_one_pool(db, schema_url):
+    threads_n, per_thread = 16, 25
+    created, failures = [], []
+    lock = threading.Lock()
+
+    def work(n):
+        try:
+            for i in range(per_thread):
+                result = create_activity(db, "andrewbrown", f"thread {n} message {i}", "1-day")
+                assert result["errors"] is None, result
+                with lock:
+                    created.append(result["data"]["uuid"])
+        except Exception as e:  # collected, asserted below
+            failures.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(set(created)) == threads_n * per_thread
+    with psycopg.connect(schema_url) as conn:
+        stored = {row[0] for row in conn.execute("SELECT uuid::text FROM activities")}
+    assert stored == set(created)
+    stats = db.pool.get_stats()
+    assert stats.get("requests_errors", 0) == 0
+    assert stats.get("connections_lost", 0) == 0
+    assert stats["pool_size"] <= 4

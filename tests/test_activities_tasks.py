@@ -1,0 +1,125 @@
+"""`inv db.create-activity` and `inv db.activities` as a user runs them, on a real database."""
+
+import json
+import socket
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+SEED = Path(__file__).resolve().parent.parent / "sql" / "seed.sql"
+
+
+@pytest.fixture
+def seeded_url(schema_url):
+    with psycopg.connect(schema_url) as conn:
+        conn.execute(SEED.read_bytes())
+    return schema_url
+
+
+def messages(url):
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute("SELECT message FROM activities ORDER BY created_at")]
+
+
+def test_create_activity_json(inv, seeded_url):
+    result = inv(
+        "db.create-activity", "--handle", "bayko", "--message", "from the CLI", "--ttl", "3-hours", "--json",
+        env={"CONNECTION_URL": seeded_url},
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["errors"] is None
+    assert set(printed["data"]) == {"uuid", "display_name", "handle", "message", "created_at", "expires_at"}
+    assert (printed["data"]["handle"], printed["data"]["message"]) == ("bayko", "from the CLI")
+    assert messages(seeded_url) == ["This was imported as seed data!", "from the CLI"]
+
+
+def test_create_activity_panel(inv, seeded_url):
+    result = inv("db.create-activity", "--handle", "andrewbrown", "--message", "panel please", env={"CONNECTION_URL": seeded_url})
+    assert result.returncode == 0, result.stderr
+    assert "activity created" in result.stdout
+    assert "panel please" in result.stdout
+    assert "Andrew Brown (@andrewbrown)" in result.stdout
+    assert "panel please" in messages(seeded_url)
+
+
+def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
+    result = inv(
+        "db.create-activity", "--handle", "", "--message", "x" * 281, "--ttl", "2-weeks",
+        env={"CONNECTION_URL": seeded_url},
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "error: activity not created: "
+        "ttl_blank (--ttl must be one of 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours, 1-hour); "
+        "user_handle_blank (--handle is blank); "
+        "message_exceed_max_chars (--message is longer than 280 characters)"
+    )
+    assert messages(seeded_url) == ["This was imported as seed data!"]
+
+
+def test_create_activity_unknown_handle_json(inv, seeded_url):
+    result = inv(
+        "db.create-activity", "--handle", "ghost", "--message", "boo", "--json", env={"CONNECTION_URL": seeded_url}
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"errors": ["user_not_found"], "data": {"handle": "ghost", "message": "boo"}}
+    assert "user_not_found (no user has the handle 'ghost')" in result.stderr
+    assert messages(seeded_url) == ["This was imported as seed data!"]
+
+
+def test_activities_json_newest_first(inv, seeded_url):
+    for message in ("second", "third"):
+        created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+        assert created.returncode == 0, created.stderr
+    result = inv("db.activities", "--json", env={"CONNECTION_URL": seeded_url})
+    assert result.returncode == 0, result.stderr
+    feed = json.loads(result.stdout)
+    assert [a["message"] for a in feed] == ["third", "second", "This was imported as seed data!"]
+    assert set(feed[0]) == {
+        "uuid", "display_name", "handle", "message", "replies_count", "reposts_count", "likes_count",
+        "reply_to_activity_uuid", "expires_at", "created_at",
+    }
+    for stamp in (feed[0]["created_at"], feed[0]["expires_at"]):
+        assert "T" in stamp and datetime.fromisoformat(stamp).tzinfo is not None  # ISO 8601 with offset
+
+
+def test_activities_table_and_limit(inv, seeded_url):
+    result = inv("db.activities", env={"CONNECTION_URL": seeded_url})
+    assert result.returncode == 0, result.stderr
+    assert "@andrewbrown" in result.stdout
+    assert "This was imported" in result.stdout  # the table may wrap the rest
+    assert "1 activities" in result.stdout
+    limited = inv("db.activities", "--json", "--limit", "0", env={"CONNECTION_URL": seeded_url})
+    assert len(json.loads(limited.stdout)) == 1
+
+
+def test_prod_without_its_url_names_the_variable(inv):
+    result = inv("db.activities", "--prod")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
+
+
+def test_unreachable_database_is_one_line_without_the_password(inv):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = inv("db.activities", env={"CONNECTION_URL": f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/cruddur"})
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: could not connect to postgres@127.0.0.1:{port}/cruddur within 5s:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "s3cr3t-pw" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_messages_are_shown_verbatim_not_as_markup(inv, seeded_url):
+    message = "[bold]not bold[/bold] and a stray [/]"
+    created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+    assert created.returncode == 0, created.stderr
+    assert message in created.stdout
+    feed = inv("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
+    assert feed.returncode == 0, feed.stderr
+    assert message in feed.stdout
