@@ -56,7 +56,10 @@ def _refusal(errors: list[str], handle: str) -> str:
     }
 )
 def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=False):
-    """Create an activity the way the backend does; a refusal exits 1 and stores nothing."""
+    """Create an activity the way the backend does.
+
+    A refusal exits 1 with its error codes and stores nothing.
+    """
     import json as json_module
 
     from cruddur.activities import create_activity as create
@@ -98,7 +101,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=Fal
     }
 )
 def activities(c, limit=100, json=False, prod=False):
-    """Show the home feed, newest first, as the backend returns it."""
+    """Show the home feed, newest first."""
     from cruddur.activities import home_activities
 
     if int(limit) < 0:
