@@ -43,7 +43,7 @@ def error_from_response(response: dict, operation: str) -> AwsError:
         hint = " (AWS throttled the request, even after retries; wait a minute and run it again)"
     elif code in BAD_CREDENTIALS:
         hint = " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
-    return AwsError(f"AWS {operation} failed: {code}: {message}{hint}")
+    return AwsError(f"AWS {operation} failed: {code}: {message}{hint}", code)
 
 
 @contextmanager

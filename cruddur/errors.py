@@ -28,3 +28,7 @@ class SqlFileError(DatabaseError):
 
 class AwsError(CruddurError):
     """AWS answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code  # AWS's error code, when AWS answered with one

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import aws
 from .errors import AwsError
 from .lambda_package import FUNCTION_NAME, Package
 
@@ -24,18 +25,14 @@ class Deployment:
 
 def client():
     """A Lambda client from boto3's own configuration."""
-    import boto3
-
-    return _aws_call("create the Lambda client", lambda: boto3.client("lambda"))
+    return aws.client("lambda")
 
 
 def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str | None = None, lambda_client=None) -> Deployment:
     """Upload the package unless the function already runs these exact bytes; then make the
     function's handler, runtime (and CONNECTION_URL, when given) match. Waits for each update."""
     lambda_client = lambda_client or client()
-    current = _aws_call(
-        f"read function {function}", lambda: lambda_client.get_function(FunctionName=function)["Configuration"]
-    )
+    current = _read_configuration(lambda_client, function)
     if current.get("LastUpdateStatus") == "InProgress":
         # Lambda refuses a second update while one is running (ResourceConflictException).
         _wait_updated(lambda_client, function)
@@ -43,12 +40,10 @@ def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str 
     code = "unchanged"
     if current.get("CodeSha256") != package.code_sha256:
         zipped = package.path.read_bytes()
-        updated = _aws_call(
-            f"upload the code of {function}",
-            lambda: lambda_client.update_function_code(
+        with aws.translated():
+            updated = lambda_client.update_function_code(
                 FunctionName=function, ZipFile=zipped, Architectures=[package.architecture]
-            ),
-        )
+            )
         _wait_updated(lambda_client, function)
         if updated.get("CodeSha256") != package.code_sha256:
             raise AwsError(
@@ -59,10 +54,8 @@ def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str 
 
     changes, changed = _configuration_changes(current, package, connection_url)
     if changes:
-        _aws_call(
-            f"update the configuration of {function}",
-            lambda: lambda_client.update_function_configuration(FunctionName=function, **changes),
-        )
+        with aws.translated():
+            lambda_client.update_function_configuration(FunctionName=function, **changes)
         _wait_updated(lambda_client, function)
     return Deployment(function, code, package.code_sha256, changed)
 
@@ -86,30 +79,23 @@ def _configuration_changes(current: dict, package: Package, connection_url: str 
     return changes, tuple(changed)
 
 
+def _read_configuration(lambda_client, function: str) -> dict:
+    try:
+        with aws.translated():
+            return lambda_client.get_function(FunctionName=function)["Configuration"]
+    except AwsError as e:
+        if e.code == "ResourceNotFoundException":
+            raise AwsError(f"{e} (create the function first; lambda.deploy only updates it)", e.code) from None
+        raise
+
+
 def _wait_updated(lambda_client, function: str) -> None:
-    waiter = lambda_client.get_waiter("function_updated_v2")
-    _aws_call(f"wait for function {function} to finish updating", lambda: waiter.wait(FunctionName=function))
-
-
-def _aws_call(action: str, call):
-    """Run a boto3 call; AWS's answer (or boto3's complaint) becomes one AwsError line."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, WaiterError
+    from botocore.exceptions import WaiterError
 
     try:
-        return call()
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        code = error.get("Code", "Unknown")
-        message = " ".join(str(error.get("Message", "")).split())
-        hint = ""
-        if code == "ResourceNotFoundException":
-            hint = " (create the function first; this task only updates an existing one)"
-        raise AwsError(f"could not {action}: {code}: {message}{hint}") from None
+        with aws.translated():
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function)
     except WaiterError as e:
-        raise AwsError(f"could not {action}: {' '.join(str(e).split())}") from None
-    except NoRegionError:
-        raise AwsError(f"could not {action}: no AWS region; export AWS_DEFAULT_REGION=us-east-1") from None
-    except NoCredentialsError:
-        raise AwsError(f"could not {action}: no AWS credentials (aws configure, or AWS_PROFILE)") from None
-    except BotoCoreError as e:
-        raise AwsError(f"could not {action}: {type(e).__name__}: {' '.join(str(e).split())}") from None
+        if "Error" in (e.last_response or {}):
+            raise aws.error_from_response(e.last_response, "GetFunction") from None
+        raise AwsError(f"function {function} did not finish updating: {' '.join(str(e).split())}") from None

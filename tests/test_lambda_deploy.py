@@ -96,7 +96,8 @@ def test_a_missing_function_is_one_line_with_the_aws_error_code(aws, lambda_zip)
         lambda_deploy.deploy(lambda_zip, function="no-such-function")
 
     message = str(raised.value)
-    assert message.startswith("could not read function no-such-function: ResourceNotFoundException:")
+    assert message.startswith("AWS GetFunction failed: ResourceNotFoundException:")
+    assert message.endswith("(create the function first; lambda.deploy only updates it)")
     assert "create the function first" in message
     assert "\n" not in message
 
@@ -106,7 +107,7 @@ def test_no_region_is_a_clear_error(monkeypatch, lambda_zip):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
 
-    with pytest.raises(AwsError, match="no AWS region; export AWS_DEFAULT_REGION="):
+    with pytest.raises(AwsError, match=r"no AWS region \(NoRegionError\): export AWS_DEFAULT_REGION="):
         lambda_deploy.deploy(lambda_zip)
 
 
@@ -157,5 +158,5 @@ def test_inv_lambda_deploy_to_a_missing_function_is_one_line(inv, moto_server):
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: could not read function nope: ResourceNotFoundException:"
+        "error: AWS GetFunction failed: ResourceNotFoundException:"
     )
