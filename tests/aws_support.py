@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cruddur import aws as cruddur_aws
+from tests.helpers import free_port
 
 REGION = "us-east-1"
 OLD_CIDR = "198.51.100.10/32"
@@ -94,13 +95,8 @@ def ip_services():
 
 
 def closed_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/ip"
+    """An IP service URL on 127.0.0.1 where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/ip"
 
 
 @pytest.fixture

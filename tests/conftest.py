@@ -17,8 +17,7 @@ from psycopg import sql
 
 from cruddur import local_server, urls
 
-ROOT = Path(__file__).resolve().parent.parent
-INV = Path(sys.executable).with_name("inv")
+from tests.helpers import INV, ROOT
 
 # Variables the project reads; a developer's own values must not leak into the tests.
 PROJECT_VARIABLES = {

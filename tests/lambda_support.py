@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from cruddur import lambda_local, lambda_package
+from tests.helpers import free_port
 
 # The zip the tests run must load on this machine: its Python version and architecture.
 LOCAL_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -42,13 +43,6 @@ def users(url: str) -> list[tuple]:
         return conn.execute(
             "SELECT display_name, email, handle, cognito_user_id FROM public.users ORDER BY created_at"
         ).fetchall()
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (connections are refused at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, get_activity, home_activities
 from cruddur.client import Database
+from tests.helpers import add_user
 
 CREATED_KEYS = {"uuid", "display_name", "handle", "message", "created_at", "expires_at"}
 FEED_KEYS = {
@@ -23,14 +24,6 @@ FEED_KEYS = {
     "expires_at",
     "created_at",
 }
-
-
-def add_user(url, handle, display_name="Someone"):
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES (%s, %s, %s, %s)",
-            (display_name, handle, f"{handle}@example.com", f"MOCK-{handle}"),
-        )
 
 
 def activity_count(url):

@@ -1,12 +1,13 @@
 """`inv db.create-activity` and `inv db.activities` as a user runs them, on a real database."""
 
 import json
-import socket
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.helpers import free_port
 
 SEED = Path(__file__).resolve().parent.parent / "sql" / "seed.sql"
 
@@ -104,9 +105,7 @@ def test_prod_without_its_url_names_the_variable(inv):
 
 
 def test_unreachable_database_is_one_line_without_the_password(inv):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = inv("db.activities", env={"CONNECTION_URL": f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/cruddur"})
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: could not connect to postgres@127.0.0.1:{port}/cruddur within 5s:")

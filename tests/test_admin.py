@@ -1,7 +1,5 @@
 """cruddur.admin and cruddur.sessions against a real PostgreSQL."""
 
-import socket
-
 import psycopg
 import pytest
 from psycopg import conninfo, sql
@@ -9,18 +7,7 @@ from psycopg import conninfo, sql
 from cruddur import admin, urls
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.sessions import list_sessions
-
-
-def closed_port_url(password="s3cr3t-pw"):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"postgresql://postgres:{password}@127.0.0.1:{port}/cruddur"
-
-
-def table_count(url, table):
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+from tests.helpers import closed_port_url, table_count
 
 
 def test_create_database_then_again_reports_existing(database_url):

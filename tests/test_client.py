@@ -2,7 +2,6 @@
 typed errors, opt-in SQL logging."""
 
 import logging
-import socket
 import threading
 import time
 
@@ -13,27 +12,13 @@ from psycopg import conninfo
 from cruddur.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
 from cruddur.config import Settings
 from cruddur.errors import DatabaseError, MissingSetting
-
-
-def closed_port_url(password="s3cr3t-pw"):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"postgresql://postgres:{password}@127.0.0.1:{port}/cruddur"
+from tests.helpers import add_user, closed_port_url
 
 
 @pytest.fixture
 def db(schema_url):
     with Database(schema_url, max_size=2) as client:
         yield client
-
-
-def add_user(url, handle, display_name="Someone"):
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES (%s, %s, %s, %s)",
-            (display_name, handle, f"{handle}@example.com", f"MOCK-{handle}"),
-        )
 
 
 def test_context_manager_opens_and_closes(schema_url):
@@ -211,12 +196,3 @@ def test_many_threads_share_one_pool(schema_url):
             t.join()
         assert failures == []
         assert client.pool.get_stats()["connections_num"] <= 3
-
-
-def test_library_imports_neither_invoke_nor_rich():
-    import subprocess
-    import sys
-
-    code = "import sys, cruddur.client, cruddur.activities; print(sorted({'invoke', 'rich'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -12,22 +12,12 @@ import pytest
 from psycopg import conninfo
 
 from cruddur import urls
-from tests.conftest import INV, ROOT
-from tests.test_admin import closed_port_url, table_count
+from tests.helpers import INV, ROOT, assert_one_line_error, closed_port_url, table_count
 
 
 def db_exists(url):
     with psycopg.connect(urls.with_dbname(url, "postgres")) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (urls.dbname(url),)).fetchone() is not None
-
-
-def one_line_error(result):
-    """A failure a user caused: exit 1, one line on stderr, no traceback."""
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @pytest.fixture
@@ -80,7 +70,7 @@ def test_a_bad_seed_changes_nothing(inv, dev, schema_url, tmp_path):
         "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1');\n"
         "INSERT INTO users (display_name, handle, cognito_user_id) VALUES ('B', 'b', 'c2');\n"
     )
-    line = one_line_error(inv("db.seed", "--file", str(bad), env=dev))
+    line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev))
     assert line == (
         f"error: {bad}: 23502 null value in column \"email\" of relation \"users\" violates not-null constraint"
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
@@ -102,7 +92,7 @@ def test_prod_guard_refuses_without_a_terminal(inv, schema_url, task):
     with psycopg.connect(schema_url) as conn:
         conn.execute("INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('P', 'p', 'p@x', 'c')")
     with psycopg.connect(schema_url) as holder:
-        line = one_line_error(inv(task, "--prod", env={"PROD_CONNECTION_URL": schema_url}))
+        line = assert_one_line_error(inv(task, "--prod", env={"PROD_CONNECTION_URL": schema_url}))
         assert line.startswith("refused: ")
         assert f"prod database {urls.describe(schema_url)} needs confirmation" in line
         assert line.endswith("run it on a terminal or pass --yes")
@@ -151,19 +141,19 @@ def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, type
 )
 def test_bad_urls_give_one_line_without_the_password(inv, env, expected):
     for task in ("db.create", "db.setup", "db.sessions"):
-        line = one_line_error(inv(task, env=env))
+        line = assert_one_line_error(inv(task, env=env))
         assert line.startswith(expected)
         assert "s3cr3t-pw" not in line
 
 
 def test_missing_database(inv, database_url):
     missing = urls.with_dbname(database_url, "no_such_db")
-    line = one_line_error(inv("db.seed", env={"CONNECTION_URL": missing}))
+    line = assert_one_line_error(inv("db.seed", env={"CONNECTION_URL": missing}))
     assert 'database "no_such_db" does not exist (create it with: inv db.create, or inv db.setup)' in line
 
 
 def test_missing_variable_is_named(inv):
-    line = one_line_error(inv("db.sessions", "--prod"))
+    line = assert_one_line_error(inv("db.sessions", "--prod"))
     assert line == (
         "error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur"
         " (in Gitpod, also gp env PROD_CONNECTION_URL=postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur)"
@@ -213,7 +203,7 @@ def test_kill_ends_other_sessions(inv, dev, database_url):
 
 def test_wait(inv, dev):
     assert inv("db.wait", "--timeout", "5", env=dev).returncode == 0
-    line = one_line_error(inv("db.wait", "--timeout", "1", env={"CONNECTION_URL": closed_port_url()}))
+    line = assert_one_line_error(inv("db.wait", "--timeout", "1", env={"CONNECTION_URL": closed_port_url()}))
     assert line.startswith("error: gave up after 1s: cannot connect to postgres@127.0.0.1:")
 
 

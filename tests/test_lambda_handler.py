@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from cruddur import lambda_local
-from lambda_support import closed_port, sample_event, users
+from lambda_support import sample_event, users
+from tests.helpers import free_port
 
 pytest_plugins = ["lambda_support"]
 
@@ -63,7 +64,7 @@ def test_forgot_password_inserts_nothing_and_needs_no_database(post_confirmation
     assert post_confirmation.handle(event, schema_url) == before
     assert users(schema_url) == []
     # It does not even connect: a password reset must not fail because the database is away.
-    assert post_confirmation.handle(event, f"postgresql://nobody@127.0.0.1:{closed_port()}/cruddur") == before
+    assert post_confirmation.handle(event, f"postgresql://nobody@127.0.0.1:{free_port()}/cruddur") == before
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_an_unreachable_database_raises_within_cognitos_five_seconds(post_confir
     started = time.monotonic()
 
     with pytest.raises(post_confirmation.UserNotSaved) as raised:
-        post_confirmation.handle(sample_event(), f"postgresql://postgres@127.0.0.1:{closed_port()}/cruddur")
+        post_confirmation.handle(sample_event(), f"postgresql://postgres@127.0.0.1:{free_port()}/cruddur")
 
     assert time.monotonic() - started < 5  # Cognito's own limit: a functional bound
     assert isinstance(raised.value.__cause__, psycopg.OperationalError)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from cruddur import lambda_local
-from lambda_support import closed_port, sample_event, users
+from lambda_support import sample_event, users
+from tests.helpers import free_port
 
 
 def test_invoke_inserts_the_sample_user_and_shows_the_row(inv, schema_url):
@@ -65,7 +66,7 @@ def test_invoke_a_file_that_is_not_an_event(inv, schema_url, tmp_path):
 
 
 def test_invoke_on_an_unreachable_database_is_one_line_without_the_password(inv):
-    url = f"postgresql://postgres:hunter2-secret@127.0.0.1:{closed_port()}/cruddur"
+    url = f"postgresql://postgres:hunter2-secret@127.0.0.1:{free_port()}/cruddur"
 
     result = inv("lambda.invoke", env={"CONNECTION_URL": url})
 

@@ -16,7 +16,8 @@ import pytest
 
 from cruddur import lambda_package
 from cruddur.lambda_package import PackageError
-from lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, closed_port, sample_event, users
+from lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, sample_event, users
+from tests.helpers import free_port
 
 pytest_plugins = ["lambda_support"]
 
@@ -111,7 +112,7 @@ def no_network_for_pip(monkeypatch):
         if name.startswith("PIP_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{closed_port()}/simple")
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "2")
 

