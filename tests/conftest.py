@@ -87,7 +87,8 @@ def base_env(tmp_path):
 
 @pytest.fixture
 def inv(base_env):
-    """Run `inv ARGS...` from the repository root; returns the CompletedProcess (text)."""
+    """Run `inv ARGS...` from the repository root; returns the CompletedProcess (text).
+    An embedded server the test started in its CRUDDUR_PGDATA is stopped afterwards."""
 
     def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120):
         return subprocess.run(
@@ -101,4 +102,5 @@ def inv(base_env):
             timeout=timeout,
         )
 
-    return run
+    yield run
+    local_server.stop(Path(base_env["CRUDDUR_PGDATA"]))

@@ -6,12 +6,13 @@ import os
 import pty
 import subprocess
 import textwrap
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import conninfo
 
-from cruddur import urls
+from cruddur import local_server, urls
 from tests.helpers import INV, ROOT, assert_one_line_error, closed_port_url, table_count
 
 
@@ -252,3 +253,33 @@ def test_embedded_default_up_setup_down(inv, base_env):
     assert seeded.returncode == 0, seeded.stderr
     assert "andrewbrown" in seeded.stdout and "bayko" in seeded.stdout
     inv("db.down")
+
+
+def test_a_stale_lock_file_naming_another_process_does_not_stop_the_server(inv, base_env):
+    import signal
+
+    assert inv("db.up").returncode == 0
+    lock_file = Path(base_env["CRUDDUR_PGDATA"]) / "postmaster.pid"
+    lines = lock_file.read_text().split("\n")
+    os.kill(int(lines[0]), signal.SIGKILL)  # a crash: the lock file stays behind
+    _wait_until(lambda: not Path(f"/proc/{lines[0]}").exists())
+    # ...and its pid now belongs to something else, run by the server's own account (as a
+    # non-root developer's is), so that PostgreSQL itself takes the lock file for a live server.
+    server_account = local_server.SERVER_ACCOUNT if os.geteuid() == 0 else None
+    with subprocess.Popen(["sleep", "60"], user=server_account) as unrelated:
+        lock_file.write_text("\n".join([str(unrelated.pid), *lines[1:]]))
+        up = inv("db.up")
+        create = inv("db.create")
+        unrelated.kill()
+    assert up.returncode == 0, up.stderr
+    assert create.stdout.startswith("created local database"), create.stderr
+
+
+def _wait_until(probe, attempts=100):
+    import time
+
+    for _ in range(attempts):
+        if probe():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition never held")
