@@ -69,7 +69,8 @@ def running_url(pgdata: Path) -> str | None:
         return None
     if b"postgres" not in command or status != "ready" or not socket_dir:
         return None
-    return f"postgresql://postgres@/postgres?host={quote(socket_dir, safe='/')}&port={port}"
+    url = f"postgresql://postgres@/postgres?host={quote(socket_dir, safe='/')}"
+    return url if port == 5432 else f"{url}&port={port}"
 
 
 def _remove_stale_lock_file(pgdata: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 
 import invoke
@@ -28,6 +29,22 @@ def task(**options):
         return invoke.task(**options)(run)
 
     return decorate
+
+
+def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False):
+    """A numeric flag's value, or one clear line.
+
+    Numeric flags are declared with default None: invoke converts a typed default itself, before
+    the task runs, and a bad value would end in its traceback."""
+    if value is None:
+        return default
+    try:
+        parsed = int(value) if integer else float(value)
+    except ValueError:
+        raise Exit(f"error: {flag} takes a {'whole ' if integer else ''}number, not {value!r}", code=1) from None
+    if not math.isfinite(parsed) or parsed < minimum:
+        raise Exit(f"error: {flag} must be a number of {minimum:g} or more, not {value!r}", code=1)
+    return parsed
 
 
 def settings() -> Settings:

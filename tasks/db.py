@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import confirm_destructive, console, settings, task
+from ._cli import confirm_destructive, console, number, settings, task
 from .activities import activities, create_activity  # noqa: F401  (part of the db collection)
 
 PROD = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
@@ -143,13 +143,14 @@ def setup(c, prod=False, yes=False):
         "all": "include the server's own processes (checkpointer, autovacuum, ...)",
         "json": "print a JSON list instead of a table",
         "watch": "refresh the table until Ctrl-C",
-        "interval": "seconds between refreshes with --watch",
+        "interval": "seconds between refreshes with --watch (default 2)",
     }
 )
-def sessions(c, prod=False, all=False, json_=False, watch=False, interval=2.0):
+def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
     """Show who is connected: state, waits, blockers."""
     from cruddur.sessions import list_sessions
 
+    interval = number(interval, "--interval", default=2.0, minimum=0.1)
     url = _target(prod).url
     if json_:
         print(json.dumps(list_sessions(url, all), indent=2, default=str))
@@ -160,10 +161,10 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=2.0):
     from rich.live import Live
 
     with Live(_sessions_table(list_sessions(url, all)), console=console(), auto_refresh=False) as live:
-        print(f"refreshing every {float(interval):g}s; Ctrl-C to stop", file=sys.stderr, flush=True)
+        print(f"refreshing every {interval:g}s; Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
             while True:
-                time.sleep(float(interval))
+                time.sleep(interval)
                 live.update(_sessions_table(list_sessions(url, all)), refresh=True)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a watch ends
@@ -216,11 +217,12 @@ def kill(c, prod=False, yes=False):
         raise Exit(code=1)
 
 
-@task(help={"prod": PROD, "timeout": "seconds to wait before giving up"})
-def wait(c, prod=False, timeout=30.0):
+@task(help={"prod": PROD, "timeout": "seconds to wait before giving up (default 30)"})
+def wait(c, prod=False, timeout=None):
     """Wait until the database server accepts connections."""
     from cruddur import admin
 
+    timeout = number(timeout, "--timeout", default=30.0)
     target = _target(prod)
-    took = admin.wait_until_ready(target.url, timeout=float(timeout))
+    took = admin.wait_until_ready(target.url, timeout=timeout)
     print(f"{target} accepts connections (waited {took:.1f}s)")
