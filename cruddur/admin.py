@@ -44,12 +44,6 @@ def _refuse_maintenance_db(url: str) -> str:
     return name
 
 
-def database_exists(url: str) -> bool:
-    with _maintenance(url) as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (urls.dbname(url),)).fetchone()
-    return row is not None
-
-
 def create_database(url: str) -> bool:
     """Create the URL's database on its server; False if it already existed."""
     name = _refuse_maintenance_db(url)
@@ -64,12 +58,32 @@ def drop_database(url: str) -> bool:
         return _drop(conn, name)
 
 
-def recreate_database(url: str) -> bool:
-    """Drop (ending its sessions) and create the URL's database on one connection; whether it existed."""
+def rebuild_database(url: str, files: list[tuple[Path, str]]) -> bool:
+    """Replace the URL's database with a fresh one built from (path, label) SQL files; whether
+    one existed before.
+
+    The files run in a scratch database first, which takes the app database's place only when all
+    of them succeeded: on any failure the app database is left exactly as it was."""
     name = _refuse_maintenance_db(url)
+    scratch = f"{name[:50]}__rebuild"
+    texts = [(_read(path, label), label) for path, label in files]
+    with _maintenance(url) as conn:
+        _drop(conn, scratch)
+        _create(conn, scratch)
+    try:
+        with connect(urls.with_dbname(url, scratch)) as conn:
+            for text, label in texts:
+                _run(conn, text, label)
+    except BaseException:
+        with _maintenance(url) as conn:
+            _drop(conn, scratch)
+        raise
     with _maintenance(url) as conn:
         existed = _drop(conn, name)
-        _create(conn, name)
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(name)))
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot rename the rebuilt database to {name!r}: {_one_line(e)}") from None
     return existed
 
 
@@ -104,11 +118,15 @@ def run_sql_files(url: str, files: list[tuple[Path, str]]) -> None:
     texts = [(_read(path, label), label) for path, label in files]
     with connect(url) as conn:
         for text, label in texts:
-            try:
-                with conn.transaction():
-                    conn.execute(text.encode())
-            except psycopg.Error as e:
-                raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing was applied") from None
+            _run(conn, text, label)
+
+
+def _run(conn: psycopg.Connection, text: str, label: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(text.encode())
+    except psycopg.Error as e:
+        raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing of it was applied") from None
 
 
 def _read(path: Path, label: str) -> str:
@@ -139,19 +157,29 @@ def _postgres_message(error: psycopg.Error) -> str:
 
 
 def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
-    """End the other client sessions on the URL's database, never this one: [(pid, ended)]."""
+    """End the other client sessions on the URL's database, never this one: [(pid, ended)].
+
+    A session of another role stays (ended False) unless this role may signal it."""
+    from .sessions import CLIENT_SESSION
+
     with connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            """
-            SELECT pid, pg_terminate_backend(pid)
-            FROM pg_stat_activity
-            WHERE datname = current_database()
-              AND pid <> pg_backend_pid()
-              AND backend_type = 'client backend'
-            ORDER BY pid
-            """
-        ).fetchall()
-    return [(pid, bool(ended)) for pid, ended in rows]
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                sql.SQL(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
+                ).format(sql.SQL(CLIENT_SESSION))
+            )
+        ]
+        results = []
+        for pid in pids:
+            try:
+                ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+            except errors.InsufficientPrivilege:
+                ended = False
+            results.append((pid, bool(ended)))
+    return results
 
 
 def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:

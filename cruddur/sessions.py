@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from psycopg import sql
+
 from .admin import connect
 
 QUERY_WIDTH = 60
 
 # A non-superuser (as on RDS) sees other roles' sessions with most columns NULL, backend_type
 # included: a row with a database is still a client session.
-SESSIONS_SQL = """
+CLIENT_SESSION = "backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)"
+SESSIONS_SQL = sql.SQL("""
 SELECT pid,
        usename AS "user",
        datname AS db,
@@ -17,15 +20,19 @@ SELECT pid,
        state,
        backend_type,
        nullif(concat_ws(':', wait_event_type, wait_event), '') AS wait_event,
-       round(extract(epoch FROM greatest(clock_timestamp() - state_change, '0'))::numeric, 3)::float8 AS state_seconds,
-       round(extract(epoch FROM greatest(clock_timestamp() - query_start, '0'))::numeric, 3)::float8 AS query_seconds,
+       CASE WHEN state_change IS NOT NULL
+            THEN round(extract(epoch FROM greatest(clock_timestamp() - state_change, '0'))::numeric, 3)::float8
+       END AS state_seconds,
+       CASE WHEN query_start IS NOT NULL
+            THEN round(extract(epoch FROM greatest(clock_timestamp() - query_start, '0'))::numeric, 3)::float8
+       END AS query_seconds,
        left(btrim(regexp_replace(query, '\\s+', ' ', 'g')), %(width)s) AS query,
        pg_blocking_pids(pid) AS blocked_by,
        pid = pg_backend_pid() AS this_session
 FROM pg_stat_activity
-WHERE %(all)s OR backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)
+WHERE %(all)s OR {client_session}
 ORDER BY datname NULLS LAST, backend_start, pid
-"""
+""").format(client_session=sql.SQL(CLIENT_SESSION))
 
 
 def list_sessions(url: str, include_server_processes: bool = False, width: int = QUERY_WIDTH) -> list[dict]:

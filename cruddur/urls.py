@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg import ProgrammingError, conninfo
 
@@ -16,8 +16,13 @@ EXPECTED = "expected postgresql://user:password@host:5432/cruddur"
 
 def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
     """The URL's parts as libpq keywords; ConfigError (without the URL's secrets) if malformed."""
-    if "://" in url and urlsplit(url).netloc.count("@") > 1:
-        raise ConfigError(f"{variable} is malformed: write an '@' in the user or password as %40 ({EXPECTED})")
+    if "://" in url:
+        try:
+            netloc = urlsplit(url).netloc
+        except ValueError as e:  # e.g. an unclosed [ of an IPv6 host
+            raise ConfigError(f"{variable} is malformed: {e} ({EXPECTED})") from None
+        if netloc.count("@") > 1:
+            raise ConfigError(f"{variable} is malformed: write an '@' in the user or password as %40 ({EXPECTED})")
     try:
         params = conninfo.conninfo_to_dict(url)
     except ProgrammingError as e:
@@ -42,8 +47,16 @@ def dbname(url: str) -> str:
 def with_dbname(url: str, name: str) -> str:
     """The same server, user and options, another database (a URL stays a URL)."""
     if "://" in url:
-        return urlunsplit(urlsplit(url)._replace(path="/" + quote(name, safe="")))
+        parts = urlsplit(url)
+        query = parts.query
+        if "dbname" in _query(parts.query):  # libpq lets ?dbname= override the path
+            query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"], safe="/")
+        return urlunsplit(parts._replace(path="/" + quote(name, safe=""), query=query))
     return conninfo.make_conninfo(url, dbname=name)
+
+
+def _query(query: str) -> dict[str, str]:
+    return dict(parse_qsl(query))
 
 
 def mask(url: str) -> str:
@@ -53,9 +66,15 @@ def mask(url: str) -> str:
         if "password" in params:
             params["password"] = MASK
         return conninfo.make_conninfo(**params)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if "password" in _query(parts.query):
+        query = [(k, MASK if k == "password" else v) for k, v in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="/*"))
     if parts.password is None:
-        return url
+        return urlunsplit(parts)
     userinfo, _, hostinfo = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     userinfo = f"{user}:{MASK}" if parts.password else user

@@ -124,16 +124,19 @@ def seed(c, prod=False, file=None):
 def setup(c, prod=False, yes=False):
     """Reset the app database: drop, create, load the schema, seed."""
     from cruddur import admin
+    from cruddur.errors import SqlFileError
 
     target = _target(prod)
     print(f"setting up {target}")
     _guard(target, "DROP and recreate", yes)
     started = time.monotonic()
-    existed = admin.recreate_database(target.url)
-    print(f"  {'dropped and ' if existed else ''}created {target.dbname}")
     files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
-    admin.run_sql_files(target.url, files)
-    print(f"  loaded {', '.join(label for _, label in files)}")
+    try:
+        existed = admin.rebuild_database(target.url, files)
+    except SqlFileError as e:
+        raise SqlFileError(f"{e}; {target.dbname} was left as it was") from None
+    print(f"  built a fresh database from {', '.join(label for _, label in files)}")
+    print(f"  {'replaced' if existed else 'created'} {target.dbname}")
     print(f"ready in {time.monotonic() - started:.2f}s")
 
 
@@ -172,26 +175,28 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
 
 def _sessions_table(rows: list[dict]):
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(caption=f"{len(rows)} session(s); * marks this one", caption_justify="left")
     for column in ("pid", "user", "db", "client", "application", "state", "type", "wait", "in state", "query time", "query", "blocked by"):
         table.add_column(column, overflow="fold", no_wrap=column in ("pid", "state"))
     for row in rows:
         blocked = ", ".join(str(pid) for pid in row["blocked_by"] or [])
-        table.add_row(
+        # Cells hold other clients' text (application names, queries): never read it as markup.
+        cells = [
             f"{row['pid']}{' *' if row['this_session'] else ''}",
-            row["user"] or "",
-            row["db"] or "",
+            row["user"],
+            row["db"],
             row["client_addr"] or ("local" if row["backend_type"] == "client backend" else ""),
-            row["app"] or "",
-            row["state"] or "",
-            row["backend_type"] or "",
-            row["wait_event"] or "",
+            row["app"],
+            row["state"],
+            row["backend_type"],
+            row["wait_event"],
             _seconds(row["state_seconds"]),
             _seconds(row["query_seconds"]),
-            row["query"] or "",
-            f"[bold red]{blocked}[/]" if blocked else "",
-        )
+            row["query"],
+        ]
+        table.add_row(*(Text(cell or "") for cell in cells), Text(blocked, style="bold red"))
     return table
 
 
@@ -212,7 +217,7 @@ def kill(c, prod=False, yes=False):
     if not results:
         print(f"no other sessions on {target}")
     for pid, ended in results:
-        print(f"ended session {pid}" if ended else f"could not end session {pid} (it belongs to another role)")
+        print(f"ended session {pid}" if ended else f"could not end session {pid}: it belongs to another role")
     if any(not ended for _, ended in results):
         raise Exit(code=1)
 

@@ -39,7 +39,8 @@ def server_url():
     if external:
         yield external
         return
-    # Not under pytest's tmp_path: a concurrent pytest run prunes older runs' folders there.
+    # Not under pytest's tmp_path: a concurrent pytest run prunes older runs' folders there
+    # (and, as root, resets their mode to 0700, locking out the server's account).
     folder = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
     pgdata = folder / "pgdata"
     try:
@@ -73,16 +74,20 @@ def schema_url(database_url):
 
 
 @pytest.fixture
-def base_env(tmp_path):
+def base_env():
     """The environment for a subprocess: the project's variables cleared, the embedded
     server's data in a temporary folder, AWS pointed nowhere real."""
     env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES and not k.startswith("AWS_")}
-    env["CRUDDUR_PGDATA"] = str(tmp_path / "pgdata")
+    # Not under pytest's tmp_path either: another pytest run resets that tree to mode 0700,
+    # locking out the server's own account when the tests run as root.
+    folder = Path(tempfile.mkdtemp(prefix="cruddur-test-"))
+    env["CRUDDUR_PGDATA"] = str(folder / "pgdata")
     env["AWS_ACCESS_KEY_ID"] = "testing"
     env["AWS_SECRET_ACCESS_KEY"] = "testing"
     env["AWS_DEFAULT_REGION"] = "us-east-1"
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    return env
+    yield env
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

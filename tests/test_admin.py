@@ -7,13 +7,13 @@ from psycopg import conninfo, sql
 from cruddur import admin, urls
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.sessions import list_sessions
-from tests.helpers import closed_port_url, table_count
+from tests.helpers import add_user, closed_port_url, table_count
 
 
 def test_create_database_then_again_reports_existing(database_url):
     app_url = urls.with_dbname(database_url, urls.dbname(database_url) + "_app")
     assert admin.create_database(app_url) is True
-    assert admin.database_exists(app_url)
+    assert database_exists(app_url)
     assert admin.create_database(app_url) is False
     assert admin.drop_database(app_url) is True
 
@@ -22,9 +22,29 @@ def test_drop_database_while_a_client_holds_it(database_url):
     holder = psycopg.connect(database_url)
     holder.execute("SELECT 1")
     assert admin.drop_database(database_url) is True
-    assert not admin.database_exists(database_url)
-    assert admin.drop_database(database_url) is False
     holder.close()
+    assert not database_exists(database_url)
+    assert admin.drop_database(database_url) is False
+
+
+def test_rebuild_replaces_the_database_only_when_every_file_succeeds(schema_url, tmp_path):
+    from cruddur.config import Settings
+
+    sql_dir = Settings().sql_dir
+    add_user(schema_url, "keeper")
+    bad_seed = tmp_path / "seed.sql"
+    bad_seed.write_text("INSERT INTO users (handle) VALUES ('half');\n")
+    with pytest.raises(SqlFileError, match="^seed.sql: 23502 null value in column"):
+        admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (bad_seed, "seed.sql")])
+    with pytest.raises(SqlFileError, match="^missing.sql: cannot read it"):
+        admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (tmp_path / "none", "missing.sql")])
+    with psycopg.connect(schema_url) as conn:
+        assert conn.execute("SELECT handle FROM users").fetchall() == [("keeper",)]
+    scratch = urls.with_dbname(schema_url, urls.dbname(schema_url) + "__rebuild")
+    assert not database_exists(scratch)
+
+    assert admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (sql_dir / "seed.sql", "seed.sql")])
+    assert table_count(schema_url, "users") == 2
 
 
 def test_refuses_to_drop_the_maintenance_database(server_url):
@@ -43,7 +63,7 @@ def test_sql_file_runs_atomically(schema_url, tmp_path):
     message = str(failure.value)
     assert message.startswith("sql/seed.sql: 23505 duplicate key value violates unique constraint")
     assert "Key (handle)=(a) already exists" in message
-    assert "nothing was applied" in message
+    assert "nothing of it was applied" in message
     assert table_count(schema_url, "users") == 0
 
 
@@ -105,6 +125,11 @@ def test_wrong_password(server_url):
 def test_malformed_url():
     with pytest.raises(ConfigError, match="malformed: port 'abc' is not a number"):
         admin.connect("postgresql://postgres:s3cr3t@localhost:abc/cruddur")
+
+
+def database_exists(url):
+    with psycopg.connect(urls.with_dbname(url, "postgres")) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (urls.dbname(url),)).fetchone() is not None
 
 
 def test_terminate_other_sessions_spares_our_own(database_url):
@@ -171,6 +196,21 @@ def test_sessions_work_for_a_non_superuser(database_url, server_url):
             superuser_row = next(r for r in rows if r["pid"] == other.info.backend_pid)
         assert (superuser_row["user"], superuser_row["query"]) == ("postgres", "<insufficient privilege>")
         assert any(r["this_session"] and r["user"] == role for r in rows)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_non_superuser_cannot_end_another_roles_session(database_url):
+    role = "app_" + urls.dbname(database_url)[-8:]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
+    try:
+        as_role = conninfo.make_conninfo(database_url, user=role, password="pw")
+        with psycopg.connect(database_url) as superuser_session, psycopg.connect(as_role) as own_role_session:
+            results = dict(admin.terminate_other_sessions(as_role))
+            assert results == {superuser_session.info.backend_pid: False, own_role_session.info.backend_pid: True}
+            superuser_session.execute("SELECT 1")  # still alive
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

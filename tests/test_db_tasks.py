@@ -29,18 +29,20 @@ def dev(database_url):
 
 def test_setup_builds_the_database_even_while_a_client_holds_it(inv, dev, database_url):
     holder = psycopg.connect(database_url)
+    holder.execute("SELECT 1")
     result = inv("db.setup", env=dev)
     assert result.returncode == 0, result.stderr
     name = urls.dbname(database_url)
     assert result.stdout.startswith(
         f"setting up dev database {urls.describe(database_url)}\n"
-        f"  dropped and created {name}\n"
-        "  loaded sql/schema.sql, sql/seed.sql\n"
+        "  built a fresh database from sql/schema.sql, sql/seed.sql\n"
+        f"  replaced {name}\n"
         "ready in "
     )
     assert table_count(database_url, "users") == 2
     assert table_count(database_url, "activities") == 1
     assert holder.closed or holder.broken or _is_dead(holder)
+    holder.close()
     again = inv("db.setup", env=dev)
     assert again.returncode == 0, again.stderr
     assert table_count(database_url, "users") == 2
@@ -76,7 +78,7 @@ def test_a_bad_seed_changes_nothing(inv, dev, schema_url, tmp_path):
         f"error: {bad}: 23502 null value in column \"email\" of relation \"users\" violates not-null constraint"
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
     )
-    assert line.endswith("; nothing was applied")
+    assert line.endswith("; nothing of it was applied")
     assert table_count(schema_url, "users") == 0
 
 
@@ -193,6 +195,15 @@ def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev, database_url):
     assert "Traceback" not in err
 
 
+def test_sessions_show_other_clients_text_verbatim(inv, dev, database_url):
+    with psycopg.connect(database_url, application_name="app[/]", autocommit=True) as conn:
+        conn.execute("SELECT '[bold]not markup[/bold] [/]'")
+        table = inv("db.sessions", env=dev)
+    assert table.returncode == 0, table.stderr
+    assert "app[/]" in table.stdout
+    assert "[bold]not markup[/bold]" in table.stdout
+
+
 def test_kill_ends_other_sessions(inv, dev, database_url):
     holder = psycopg.connect(database_url)
     pid = holder.info.backend_pid
@@ -256,15 +267,12 @@ def test_embedded_default_up_setup_down(inv, base_env):
 
 
 def test_a_stale_lock_file_naming_another_process_does_not_stop_the_server(inv, base_env):
-    import signal
-
     assert inv("db.up").returncode == 0
     lock_file = Path(base_env["CRUDDUR_PGDATA"]) / "postmaster.pid"
     lines = lock_file.read_text().split("\n")
-    os.kill(int(lines[0]), signal.SIGKILL)  # a crash: the lock file stays behind
-    _wait_until(lambda: not Path(f"/proc/{lines[0]}").exists())
-    # ...and its pid now belongs to something else, run by the server's own account (as a
-    # non-root developer's is), so that PostgreSQL itself takes the lock file for a live server.
+    assert inv("db.down").returncode == 0
+    # As after a reboot: the server is gone but its lock file stayed, and the pid it names now
+    # belongs to something else, run by the server's own account (as a non-root developer's is).
     server_account = local_server.SERVER_ACCOUNT if os.geteuid() == 0 else None
     with subprocess.Popen(["sleep", "60"], user=server_account) as unrelated:
         lock_file.write_text("\n".join([str(unrelated.pid), *lines[1:]]))
@@ -275,11 +283,42 @@ def test_a_stale_lock_file_naming_another_process_does_not_stop_the_server(inv, 
     assert create.stdout.startswith("created local database"), create.stderr
 
 
-def _wait_until(probe, attempts=100):
+def test_ctrl_c_in_psql_cancels_the_query_not_the_session(base_env, schema_url):
+    import fcntl
+    import select
+    import termios
     import time
 
-    for _ in range(attempts):
-        if probe():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition never held")
+    def take_terminal():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = pty.openpty()
+    session = subprocess.Popen(
+        [str(INV), "db.connect"], cwd=ROOT, env={**base_env, "CONNECTION_URL": schema_url, "TERM": "dumb", "PSQL_PAGER": "cat"},
+        stdin=slave, stdout=slave, stderr=slave, preexec_fn=take_terminal,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+
+    read_until(b"=#")
+    os.write(master, b"SELECT pg_sleep(30);\n")
+    time.sleep(1)
+    os.write(master, b"\x03")  # Ctrl-C, as the terminal sends it
+    read_until(b"canceling statement due to user request")
+    os.write(master, b"SELECT 6 * 7 AS answer;\n")
+    read_until(b"42")
+    os.write(master, b"\\q\n")
+    assert session.wait(timeout=30) == 0
+    os.close(master)
