@@ -66,7 +66,8 @@ def get_activity(db: Database, uuid: str) -> dict[str, Any]:
 
 
 def home_activities(db: Database, limit: int | None = HOME_FEED_LIMIT) -> list[dict[str, Any]]:
-    """The home feed, newest first, at most `limit` activities (None: all of them)."""
+    """The home feed, newest first: at most `limit` activities, HOME_FEED_LIMIT (100) unless
+    the caller asks otherwise; None returns all of them."""
     if limit is not None and limit < 0:
         raise ValueError("limit must be zero or more")
     return db.query_array_json(db.template("activities", "home"), {"limit": limit})

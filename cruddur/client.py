@@ -28,6 +28,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from . import urls
+from .admin import _one_line
 from .config import PROJECT_ROOT, Settings
 from .errors import CruddurError, DatabaseError
 
@@ -170,9 +171,19 @@ class Database:
         try:
             text = path.read_text(encoding="utf-8").strip().rstrip(";")
         except FileNotFoundError:
-            raise TemplateNotFound(f"no SQL template {group}/{name}: {path} does not exist") from None
+            raise TemplateNotFound(self._missing(group, name)) from None
         with self._templates_lock:
             return self._templates.setdefault(key, text)
+
+    def _missing(self, group: str, name: str) -> str:
+        wanted = f"no SQL template {group}/{name}.sql in {self.sql_dir}"
+        if not self.sql_dir.is_dir():
+            # The default folder is the source tree's sql/, which only an editable install has.
+            return (
+                f"{wanted}: that folder does not exist (the templates live in the project's sql/ "
+                "folder; install the project with pip install -e . or pass sql_dir=)"
+            )
+        return wanted
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -223,16 +234,17 @@ class Database:
         finally:
             self.pool.putconn(conn)
 
-    def query_commit(self, sql: str, params: Params = None) -> Any:
-        """Run one writing statement (committed on return); the first column of its first
-        RETURNING row, or None when it returned no row."""
+    def query_value(self, sql: str, params: Params = None) -> Any:
+        """The first column of the first row, or None when there is no row.
+
+        Also the way to write: the statement is committed when this returns, and its value is
+        the first column of the first RETURNING row (None when it returned none)."""
         row = self._fetchone(sql, params)
         return None if row is None else row[0]
 
-    def query_value(self, sql: str, params: Params = None) -> Any:
-        """The first column of the first row, or None when there is no row."""
-        row = self._fetchone(sql, params)
-        return None if row is None else row[0]
+    # Every statement commits on return, so a write is a read of its RETURNING value; the
+    # second name says which one the caller means.
+    query_commit = query_value
 
     def query_array_json(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
         """The query's rows as a list of dicts (JSON built by Postgres; [] when none)."""
@@ -243,8 +255,3 @@ class Database:
         row = self._fetchone(_OBJECT_JSON.format(sql), params)
         # With no row under it the wrapper returns no row at all, so COALESCE never runs.
         return {} if row is None else row[0]
-
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

@@ -25,6 +25,7 @@ CREATE TABLE public.activities (
   created_at             timestamptz NOT NULL DEFAULT now()
 );
 
--- The home feed reads the newest activities first.
-CREATE INDEX activities_created_at_idx ON public.activities (created_at DESC);
+-- The home feed reads the newest activities first; uuid breaks ties as in its ORDER BY, so the
+-- index alone gives the order and a LIMIT stops early without a sort.
+CREATE INDEX activities_created_at_idx ON public.activities (created_at DESC, uuid DESC);
 CREATE INDEX activities_user_uuid_idx ON public.activities (user_uuid);

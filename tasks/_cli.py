@@ -12,6 +12,8 @@ from invoke.exceptions import Exit
 from cruddur.config import Settings
 from cruddur.errors import CruddurError
 
+PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
+
 
 def task(**options):
     """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1."""

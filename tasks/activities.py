@@ -7,9 +7,8 @@ from contextlib import closing
 
 from invoke.exceptions import Exit
 
-from ._cli import console, settings, task
+from ._cli import PROD_HELP, console, number, settings, task
 
-PROD = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON = "print JSON (what the backend returns) instead of a table"
 OPEN_TIMEOUT = 5.0  # seconds to wait for a first working connection
 
@@ -52,7 +51,7 @@ def _refusal(errors: list[str], handle: str) -> str:
         "message": "the activity's text, 1 to 280 characters",
         "ttl": "how long it lives: 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours or 1-hour",
         "json": "print the result as JSON ({errors, data}) instead of a panel",
-        "prod": PROD,
+        "prod": PROD_HELP,
     }
 )
 def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=False):
@@ -97,18 +96,17 @@ def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=Fal
     help={
         "limit": "show at most this many activities, newest first (default 100; 0 for all)",
         "json": JSON,
-        "prod": PROD,
+        "prod": PROD_HELP,
     }
 )
-def activities(c, limit=100, json=False, prod=False):
+def activities(c, limit=None, json=False, prod=False):
     """Show the home feed, newest first."""
-    from cruddur.activities import home_activities
+    from cruddur.activities import HOME_FEED_LIMIT, home_activities
 
-    if int(limit) < 0:
-        raise Exit("error: --limit must be 0 (all) or more", code=1)
+    limit = number(limit, "--limit", default=HOME_FEED_LIMIT, integer=True)
     db, target = _open(prod)
     with closing(db):
-        feed = home_activities(db, int(limit) or None)
+        feed = home_activities(db, limit or None)
     if json:
         import json as json_module
 

@@ -139,6 +139,29 @@ def test_home_feed_limit(db, schema_url):
         home_activities(db, -1)
 
 
+def plan_nodes(node):
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def test_home_feed_reads_its_index_in_order_without_sorting(db, schema_url):
+    # 10,000 activities, three to a second: ties on created_at that uuid must break.
+    with psycopg.connect(schema_url) as conn:
+        conn.execute(
+            "INSERT INTO activities (user_uuid, message, created_at) "
+            "SELECT users.uuid, 'n' || n, now() - (n / 3) * interval '1 second' "
+            "FROM users, generate_series(1, 10000) AS n"
+        )
+        conn.execute("ANALYZE activities")
+        explain = psycopg.ClientCursor(conn).execute(
+            "EXPLAIN (FORMAT JSON) " + db.template("activities", "home"), {"limit": HOME_FEED_LIMIT}
+        )
+        nodes = list(plan_nodes(explain.fetchone()[0][0]["Plan"]))
+    assert not [n["Node Type"] for n in nodes if "Sort" in n["Node Type"]]
+    assert ("Index Scan", "activities_created_at_idx") in [(n["Node Type"], n.get("Index Name")) for n in nodes]
+
+
 def test_created_activities_appear_in_the_feed(db):
     first = create_activity(db, "andrewbrown", "first", "1-hour")["data"]
     feed = home_activities(db)

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import assert_one_line_error, free_port
 
 SEED = Path(__file__).resolve().parent.parent / "sql" / "seed.sql"
 
@@ -96,6 +96,21 @@ def test_activities_table_and_limit(inv, seeded_url):
     assert "1 activities" in result.stdout
     limited = inv("db.activities", "--json", "--limit", "0", env={"CONNECTION_URL": seeded_url})
     assert len(json.loads(limited.stdout)) == 1
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("abc", "error: --limit takes a whole number, not 'abc'"),
+        ("1.5", "error: --limit takes a whole number, not '1.5'"),
+        ("-1", "error: --limit must be a number of 0 or more, not '-1'"),
+    ],
+)
+def test_activities_bad_limit_is_one_line_before_connecting(inv, value, message):
+    # The URL points at a closed port: the flag is refused before any connection is tried.
+    result = inv("db.activities", "--limit", value, env={"CONNECTION_URL": f"postgresql://127.0.0.1:{free_port()}/x"})
+    assert assert_one_line_error(result) == message
+    assert result.stdout == ""
 
 
 def test_prod_without_its_url_names_the_variable(inv):

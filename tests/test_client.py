@@ -39,6 +39,25 @@ def test_from_settings(schema_url):
         Database.from_settings(Settings())
 
 
+def test_from_settings_reads_templates_from_settings_sql_dir(schema_url, tmp_path):
+    (tmp_path / "activities").mkdir()
+    (tmp_path / "activities" / "home.sql").write_text("SELECT 'from settings' AS source")
+    client = Database.from_settings(Settings(connection_url=schema_url, sql_dir=tmp_path))
+    assert client.template("activities", "home") == "SELECT 'from settings' AS source"
+
+
+def test_missing_sql_folder_says_where_it_looked(schema_url, tmp_path):
+    # As in a non-editable install: the package has no source tree's sql/ beside it.
+    absent = tmp_path / "site-packages" / "sql"
+    client = Database.from_settings(Settings(connection_url=schema_url, sql_dir=absent))
+    with pytest.raises(TemplateNotFound) as missing:
+        client.template("activities", "home")
+    message = str(missing.value)
+    assert message.startswith(f"no SQL template activities/home.sql in {absent}: that folder does not exist")
+    assert "pip install -e ." in message
+    assert "\n" not in message
+
+
 def test_open_unreachable_is_one_typed_line_without_the_password():
     client = Database(closed_port_url())
     with pytest.raises(DatabaseUnavailable) as failure:
@@ -148,8 +167,9 @@ def test_templates_are_read_once_and_cached(schema_url, tmp_path):
         path.write_text("SELECT 2 AS x")
         assert client.template("things", "one") is text
         assert client.query_object_json(text, {"x": 7}) == {"x": 7}
-        with pytest.raises(TemplateNotFound, match=r"no SQL template things/two: .*two.sql does not exist"):
+        with pytest.raises(TemplateNotFound) as missing:
             client.template("things", "two")
+        assert str(missing.value) == f"no SQL template things/two.sql in {tmp_path}"
         with pytest.raises(TemplateNotFound, match="bad template name"):
             client.template("..", "schema")
 
