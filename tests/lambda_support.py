@@ -122,11 +122,12 @@ class EnvironmentTooLargeLambda:
 
             def _answer(self, status: int, document: dict, error_type: str | None = None):
                 payload = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(payload))}
                 if error_type:
-                    self.send_header("x-amzn-ErrorType", error_type)
-                self.send_header("Content-Length", str(len(payload)))
+                    headers["x-amzn-ErrorType"] = error_type  # where botocore reads a REST API's error code
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -134,11 +135,8 @@ class EnvironmentTooLargeLambda:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        host, port = self.server.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = "http://{}:{}".format(*self.server.server_address[:2])
 
     def client(self):
         import boto3
