@@ -6,10 +6,16 @@ boto3 is imported here only, on the deploy path. Credentials and region are boto
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlsplit
 
-from . import aws
-from .errors import AwsError
+from psycopg import ProgrammingError, conninfo
+
+from . import aws, urls
+from .errors import AwsError, ConfigError
 from .lambda_package import FUNCTION_NAME, Package
 
 CONNECTION_VARIABLE = "CONNECTION_URL"
@@ -54,9 +60,10 @@ def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str 
 
     changes, changed = _configuration_changes(current, package, connection_url)
     if changes:
-        with aws.translated():
-            lambda_client.update_function_configuration(FunctionName=function, **changes)
-        _wait_updated(lambda_client, function)
+        with _secret_kept_out(connection_url if "Environment" in changes else None):
+            with aws.translated():
+                lambda_client.update_function_configuration(FunctionName=function, **changes)
+            _wait_updated(lambda_client, function)
     return Deployment(function, code, package.code_sha256, changed)
 
 
@@ -77,6 +84,50 @@ def _configuration_changes(current: dict, package: Package, connection_url: str 
             changes["Environment"] = {"Variables": variables}
             changed.append(CONNECTION_VARIABLE)
     return changes, tuple(changed)
+
+
+@contextmanager
+def _secret_kept_out(connection_url: str | None) -> Iterator[None]:
+    """AWS may quote the environment it refused (Lambda's 4 KB limit error does): an AwsError
+    raised here names the URL only masked, and never its password."""
+    try:
+        yield
+    except AwsError as e:
+        if connection_url is None:
+            raise
+        raise AwsError(_scrub(str(e), connection_url), e.code) from None
+
+
+def _scrub(message: str, connection_url: str) -> str:
+    """The message with the URL masked and its password, in any spelling AWS may echo, as ****."""
+    try:
+        masked = urls.mask(connection_url)
+    except ConfigError:
+        masked = urls.MASK
+    replacements = {connection_url: masked}
+    for password in _password_spellings(connection_url):
+        replacements[password] = urls.MASK
+    # A JSON document quoting the variables escapes quotes and backslashes.
+    for secret, shown in list(replacements.items()):
+        replacements.setdefault(json.dumps(secret)[1:-1], json.dumps(shown)[1:-1])
+    for secret in sorted(replacements, key=len, reverse=True):
+        message = message.replace(secret, replacements[secret])
+    return message
+
+
+def _password_spellings(connection_url: str) -> set[str]:
+    """The password as written in the URL (percent-encoded) and as libpq decodes it."""
+    spellings = set()
+    if "://" in connection_url:
+        try:
+            spellings.add(urlsplit(connection_url).password or "")
+        except ValueError:
+            pass
+    try:
+        spellings.add(conninfo.conninfo_to_dict(connection_url).get("password") or "")
+    except ProgrammingError:
+        pass
+    return spellings - {""}
 
 
 def _read_configuration(lambda_client, function: str) -> dict:

@@ -47,12 +47,17 @@ def read_event(path: Path) -> dict:
         raise EventError(f"{path} is not JSON: {e}") from None
     if not isinstance(event, dict):
         raise EventError(f"{path} holds no Cognito event (expected a JSON object)")
+    request = event.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("userAttributes"), dict):
+        raise EventError(f"{path}: request.userAttributes is missing or not a JSON object")
     return event
 
 
 def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_FILE) -> Invocation:
     """Call the handler once on the event, then read back the user's row."""
     import psycopg
+
+    from . import admin
 
     event = read_event(event_path)
     handler = load_handler(handler_file)
@@ -70,16 +75,16 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
         handler.log.removeHandler(lines)
         handler.close_connection()
 
-    sub = (event.get("request", {}).get("userAttributes") or {}).get("sub")
+    sub = event["request"]["userAttributes"].get("sub")
     try:
-        with psycopg.connect(connection_url, connect_timeout=5) as conn:
+        with admin.connect(connection_url) as conn:
             cursor = conn.execute(
                 "SELECT uuid, display_name, handle, email, cognito_user_id, created_at"
                 " FROM public.users WHERE cognito_user_id = %s",
                 (sub,),
             )
             found = cursor.fetchone()
-            row = dict(zip([c.name for c in cursor.description], found)) if found else None
+            row = dict(zip([column.name for column in cursor.description], found)) if found else None
     except psycopg.Error as e:
         raise DatabaseError(f"could not read the users row back: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from None
     return Invocation(event.get("triggerSource"), sub, returned == original, row, lines.lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import psycopg
 
@@ -42,13 +43,16 @@ _connection_url: str | None = None
 
 
 class MissingAttribute(KeyError):
-    """The event lacks a user attribute the users row needs (inserting NULL would hide it)."""
+    """The event lacks a user attribute the users row needs (inserting NULL would hide it), or
+    carries no request.userAttributes object at all (attribute None)."""
 
-    def __init__(self, attribute: str):
+    def __init__(self, attribute: str | None):
         super().__init__(attribute)
         self.attribute = attribute
 
     def __str__(self) -> str:
+        if self.attribute is None:
+            return "request.userAttributes is missing or not an object"
         return f"request.userAttributes.{self.attribute} is missing or empty"
 
 
@@ -67,8 +71,8 @@ def lambda_handler(event: dict, context: object) -> dict:
 def handle(event: dict, connection_url: str) -> dict:
     """The handler's work, with the database given explicitly (for local runs)."""
     trigger = event.get("triggerSource")
-    attributes = event.get("request", {}).get("userAttributes", {})
-    sub = attributes.get("sub")
+    attributes = user_attributes(event)
+    sub = (attributes or {}).get("sub")
     # One line per call, without PII: the trigger and Cognito's opaque user id only.
     line = f"post-confirmation trigger={trigger} sub={sub}"
     if trigger != CONFIRM_SIGN_UP:
@@ -83,12 +87,24 @@ def handle(event: dict, connection_url: str) -> dict:
     except psycopg.Error as e:
         reason = _describe(e)
         log.error("%s outcome=failed error=%s", line, reason)
-        raise UserNotSaved(f"user {sub} not saved: {reason}") from e
+        if e.diag.sqlstate:
+            raise UserNotSaved(f"user {sub} not saved: {reason}") from e
+        # A client-side error's own text may quote the URL: keep it out of any printed chain too.
+        raise UserNotSaved(f"user {sub} not saved: {reason}") from None
     log.info("%s outcome=%s", line, "inserted" if inserted else "already-present")
     return event
 
 
-def _user_values(attributes: dict) -> dict[str, str]:
+def user_attributes(event: dict) -> dict | None:
+    """The event's request.userAttributes, or None when the event has no such object."""
+    request = event.get("request")
+    attributes = request.get("userAttributes") if isinstance(request, dict) else None
+    return attributes if isinstance(attributes, dict) else None
+
+
+def _user_values(attributes: dict | None) -> dict[str, str]:
+    if attributes is None:
+        raise MissingAttribute(None)
     values = {}
     for attribute in COLUMNS:
         value = attributes.get(attribute)
@@ -144,4 +160,13 @@ def _describe(error: psycopg.Error) -> str:
     if diag.sqlstate:
         return f"{type(error).__name__} (SQLSTATE {diag.sqlstate}): {diag.message_primary}"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first_line}"
+    # Client-side errors quote the part of a malformed URL they choke on, which may be the
+    # password ("sec%zzret", 'pw@host'): keep only quoted punctuation such as "=".
+    return f"{type(error).__name__}: {QUOTED.sub(_hide_words, first_line)}"
+
+
+QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
+
+
+def _hide_words(quoted: re.Match) -> str:
+    return '"..."' if re.search(r"\w", quoted.group(0)) else quoted.group(0)

@@ -15,11 +15,13 @@ def _build(runtime, arch):
 
 
 def _show_package(package):
+    from rich.text import Text
+
     from cruddur.config import PROJECT_ROOT
 
     path = package.path.relative_to(PROJECT_ROOT) if package.path.is_relative_to(PROJECT_ROOT) else package.path
     out = console()
-    out.print(f"[bold]{path}[/bold]")
+    out.print(Text(str(path), style="bold"))
     out.print(f"  size        {package.size:,} bytes ({package.size / 1_048_576:.2f} MiB zipped,"
               f" {package.unzipped_size / 1_048_576:.1f} MiB unzipped)")  # fmt: skip
     out.print(f"  files       {package.files}")
@@ -53,6 +55,8 @@ def package(c, runtime="python3.12", arch="x86_64", json=False):
 )
 def deploy(c, name="cruddur-post-confirmation", runtime="python3.12", arch="x86_64", set_env=False):
     """Upload the zip to the function, unless it already runs it."""
+    from rich.text import Text
+
     from cruddur import lambda_deploy, urls
 
     connection_url = None
@@ -61,17 +65,20 @@ def deploy(c, name="cruddur-post-confirmation", runtime="python3.12", arch="x86_
         urls.parse(connection_url, "PROD_CONNECTION_URL")
     result = _build(runtime, arch)
     out = console()
-    with console(stderr=True).status(f"Deploying to {name}..."):
+    with console(stderr=True).status(Text(f"Deploying to {name}...")):
         deployment = lambda_deploy.deploy(result, function=name, connection_url=connection_url)
     if deployment.code == "unchanged":
-        out.print(f"{name}: code unchanged (CodeSha256 {deployment.code_sha256})")
+        out.print(Text(f"{name}: code unchanged (CodeSha256 {deployment.code_sha256})"))
     else:
-        out.print(f"{name}: code updated (CodeSha256 {deployment.code_sha256})")
+        out.print(Text(f"{name}: code updated (CodeSha256 {deployment.code_sha256})"))
     if deployment.changed:
-        shown = ["CONNECTION_URL (from PROD_CONNECTION_URL)" if c == "CONNECTION_URL" else c for c in deployment.changed]
-        out.print(f"{name}: configuration updated: {', '.join(shown)}")
+        shown = [
+            "CONNECTION_URL (from PROD_CONNECTION_URL)" if setting == "CONNECTION_URL" else setting
+            for setting in deployment.changed
+        ]
+        out.print(Text(f"{name}: configuration updated: {', '.join(shown)}"))
     else:
-        out.print(f"{name}: configuration unchanged")
+        out.print(Text(f"{name}: configuration unchanged"))
 
 
 @task(
@@ -84,24 +91,28 @@ def invoke(c, event=None, prod=False):
     """Run the handler locally on a sample event; show the row."""
     from pathlib import Path
 
+    from rich.text import Text
+
     from cruddur import lambda_local, target
 
     where = target.resolve(settings(), prod=prod)
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
+    # Everything below but the fixed words comes from the event or the database: shown as plain
+    # text, never read as rich markup (a name holding "[/]" would otherwise crash the print).
     out = console()
-    out.print(f"Invoking the handler with {event_path.name} on the {where}")
+    out.print(Text(f"Invoking the handler with {event_path.name} on the {where}"))
     result = lambda_local.invoke(event_path, where.url)
     for line in result.log:
-        out.print(f"  log: {line}")
+        out.print(Text(f"  log: {line}"))
     out.print(f"  returned the event {'unchanged' if result.returned_unchanged else 'CHANGED'}")
     if result.row is None:
-        out.print(f"  no users row for sub {result.sub}")
+        out.print(Text(f"  no users row for sub {result.sub}"))
         return
     from rich.table import Table
 
-    table = Table(title=f"public.users where cognito_user_id = {result.sub}")
+    table = Table(title=Text(f"public.users where cognito_user_id = {result.sub}"))
     table.add_column("column")
     table.add_column("value")
     for column, value in result.row.items():
-        table.add_row(column, str(value))
+        table.add_row(Text(column), Text(str(value)))
     out.print(table)

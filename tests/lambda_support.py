@@ -6,13 +6,17 @@ its session fixtures are shared by all of them (imported into each module, they 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import platform
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -80,3 +84,75 @@ def lambda_zip(lambda_wheel_cache):
         wheel_cache=lambda_wheel_cache,
     )
     shutil.rmtree(folder, ignore_errors=True)
+
+
+class EnvironmentTooLargeLambda:
+    """A Lambda endpoint on 127.0.0.1 whose function runs `code_sha256` (or any code uploaded to
+    it) and refuses any new environment the way Lambda refuses one over its 4 KB limit: the
+    message quotes the variables."""
+
+    REFUSAL = (
+        "Lambda was unable to configure your environment variables because the environment variables"
+        " you have provided exceeded the 4KB limit. String measured: {}"
+    )
+
+    def __init__(self, code_sha256: str = "", runtime: str = lambda_package.DEFAULT_RUNTIME, handler: str = lambda_package.HANDLER):
+        configuration = {
+            "FunctionName": lambda_package.FUNCTION_NAME, "CodeSha256": code_sha256, "Runtime": runtime,
+            "Handler": handler, "State": "Active", "LastUpdateStatus": "Successful",
+        }  # fmt: skip
+        endpoint = self
+        self.configuration_updates = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._answer(200, {"Configuration": configuration, "Code": {}})
+
+            def do_PUT(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if self.path.endswith("/code"):
+                    zipped = base64.b64decode(body["ZipFile"])
+                    configuration["CodeSha256"] = base64.b64encode(hashlib.sha256(zipped).digest()).decode()
+                    self._answer(200, configuration)
+                    return
+                endpoint.configuration_updates += 1
+                variables = (body.get("Environment") or {}).get("Variables") or {}
+                refusal = endpoint.REFUSAL.format(json.dumps(variables, separators=(",", ":")))
+                self._answer(400, {"Type": "User", "message": refusal}, "InvalidParameterValueException")
+
+            def _answer(self, status: int, document: dict, error_type: str | None = None):
+                payload = json.dumps(document).encode()
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(payload))}
+                if error_type:
+                    headers["x-amzn-ErrorType"] = error_type  # where botocore reads a REST API's error code
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = "http://{}:{}".format(*self.server.server_address[:2])
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "lambda", endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def environment_too_large_lambda():
+    endpoint = EnvironmentTooLargeLambda()
+    yield endpoint
+    endpoint.close()

@@ -12,6 +12,8 @@ from moto.server import ThreadedMotoServer
 
 from cruddur import lambda_deploy
 from cruddur.errors import AwsError
+from lambda_support import EnvironmentTooLargeLambda
+from tests.helpers import assert_one_line_error
 
 pytest_plugins = ["lambda_support"]
 
@@ -111,6 +113,32 @@ def test_no_region_is_a_clear_error(monkeypatch, lambda_zip):
         lambda_deploy.deploy(lambda_zip)
 
 
+@pytest.mark.parametrize(
+    "url, secrets",
+    [
+        (SECRET_URL, ["s3cr3t-Pa55"]),
+        ("postgresql://cruddurroot:pa%40ss%2Fword%22@db.example.com/cruddur", ["pa%40ss%2Fword%22", 'pa@ss/word"', "ss/word"]),
+    ],
+    ids=["plain password", "percent-encoded password"],
+)
+def test_an_aws_error_quoting_the_environment_never_shows_the_url_or_its_password(lambda_zip, url, secrets):
+    endpoint = EnvironmentTooLargeLambda(lambda_zip.code_sha256, lambda_zip.runtime)
+    try:
+        with pytest.raises(AwsError) as raised:
+            lambda_deploy.deploy(lambda_zip, connection_url=url, lambda_client=endpoint.client())
+    finally:
+        endpoint.close()
+
+    message = str(raised.value)
+    assert endpoint.configuration_updates == 1
+    assert raised.value.code == "InvalidParameterValueException"
+    assert message.startswith("AWS UpdateFunctionConfiguration failed: InvalidParameterValueException: Lambda was")
+    assert '"CONNECTION_URL":"postgresql://cruddurroot:****@' in message
+    for secret in [url, *secrets]:
+        assert secret not in message
+    assert raised.value.__cause__ is None and "\n" not in message
+
+
 # `inv lambda.deploy` as a user runs it, against a moto server on 127.0.0.1.
 
 
@@ -160,3 +188,13 @@ def test_inv_lambda_deploy_to_a_missing_function_is_one_line(inv, moto_server):
     assert result.stderr.strip().splitlines()[-1].startswith(
         "error: AWS GetFunction failed: ResourceNotFoundException:"
     )
+
+
+def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(inv, environment_too_large_lambda):
+    env = {"AWS_ENDPOINT_URL": environment_too_large_lambda.url, "PROD_CONNECTION_URL": SECRET_URL}
+
+    result = inv("lambda.deploy", "--set-env", env=env, timeout=300)
+
+    line = assert_one_line_error(result, "error: AWS UpdateFunctionConfiguration failed: InvalidParameterValueException:")
+    assert "postgresql://cruddurroot:****@cruddur-db.example" in line
+    assert "s3cr3t" not in result.stdout + result.stderr

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cruddur import lambda_local
 from lambda_support import sample_event, users
-from tests.helpers import free_port
+from tests.helpers import assert_one_line_error, free_port
 
 
 def test_invoke_inserts_the_sample_user_and_shows_the_row(inv, schema_url):
@@ -112,3 +114,33 @@ def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
     )  # fmt: skip
 
     assert result.stdout.strip() == "[]"
+
+
+def test_invoke_shows_values_that_look_like_markup_verbatim(inv, schema_url, tmp_path):
+    event = sample_event(name="Zathras [/] [bold]the[/bold] [red]one")
+    path = tmp_path / "[red]odd [b]name.json"
+    path.write_text(json.dumps(event))
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    assert "Zathras [/] [bold]the[/bold] [red]one" in result.stdout
+    assert "with [red]odd [b]name.json on the dev database" in result.stdout
+    assert users(schema_url)[0][0] == "Zathras [/] [bold]the[/bold] [red]one"
+
+
+@pytest.mark.parametrize(
+    "request_value", [None, {}, {"userAttributes": None}, {"userAttributes": ["sub"]}, "user"],
+    ids=["null request", "no userAttributes", "null userAttributes", "userAttributes a list", "request a string"],
+)
+def test_invoke_an_event_without_a_user_attributes_object_is_one_line(inv, schema_url, tmp_path, request_value):
+    event = sample_event()
+    event["request"] = request_value
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(event))
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    line = assert_one_line_error(result)
+    assert line == f"error: {path}: request.userAttributes is missing or not a JSON object"
+    assert users(schema_url) == []

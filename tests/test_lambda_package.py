@@ -199,3 +199,15 @@ def test_inv_lambda_package_with_a_bad_runtime_is_one_line(inv):
     assert result.stderr.strip() == (
         "error: runtime 'python2.7' is not a Lambda Python runtime (expected e.g. python3.12)"
     )
+
+
+def test_the_package_summary_prints_a_path_with_brackets_verbatim(lambda_zip, tmp_path, capsys):
+    from dataclasses import replace
+
+    from tasks.lambda_ import _show_package
+
+    odd = replace(lambda_zip, path=tmp_path / "out[" / "]odd [b]name.zip")  # the path reads "out[/]odd [b]name.zip"
+
+    _show_package(odd)
+
+    assert capsys.readouterr().out.splitlines()[0] == str(odd.path)
