@@ -9,10 +9,9 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import confirm_destructive, console, number, settings, task
+from ._cli import PROD_HELP, confirm_destructive, console, number, settings, task
 from .activities import activities, create_activity  # noqa: F401  (part of the db collection)
 
-PROD = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 YES = "with --prod: confirm without typing the database name (for scripts)"
 
 
@@ -33,7 +32,7 @@ def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
     return settings().sql_dir / default, f"sql/{default}"
 
 
-@task(help={"prod": PROD})
+@task(help={"prod": PROD_HELP})
 def up(c, prod=False):
     """Start the embedded local PostgreSQL and print its URL."""
     from cruddur import admin, urls
@@ -46,7 +45,7 @@ def up(c, prod=False):
     print(f"local PostgreSQL is up: {urls.mask(target.url)} (data in {settings().pgdata})")
 
 
-@task(help={"prod": PROD})
+@task(help={"prod": PROD_HELP})
 def down(c, prod=False):
     """Stop the embedded local PostgreSQL."""
     from cruddur import local_server
@@ -61,7 +60,7 @@ def down(c, prod=False):
         print("local PostgreSQL was not running")
 
 
-@task(help={"prod": PROD, "command": "run this SQL (psql -c) and exit instead of an interactive session"})
+@task(help={"prod": PROD_HELP, "command": "run this SQL (psql -c) and exit instead of an interactive session"})
 def connect(c, prod=False, command=None):
     """Open psql on the app database (password kept out of `ps`)."""
     from cruddur import psql
@@ -72,7 +71,7 @@ def connect(c, prod=False, command=None):
         raise Exit(code=code)
 
 
-@task(help={"prod": PROD})
+@task(help={"prod": PROD_HELP})
 def create(c, prod=False):
     """Create the app database (an existing one is kept)."""
     from cruddur import admin
@@ -84,7 +83,7 @@ def create(c, prod=False):
         print(f"{target} already exists; left as it is")
 
 
-@task(help={"prod": PROD, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES})
 def drop(c, prod=False, yes=False):
     """Drop the app database, even while clients hold it."""
     from cruddur import admin
@@ -97,7 +96,7 @@ def drop(c, prod=False, yes=False):
         print(f"{target} does not exist; nothing to drop")
 
 
-@task(help={"prod": PROD, "yes": YES, "file": "load this file instead of sql/schema.sql"})
+@task(help={"prod": PROD_HELP, "yes": YES, "file": "load this file instead of sql/schema.sql"})
 def schema_load(c, prod=False, yes=False, file=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
     from cruddur import admin
@@ -109,7 +108,7 @@ def schema_load(c, prod=False, yes=False, file=None):
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD, "file": "load this file instead of sql/seed.sql"})
+@task(help={"prod": PROD_HELP, "file": "load this file instead of sql/seed.sql"})
 def seed(c, prod=False, file=None):
     """Load sql/seed.sql in one transaction."""
     from cruddur import admin
@@ -120,7 +119,7 @@ def seed(c, prod=False, file=None):
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES})
 def setup(c, prod=False, yes=False):
     """Reset the app database: drop, create, load the schema, seed."""
     from cruddur import admin
@@ -142,7 +141,7 @@ def setup(c, prod=False, yes=False):
 
 @task(
     help={
-        "prod": PROD,
+        "prod": PROD_HELP,
         "all": "include the server's own processes (checkpointer, autovacuum, ...)",
         "json": "print a JSON list instead of a table",
         "watch": "refresh the table until Ctrl-C",
@@ -206,7 +205,7 @@ def _seconds(value: float | None) -> str:
     return f"{value:.1f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
-@task(help={"prod": PROD, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES})
 def kill(c, prod=False, yes=False):
     """End the other client sessions on the app database."""
     from cruddur import admin
@@ -222,7 +221,7 @@ def kill(c, prod=False, yes=False):
         raise Exit(code=1)
 
 
-@task(help={"prod": PROD, "timeout": "seconds to wait before giving up (default 30)"})
+@task(help={"prod": PROD_HELP, "timeout": "seconds to wait before giving up (default 30)"})
 def wait(c, prod=False, timeout=None):
     """Wait until the database server accepts connections."""
     from cruddur import admin
