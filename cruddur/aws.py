@@ -17,12 +17,44 @@ BAD_CREDENTIALS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientExc
 
 
 def client(service: str) -> Any:
-    """A boto3 client for `service` ("rds", "ec2"), configured from the environment as boto3 does."""
-    import boto3
+    """A boto3 client for `service` ("rds", "ec2"), configured from the environment as boto3 does.
+
+    A malformed AWS_* value becomes an AwsError naming the variable (botocore would end in a traceback).
+    """
+    import boto3.session
+    import botocore.session
+    from botocore import exceptions as boto
     from botocore.config import Config
 
+    core = botocore.session.get_session()
     with translated():
-        return boto3.client(service, config=Config(connect_timeout=10, read_timeout=60))
+        try:
+            # botocore converts it with int() only while building the client; ask first, to name it.
+            core.get_config_variable("max_attempts")
+        except ValueError:
+            raise AwsError(
+                "AWS_MAX_ATTEMPTS (or max_attempts in the AWS config file) must be a whole number such as 3"
+            ) from None
+        try:
+            session = boto3.session.Session(botocore_session=core)
+            return session.client(service, config=Config(connect_timeout=10, read_timeout=60))
+        except boto.InvalidRegionError as e:
+            raise AwsError(
+                f"AWS region {e.kwargs.get('region_name')!r} is not a region name (InvalidRegionError):"
+                " export AWS_DEFAULT_REGION=us-east-1 (or fix AWS_REGION, or region in the AWS config file)"
+            ) from None
+        except boto.InvalidMaxRetryAttemptsError as e:
+            raise AwsError(f"{_one_line(e)} (fix AWS_MAX_ATTEMPTS or max_attempts in the AWS config file)") from None
+        except boto.InvalidRetryModeError as e:
+            raise AwsError(f"{_one_line(e)} (fix AWS_RETRY_MODE or retry_mode in the AWS config file)") from None
+        except ValueError as e:
+            prefix = "Invalid endpoint: "
+            if not str(e).startswith(prefix):
+                raise
+            raise AwsError(
+                f"AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{service.upper()}) {str(e)[len(prefix):]!r} is not a URL:"
+                " give a full one such as http://localhost:4566"
+            ) from None
 
 
 def region(aws_client: Any) -> str:

@@ -270,3 +270,14 @@ def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
     assert "error: the two passwords differ; nothing created" in shown
     assert PASSWORD not in shown
     assert instances(rds) == {}
+
+
+@pytest.mark.parametrize("variable, value, fragment", [
+    ("AWS_DEFAULT_REGION", "us east 1", "AWS_DEFAULT_REGION"),
+    ("AWS_ENDPOINT_URL", "localhost:4566", "AWS_ENDPOINT_URL"),
+    ("AWS_MAX_ATTEMPTS", "abc", "AWS_MAX_ATTEMPTS"),
+])
+def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, rds, variable, value, fragment):
+    result = inv("rds.create", env={**env, variable: value})
+    assert_one_line_error(result, fragment)
+    assert instances(rds) == {}

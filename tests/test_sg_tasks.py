@@ -178,3 +178,17 @@ def test_gitpod_start_runs_sg_update_and_warns_without_blocking(base_env):
     assert result.returncode == 0, result.stderr
     assert "DB_SG_ID is not set" in result.stderr
     assert "gp env" in result.stdout
+
+
+@pytest.mark.parametrize("variable, value, fragments", [
+    ("AWS_DEFAULT_REGION", "us east 1", ("AWS region 'us east 1' is not a region name", "AWS_DEFAULT_REGION")),
+    ("AWS_ENDPOINT_URL", "localhost:4566", ("AWS_ENDPOINT_URL", "'localhost:4566' is not a URL")),
+    ("AWS_MAX_ATTEMPTS", "abc", ("AWS_MAX_ATTEMPTS", "must be a whole number")),
+    ("AWS_MAX_ATTEMPTS", "0", ("AWS_MAX_ATTEMPTS", "greater than or equal to 1")),
+    ("AWS_RETRY_MODE", "bogus", ("AWS_RETRY_MODE", "bogus")),
+])
+def test_a_malformed_aws_variable_is_one_line_naming_it(inv, account, variable, value, fragments):
+    ec2, group, env = account
+    result = inv("sg.update", env={**env, "AWS_REGION": "", variable: value})
+    assert_one_line_error(result, *fragments)
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
