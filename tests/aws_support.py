@@ -154,6 +154,30 @@ def make_db_group(ec2) -> DbGroup:
     return DbGroup(group_id, postgres, ssh)
 
 
+def add_rule(ec2, group_id: str, permission: dict) -> str:
+    """Authorize one inbound permission; its rule id."""
+    answer = ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission])
+    return answer["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+
+
+def foreign_rules(ec2, group_id: str) -> dict[str, str]:
+    """Inbound rules sg.update must never rewrite, added to `group_id`, by kind.
+
+    "self" is what the VPC default group has on real AWS: all traffic from its own members."""
+    prefix_list = ec2.create_managed_prefix_list(PrefixListName="office", MaxEntries=2, AddressFamily="IPv4")
+    prefix_list_id = prefix_list["PrefixList"]["PrefixListId"]
+    permissions = {
+        "self": {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]},
+        "group": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": group_id}]},
+        "prefix list": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+                        "PrefixListIds": [{"PrefixListId": prefix_list_id}]},
+        "all traffic": {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        "udp": {"IpProtocol": "udp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        "ipv6": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/64"}]},
+    }
+    return {kind: add_rule(ec2, group_id, permission) for kind, permission in permissions.items()}
+
+
 @pytest.fixture
 def db_group(ec2) -> DbGroup:
     return make_db_group(ec2)
