@@ -183,6 +183,14 @@ def db_group(ec2) -> DbGroup:
     return make_db_group(ec2)
 
 
+def set_instance_status(identifier: str, status: str) -> None:
+    """Put moto's RDS instance (in-process or the test's server) in a state no API call leads to at once."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.rds.models import rds_backends
+
+    rds_backends[DEFAULT_ACCOUNT_ID][REGION].describe_db_instances(identifier)[0].status = status
+
+
 def rule_state(ec2, rule_id: str) -> dict:
     item = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])["SecurityGroupRules"][0]
     return {k: item.get(k) for k in ("IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6", "Description")}
