@@ -38,18 +38,10 @@ def client(service: str) -> Any:
         try:
             session = boto3.session.Session(botocore_session=core)
             return session.client(service, config=Config(connect_timeout=10, read_timeout=60))
-        except boto.InvalidRegionError as e:
-            raise AwsError(
-                f"AWS region {e.kwargs.get('region_name')!r} is not a region name (InvalidRegionError):"
-                " export AWS_DEFAULT_REGION=us-east-1 (or fix AWS_REGION, or region in the AWS config file)"
-            ) from None
-        except boto.InvalidMaxRetryAttemptsError as e:
-            raise AwsError(f"{_one_line(e)} (fix AWS_MAX_ATTEMPTS or max_attempts in the AWS config file)") from None
-        except boto.InvalidRetryModeError as e:
-            raise AwsError(f"{_one_line(e)} (fix AWS_RETRY_MODE or retry_mode in the AWS config file)") from None
         except ValueError as e:
             prefix = "Invalid endpoint: "
-            if not str(e).startswith(prefix):
+            # botocore's own errors (a bad region, say) are ValueErrors too; translated() names those.
+            if isinstance(e, boto.BotoCoreError) or not str(e).startswith(prefix):
                 raise
             raise AwsError(
                 f"AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{service.upper()}) {str(e)[len(prefix):]!r} is not a URL:"
@@ -96,6 +88,13 @@ def translated() -> Iterator[None]:
         raise AwsError(f"{_one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
     except (boto.CredentialRetrievalError, boto.TokenRetrievalError, boto.SSOError) as e:
         raise AwsError(f"AWS credentials could not be loaded ({type(e).__name__}): {_one_line(e)}") from None
+    except boto.InvalidRegionError as e:
+        raise AwsError(
+            f"AWS region {e.kwargs.get('region_name')!r} is not a region name (InvalidRegionError):"
+            " export AWS_DEFAULT_REGION=us-east-1 (or fix AWS_REGION, or region in the AWS config file)"
+        ) from None
+    except (boto.InvalidMaxRetryAttemptsError, boto.InvalidRetryModeError) as e:
+        raise AwsError(f"{_one_line(e)} (fix AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, or the AWS config file)") from None
     except boto.NoRegionError:
         raise AwsError(
             "no AWS region (NoRegionError): export AWS_DEFAULT_REGION=us-east-1 (in Gitpod, also gp env it)"
