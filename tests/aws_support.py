@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cruddur import aws as cruddur_aws
-from tests.helpers import free_port
+from tests import helpers
 
 REGION = "us-east-1"
 OLD_CIDR = "198.51.100.10/32"
@@ -94,9 +94,9 @@ def ip_services():
     services.close()
 
 
-def closed_port_url() -> str:
+def closed_ip_service_url() -> str:
     """An IP service URL on 127.0.0.1 where nothing listens."""
-    return f"http://127.0.0.1:{free_port()}/ip"
+    return f"http://127.0.0.1:{helpers.free_port()}/ip"
 
 
 @pytest.fixture
@@ -282,10 +282,6 @@ def throttling_aws():
 
 
 def assert_one_line_error(result, *fragments):
-    """`inv` failed the way a user should see it: exit code 1, one `error: ...` line, no traceback."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+    """tests.helpers' one-line check, plus the `error: ` the task decorator puts in front."""
+    line = helpers.assert_one_line_error(result, *fragments)
+    assert line.startswith("error: "), line
