@@ -17,12 +17,36 @@ BAD_CREDENTIALS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientExc
 
 
 def client(service: str) -> Any:
-    """A boto3 client for `service` ("rds", "ec2"), configured from the environment as boto3 does."""
-    import boto3
+    """A boto3 client for `service` ("rds", "ec2"), configured from the environment as boto3 does.
+
+    A malformed AWS_* value becomes an AwsError naming the variable (botocore would end in a traceback).
+    """
+    import boto3.session
+    import botocore.session
+    from botocore import exceptions as boto
     from botocore.config import Config
 
+    core = botocore.session.get_session()
     with translated():
-        return boto3.client(service, config=Config(connect_timeout=10, read_timeout=60))
+        try:
+            # botocore converts it with int() only while building the client; ask first, to name it.
+            core.get_config_variable("max_attempts")
+        except ValueError:
+            raise AwsError(
+                "AWS_MAX_ATTEMPTS (or max_attempts in the AWS config file) must be a whole number such as 3"
+            ) from None
+        try:
+            session = boto3.session.Session(botocore_session=core)
+            return session.client(service, config=Config(connect_timeout=10, read_timeout=60))
+        except ValueError as e:
+            prefix = "Invalid endpoint: "
+            # botocore's own errors (a bad region, say) are ValueErrors too; translated() names those.
+            if isinstance(e, boto.BotoCoreError) or not str(e).startswith(prefix):
+                raise
+            raise AwsError(
+                f"AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{service.upper()}) {str(e)[len(prefix):]!r} is not a URL:"
+                " give a full one such as http://localhost:4566"
+            ) from None
 
 
 def region(aws_client: Any) -> str:
@@ -64,6 +88,13 @@ def translated() -> Iterator[None]:
         raise AwsError(f"{_one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
     except (boto.CredentialRetrievalError, boto.TokenRetrievalError, boto.SSOError) as e:
         raise AwsError(f"AWS credentials could not be loaded ({type(e).__name__}): {_one_line(e)}") from None
+    except boto.InvalidRegionError as e:
+        raise AwsError(
+            f"AWS region {e.kwargs.get('region_name')!r} is not a region name (InvalidRegionError):"
+            " export AWS_DEFAULT_REGION=us-east-1 (or fix AWS_REGION, or region in the AWS config file)"
+        ) from None
+    except (boto.InvalidMaxRetryAttemptsError, boto.InvalidRetryModeError) as e:
+        raise AwsError(f"{_one_line(e)} (fix AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, or the AWS config file)") from None
     except boto.NoRegionError:
         raise AwsError(
             "no AWS region (NoRegionError): export AWS_DEFAULT_REGION=us-east-1 (in Gitpod, also gp env it)"

@@ -23,6 +23,7 @@ MASK = "****"
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
 DEFAULT_WAIT_TIMEOUT = 30 * 60
 POLL_SECONDS = 15
+STOPPED = {"stopped", "stopping"}
 
 IDENTIFIER = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}")
 # For PostgreSQL on RDS: a letter, then letters, digits or underscores.
@@ -224,7 +225,7 @@ def wait_available(
     on_status: Callable[[str], None] = lambda status: None,
     poll_seconds: float = POLL_SECONDS,
 ) -> Instance:
-    """Block until the instance is `available`; AwsError on a dead end (deleted, failed) or timeout.
+    """Block until the instance is `available`; AwsError on a dead end (deleted, failed, stopped) or timeout.
 
     boto3's db_instance_available waiter decides, one attempt at a time, so the caller sees each status.
     """
@@ -246,6 +247,12 @@ def wait_available(
             status = items[0].get("DBInstanceStatus", "unknown")
             if "terminal failure" in e.kwargs.get("reason", ""):
                 raise AwsError(f"RDS instance {identifier} is {status}; it will not become available") from None
+            # boto3's waiter keeps polling these, but nothing brings a stopped instance back but a start.
+            if status in STOPPED:
+                raise AwsError(
+                    f"RDS instance {identifier} is {status}; it will not become available by itself:"
+                    " run inv rds.start, then wait again"
+                ) from None
         on_status(status)
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -89,11 +89,24 @@ class Rule:
     def protocol_name(self) -> str:
         return "all" if self.protocol == "-1" else self.protocol
 
-    def admits_port(self, port: int) -> bool:
-        return self.protocol == "-1" or (self.protocol == "tcp" and self.from_port <= port <= self.to_port)
+    @property
+    def from_ipv4_range(self) -> bool:
+        """Whether the source is an IPv4 CIDR, not an IPv6 one, a security group or a prefix list."""
+        try:
+            return ipaddress.ip_network(self.source).version == 4
+        except ValueError:
+            return False
+
+    def rewritable_for(self, port: int) -> bool:
+        """Whether sg.update may point this rule at one address: tcp from an IPv4 range, covering `port`.
+
+        An all-traffic rule or one from a group (the default group's "all traffic from itself") serves
+        other things; rewriting it would break them."""
+        return self.protocol == "tcp" and self.from_ipv4_range and self.from_port <= port <= self.to_port
 
     def __str__(self) -> str:
-        text = f"{self.protocol_name} {self.ports} from {self.source}"
+        reach = "all traffic" if self.protocol == "-1" else f"{self.protocol_name} {self.ports}"
+        text = f"{reach} from {self.source}"
         return f"{text} ({self.description})" if self.description else text
 
 
@@ -133,6 +146,11 @@ def plan_update(ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Ad
     check_description(description)
     cidr = host_cidr(address)
     before = get_rule(ec2, group_id, rule_id)
+    if not before.rewritable_for(POSTGRES_PORT):
+        raise ConfigError(
+            f"refusing to rewrite rule {rule_id} ({before}): sg.update rewrites only a tcp rule from an IPv4"
+            f" range that covers port {POSTGRES_PORT}; point DB_SG_RULE_ID at that rule (inv sg.discover finds it)"
+        )
     after = Rule(rule_id, group_id, "tcp", POSTGRES_PORT, POSTGRES_PORT, cidr, description)
     return Change(before, after)
 
@@ -188,19 +206,20 @@ def discover(rds: Any, ec2: Any, identifier: str) -> Discovery:
     candidates = []
     for group_id in instance.security_groups:
         _, rules = inbound_rules(ec2, group_id)
-        candidates += [r for r in rules if r.admits_port(instance.port)]
+        candidates += [r for r in rules if r.rewritable_for(instance.port)]
     if not candidates:
         groups = ", ".join(instance.security_groups)
         raise AwsError(
-            f"no inbound rule for port {instance.port} in {groups} (the groups of {identifier});"
-            f" add one in the console or with aws ec2 authorize-security-group-ingress, then run this again"
+            f"no inbound tcp rule from an IPv4 range for port {instance.port} in {groups} (the groups of"
+            f" {identifier}; rules from groups or prefix lists and all-traffic rules are not used);"
+            " add one in the console or with aws ec2 authorize-security-group-ingress, then run this again"
         )
     if len(candidates) > 1:
         marked = [r for r in candidates if r.description == DEFAULT_DESCRIPTION]
         if len(marked) != 1:
             listed = "; ".join(f"{r.rule_id} in {r.group_id}: {r}" for r in candidates)
             raise ConfigError(
-                f"several inbound rules admit port {instance.port}: {listed};"
+                f"several inbound tcp rules from IPv4 ranges admit port {instance.port}: {listed};"
                 " pick one and export DB_SG_ID and DB_SG_RULE_ID yourself"
             )
         candidates = marked

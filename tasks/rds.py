@@ -2,9 +2,15 @@
 
 import sys
 
-from ._cli import confirm_destructive, console, settings, task
+# Light at the top (boto3 loads inside its functions); the flags' defaults come from it.
+from cruddur import rds as library
 
-IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
+from ._cli import confirm_destructive, console, number, settings, task
+
+DEFAULTS = library.CreateOptions()
+IDENTIFIER = library.DEFAULT_IDENTIFIER
+IDENTIFIER_HELP = f"the RDS instance (default {IDENTIFIER})"
+TIMEOUT_HELP = f"(default {library.DEFAULT_WAIT_TIMEOUT})"
 
 
 def _master_password(config) -> str:
@@ -38,8 +44,6 @@ def _wait(client, identifier, timeout):
     """Wait for `available`: a spinner with status and elapsed time on a terminal, status lines otherwise."""
     import time
 
-    from cruddur import rds as library
-
     out = console(stderr=True)
     if not out.is_terminal:
         started = time.monotonic()
@@ -67,52 +71,52 @@ def _wait(client, identifier, timeout):
 @task(
     help={
         "identifier": IDENTIFIER_HELP,
-        "instance_class": "instance class (default db.t3.micro)",
-        "engine_version": "PostgreSQL version (default 14.6)",
-        "storage": "allocated gp2 storage in GB (default 20)",
-        "availability_zone": "availability zone (default us-east-1a)",
-        "db_name": "database created with the instance (default cruddur)",
-        "username": "master username (default cruddurroot)",
+        "instance_class": f"instance class (default {DEFAULTS.instance_class})",
+        "engine_version": f"PostgreSQL version (default {DEFAULTS.engine_version})",
+        "storage": f"allocated gp2 storage in GB (default {DEFAULTS.storage_gb})",
+        "availability_zone": f"availability zone (default {DEFAULTS.availability_zone})",
+        "db_name": f"database created with the instance (default {DEFAULTS.db_name})",
+        "username": f"master username (default {DEFAULTS.username})",
         "publicly_accessible": "reachable from outside the VPC (default yes; --no-publicly-accessible)",
         "manage_password": "let RDS keep the master password in Secrets Manager",
         "wait": "wait until the instance is available",
-        "timeout": "seconds to wait with --wait (default 1800)",
+        "timeout": f"seconds to wait with --wait {TIMEOUT_HELP}",
     }
 )
 def create(
     c,
-    identifier="cruddur-db-instance",
-    instance_class="db.t3.micro",
-    engine_version="14.6",
-    storage=20,
-    availability_zone="us-east-1a",
-    db_name="cruddur",
-    username="cruddurroot",
-    publicly_accessible=True,
+    identifier=IDENTIFIER,
+    instance_class=DEFAULTS.instance_class,
+    engine_version=DEFAULTS.engine_version,
+    storage=None,
+    availability_zone=DEFAULTS.availability_zone,
+    db_name=DEFAULTS.db_name,
+    username=DEFAULTS.username,
+    publicly_accessible=DEFAULTS.publicly_accessible,
     manage_password=False,
     wait=False,
-    timeout=1800,
+    timeout=None,
 ):
     """Create the RDS PostgreSQL instance (an existing one is kept).
 
     The master password comes from RDS_MASTER_PASSWORD or a hidden prompt, never a flag.
     """
     from cruddur import aws
-    from cruddur import rds as library
 
+    storage_gb = number(storage, "--storage", DEFAULTS.storage_gb, integer=True)
+    timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
     config = settings()
     options = library.CreateOptions(
         identifier=identifier,
         instance_class=instance_class,
         engine_version=engine_version,
-        storage_gb=int(storage),
+        storage_gb=storage_gb,
         availability_zone=availability_zone,
         db_name=db_name,
         username=username,
         publicly_accessible=publicly_accessible,
         manage_password=manage_password,
     )
-    options.check()
     client = aws.client("rds")
     instance, created = library.create(client, options, lambda: _master_password(config))
     if created:
@@ -120,7 +124,7 @@ def create(
     else:
         print(f"{instance.identifier} already exists: {instance.status}; left as it is")
     if wait:
-        instance = _wait(client, instance.identifier, float(timeout))
+        instance = _wait(client, instance.identifier, timeout)
         print(f"{instance.identifier}: {instance.status}")
     if instance.secret_arn:
         print(f"# the master password is in Secrets Manager: {instance.secret_arn}", file=sys.stderr)
@@ -128,10 +132,9 @@ def create(
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "json": "print the instance as JSON"})
-def status(c, identifier="cruddur-db-instance", json=False):
+def status(c, identifier=IDENTIFIER, json=False):
     """Show the instance: status, endpoint, engine, class, groups."""
     from cruddur import aws
-    from cruddur import rds as library
 
     instance = library.get_instance(aws.client("rds"), identifier)
     if json:
@@ -160,12 +163,13 @@ def status(c, identifier="cruddur-db-instance", json=False):
     console().print(table)
 
 
-@task(help={"identifier": IDENTIFIER_HELP, "timeout": "give up after this many seconds (default 1800)"})
-def wait(c, identifier="cruddur-db-instance", timeout=1800):
+@task(help={"identifier": IDENTIFIER_HELP, "timeout": f"give up after this many seconds {TIMEOUT_HELP}"})
+def wait(c, identifier=IDENTIFIER, timeout=None):
     """Wait until the instance is available, showing its status."""
     from cruddur import aws
 
-    instance = _wait(aws.client("rds"), identifier, float(timeout))
+    timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
+    instance = _wait(aws.client("rds"), identifier, timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
 
 
@@ -175,10 +179,9 @@ def wait(c, identifier="cruddur-db-instance", timeout=1800):
         "show_password": "put RDS_MASTER_PASSWORD in the URL instead of ****",
     }
 )
-def url(c, identifier="cruddur-db-instance", show_password=False):
+def url(c, identifier=IDENTIFIER, show_password=False):
     """Print the PROD_CONNECTION_URL export line, password masked."""
     from cruddur import aws
-    from cruddur import rds as library
     from cruddur.errors import ConfigError
 
     config = settings()
@@ -194,20 +197,18 @@ def url(c, identifier="cruddur-db-instance", show_password=False):
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
-def stop(c, identifier="cruddur-db-instance"):
+def stop(c, identifier=IDENTIFIER):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
     from cruddur import aws
-    from cruddur import rds as library
 
     instance = library.stop(aws.client("rds"), identifier)
     print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
-def start(c, identifier="cruddur-db-instance"):
+def start(c, identifier=IDENTIFIER):
     """Start a stopped instance."""
     from cruddur import aws
-    from cruddur import rds as library
 
     instance = library.start(aws.client("rds"), identifier)
     hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
@@ -221,13 +222,12 @@ def start(c, identifier="cruddur-db-instance"):
         "yes": "do not ask to type the identifier",
     }
 )
-def delete(c, identifier="cruddur-db-instance", skip_final_snapshot=False, yes=False):
+def delete(c, identifier=IDENTIFIER, skip_final_snapshot=False, yes=False):
     """Delete the instance, after a final snapshot unless skipped.
 
     Asks to type the identifier on a terminal; refuses off a terminal without --yes.
     """
     from cruddur import aws
-    from cruddur import rds as library
 
     client = aws.client("rds")
     instance = library.get_instance(client, identifier)

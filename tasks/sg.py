@@ -2,6 +2,10 @@
 
 import sys
 
+# Light at the top (boto3 and requests load inside their functions); the flags' defaults come from them.
+from cruddur.rds import DEFAULT_IDENTIFIER
+from cruddur.security_group import DEFAULT_DESCRIPTION
+
 from ._cli import console, settings, task
 
 
@@ -16,11 +20,11 @@ def ip(c):
 
 @task(
     help={
-        "description": "the rule's description (default GITPOD)",
+        "description": f"the rule's description (default {DEFAULT_DESCRIPTION})",
         "dry_run": "show the change, make none",
     }
 )
-def update(c, description="GITPOD", dry_run=False):
+def update(c, description=DEFAULT_DESCRIPTION, dry_run=False):
     """Point the DB_SG_RULE_ID rule at this workspace's IP."""
     from cruddur import aws, public_ip
     from cruddur import security_group as sg
@@ -79,8 +83,8 @@ def show(c, json=False):
         out.print("* the rule sg.update manages (DB_SG_RULE_ID)")
 
 
-@task(help={"identifier": "the RDS instance (default cruddur-db-instance)"})
-def discover(c, identifier="cruddur-db-instance"):
+@task(help={"identifier": f"the RDS instance (default {DEFAULT_IDENTIFIER})"})
+def discover(c, identifier=DEFAULT_IDENTIFIER):
     """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance."""
     from cruddur import aws
     from cruddur import security_group as sg

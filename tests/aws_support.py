@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cruddur import aws as cruddur_aws
-from tests.helpers import free_port
+from tests import helpers
 
 REGION = "us-east-1"
 OLD_CIDR = "198.51.100.10/32"
@@ -94,9 +94,9 @@ def ip_services():
     services.close()
 
 
-def closed_port_url() -> str:
+def closed_ip_service_url() -> str:
     """An IP service URL on 127.0.0.1 where nothing listens."""
-    return f"http://127.0.0.1:{free_port()}/ip"
+    return f"http://127.0.0.1:{helpers.free_port()}/ip"
 
 
 @pytest.fixture
@@ -154,9 +154,41 @@ def make_db_group(ec2) -> DbGroup:
     return DbGroup(group_id, postgres, ssh)
 
 
+def add_rule(ec2, group_id: str, permission: dict) -> str:
+    """Authorize one inbound permission; its rule id."""
+    answer = ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission])
+    return answer["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+
+
+def foreign_rules(ec2, group_id: str) -> dict[str, str]:
+    """Inbound rules sg.update must never rewrite, added to `group_id`, by kind.
+
+    "self" is what the VPC default group has on real AWS: all traffic from its own members."""
+    prefix_list = ec2.create_managed_prefix_list(PrefixListName="office", MaxEntries=2, AddressFamily="IPv4")
+    prefix_list_id = prefix_list["PrefixList"]["PrefixListId"]
+    permissions = {
+        "self": {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]},
+        "group": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": group_id}]},
+        "prefix list": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+                        "PrefixListIds": [{"PrefixListId": prefix_list_id}]},
+        "all traffic": {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        "udp": {"IpProtocol": "udp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        "ipv6": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/64"}]},
+    }
+    return {kind: add_rule(ec2, group_id, permission) for kind, permission in permissions.items()}
+
+
 @pytest.fixture
 def db_group(ec2) -> DbGroup:
     return make_db_group(ec2)
+
+
+def set_instance_status(identifier: str, status: str) -> None:
+    """Put moto's RDS instance (in-process or the test's server) in a state no API call leads to at once."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.rds.models import rds_backends
+
+    rds_backends[DEFAULT_ACCOUNT_ID][REGION].describe_db_instances(identifier)[0].status = status
 
 
 def rule_state(ec2, rule_id: str) -> dict:
@@ -250,10 +282,6 @@ def throttling_aws():
 
 
 def assert_one_line_error(result, *fragments):
-    """`inv` failed the way a user should see it: exit code 1, one `error: ...` line, no traceback."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+    """tests.helpers' one-line check, plus the `error: ` the task decorator puts in front."""
+    line = helpers.assert_one_line_error(result, *fragments)
+    assert line.startswith("error: "), line

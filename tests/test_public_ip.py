@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_port_url, ip_services  # noqa: F401
+from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url, ip_services  # noqa: F401
 from cruddur.config import Settings
 from cruddur.public_ip import IpLookupError, lookup, parse_public_ipv4
 
@@ -75,7 +75,7 @@ def test_a_bad_slow_or_failing_service_is_skipped_for_the_next(ip_services, bad)
 
 
 def test_an_unreachable_service_is_skipped(ip_services):
-    settings = Settings.from_env({"IP_LOOKUP_URLS": f"{closed_port_url()},{ip_services.url('other')}"})
+    settings = Settings.from_env({"IP_LOOKUP_URLS": f"{closed_ip_service_url()},{ip_services.url('other')}"})
     assert str(lookup(settings, timeout=FAST_TIMEOUT)) == OTHER_GOOD_IP
 
 

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.aws_support import aws_env, mocked_aws, rds  # noqa: F401
+from tests.aws_support import aws_env, mocked_aws, rds, set_instance_status  # noqa: F401
 from cruddur import rds as library
 from cruddur.errors import AwsError, ConfigError
 
@@ -118,11 +118,20 @@ def test_wait_returns_an_available_instance(rds):
 
 def test_wait_times_out_naming_the_status(rds):
     library.create(rds, library.CreateOptions(), lambda: PASSWORD)
-    library.stop(rds, "cruddur-db-instance")
+    set_instance_status("cruddur-db-instance", "modifying")
     seen = []
-    with pytest.raises(AwsError, match="timed out after 0.2s: RDS instance cruddur-db-instance is still stopped"):
+    with pytest.raises(AwsError, match="timed out after 0.2s: RDS instance cruddur-db-instance is still modifying"):
         library.wait_available(rds, "cruddur-db-instance", timeout=0.2, on_status=seen.append, poll_seconds=0.05)
-    assert seen and set(seen) == {"stopped"}
+    assert seen and set(seen) == {"modifying"}
+
+
+@pytest.mark.parametrize("status", ["stopped", "stopping"])
+def test_wait_on_a_stopped_instance_is_a_dead_end_that_says_to_start_it(rds, status):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    library.stop(rds, "cruddur-db-instance")
+    set_instance_status("cruddur-db-instance", status)
+    with pytest.raises(AwsError, match=f"cruddur-db-instance is {status}; it will not become available by itself: run inv rds.start"):
+        library.wait_available(rds, "cruddur-db-instance", timeout=2, poll_seconds=0.05)
 
 
 def test_wait_for_an_unknown_instance_is_an_aws_error(rds):

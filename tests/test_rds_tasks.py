@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.aws_support import ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import set_instance_status
 from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
 
 PASSWORD = "s3cret:pass#word"
@@ -156,12 +157,10 @@ def test_stop_start_and_bad_states(inv, env, rds, created):
     assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "stopped"
     assert_one_line_error(inv("rds.stop", env=env), "StopDBInstance failed: InvalidDBInstanceState")
 
-    timed_out = inv("rds.wait", "--timeout", "1", env=env)
-    assert timed_out.returncode == 1 and "Traceback" not in timed_out.stderr
-    # Off a terminal, each status is a line of its own; then the error.
-    progress, error = timed_out.stderr.splitlines()
-    assert progress.startswith("cruddur-db-instance: stopped (")
-    assert error == "error: timed out after 1s: RDS instance cruddur-db-instance is still stopped"
+    # Waiting cannot make a stopped instance available: one line saying what will.
+    dead_end = "cruddur-db-instance is stopped; it will not become available by itself: run inv rds.start"
+    assert_one_line_error(inv("rds.wait", env=env), dead_end)
+    assert_one_line_error(inv("rds.create", "--wait", env=env), dead_end)
 
     started = inv("rds.start", env=env)
     assert started.returncode == 0, started.stderr
@@ -270,3 +269,47 @@ def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
     assert "error: the two passwords differ; nothing created" in shown
     assert PASSWORD not in shown
     assert instances(rds) == {}
+
+
+@pytest.mark.parametrize("variable, value, fragment", [
+    ("AWS_DEFAULT_REGION", "us east 1", "AWS_DEFAULT_REGION"),
+    ("AWS_ENDPOINT_URL", "localhost:4566", "AWS_ENDPOINT_URL"),
+    ("AWS_MAX_ATTEMPTS", "abc", "AWS_MAX_ATTEMPTS"),
+])
+def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, rds, variable, value, fragment):
+    result = inv("rds.create", env={**env, variable: value})
+    assert_one_line_error(result, fragment)
+    assert instances(rds) == {}
+
+
+def test_wait_shows_each_status_then_times_out(inv, env, created):
+    set_instance_status("cruddur-db-instance", "modifying")
+    timed_out = inv("rds.wait", "--timeout", "1", env=env)
+    assert timed_out.returncode == 1 and "Traceback" not in timed_out.stderr
+    # Off a terminal, each status is a line of its own; then the error.
+    progress, error = timed_out.stderr.splitlines()
+    assert progress.startswith("cruddur-db-instance: modifying (")
+    assert error == "error: timed out after 1s: RDS instance cruddur-db-instance is still modifying"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("rds.create", "--storage", "abc"), "--storage takes a whole number, not 'abc'"),
+    (("rds.create", "--storage", "20.5"), "--storage takes a whole number, not '20.5'"),
+    (("rds.create", "--storage", "-5"), "--storage must be a number of 0 or more"),
+    (("rds.create", "--storage", "5"), "storage 5 GB is out of range"),
+    (("rds.create", "--wait", "--timeout", "abc"), "--timeout takes a number, not 'abc'"),
+    (("rds.create", "--wait", "--timeout", "nan"), "--timeout must be a number of 0 or more, not 'nan'"),
+])
+def test_create_refuses_a_bad_number_and_creates_nothing(inv, env, rds, args, message):
+    assert_one_line_error(inv(*args, env=env), message)
+    assert instances(rds) == {}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "--timeout takes a number, not 'abc'"),
+    ("nan", "--timeout must be a number of 0 or more, not 'nan'"),
+    ("inf", "--timeout must be a number of 0 or more, not 'inf'"),
+    ("-1", "--timeout must be a number of 0 or more, not '-1'"),
+])
+def test_wait_refuses_a_bad_timeout(inv, env, value, message):
+    assert_one_line_error(inv("rds.wait", "--timeout", value, env=env), message)

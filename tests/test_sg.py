@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import OLD_CIDR, db_group, ec2, make_db_group, rds, rule_state  # noqa: F401
+from tests.aws_support import OLD_CIDR, db_group, ec2, foreign_rules, make_db_group, rds, rule_state  # noqa: F401
 from tests.aws_support import aws_env, mocked_aws  # noqa: F401
 from cruddur import security_group as sg
 from cruddur.config import Settings
@@ -122,7 +122,7 @@ def test_discover_without_a_5432_rule_says_so(rds, ec2):
     vpc_id = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
     bare = ec2.create_security_group(GroupName="bare", Description="bare", VpcId=vpc_id)["GroupId"]
     create_instance(rds, [bare])
-    with pytest.raises(AwsError, match=f"no inbound rule for port 5432 in {bare}"):
+    with pytest.raises(AwsError, match=f"no inbound tcp rule from an IPv4 range for port 5432 in {bare}"):
         sg.discover(rds, ec2, "cruddur-db-instance")
 
 
@@ -134,7 +134,7 @@ def test_discover_with_several_candidates_prefers_the_gitpod_one_or_asks(rds, ec
         "SecurityGroupRuleId": db_group.rule_id,
         "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": OLD_CIDR, "Description": "x"},
     }])
-    with pytest.raises(ConfigError, match="several inbound rules admit port 5432"):
+    with pytest.raises(ConfigError, match="several inbound tcp rules from IPv4 ranges admit port 5432"):
         sg.discover(rds, ec2, "cruddur-db-instance")
 
 
@@ -169,3 +169,39 @@ def test_an_outbound_rule_is_refused(ec2, db_group):
     with pytest.raises(ConfigError, match="is an outbound rule"):
         sg.plan_update(ec2, db_group.group_id, egress, NEW_IP, "GITPOD")
     assert rule_state(ec2, egress)["CidrIpv4"] == "0.0.0.0/0"
+
+
+def bare_group(ec2, name="default-like"):
+    vpc_id = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    return ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc_id)["GroupId"]
+
+
+def test_discover_never_picks_the_default_groups_all_traffic_from_itself_rule(rds, ec2):
+    group_id = bare_group(ec2)
+    foreign_rules(ec2, group_id)
+    create_instance(rds, [group_id])
+    with pytest.raises(AwsError, match=f"no inbound tcp rule from an IPv4 range for port 5432 in {group_id}"):
+        sg.discover(rds, ec2, "cruddur-db-instance")
+
+
+def test_discover_passes_over_group_prefix_list_and_all_traffic_rules(rds, ec2):
+    default = bare_group(ec2)
+    foreign_rules(ec2, default)
+    ours = make_db_group_named(ec2, "ours")  # no GITPOD description: nothing but the rule's kind decides
+    create_instance(rds, [default, ours.group_id])
+    found = sg.discover(rds, ec2, "cruddur-db-instance")
+    assert (found.group_id, found.rule.rule_id) == (ours.group_id, ours.rule_id)
+
+
+@pytest.mark.parametrize("kind", ["self", "group", "prefix list", "all traffic", "udp", "ipv6"])
+def test_plan_update_refuses_a_rule_it_must_not_rewrite(ec2, db_group, kind):
+    rule_id = foreign_rules(ec2, db_group.group_id)[kind]
+    before = rule_state(ec2, rule_id)
+    with pytest.raises(ConfigError, match=f"refusing to rewrite rule {rule_id} .*only a tcp rule from an IPv4 range"):
+        sg.plan_update(ec2, db_group.group_id, rule_id, NEW_IP, "GITPOD")
+    assert rule_state(ec2, rule_id) == before
+
+
+def test_plan_update_refuses_a_rule_for_another_port(ec2, db_group):
+    with pytest.raises(ConfigError, match="that covers port 5432"):
+        sg.plan_update(ec2, db_group.group_id, db_group.other_rule_id, NEW_IP, "GITPOD")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, foreign_rules, make_db_group, rule_state, server_client
 from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,3 +178,27 @@ def test_gitpod_start_runs_sg_update_and_warns_without_blocking(base_env):
     assert result.returncode == 0, result.stderr
     assert "DB_SG_ID is not set" in result.stderr
     assert "gp env" in result.stdout
+
+
+@pytest.mark.parametrize("variable, value, fragments", [
+    ("AWS_DEFAULT_REGION", "us east 1", ("AWS region 'us east 1' is not a region name", "AWS_DEFAULT_REGION")),
+    ("AWS_ENDPOINT_URL", "localhost:4566", ("AWS_ENDPOINT_URL", "'localhost:4566' is not a URL")),
+    ("AWS_MAX_ATTEMPTS", "abc", ("AWS_MAX_ATTEMPTS", "must be a whole number")),
+    ("AWS_MAX_ATTEMPTS", "0", ("AWS_MAX_ATTEMPTS", "greater than or equal to 1")),
+    ("AWS_RETRY_MODE", "bogus", ("AWS_RETRY_MODE", "bogus")),
+])
+def test_a_malformed_aws_variable_is_one_line_naming_it(inv, account, variable, value, fragments):
+    ec2, group, env = account
+    result = inv("sg.update", env={**env, "AWS_REGION": "", variable: value})
+    assert_one_line_error(result, *fragments)
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
+
+
+def test_update_refuses_the_all_traffic_from_itself_rule_and_changes_nothing(inv, account):
+    ec2, group, env = account
+    self_rule = foreign_rules(ec2, group.group_id)["self"]
+    before = rule_state(ec2, self_rule)
+    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": self_rule})
+    assert_one_line_error(result, f"refusing to rewrite rule {self_rule} (all traffic from {group.group_id})",
+                          "inv sg.discover")
+    assert rule_state(ec2, self_rule) == before
