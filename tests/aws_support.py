@@ -5,11 +5,9 @@ Test modules import the fixtures they use from here.
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -40,14 +38,14 @@ ANSWERS = {
 }
 
 
-class IpServices:
+class IpServices(helpers.LocalHttpServer):
     """A few plain-text IP echo services on 127.0.0.1; `url("good")` and friends, and a hit counter."""
 
     def __init__(self):
         self.hits: list[str] = []
         services = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(helpers.QuietHandler):
             def do_GET(self):
                 services.hits.append(self.path)
                 if self.path == "/slow":
@@ -65,26 +63,14 @@ class IpServices:
                 except OSError:
                     pass  # the client gave up on a slow answer
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     def url(self, name: str) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/{name}"
+        return f"{self.base_url}/{name}"
 
     def urls(self, *names: str) -> str:
         """IP_LOOKUP_URLS for these services, in this order."""
         return ",".join(self.url(n) for n in names)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -231,7 +217,7 @@ def server_client(moto_url: str, service: str):
     )
 
 
-class ThrottlingAws:
+class ThrottlingAws(helpers.LocalHttpServer):
     """An endpoint that answers every AWS query-protocol call with a throttling error, counting calls."""
 
     EC2 = (
@@ -247,7 +233,7 @@ class ThrottlingAws:
         self.calls = 0
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(helpers.QuietHandler):
             def do_POST(self):
                 endpoint.calls += 1
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
@@ -259,19 +245,8 @@ class ThrottlingAws:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        host, port = self.server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = self.base_url
 
 
 @pytest.fixture

@@ -19,6 +19,9 @@ from cruddur import local_server, urls
 
 from tests.helpers import INV, ROOT
 
+# Fixtures for the AWS (moto, IP services) and Lambda tests, registered once for every module.
+pytest_plugins = ["tests.aws_support", "tests.lambda_support"]
+
 # Variables the project reads; a developer's own values must not leak into the tests.
 PROJECT_VARIABLES = {
     "CONNECTION_URL",

@@ -1,8 +1,8 @@
 """Fixtures and helpers for the Lambda tests: the handler module, sample events, one wheel
 cache and one built package per test session (so the suite downloads wheels once).
 
-Test modules load it with `pytest_plugins = ["lambda_support"]`: registered once as a plugin,
-its session fixtures are shared by all of them (imported into each module, they would not be)."""
+conftest.py registers it as a plugin (`pytest_plugins`), so its session fixtures are built once
+for all the modules that use them."""
 
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from cruddur import lambda_local, lambda_package
+from tests import helpers
 from tests.helpers import free_port
 
 # The zip the tests run must load on this machine: its Python version and architecture.
@@ -86,7 +85,7 @@ def lambda_zip(lambda_wheel_cache):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-class EnvironmentTooLargeLambda:
+class EnvironmentTooLargeLambda(helpers.LocalHttpServer):
     """A Lambda endpoint on 127.0.0.1 whose function runs `code_sha256` (or any code uploaded to
     it) and refuses any new environment the way Lambda refuses one over its 4 KB limit: the
     message quotes the variables."""
@@ -104,7 +103,7 @@ class EnvironmentTooLargeLambda:
         endpoint = self
         self.configuration_updates = 0
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(helpers.QuietHandler):
             def do_GET(self):
                 self._answer(200, {"Configuration": configuration, "Code": {}})
 
@@ -131,12 +130,8 @@ class EnvironmentTooLargeLambda:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = "http://{}:{}".format(*self.server.server_address[:2])
+        super().__init__(Handler)
+        self.url = self.base_url
 
     def client(self):
         import boto3
@@ -145,10 +140,6 @@ class EnvironmentTooLargeLambda:
             "lambda", endpoint_url=self.url, region_name="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

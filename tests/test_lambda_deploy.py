@@ -8,14 +8,12 @@ import zipfile
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from cruddur import lambda_deploy
 from cruddur.errors import AwsError
-from lambda_support import EnvironmentTooLargeLambda
 from tests.helpers import assert_one_line_error
+from tests.lambda_support import EnvironmentTooLargeLambda
 
-pytest_plugins = ["lambda_support"]
 
 REGION = "us-east-1"
 FUNCTION = "cruddur-post-confirmation"
@@ -142,20 +140,11 @@ def test_an_aws_error_quoting_the_environment_never_shows_the_url_or_its_passwor
 # `inv lambda.deploy` as a user runs it, against a moto server on 127.0.0.1.
 
 
-@pytest.fixture
-def moto_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(inv, moto_server):
-    endpoint = {"endpoint_url": moto_server, "region_name": REGION,
+def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(inv, moto_url):
+    endpoint = {"endpoint_url": moto_url, "region_name": REGION,
                 "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
     create_function(endpoint)
-    env = {"AWS_ENDPOINT_URL": moto_server, "PROD_CONNECTION_URL": SECRET_URL}
+    env = {"AWS_ENDPOINT_URL": moto_url, "PROD_CONNECTION_URL": SECRET_URL}
 
     first = inv("lambda.deploy", "--set-env", env=env, timeout=300)
     second = inv("lambda.deploy", "--set-env", env=env, timeout=300)
@@ -181,8 +170,8 @@ def test_inv_lambda_deploy_set_env_without_prod_connection_url_names_the_variabl
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
 
 
-def test_inv_lambda_deploy_to_a_missing_function_is_one_line(inv, moto_server):
-    result = inv("lambda.deploy", "--name", "nope", env={"AWS_ENDPOINT_URL": moto_server}, timeout=300)
+def test_inv_lambda_deploy_to_a_missing_function_is_one_line(inv, moto_url):
+    result = inv("lambda.deploy", "--name", "nope", env={"AWS_ENDPOINT_URL": moto_url}, timeout=300)
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(

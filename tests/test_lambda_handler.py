@@ -11,10 +11,9 @@ import psycopg
 import pytest
 
 from cruddur import lambda_local
-from lambda_support import sample_event, users
 from tests.helpers import free_port
+from tests.lambda_support import sample_event, users
 
-pytest_plugins = ["lambda_support"]
 
 LOGGER = "cruddur_post_confirmation"
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from cruddur import lambda_local
-from lambda_support import sample_event, users
 from tests.helpers import assert_one_line_error, free_port
+from tests.lambda_support import sample_event, users
 
 
 def test_invoke_inserts_the_sample_user_and_shows_the_row(inv, schema_url):

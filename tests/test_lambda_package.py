@@ -16,10 +16,9 @@ import pytest
 
 from cruddur import lambda_package
 from cruddur.lambda_package import PackageError
-from lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, sample_event, users
 from tests.helpers import free_port
+from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, sample_event, users
 
-pytest_plugins = ["lambda_support"]
 
 # Run in a child that sees only the zip's contents and the standard library: -I ignores
 # PYTHON* variables and the user's site, -S skips site-packages (the venv's psycopg).

@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url, ip_services  # noqa: F401
+from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url
 from cruddur.config import Settings
 from cruddur.public_ip import IpLookupError, lookup, parse_public_ipv4
 

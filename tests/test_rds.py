@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.aws_support import aws_env, mocked_aws, rds, set_instance_status  # noqa: F401
+from tests.aws_support import set_instance_status
 from cruddur import rds as library
 from cruddur.errors import AwsError, ConfigError
 

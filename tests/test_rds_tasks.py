@@ -6,7 +6,6 @@ import pytest
 
 from tests.aws_support import ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
 from tests.aws_support import set_instance_status
-from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
 
 PASSWORD = "s3cret:pass#word"
 

@@ -4,8 +4,7 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import OLD_CIDR, db_group, ec2, foreign_rules, make_db_group, rds, rule_state  # noqa: F401
-from tests.aws_support import aws_env, mocked_aws  # noqa: F401
+from tests.aws_support import OLD_CIDR, foreign_rules, make_db_group, rule_state
 from cruddur import security_group as sg
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError, MissingSetting

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, foreign_rules, make_db_group, rule_state, server_client
-from tests.aws_support import ip_services, moto_server, moto_url, throttling_aws  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
