@@ -20,11 +20,11 @@ from tests.helpers import free_port
 from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, sample_event, users
 
 
-# Run in a child that sees only the zip's contents and the standard library: -I ignores
-# PYTHON* variables and the user's site, -S skips site-packages (the venv's psycopg).
+# Run in a child that sees only the zip's contents and the standard library: -E ignores PYTHON*
+# variables, -s the user's site, -S site-packages (the venv's psycopg). The script sits in the
+# extracted folder, so that folder is the first entry of the child's path, as /var/task is on Lambda.
 CHILD = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
 import cruddur_post_confirmation, psycopg
 event = json.loads(sys.stdin.read())
 returned = cruddur_post_confirmation.lambda_handler(event, None)
@@ -36,11 +36,13 @@ print(json.dumps({"returned": returned, "psycopg": psycopg.__file__, "impl": psy
 def test_the_zip_runs_on_its_own_against_the_database(lambda_zip, schema_url, tmp_path):
     with zipfile.ZipFile(lambda_zip.path) as archive:
         archive.extractall(tmp_path / "task")
+    runner = tmp_path / "task" / "run_handler_check.py"
+    runner.write_text(CHILD)
     event = sample_event()
     env = {"CONNECTION_URL": schema_url, "PATH": os.environ.get("PATH", "")}
 
     child = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", CHILD, str(tmp_path / "task")],
+        [sys.executable, "-E", "-s", "-S", str(runner)],
         input=json.dumps(event), capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
 
