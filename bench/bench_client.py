@@ -31,9 +31,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from cruddur import local_server, urls
+from cruddur.postgres import local_server, urls
 from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, home_activities
-from cruddur.client import _ARRAY_JSON, _OBJECT_JSON, Database
+from cruddur.postgres.client import _ARRAY_JSON, _OBJECT_JSON, Database
 
 ROOT = Path(__file__).resolve().parent.parent
 # The original insert (lib/db.py era), then object.sql by the returned uuid.

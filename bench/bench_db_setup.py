@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _timing import compare, time_command
 
-from cruddur import local_server, psql, urls
+from cruddur.postgres import local_server, psql, urls
 
 ROOT = Path(__file__).resolve().parent.parent
 

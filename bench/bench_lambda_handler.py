@@ -25,7 +25,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from cruddur import lambda_local, lambda_package, local_server, urls
+from cruddur.lambda_build import local as lambda_local, package as lambda_package
+from cruddur.postgres import local_server, urls
 
 ROOT = Path(__file__).resolve().parent.parent
 INSERT = """

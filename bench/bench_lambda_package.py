@@ -16,7 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from cruddur import lambda_package
+from cruddur.lambda_build import package as lambda_package
 
 
 def timed_build(runtime: str, arch: str, output: Path, cache: Path) -> tuple[float, lambda_package.Package]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .client import Database
+from .postgres.client import Database
 
 MAX_MESSAGE_CHARS = 280
 HOME_FEED_LIMIT = 100

@@ -23,8 +23,8 @@ REASONS = {
 
 
 def _open(prod: bool):
-    from cruddur.client import Database
-    from cruddur.target import resolve
+    from cruddur.postgres.client import Database
+    from cruddur.postgres.target import resolve
 
     # The pool logs each failed attempt; the one-line error below says why, once.
     logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())

@@ -16,7 +16,7 @@ YES = "with --prod: confirm without typing the database name (for scripts)"
 
 
 def _target(prod: bool):
-    from cruddur.target import resolve
+    from cruddur.postgres.target import resolve
 
     return resolve(settings(), prod)
 
@@ -35,7 +35,7 @@ def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
 @task(help={"prod": PROD_HELP})
 def up(c, prod=False):
     """Start the embedded local PostgreSQL and print its URL."""
-    from cruddur import admin, urls
+    from cruddur.postgres import admin, urls
 
     target = _target(prod)
     if target.environment != "local":
@@ -48,7 +48,7 @@ def up(c, prod=False):
 @task(help={"prod": PROD_HELP})
 def down(c, prod=False):
     """Stop the embedded local PostgreSQL."""
-    from cruddur import local_server
+    from cruddur.postgres import local_server
 
     if prod or settings().connection_url:
         print("nothing to stop: the db tasks use " + ("PROD_CONNECTION_URL" if prod else "CONNECTION_URL"))
@@ -63,7 +63,7 @@ def down(c, prod=False):
 @task(help={"prod": PROD_HELP, "command": "run this SQL (psql -c) and exit instead of an interactive session"})
 def connect(c, prod=False, command=None):
     """Open psql on the app database (password kept out of `ps`)."""
-    from cruddur import psql
+    from cruddur.postgres import psql
 
     target = _target(prod)
     code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.environment == "local")
@@ -74,7 +74,7 @@ def connect(c, prod=False, command=None):
 @task(help={"prod": PROD_HELP})
 def create(c, prod=False):
     """Create the app database (an existing one is kept)."""
-    from cruddur import admin
+    from cruddur.postgres import admin
 
     target = _target(prod)
     if admin.create_database(target.url):
@@ -86,7 +86,7 @@ def create(c, prod=False):
 @task(help={"prod": PROD_HELP, "yes": YES})
 def drop(c, prod=False, yes=False):
     """Drop the app database, even while clients hold it."""
-    from cruddur import admin
+    from cruddur.postgres import admin
 
     target = _target(prod)
     _guard(target, "DROP", yes)
@@ -99,7 +99,7 @@ def drop(c, prod=False, yes=False):
 @task(help={"prod": PROD_HELP, "yes": YES, "file": "load this file instead of sql/schema.sql"})
 def schema_load(c, prod=False, yes=False, file=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
-    from cruddur import admin
+    from cruddur.postgres import admin
 
     target = _target(prod)
     _guard(target, "replace the tables of", yes)
@@ -111,7 +111,7 @@ def schema_load(c, prod=False, yes=False, file=None):
 @task(help={"prod": PROD_HELP, "file": "load this file instead of sql/seed.sql"})
 def seed(c, prod=False, file=None):
     """Load sql/seed.sql in one transaction."""
-    from cruddur import admin
+    from cruddur.postgres import admin
 
     target = _target(prod)
     path, label = _sql_file(file, "seed.sql")
@@ -122,7 +122,7 @@ def seed(c, prod=False, file=None):
 @task(help={"prod": PROD_HELP, "yes": YES})
 def setup(c, prod=False, yes=False):
     """Reset the app database: drop, create, load the schema, seed."""
-    from cruddur import admin
+    from cruddur.postgres import admin
     from cruddur.errors import SqlFileError
 
     target = _target(prod)
@@ -150,7 +150,7 @@ def setup(c, prod=False, yes=False):
 )
 def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
     """Show who is connected: state, waits, blockers."""
-    from cruddur.sessions import list_sessions
+    from cruddur.postgres.sessions import list_sessions
 
     interval = number(interval, "--interval", default=2.0, minimum=0.1)
     url = _target(prod).url
@@ -208,7 +208,7 @@ def _seconds(value: float | None) -> str:
 @task(help={"prod": PROD_HELP, "yes": YES})
 def kill(c, prod=False, yes=False):
     """End the other client sessions on the app database."""
-    from cruddur import admin
+    from cruddur.postgres import admin
 
     target = _target(prod)
     _guard(target, "end every other session on", yes)
@@ -224,7 +224,7 @@ def kill(c, prod=False, yes=False):
 @task(help={"prod": PROD_HELP, "timeout": "seconds to wait before giving up (default 30)"})
 def wait(c, prod=False, timeout=None):
     """Wait until the database server accepts connections."""
-    from cruddur import admin
+    from cruddur.postgres import admin
 
     timeout = number(timeout, "--timeout", default=30.0)
     target = _target(prod)

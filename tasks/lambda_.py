@@ -7,7 +7,7 @@ ARCH_HELP = "x86_64 (default) or arm64"
 
 
 def _build(runtime, arch):
-    from cruddur import lambda_package
+    from cruddur.lambda_build import package as lambda_package
 
     out = console(stderr=True)
     with out.status(f"Building the zip for {runtime} on {arch}..."):
@@ -57,7 +57,8 @@ def deploy(c, name="cruddur-post-confirmation", runtime="python3.12", arch="x86_
     """Upload the zip to the function, unless it already runs it."""
     from rich.text import Text
 
-    from cruddur import lambda_deploy, urls
+    from cruddur.aws import lambda_deploy
+    from cruddur.postgres import urls
 
     connection_url = None
     if set_env:
@@ -93,7 +94,8 @@ def invoke(c, event=None, prod=False):
 
     from rich.text import Text
 
-    from cruddur import lambda_local, target
+    from cruddur.lambda_build import local as lambda_local
+    from cruddur.postgres import target
 
     where = target.resolve(settings(), prod=prod)
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT

@@ -3,7 +3,7 @@
 import sys
 
 # Light at the top (boto3 loads inside its functions); the flags' defaults come from it.
-from cruddur import rds as library
+from cruddur.aws import rds as library
 
 from ._cli import confirm_destructive, console, number, settings, task
 
@@ -101,7 +101,7 @@ def create(
 
     The master password comes from RDS_MASTER_PASSWORD or a hidden prompt, never a flag.
     """
-    from cruddur import aws
+    from cruddur.aws import clients
 
     storage_gb = number(storage, "--storage", DEFAULTS.storage_gb, integer=True)
     timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
@@ -117,7 +117,7 @@ def create(
         publicly_accessible=publicly_accessible,
         manage_password=manage_password,
     )
-    client = aws.client("rds")
+    client = clients.client("rds")
     instance, created = library.create(client, options, lambda: _master_password(config))
     if created:
         print(f"creating {instance.identifier} ({instance.engine} {instance.engine_version}, {instance.instance_class}): {instance.status}")
@@ -134,9 +134,9 @@ def create(
 @task(help={"identifier": IDENTIFIER_HELP, "json": "print the instance as JSON"})
 def status(c, identifier=IDENTIFIER, json=False):
     """Show the instance: status, endpoint, engine, class, groups."""
-    from cruddur import aws
+    from cruddur.aws import clients
 
-    instance = library.get_instance(aws.client("rds"), identifier)
+    instance = library.get_instance(clients.client("rds"), identifier)
     if json:
         import json as json_module
 
@@ -166,10 +166,10 @@ def status(c, identifier=IDENTIFIER, json=False):
 @task(help={"identifier": IDENTIFIER_HELP, "timeout": f"give up after this many seconds {TIMEOUT_HELP}"})
 def wait(c, identifier=IDENTIFIER, timeout=None):
     """Wait until the instance is available, showing its status."""
-    from cruddur import aws
+    from cruddur.aws import clients
 
     timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
-    instance = _wait(aws.client("rds"), identifier, timeout)
+    instance = _wait(clients.client("rds"), identifier, timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
 
 
@@ -181,7 +181,7 @@ def wait(c, identifier=IDENTIFIER, timeout=None):
 )
 def url(c, identifier=IDENTIFIER, show_password=False):
     """Print the PROD_CONNECTION_URL export line, password masked."""
-    from cruddur import aws
+    from cruddur.aws import clients
     from cruddur.errors import ConfigError
 
     config = settings()
@@ -193,24 +193,24 @@ def url(c, identifier=IDENTIFIER, show_password=False):
                 " (a password RDS manages stays in Secrets Manager)"
             )
         password = config.rds_master_password
-    _print_url(library.get_instance(aws.client("rds"), identifier), password)
+    _print_url(library.get_instance(clients.client("rds"), identifier), password)
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
 def stop(c, identifier=IDENTIFIER):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
-    from cruddur import aws
+    from cruddur.aws import clients
 
-    instance = library.stop(aws.client("rds"), identifier)
+    instance = library.stop(clients.client("rds"), identifier)
     print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
 def start(c, identifier=IDENTIFIER):
     """Start a stopped instance."""
-    from cruddur import aws
+    from cruddur.aws import clients
 
-    instance = library.start(aws.client("rds"), identifier)
+    instance = library.start(clients.client("rds"), identifier)
     hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
     print(f"{instance.identifier}: {instance.status}{hint}")
 
@@ -227,12 +227,12 @@ def delete(c, identifier=IDENTIFIER, skip_final_snapshot=False, yes=False):
 
     Asks to type the identifier on a terminal; refuses off a terminal without --yes.
     """
-    from cruddur import aws
+    from cruddur.aws import clients
 
-    client = aws.client("rds")
+    client = clients.client("rds")
     instance = library.get_instance(client, identifier)
     snapshot_note = "without a final snapshot" if skip_final_snapshot else "keeping a final snapshot"
-    where = f"{instance.endpoint} in {aws.region(client)} ({snapshot_note})"
+    where = f"{instance.endpoint} in {clients.region(client)} ({snapshot_note})"
     confirm_destructive(f"delete RDS instance {instance.identifier}", instance.identifier, where, yes)
     instance, snapshot = library.delete(client, instance.identifier, skip_final_snapshot)
     print(f"{instance.identifier}: {instance.status}")

@@ -3,8 +3,8 @@
 import sys
 
 # Light at the top (boto3 and requests load inside their functions); the flags' defaults come from them.
-from cruddur.rds import DEFAULT_IDENTIFIER
-from cruddur.security_group import DEFAULT_DESCRIPTION
+from cruddur.aws.rds import DEFAULT_IDENTIFIER
+from cruddur.aws.security_group import DEFAULT_DESCRIPTION
 
 from ._cli import console, settings, task
 
@@ -12,7 +12,7 @@ from ._cli import console, settings, task
 @task()
 def ip(c):
     """Print the public IP sg.update would allow, and its source."""
-    from cruddur import public_ip
+    from cruddur.aws import public_ip
 
     found = public_ip.lookup(settings())
     print(f"{found.address} (from {found.source})")
@@ -26,15 +26,15 @@ def ip(c):
 )
 def update(c, description=DEFAULT_DESCRIPTION, dry_run=False):
     """Point the DB_SG_RULE_ID rule at this workspace's IP."""
-    from cruddur import aws, public_ip
-    from cruddur import security_group as sg
+    from cruddur.aws import clients, public_ip
+    from cruddur.aws import security_group as sg
 
     config = settings()
     # Variables and the address first: a missing variable or a bad answer never reaches AWS.
     group_id, rule_id = sg.managed_rule_ids(config)
     sg.check_description(description)
     found = public_ip.lookup(config)
-    ec2 = aws.client("ec2")
+    ec2 = clients.client("ec2")
     change = sg.plan_update(ec2, group_id, rule_id, found.address, description)
     where = f"{rule_id} in {group_id}"
     if not change.needed:
@@ -51,13 +51,13 @@ def update(c, description=DEFAULT_DESCRIPTION, dry_run=False):
 @task(help={"json": "print the rules as JSON"})
 def show(c, json=False):
     """Show the inbound rules of DB_SG_ID, the managed rule marked."""
-    from cruddur import aws
-    from cruddur import security_group as sg
+    from cruddur.aws import clients
+    from cruddur.aws import security_group as sg
 
     config = settings()
     group_id = sg.check_group_id(config.require("db_sg_id"))
     managed = config.db_sg_rule_id
-    group, rules = sg.inbound_rules(aws.client("ec2"), group_id)
+    group, rules = sg.inbound_rules(clients.client("ec2"), group_id)
     if json:
         import json as json_module
 
@@ -86,10 +86,10 @@ def show(c, json=False):
 @task(help={"identifier": f"the RDS instance (default {DEFAULT_IDENTIFIER})"})
 def discover(c, identifier=DEFAULT_IDENTIFIER):
     """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance."""
-    from cruddur import aws
-    from cruddur import security_group as sg
+    from cruddur.aws import clients
+    from cruddur.aws import security_group as sg
 
-    found = sg.discover(aws.client("rds"), aws.client("ec2"), identifier)
+    found = sg.discover(clients.client("rds"), clients.client("ec2"), identifier)
     print(f"# {found.instance}: group {found.group_id}, rule {found.rule.rule_id}: {found.rule}", file=sys.stderr)
     pairs = (("DB_SG_ID", found.group_id), ("DB_SG_RULE_ID", found.rule.rule_id))
     for name, value in pairs:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cruddur import aws as cruddur_aws
+from cruddur.aws import clients as cruddur_aws
 from tests import helpers
 
 REGION = "us-east-1"

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cruddur import local_server, urls
+from cruddur.postgres import local_server, urls
 
 from tests.helpers import INV, ROOT
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cruddur import lambda_local, lambda_package
+from cruddur.lambda_build import local as lambda_local, package as lambda_package
 from tests import helpers
 from tests.helpers import free_port
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, get_activity, home_activities
-from cruddur.client import Database
+from cruddur.postgres.client import Database
 from tests.helpers import add_user
 
 CREATED_KEYS = {"uuid", "display_name", "handle", "message", "created_at", "expires_at"}

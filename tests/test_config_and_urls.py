@@ -2,7 +2,7 @@
 
 import pytest
 
-from cruddur import urls
+from cruddur.postgres import urls
 from cruddur.config import Settings
 from cruddur.errors import ConfigError, MissingSetting
 

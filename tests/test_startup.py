@@ -52,8 +52,15 @@ def test_loading_the_namespace_imports_no_aws_or_http_library():
     assert not modules & HEAVY
 
 
+# Every module of the library, sub-packages included, by its import name.
+LIBRARY_MODULES = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for p in (ROOT / "cruddur").rglob("*.py")
+)
+
+
 def test_the_library_loads_neither_invoke_nor_rich_and_aws_only_when_used():
-    every_module = ", ".join(f"cruddur.{p.stem}" for p in sorted((ROOT / "cruddur").glob("*.py")) if p.stem != "__init__")
+    every_module = ", ".join(LIBRARY_MODULES)
     assert not loaded_after(f"import {every_module}") & {*HEAVY, "rich", "invoke"}
 
 
@@ -72,6 +79,6 @@ def test_task_modules_import_nothing_heavy_at_the_top(module):
     assert not top_level_imports(ROOT / "tasks" / module) & {*HEAVY, "rich", "psycopg"}
 
 
-@pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "cruddur").glob("*.py")))
-def test_library_modules_import_neither_invoke_nor_rich_nor_aws_at_the_top(module):
-    assert not top_level_imports(ROOT / "cruddur" / module) & {*HEAVY, "invoke", "rich"}
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "cruddur").rglob("*.py")))
+def test_library_modules_import_neither_invoke_nor_rich_nor_aws_at_the_top(path):
+    assert not top_level_imports(ROOT / path) & {*HEAVY, "invoke", "rich"}

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .config import PROJECT_ROOT
-from .errors import CruddurError, DatabaseError
-from .lambda_package import HANDLER_FILE
+from ..config import PROJECT_ROOT
+from ..errors import CruddurError, DatabaseError
+from .package import HANDLER_FILE
 
 EVENTS_DIR = PROJECT_ROOT / "lambda" / "events"
 DEFAULT_EVENT = EVENTS_DIR / "confirm_sign_up.json"
@@ -57,7 +57,7 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
     """Call the handler once on the event, then read back the user's row."""
     import psycopg
 
-    from . import admin
+    from ..postgres import admin
 
     event = read_event(event_path)
     handler = load_handler(handler_file)

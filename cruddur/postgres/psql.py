@@ -11,7 +11,7 @@ from pathlib import Path
 from psycopg import conninfo
 
 from . import urls
-from .errors import CruddurError
+from ..errors import CruddurError
 
 
 def find_psql(prefer_bundled: bool = False) -> Path:

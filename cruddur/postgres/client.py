@@ -29,8 +29,8 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from . import urls
 from .admin import _one_line
-from .config import PROJECT_ROOT, Settings
-from .errors import CruddurError, DatabaseError
+from ..config import PROJECT_ROOT, Settings
+from ..errors import CruddurError, DatabaseError
 
 sql_log = logging.getLogger("cruddur.sql")
 

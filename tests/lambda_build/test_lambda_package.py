@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cruddur import lambda_package
-from cruddur.lambda_package import PackageError
-from tests.helpers import free_port
+from cruddur.lambda_build import package as lambda_package
+from cruddur.lambda_build.package import PackageError
+from tests.helpers import ROOT, free_port
 from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, sample_event, users
 
 
@@ -183,7 +183,7 @@ def test_inv_lambda_package_prints_path_size_files_and_code_sha256(inv):
     result = inv("lambda.package", "--runtime", LOCAL_RUNTIME, "--arch", LOCAL_ARCHITECTURE, timeout=300)
 
     assert result.returncode == 0, result.stderr
-    zip_path = Path(__file__).resolve().parent.parent / "dist" / "cruddur-post-confirmation.zip"
+    zip_path = ROOT / "dist" / "cruddur-post-confirmation.zip"
     data = zip_path.read_bytes()
     with zipfile.ZipFile(zip_path) as archive:
         files = len(archive.namelist())

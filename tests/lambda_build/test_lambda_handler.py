@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from cruddur import lambda_local
+from cruddur.lambda_build import local as lambda_local
 from tests.helpers import free_port
 from tests.lambda_support import sample_event, users
 

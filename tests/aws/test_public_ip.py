@@ -4,7 +4,7 @@ import pytest
 
 from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url
 from cruddur.config import Settings
-from cruddur.public_ip import IpLookupError, lookup, parse_public_ipv4
+from cruddur.aws.public_ip import IpLookupError, lookup, parse_public_ipv4
 
 
 def settings_for(urls: str = "", gitpod_ip: str = "") -> Settings:

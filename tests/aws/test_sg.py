@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from tests.aws_support import OLD_CIDR, foreign_rules, make_db_group, rule_state
-from cruddur import security_group as sg
+from cruddur.aws import security_group as sg
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError, MissingSetting
 
@@ -143,23 +143,23 @@ def test_discover_of_an_unknown_instance_is_an_aws_error(rds, ec2):
 
 
 def test_no_region_is_one_line(monkeypatch, tmp_path):
-    from cruddur import aws
+    from cruddur.aws import clients
 
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
     with pytest.raises(AwsError, match="no AWS region .*export AWS_DEFAULT_REGION="):
-        aws.client("ec2")
+        clients.client("ec2")
 
 
 def test_an_unknown_profile_is_one_line(monkeypatch, tmp_path):
-    from cruddur import aws
+    from cruddur.aws import clients
 
     monkeypatch.setenv("AWS_PROFILE", "nope")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing"))
     with pytest.raises(AwsError, match=r"The config profile \(nope\) could not be found \(ProfileNotFound\)"):
-        aws.client("ec2")
+        clients.client("ec2")
 
 
 def test_an_outbound_rule_is_refused(ec2, db_group):

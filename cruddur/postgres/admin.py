@@ -9,7 +9,7 @@ import psycopg
 from psycopg import errors, sql
 
 from . import urls
-from .errors import DatabaseError, SqlFileError
+from ..errors import DatabaseError, SqlFileError
 
 MAINTENANCE_DB = "postgres"
 APPLICATION_NAME = "cruddur-ops"

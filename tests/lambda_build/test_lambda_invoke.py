@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cruddur import lambda_local
-from tests.helpers import assert_one_line_error, free_port
+from cruddur.lambda_build import local as lambda_local
+from tests.helpers import ROOT, assert_one_line_error, free_port
 from tests.lambda_support import sample_event, users
 
 
@@ -109,7 +109,7 @@ def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
 
     probe = "import sys, tasks.lambda_; print(sorted({'boto3', 'psycopg', 'rich', 'requests'} & set(sys.modules)))"
     result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=Path(__file__).resolve().parent.parent,
+        [sys.executable, "-c", probe], cwd=ROOT,
         env=base_env, capture_output=True, text=True, check=True,
     )  # fmt: skip
 

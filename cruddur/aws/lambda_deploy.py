@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 
 from psycopg import ProgrammingError, conninfo
 
-from . import aws, urls
-from .errors import AwsError, ConfigError
-from .lambda_package import FUNCTION_NAME, Package
+from ..postgres import urls
+from . import clients
+from ..errors import AwsError, ConfigError
+from ..lambda_build.package import FUNCTION_NAME, Package
 
 CONNECTION_VARIABLE = "CONNECTION_URL"
 
@@ -31,7 +32,7 @@ class Deployment:
 
 def client():
     """A Lambda client from boto3's own configuration."""
-    return aws.client("lambda")
+    return clients.client("lambda")
 
 
 def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str | None = None, lambda_client=None) -> Deployment:
@@ -46,7 +47,7 @@ def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str 
     code = "unchanged"
     if current.get("CodeSha256") != package.code_sha256:
         zipped = package.path.read_bytes()
-        with aws.translated():
+        with clients.translated():
             updated = lambda_client.update_function_code(
                 FunctionName=function, ZipFile=zipped, Architectures=[package.architecture]
             )
@@ -61,7 +62,7 @@ def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str 
     changes, changed = _configuration_changes(current, package, connection_url)
     if changes:
         with _secret_kept_out(connection_url if "Environment" in changes else None):
-            with aws.translated():
+            with clients.translated():
                 lambda_client.update_function_configuration(FunctionName=function, **changes)
             _wait_updated(lambda_client, function)
     return Deployment(function, code, package.code_sha256, changed)
@@ -132,7 +133,7 @@ def _password_spellings(connection_url: str) -> set[str]:
 
 def _read_configuration(lambda_client, function: str) -> dict:
     try:
-        with aws.translated():
+        with clients.translated():
             return lambda_client.get_function(FunctionName=function)["Configuration"]
     except AwsError as e:
         if e.code == "ResourceNotFoundException":
@@ -144,9 +145,9 @@ def _wait_updated(lambda_client, function: str) -> None:
     from botocore.exceptions import WaiterError
 
     try:
-        with aws.translated():
+        with clients.translated():
             lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function)
     except WaiterError as e:
         if "Error" in (e.last_response or {}):
-            raise aws.error_from_response(e.last_response, "GetFunction") from None
+            raise clients.error_from_response(e.last_response, "GetFunction") from None
         raise AwsError(f"function {function} did not finish updating: {' '.join(str(e).split())}") from None

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
-from .aws import error_from_response, translated
-from .errors import AwsError, ConfigError
+from .clients import error_from_response, translated
+from ..errors import AwsError, ConfigError
 
 # cruddur.urls's mask; not imported from there, because that module loads psycopg (~0.2 s),
 # which no rds task needs.

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .aws import translated
-from .config import Settings
-from .errors import AwsError, ConfigError
+from .clients import translated
+from ..config import Settings
+from ..errors import AwsError, ConfigError
 
 POSTGRES_PORT = 5432
 DEFAULT_DESCRIPTION = "GITPOD"
