@@ -1,6 +1,7 @@
 """One Settings object, resolved from the environment variables users already have.
 
-Nothing else in the project reads os.environ.
+Nothing else in the library reads the project's variables from os.environ. (Child processes such
+as psql inherit the environment; the Lambda handler reads its own CONNECTION_URL, as it ships alone.)
 """
 
 from __future__ import annotations

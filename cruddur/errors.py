@@ -1,4 +1,36 @@
-"""Errors a user can cause. Each one's message is a single line, safe to print (no password)."""
+"""Errors a user can cause, and the text helpers that keep their messages safe to print.
+
+Each error's message is a single line with no password in it. The Lambda handler keeps its own
+copy of `hide_quoted` (it ships alone); a test proves the two behave the same.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "****"
+
+_QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
+
+
+def one_line(text: object) -> str:
+    """Any text, or an exception's message, with its whitespace folded onto one line."""
+    return " ".join(str(text).split())
+
+
+def hide_quoted(text: str) -> str:
+    """The text with every quoted part that holds a letter or digit shown as "...".
+
+    libpq (and others) quote the piece of a malformed URL they choke on, which may be the
+    password; quoted punctuation such as "=" stays, since it tells the user what went wrong."""
+    return _QUOTED.sub(lambda quoted: '"..."' if re.search(r"\w", quoted.group(0)) else quoted.group(0), text)
+
+
+def scrub(text: str, secrets: dict[str, str]) -> str:
+    """The text with each secret (longest first) replaced by what stands for it."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, secrets[secret])
+    return text
 
 
 class CruddurError(Exception):

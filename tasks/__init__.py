@@ -1,11 +1,21 @@
-"""Invoke's root namespace: one collection per module, nothing else."""
+"""Invoke's root namespace: one collection per system, each built from its task modules."""
 
 from invoke import Collection
 
-from . import db, lambda_, rds, sg
+from . import activities, db, lambda_, rds, sg
+
+
+def _merged(*modules) -> Collection:
+    """One collection holding the tasks of several modules (one module per job, one `inv` prefix)."""
+    merged = Collection()
+    for module in modules:
+        for task in Collection.from_module(module).tasks.values():
+            merged.add_task(task)
+    return merged
+
 
 ns = Collection()
-ns.add_collection(db)
+ns.add_collection(_merged(db, activities), name="db")
 ns.add_collection(rds)
 ns.add_collection(sg)
 ns.add_collection(lambda_, name="lambda")

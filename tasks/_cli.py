@@ -13,6 +13,7 @@ from cruddur.config import Settings
 from cruddur.errors import CruddurError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
+JSON_HELP = "print JSON instead of a table (for scripts)"
 
 
 def task(**options):
@@ -47,6 +48,20 @@ def number(value, flag: str, default: float, minimum: float = 0, integer: bool =
     if not math.isfinite(parsed) or parsed < minimum:
         raise Exit(f"error: {flag} must be a number of {minimum:g} or more, not {value!r}", code=1)
     return parsed
+
+
+def print_json(data) -> None:
+    """The one way a task prints --json: dicts, lists and dataclasses (by field name), indented;
+    values JSON has no type for (times, decimals) as their text."""
+    import dataclasses
+    import json
+
+    def fallback(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return str(value)
+
+    print(json.dumps(data, indent=2, default=fallback))
 
 
 def settings() -> Settings:

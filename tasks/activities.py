@@ -7,10 +7,7 @@ from contextlib import closing
 
 from invoke.exceptions import Exit
 
-from ._cli import PROD_HELP, console, number, settings, task
-
-JSON = "print JSON (what the backend returns) instead of a table"
-OPEN_TIMEOUT = 5.0  # seconds to wait for a first working connection
+from ._cli import JSON_HELP, PROD_HELP, console, number, print_json, settings, task
 
 # What each refusal means for someone at the command line.
 REASONS = {
@@ -24,13 +21,14 @@ REASONS = {
 
 def _open(prod: bool):
     from cruddur.postgres.client import Database
+    from cruddur.postgres.connect import CONNECT_TIMEOUT
     from cruddur.postgres.target import resolve
 
     # The pool logs each failed attempt; the one-line error below says why, once.
     logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
     config = settings()
     target = resolve(config, prod)
-    return Database(target.url, sql_dir=config.sql_dir, min_size=1, max_size=1).open(timeout=OPEN_TIMEOUT), target
+    return Database(target.url, sql_dir=config.sql_dir, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT), target
 
 
 def _when(iso: str | None) -> str:
@@ -54,23 +52,21 @@ def _refusal(errors: list[str], handle: str) -> str:
         "prod": PROD_HELP,
     }
 )
-def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=False):
+def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=False):
     """Create an activity the way the backend does.
 
     A refusal exits 1 with its error codes and stores nothing.
     """
-    import json as json_module
-
     from cruddur.activities import create_activity as create
 
     db, target = _open(prod)
     with closing(db):
         result = create(db, handle, message, ttl)
-    if json:
-        print(json_module.dumps(result, indent=2))
+    if json_:
+        print_json(result)
     if result["errors"]:
         raise Exit(f"error: activity not created: {_refusal(result['errors'], handle)}", code=1)
-    if json:
+    if json_:
         return
     from rich.panel import Panel
     from rich.table import Table
@@ -95,11 +91,11 @@ def create_activity(c, handle="", message="", ttl="7-days", json=False, prod=Fal
 @task(
     help={
         "limit": "show at most this many activities, newest first (default 100; 0 for all)",
-        "json": JSON,
+        "json": JSON_HELP,
         "prod": PROD_HELP,
     }
 )
-def activities(c, limit=None, json=False, prod=False):
+def activities(c, limit=None, json_=False, prod=False):
     """Show the home feed, newest first."""
     from cruddur.activities import HOME_FEED_LIMIT, home_activities
 
@@ -107,10 +103,8 @@ def activities(c, limit=None, json=False, prod=False):
     db, target = _open(prod)
     with closing(db):
         feed = home_activities(db, limit or None)
-    if json:
-        import json as json_module
-
-        print(json_module.dumps(feed, indent=2))
+    if json_:
+        print_json(feed)
         return
     from rich import box
     from rich.table import Table

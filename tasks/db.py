@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import PROD_HELP, confirm_destructive, console, number, settings, task
-from .activities import activities, create_activity  # noqa: F401  (part of the db collection)
+from ._cli import JSON_HELP, PROD_HELP, confirm_destructive, console, number, print_json, settings, task
 
 YES = "with --prod: confirm without typing the database name (for scripts)"
 
@@ -38,7 +36,7 @@ def up(c, prod=False):
     from cruddur.postgres import admin, urls
 
     target = _target(prod)
-    if target.environment != "local":
+    if not target.local:
         admin.wait_until_ready(target.url, timeout=0)
         print(f"{target} is reachable; the embedded server is not used while it is set")
         return
@@ -49,8 +47,10 @@ def up(c, prod=False):
 def down(c, prod=False):
     """Stop the embedded local PostgreSQL."""
     from cruddur.postgres import local_server
+    from cruddur.postgres.target import Environment, environment
 
-    if prod or settings().connection_url:
+    chosen = environment(settings(), prod)
+    if chosen is not Environment.LOCAL:
         print("nothing to stop: the db tasks use " + ("PROD_CONNECTION_URL" if prod else "CONNECTION_URL"))
         return
     pgdata = settings().pgdata
@@ -66,7 +66,7 @@ def connect(c, prod=False, command=None):
     from cruddur.postgres import psql
 
     target = _target(prod)
-    code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.environment == "local")
+    code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.local)
     if code:
         raise Exit(code=code)
 
@@ -143,7 +143,7 @@ def setup(c, prod=False, yes=False):
     help={
         "prod": PROD_HELP,
         "all": "include the server's own processes (checkpointer, autovacuum, ...)",
-        "json": "print a JSON list instead of a table",
+        "json": JSON_HELP,
         "watch": "refresh the table until Ctrl-C",
         "interval": "seconds between refreshes with --watch (default 2)",
     }
@@ -155,7 +155,7 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
     interval = number(interval, "--interval", default=2.0, minimum=0.1)
     url = _target(prod).url
     if json_:
-        print(json.dumps(list_sessions(url, all), indent=2, default=str))
+        print_json(list_sessions(url, all))
         return
     if not watch:
         console().print(_sessions_table(list_sessions(url, all)))

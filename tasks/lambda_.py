@@ -58,12 +58,9 @@ def deploy(c, name="cruddur-post-confirmation", runtime="python3.12", arch="x86_
     from rich.text import Text
 
     from cruddur.aws import lambda_deploy
-    from cruddur.postgres import urls
+    from cruddur.postgres.target import resolve
 
-    connection_url = None
-    if set_env:
-        connection_url = settings().require("prod_connection_url")
-        urls.parse(connection_url, "PROD_CONNECTION_URL")
+    connection_url = resolve(settings(), prod=True).url if set_env else None
     result = _build(runtime, arch)
     out = console()
     with console(stderr=True).status(Text(f"Deploying to {name}...")):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ..errors import AwsError
+from ..errors import AwsError, one_line
 
 THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 BAD_CREDENTIALS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken",
@@ -53,15 +53,11 @@ def region(aws_client: Any) -> str:
     return aws_client.meta.region_name
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def error_from_response(response: dict, operation: str) -> AwsError:
     """The AwsError for an error answer (a ClientError's or a waiter's last response)."""
     error = response.get("Error") or {}
     code = error.get("Code") or "Unknown"
-    message = _one_line(error.get("Message") or "no message")
+    message = one_line(error.get("Message") or "no message")
     hint = ""
     if code in THROTTLED:
         hint = " (AWS throttled the request, even after retries; wait a minute and run it again)"
@@ -81,23 +77,23 @@ def translated() -> Iterator[None]:
         raise error_from_response(e.response, e.operation_name) from None
     except (boto.NoCredentialsError, boto.PartialCredentialsError) as e:
         raise AwsError(
-            f"no AWS credentials ({type(e).__name__}: {_one_line(e)}): export AWS_ACCESS_KEY_ID and"
+            f"no AWS credentials ({type(e).__name__}: {one_line(e)}): export AWS_ACCESS_KEY_ID and"
             " AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); in Gitpod, also gp env them"
         ) from None
     except boto.ProfileNotFound as e:
-        raise AwsError(f"{_one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
+        raise AwsError(f"{one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
     except (boto.CredentialRetrievalError, boto.TokenRetrievalError, boto.SSOError) as e:
-        raise AwsError(f"AWS credentials could not be loaded ({type(e).__name__}): {_one_line(e)}") from None
+        raise AwsError(f"AWS credentials could not be loaded ({type(e).__name__}): {one_line(e)}") from None
     except boto.InvalidRegionError as e:
         raise AwsError(
             f"AWS region {e.kwargs.get('region_name')!r} is not a region name (InvalidRegionError):"
             " export AWS_DEFAULT_REGION=us-east-1 (or fix AWS_REGION, or region in the AWS config file)"
         ) from None
     except (boto.InvalidMaxRetryAttemptsError, boto.InvalidRetryModeError) as e:
-        raise AwsError(f"{_one_line(e)} (fix AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, or the AWS config file)") from None
+        raise AwsError(f"{one_line(e)} (fix AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, or the AWS config file)") from None
     except boto.NoRegionError:
         raise AwsError(
             "no AWS region (NoRegionError): export AWS_DEFAULT_REGION=us-east-1 (in Gitpod, also gp env it)"
         ) from None
     except (boto.ConnectionError, boto.HTTPClientError) as e:
-        raise AwsError(f"could not reach AWS ({type(e).__name__}): {_one_line(e)}") from None
+        raise AwsError(f"could not reach AWS ({type(e).__name__}): {one_line(e)}") from None

@@ -16,7 +16,7 @@ from psycopg import ProgrammingError, conninfo
 
 from ..postgres import urls
 from . import clients
-from ..errors import AwsError, ConfigError
+from ..errors import MASK, AwsError, ConfigError, one_line, scrub
 from ..lambda_build.package import FUNCTION_NAME, Package
 
 CONNECTION_VARIABLE = "CONNECTION_URL"
@@ -104,16 +104,14 @@ def _scrub(message: str, connection_url: str) -> str:
     try:
         masked = urls.mask(connection_url)
     except ConfigError:
-        masked = urls.MASK
+        masked = MASK
     replacements = {connection_url: masked}
     for password in _password_spellings(connection_url):
-        replacements[password] = urls.MASK
+        replacements[password] = MASK
     # A JSON document quoting the variables escapes quotes and backslashes.
     for secret, shown in list(replacements.items()):
         replacements.setdefault(json.dumps(secret)[1:-1], json.dumps(shown)[1:-1])
-    for secret in sorted(replacements, key=len, reverse=True):
-        message = message.replace(secret, replacements[secret])
-    return message
+    return scrub(message, replacements)
 
 
 def _password_spellings(connection_url: str) -> set[str]:
@@ -150,4 +148,4 @@ def _wait_updated(lambda_client, function: str) -> None:
     except WaiterError as e:
         if "Error" in (e.last_response or {}):
             raise clients.error_from_response(e.last_response, "GetFunction") from None
-        raise AwsError(f"function {function} did not finish updating: {' '.join(str(e).split())}") from None
+        raise AwsError(f"function {function} did not finish updating: {one_line(e)}") from None

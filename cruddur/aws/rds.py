@@ -14,11 +14,10 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from .clients import error_from_response, translated
-from ..errors import AwsError, ConfigError
+from ..errors import MASK, AwsError, ConfigError
 
 # cruddur.urls's mask; not imported from there, because that module loads psycopg (~0.2 s),
 # which no rds task needs.
-MASK = "****"
 
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
 DEFAULT_WAIT_TIMEOUT = 30 * 60

@@ -1,4 +1,4 @@
-"""Database administration on a server: connect, create, drop, load SQL files, end sessions."""
+"""Database administration on a server: create, drop, load SQL files, end sessions."""
 
 from __future__ import annotations
 
@@ -9,28 +9,10 @@ import psycopg
 from psycopg import errors, sql
 
 from . import urls
-from ..errors import DatabaseError, SqlFileError
+from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
+from ..errors import DatabaseError, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
-APPLICATION_NAME = "cruddur-ops"
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
-def connect(url: str, *, autocommit: bool = False, timeout: float = 5) -> psycopg.Connection:
-    """A connection, or DatabaseError saying why not (server down, auth, no such database)."""
-    urls.parse(url)
-    try:
-        return psycopg.connect(
-            url, autocommit=autocommit, connect_timeout=max(1, round(timeout)), application_name=APPLICATION_NAME
-        )
-    except psycopg.OperationalError as e:
-        reason = _one_line(e).removeprefix("connection failed: ")
-        if f'database "{urls.dbname(url)}" does not exist' in reason:
-            reason += " (create it with: inv db.create, or inv db.setup)"
-        raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
 
 
 def _maintenance(url: str) -> psycopg.Connection:
@@ -83,7 +65,7 @@ def rebuild_database(url: str, files: list[tuple[Path, str]]) -> bool:
         try:
             conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(name)))
         except psycopg.Error as e:
-            raise DatabaseError(f"cannot rename the rebuilt database to {name!r}: {_one_line(e)}") from None
+            raise DatabaseError(f"cannot rename the rebuilt database to {name!r}: {one_line(e)}") from None
     return existed
 
 
@@ -93,7 +75,7 @@ def _create(conn: psycopg.Connection, name: str) -> bool:
     except errors.DuplicateDatabase:
         return False
     except psycopg.Error as e:
-        raise DatabaseError(f"cannot create database {name!r}: {_one_line(e)}") from None
+        raise DatabaseError(f"cannot create database {name!r}: {one_line(e)}") from None
     return True
 
 
@@ -102,7 +84,7 @@ def _drop(conn: psycopg.Connection, name: str) -> bool:
     try:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     except psycopg.Error as e:
-        raise DatabaseError(f"cannot drop database {name!r}: {_one_line(e)}") from None
+        raise DatabaseError(f"cannot drop database {name!r}: {one_line(e)}") from None
     return existed
 
 
@@ -150,9 +132,9 @@ def _location(label: str, text: str, error: psycopg.Error) -> str:
 
 def _postgres_message(error: psycopg.Error) -> str:
     diag = error.diag
-    message = diag.message_primary or _one_line(error)
+    message = diag.message_primary or one_line(error)
     if diag.message_detail:
-        message += f" ({' '.join(diag.message_detail.split())})"
+        message += f" ({one_line(diag.message_detail)})"
     return f"{diag.sqlstate or 'error'} {message}" if diag.sqlstate else message
 
 
@@ -160,8 +142,6 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
     """End the other client sessions on the URL's database, never this one: [(pid, ended)].
 
     A session of another role stays (ended False) unless this role may signal it."""
-    from .sessions import CLIENT_SESSION
-
     with connect(url, autocommit=True) as conn:
         pids = [
             pid
@@ -190,7 +170,7 @@ def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:
     deadline = started + timeout
     while True:
         try:
-            connect(urls.with_dbname(url, MAINTENANCE_DB), timeout=min(5, max(1, timeout))).close()
+            connect(urls.with_dbname(url, MAINTENANCE_DB), timeout=min(CONNECT_TIMEOUT, timeout)).close()
             return time.monotonic() - started
         except DatabaseError as e:
             if time.monotonic() + interval > deadline:

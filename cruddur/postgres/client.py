@@ -28,9 +28,9 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from . import urls
-from .admin import _one_line
+from .connect import CONNECT_TIMEOUT, connect_timeout
 from ..config import PROJECT_ROOT, Settings
-from ..errors import CruddurError, DatabaseError
+from ..errors import CruddurError, DatabaseError, one_line
 
 sql_log = logging.getLogger("cruddur.sql")
 
@@ -141,11 +141,10 @@ class Database:
     def _reason(self, timeout: float) -> str:
         # The pool only logs why its connections failed; one direct attempt tells the user.
         try:
-            # libpq's connect_timeout counts whole seconds, at least 2.
-            psycopg.connect(self._url, connect_timeout=max(2, min(round(timeout), 5))).close()
+            psycopg.connect(self._url, connect_timeout=connect_timeout(min(timeout, CONNECT_TIMEOUT))).close()
         except psycopg.Error as e:
             # libpq's messages name host, port, user and database, never the password.
-            return _one_line(e)
+            return one_line(e)
         return "the server accepted a connection only after the wait ended"
 
     def close(self, timeout: float = 5.0) -> None:
@@ -225,11 +224,11 @@ class Database:
         except psycopg.Error as e:
             if conn.broken:
                 # The pool replaces this connection with a fresh one.
-                raise DatabaseUnavailable(f"lost the connection to {self.where}: {_one_line(e)}") from e
+                raise DatabaseUnavailable(f"lost the connection to {self.where}: {one_line(e)}") from e
             if e.sqlstate is None:
                 raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
             raise QueryError(
-                f"query failed: {e.diag.message_primary or _one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
+                f"query failed: {e.diag.message_primary or one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
             ) from e
         finally:
             self.pool.putconn(conn)

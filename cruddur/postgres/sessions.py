@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from .admin import connect
+from .connect import CLIENT_SESSION, connect
 
 QUERY_WIDTH = 60
 
-# A non-superuser (as on RDS) sees other roles' sessions with most columns NULL, backend_type
-# included: a row with a database is still a client session.
-CLIENT_SESSION = "backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)"
 SESSIONS_SQL = sql.SQL("""
 SELECT pid,
        usename AS "user",

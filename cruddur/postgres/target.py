@@ -1,17 +1,29 @@
-"""Which database a db task acts on: production, the dev URL, or the embedded local server."""
+"""Which database a db task acts on: production, the dev URL, or the embedded local server.
+
+This is the one place that decides; tasks ask it rather than reading the settings themselves."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from . import local_server, urls
 from ..config import Settings
 
 
+class Environment(Enum):
+    PROD = "prod"    # PROD_CONNECTION_URL, with --prod
+    DEV = "dev"      # CONNECTION_URL
+    LOCAL = "local"  # the embedded server, with neither
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Target:
-    url: str = ""
-    environment: str = ""  # "prod", "dev" or "local"
+    url: str
+    environment: Environment
 
     @property
     def dbname(self) -> str:
@@ -19,26 +31,36 @@ class Target:
 
     @property
     def prod(self) -> bool:
-        return self.environment == "prod"
+        return self.environment is Environment.PROD
+
+    @property
+    def local(self) -> bool:
+        return self.environment is Environment.LOCAL
 
     def __str__(self) -> str:
         return f"{self.environment} database {urls.describe(self.url)}"
 
     def __repr__(self) -> str:
-        return f"Target({urls.mask(self.url)!r}, {self.environment!r})"
+        return f"Target({urls.mask(self.url)!r}, {self.environment.value!r})"
 
 
-def resolve(settings: Settings, prod: bool = False, start: bool = True) -> Target:
-    """PROD_CONNECTION_URL with prod, else CONNECTION_URL, else the embedded server (started
-    on demand unless start=False)."""
+def environment(settings: Settings, prod: bool = False) -> Environment:
+    """Which database a task with `prod` would use, without starting or checking anything."""
     if prod:
+        return Environment.PROD
+    return Environment.DEV if settings.connection_url else Environment.LOCAL
+
+
+def resolve(settings: Settings, prod: bool = False) -> Target:
+    """PROD_CONNECTION_URL with prod, else CONNECTION_URL, else the embedded server, started on
+    demand. A missing or malformed variable is a ConfigError naming it."""
+    chosen = environment(settings, prod)
+    if chosen is Environment.PROD:
         url = settings.require("prod_connection_url")
         urls.parse(url, "PROD_CONNECTION_URL")
-        return Target(url, "prod")
-    if settings.connection_url:
+        return Target(url, chosen)
+    if chosen is Environment.DEV:
         urls.parse(settings.connection_url, "CONNECTION_URL")
-        return Target(settings.connection_url, "dev")
-    server = local_server.start(settings.pgdata) if start else local_server.running_url(settings.pgdata)
-    if server is None:
-        return Target("", "local")
-    return Target(urls.with_dbname(server, urls.DEFAULT_DBNAME), "local")
+        return Target(settings.connection_url, chosen)
+    server = local_server.start(settings.pgdata)
+    return Target(urls.with_dbname(server, urls.DEFAULT_DBNAME), chosen)

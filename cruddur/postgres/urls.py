@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg import ProgrammingError, conninfo
 
-from ..errors import ConfigError
+from ..errors import MASK, ConfigError, hide_quoted, one_line
 
-MASK = "****"
 DEFAULT_DBNAME = "cruddur"
 EXPECTED = "expected postgresql://user:password@host:5432/cruddur"
 
@@ -28,16 +26,12 @@ def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
     except ProgrammingError as e:
         # libpq quotes the offending part of the URL, which may hold the password: keep only
         # quoted punctuation such as "=".
-        reason = re.sub(r'"[^"]*"', _hide_words, " ".join(str(e).split()))
+        reason = hide_quoted(one_line(e))
         raise ConfigError(f"{variable} is malformed: {reason} ({EXPECTED})") from None
     for port in (params.get("port") or "5432").split(","):
         if not port.isdigit():
             raise ConfigError(f"{variable} is malformed: port {port!r} is not a number ({EXPECTED})")
     return params
-
-
-def _hide_words(quoted: re.Match) -> str:
-    return '"..."' if re.search(r"\w", quoted.group(0)) else quoted.group(0)
 
 
 def dbname(url: str) -> str:

@@ -9,7 +9,10 @@ import time
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from cruddur.errors import hide_quoted
 from cruddur.lambda_build import local as lambda_local
 from tests.helpers import free_port
 from tests.lambda_support import sample_event, users
@@ -252,3 +255,9 @@ def test_a_malformed_url_keeps_its_password_out_of_the_log_and_the_error(post_co
     shown = "".join(traceback.format_exception(raised.value))  # what a runtime printing the whole chain shows
     for text in (line, str(raised.value), shown):
         assert fragment not in text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.from_regex(r"""[a-z "'=@:/%]{0,40}""", fullmatch=True))
+def test_the_handlers_copy_of_hide_quoted_behaves_as_the_librarys(post_confirmation, text):
+    assert post_confirmation.hide_quoted(text) == hide_quoted(text)

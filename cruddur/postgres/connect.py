@@ -1,0 +1,36 @@
+"""Opening a connection: the one connect(), application name, timeout rule and session filter."""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+
+from . import urls
+from ..errors import DatabaseError, one_line
+
+APPLICATION_NAME = "cruddur-ops"
+CONNECT_TIMEOUT = 5.0  # seconds: how long a task waits for a server before saying why not
+
+# A non-superuser (as on RDS) sees other roles' sessions with most columns NULL, backend_type
+# included: a row with a database is still a client session.
+CLIENT_SESSION = "backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)"
+
+
+def connect_timeout(seconds: float) -> int:
+    """libpq's connect_timeout for a wait of `seconds`: whole seconds, and libpq reads 1 as 2."""
+    return max(2, math.ceil(seconds))
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
+    """A connection, or DatabaseError saying why not (server down, auth, no such database)."""
+    urls.parse(url)
+    try:
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=connect_timeout(timeout), application_name=APPLICATION_NAME
+        )
+    except psycopg.OperationalError as e:
+        reason = one_line(e).removeprefix("connection failed: ")
+        if f'database "{urls.dbname(url)}" does not exist' in reason:
+            reason += " (create it with: inv db.create, or inv db.setup)"
+        raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
