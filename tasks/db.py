@@ -102,7 +102,7 @@ def _status_lines(found) -> list[tuple[str, str]]:
     if found.environment == "local":
         state = f"running, {server}" if found.answers else f"{found.reason}" + (f"; data folder of PostgreSQL {found.server_version}" if found.server_version else "")
         lines = [("environment", "local (the embedded server; CONNECTION_URL is unset)"), ("server", state), ("url", found.url)]
-        if found.tcp_url:
+        if found.tcp_url and found.tcp_url != found.url:
             lines.append(("tcp", f"{found.tcp_url} (password in {found.password_file})"))
         elif found.answers:
             lines.append(("tcp", "not listening (an older start): inv db.down && inv db.up"))

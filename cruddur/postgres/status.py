@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import local_server, urls
+from .admin import MAINTENANCE_DB
 from .connect import CONNECT_TIMEOUT, connect
 from ..errors import MASK, DatabaseError, NoSuchDatabase
 
@@ -71,7 +72,11 @@ def remote(url: str, environment: str) -> Status:
         with connect(url, autocommit=True, timeout=CONNECT_TIMEOUT) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
     except NoSuchDatabase:
-        return Status(environment, masked, True, None, None, database, False)
+        try:  # the maintenance database knows the version
+            version = _ask(urls.with_dbname(url, MAINTENANCE_DB), database)[0]
+        except DatabaseError:
+            version = None
+        return Status(environment, masked, True, None, version, database, False)
     except DatabaseError as e:
         return Status(environment, masked, False, str(e), None, database, None)
     return Status(environment, masked, True, None, version, database, True)
