@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from .errors import MissingSetting
+from .errors import ConfigError, MissingSetting
 
 # The library is installed editable from the repository, so the project's files sit beside it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,8 @@ class Settings:
     )
     rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'a long secret'", default=None, repr=False)
     pgdata: Path = _env("CRUDDUR_PGDATA", "/path/to/pgdata", default=PROJECT_ROOT / ".pgdata")
+    # Kept as typed: only the tasks that start the embedded server check it (see local_port).
+    pgport: str = _env("CRUDDUR_PGPORT", "5433", default="5432")
     sql_dir: Path = PROJECT_ROOT / "sql"
 
     @classmethod
@@ -62,6 +64,12 @@ class Settings:
             else:
                 values[f.name] = raw
         return cls(**values)
+
+    def local_port(self) -> int:
+        """The embedded server's TCP port (CRUDDUR_PGPORT), or ConfigError naming the variable."""
+        if self.pgport.isascii() and self.pgport.isdigit() and 0 < int(self.pgport) < 65536:
+            return int(self.pgport)
+        raise ConfigError(f"CRUDDUR_PGPORT must be a TCP port number (1-65535), not {self.pgport!r}")
 
     def require(self, attribute: str) -> str:
         """The setting's value, or MissingSetting naming its variable and how to set it."""

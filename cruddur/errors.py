@@ -54,6 +54,10 @@ class DatabaseError(CruddurError):
     """The database refused, or could not be reached."""
 
 
+class NoSuchDatabase(DatabaseError):
+    """The server answered: the database does not exist."""
+
+
 class SqlFileError(DatabaseError):
     """A .sql file failed; nothing of it was applied."""
 

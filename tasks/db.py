@@ -16,7 +16,14 @@ YES = "with --prod: confirm without typing the database name (for scripts)"
 def _target(prod: bool):
     from cruddur.postgres.target import resolve
 
-    return resolve(settings(), prod)
+    target = resolve(settings(), prod)
+    if target.started_server:
+        print(
+            f"started the local PostgreSQL (data in {settings().pgdata}); it keeps running after this task."
+            " Stop it with: inv db.down",
+            file=sys.stderr,
+        )
+    return target
 
 
 def _guard(target, action: str, yes: bool) -> None:
@@ -32,15 +39,26 @@ def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
 
 @task(help={"prod": PROD_HELP})
 def up(c, prod=False):
-    """Start the embedded local PostgreSQL and print its URL."""
-    from cruddur.postgres import admin, urls
+    """Start the embedded local PostgreSQL; print its URL and the line that gives it to other clients."""
+    from cruddur.postgres import admin, local_server, urls
+    from cruddur.postgres.connect import CONNECT_TIMEOUT
 
     target = _target(prod)
+    # "up" only once a connection worked, not on the word of a lock file.
+    admin.wait_until_ready(target.url, timeout=CONNECT_TIMEOUT)
     if not target.local:
-        admin.wait_until_ready(target.url, timeout=0)
         print(f"{target} is reachable; the embedded server is not used while it is set")
         return
-    print(f"local PostgreSQL is up: {urls.mask(target.url)} (data in {settings().pgdata})")
+    config = settings()
+    print(f"local PostgreSQL is up: {urls.mask(target.url)} (data in {config.pgdata})")
+    found = local_server.lock_file(config.pgdata)
+    if found is None or found.listen_address != local_server.LISTEN_ADDRESS:
+        print("it listens on its unix socket only (an older start); for TCP, restart it: inv db.down && inv db.up")
+        return
+    if found.port != config.local_port():
+        print(f"it listens on port {found.port}, not CRUDDUR_PGPORT's {config.local_port()}; restart it to move: inv db.down && inv db.up")
+    print(f"for the Flask backend and GUI tools (TCP; the password is in {local_server.password_file(config.pgdata)}):")
+    print(local_server.export_line(config.pgdata, found.port, target.dbname))
 
 
 @task(help={"prod": PROD_HELP})
@@ -58,6 +76,47 @@ def down(c, prod=False):
         print(f"local PostgreSQL stopped (data kept in {pgdata})")
     else:
         print("local PostgreSQL was not running")
+
+
+@task(help={"prod": PROD_HELP, "json": JSON_HELP})
+def status(c, prod=False, json_=False):
+    """Show the database in use without starting anything: server, URL, data folder, app database."""
+    from cruddur.postgres import status as status_
+    from cruddur.postgres.target import Environment, environment, resolve
+
+    config = settings()
+    chosen = environment(config, prod)
+    if chosen is Environment.LOCAL:
+        found = status_.local(config.pgdata, config.local_port())
+    else:
+        found = status_.remote(resolve(config, prod).url, str(chosen))
+    if json_:
+        print_json(found)
+        return
+    for label, value in _status_lines(found):
+        print(f"{label:<13} {value}")
+
+
+def _status_lines(found) -> list[tuple[str, str]]:
+    server = f"PostgreSQL {found.server_version}" if found.server_version else "PostgreSQL"
+    if found.environment == "local":
+        state = f"running, {server}" if found.answers else f"{found.reason}" + (f"; data folder of PostgreSQL {found.server_version}" if found.server_version else "")
+        lines = [("environment", "local (the embedded server; CONNECTION_URL is unset)"), ("server", state), ("url", found.url)]
+        if found.tcp_url and found.tcp_url != found.url:
+            lines.append(("tcp", f"{found.tcp_url} (password in {found.password_file})"))
+        elif found.answers:
+            lines.append(("tcp", "not listening (an older start): inv db.down && inv db.up"))
+        size = "not created yet" if found.data_bytes is None else f"{found.data_bytes / 1e6:.1f} MB"
+        lines.append(("data folder", f"{found.data_folder} ({size})"))
+    else:
+        state = f"answers, {server}" if found.answers else f"does not answer: {found.reason}"
+        lines = [("environment", found.environment), ("server", state), ("url", found.url)]
+    if found.database_exists is None:
+        database = f"{found.database}: unknown while the server is not running" if found.environment == "local" else f"{found.database}: unknown"
+    else:
+        database = f"{found.database}: {'exists' if found.database_exists else 'does not exist (inv db.setup creates it)'}"
+    lines.append(("app database", database))
+    return lines
 
 
 @task(help={"prod": PROD_HELP, "command": "run this SQL (psql -c) and exit instead of an interactive session"})
@@ -90,10 +149,13 @@ def drop(c, prod=False, yes=False):
 
     target = _target(prod)
     _guard(target, "DROP", yes)
-    if admin.drop_database(target.url):
-        print(f"dropped {target}")
-    else:
+    ended = admin.drop_database(target.url)
+    if ended is None:
         print(f"{target} does not exist; nothing to drop")
+    elif ended:
+        print(f"dropped {target}, ending {ended} session{'s' if ended > 1 else ''} that held it")
+    else:
+        print(f"dropped {target}")
 
 
 @task(help={"prod": PROD_HELP, "yes": YES, "file": "load this file instead of sql/schema.sql"})
@@ -125,10 +187,10 @@ def setup(c, prod=False, yes=False):
     from cruddur.postgres import admin
     from cruddur.errors import SqlFileError
 
+    started = time.monotonic()  # "ready in" counts the whole task, a server start included
     target = _target(prod)
     print(f"setting up {target}")
     _guard(target, "DROP and recreate", yes)
-    started = time.monotonic()
     files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
     try:
         existed = admin.rebuild_database(target.url, files)

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from cruddur.postgres import local_server, urls
 
-from tests.helpers import INV, ROOT
+from tests.helpers import INV, ROOT, free_port
 
 # Fixtures for the AWS (moto, IP services) and Lambda tests, registered once for every module.
 pytest_plugins = ["tests.aws_support", "tests.lambda_support"]
@@ -32,6 +32,7 @@ PROJECT_VARIABLES = {
     "IP_LOOKUP_URLS",
     "RDS_MASTER_PASSWORD",
     "CRUDDUR_PGDATA",
+    "CRUDDUR_PGPORT",
 }
 
 
@@ -47,7 +48,8 @@ def server_url():
     folder = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
     pgdata = folder / "pgdata"
     try:
-        yield local_server.start(pgdata)
+        # A port of its own: parallel runs and a developer's server keep theirs.
+        yield local_server.start(pgdata, free_port())
     finally:
         local_server.stop(pgdata)
         shutil.rmtree(folder, ignore_errors=True)
@@ -85,6 +87,7 @@ def base_env():
     # locking out the server's own account when the tests run as root.
     folder = Path(tempfile.mkdtemp(prefix="cruddur-test-"))
     env["CRUDDUR_PGDATA"] = str(folder / "pgdata")
+    env["CRUDDUR_PGPORT"] = str(free_port())  # never 5432: several servers run at once
     env["AWS_ACCESS_KEY_ID"] = "testing"
     env["AWS_SECRET_ACCESS_KEY"] = "testing"
     env["AWS_DEFAULT_REGION"] = "us-east-1"

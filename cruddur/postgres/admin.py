@@ -10,7 +10,7 @@ from psycopg import errors, sql
 
 from . import urls
 from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
-from ..errors import DatabaseError, SqlFileError, one_line
+from ..errors import DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
 
@@ -33,11 +33,19 @@ def create_database(url: str) -> bool:
         return _create(conn, name)
 
 
-def drop_database(url: str) -> bool:
-    """Drop the URL's database, ending the sessions that hold it; False if it did not exist."""
+def drop_database(url: str) -> int | None:
+    """Drop the URL's database, ending the sessions that hold it: how many client sessions it
+    ended, or None if it did not exist."""
     name = _refuse_maintenance_db(url)
     with _maintenance(url) as conn:
-        return _drop(conn, name)
+        try:
+            (holders,) = conn.execute(
+                sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND ({})").format(sql.SQL(CLIENT_SESSION)),
+                (name,),
+            ).fetchone()
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot list the sessions on {name!r}: {one_line(e)}") from None
+        return holders if _drop(conn, name) else None
 
 
 def rebuild_database(url: str, files: list[tuple[Path, str]]) -> bool:
@@ -163,16 +171,20 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
 
 
 def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:
-    """Wait until the server accepts connections; the seconds it took, or DatabaseError on timeout.
+    """Wait until the URL's server accepts connections; the seconds it took, or DatabaseError
+    naming the URL's own database once `timeout` seconds have passed.
 
     A missing app database still counts as ready: the server answered."""
     started = time.monotonic()
     deadline = started + timeout
     while True:
         try:
-            connect(urls.with_dbname(url, MAINTENANCE_DB), timeout=min(CONNECT_TIMEOUT, timeout)).close()
+            connect(url, timeout=max(0.0, min(CONNECT_TIMEOUT, deadline - time.monotonic()))).close()
+            return time.monotonic() - started
+        except NoSuchDatabase:
             return time.monotonic() - started
         except DatabaseError as e:
-            if time.monotonic() + interval > deadline:
-                raise DatabaseError(f"gave up after {timeout:g}s: {e}") from None
-        time.sleep(interval)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DatabaseError(f"gave up after {time.monotonic() - started:.1f}s: {e}") from None
+        time.sleep(min(interval, left))

