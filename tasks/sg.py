@@ -45,7 +45,8 @@ def update(c, description=None, identifier=None, dry_run=False):
 
     config = settings()
     explicit = bool(config.db_sg_id or config.db_sg_rule_id)
-    # Variables and the address first: a missing variable or a bad answer never reaches AWS.
+    # Variables first, and the address before any change: a missing variable or a bad answer
+    # never changes a rule.
     if explicit:
         group_id, rule_id = sg.managed_rule_ids(config)
     elif description is not None:
@@ -55,12 +56,14 @@ def update(c, description=None, identifier=None, dry_run=False):
         )
     if description is not None:
         sg.check_description(description)
-    found = public_ip.lookup(config)
     ec2 = clients.client("ec2")
     if explicit:
+        found = public_ip.lookup(config)
         change = sg.plan_update(ec2, group_id, rule_id, found.address, description)
     else:
+        # Reading the instance's groups changes nothing, and says first when AWS is not set up yet.
         managed = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        found = public_ip.lookup(config)
         if managed.rule:
             change = sg.plan_update(ec2, managed.group_id, managed.rule.rule_id, found.address)
         else:

@@ -277,3 +277,4 @@ def assert_one_line_error(result, *fragments):
     """tests.helpers' one-line check, plus the `error: ` the task decorator puts in front."""
     line = helpers.assert_one_line_error(result, *fragments)
     assert line.startswith("error: "), line
+    return line

@@ -99,6 +99,8 @@ def translated() -> Iterator[None]:
         ) from None
     except (boto.ConnectionError, boto.HTTPClientError) as e:
         raise AwsError(f"could not reach AWS ({type(e).__name__}): {one_line(e)}") from None
+    except boto.WaiterError:
+        raise  # not a failure of its own: the waiting code reads its last answer
     except boto.BotoCoreError as e:
         # The rest of botocore's own family: a setting it cannot use (an AWS_CONFIG_FILE that is
         # not INI, an unknown AWS_DEFAULTS_MODE, a CA bundle that is not there, ...).

@@ -81,7 +81,7 @@ def test_a_bad_gitpod_ip_changes_nothing(inv, account, gitpod_ip):
 def test_missing_variables_are_named_before_any_lookup(inv, account, ip_services):
     _, _, env = account
     result = inv("sg.update", env={**env, "DB_SG_ID": ""})
-    assert_one_line_error(result, "DB_SG_ID is not set", "gp env DB_SG_ID=")
+    assert_one_line_error(result, "DB_SG_ID is not set: export DB_SG_ID=sg-")
     assert ip_services.hits == []
 
 
@@ -143,21 +143,51 @@ def test_show_json(inv, account):
     assert marked == {group.rule_id: True, group.other_rule_id: False}
 
 
-def test_discover_prints_the_lines_to_set(inv, account, moto_url):
+def a_gp_command(folder: Path) -> str:
+    """A PATH on which a `gp` command exists, as in a Gitpod workspace."""
+    gp = folder / "gp"
+    gp.write_text("#!/bin/sh\nexit 0\n")
+    gp.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("workspace", ["shell", "gitpod", "codespaces"])
+def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(inv, account, moto_url, tmp_path, workspace):
     ec2, group, env = account
     server_client(moto_url, "rds").create_db_instance(
         DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
         MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
         VpcSecurityGroupIds=[group.group_id],
     )
-    result = inv("sg.discover", env={"AWS_ENDPOINT_URL": moto_url})
+    workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
+    result = inv("sg.discover", env={"AWS_ENDPOINT_URL": moto_url, **workspace_env[workspace]})
     assert result.returncode == 0, result.stderr
+    keep = {
+        "shell": [],
+        "gitpod": [f"gp env DB_SG_ID={group.group_id}", f"gp env DB_SG_RULE_ID={group.rule_id}"],
+        "codespaces": [f"gh secret set DB_SG_ID --user --body {group.group_id}",
+                       f"gh secret set DB_SG_RULE_ID --user --body {group.rule_id}"],
+    }
     assert result.stdout.splitlines() == [
         f"export DB_SG_ID={group.group_id}",
         f"export DB_SG_RULE_ID={group.rule_id}",
-        f"gp env DB_SG_ID={group.group_id}",
-        f"gp env DB_SG_RULE_ID={group.rule_id}",
+        *keep[workspace],
     ]
+
+
+@pytest.mark.parametrize("workspace, hint", [
+    ("shell", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"),
+    ("gitpod", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
+               " (to keep it: gp env DB_SG_RULE_ID=sgr-0123456789abcdef0)"),
+    ("codespaces", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0 (to keep it:"
+                   " gh secret set DB_SG_RULE_ID --user --body sgr-0123456789abcdef0, or add it in GitHub >"
+                   " Settings > Codespaces)"),
+])
+def test_a_missing_setting_says_how_to_keep_it_in_the_workspace_in_use(inv, account, tmp_path, workspace, hint):
+    _, _, env = account
+    workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
+    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": "", **workspace_env[workspace]})
+    assert assert_one_line_error(result) == hint
 
 
 def test_discover_of_an_unknown_instance(inv, moto_url):
@@ -165,18 +195,37 @@ def test_discover_of_an_unknown_instance(inv, moto_url):
     assert_one_line_error(result, "DBInstanceNotFound")
 
 
-def test_gitpod_start_runs_sg_update_and_warns_without_blocking(base_env):
-    config = yaml.safe_load((ROOT / ".gitpod.yml").read_text())
-    task = config["tasks"][0]
-    assert "pip install -r requirements.txt" in task["init"]
-    assert "inv sg.update" in task["command"]
-    # A fresh workspace: no DB_SG_ID yet. The command warns and the terminal carries on.
-    env = {**base_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}"}
-    result = subprocess.run(["bash", "-c", task["command"]], cwd=ROOT, env=env, capture_output=True, text=True,
+def gitpod_start():
+    task = yaml.safe_load((ROOT / ".gitpod.yml").read_text())["tasks"][0]
+    return task["init"], task["command"]
+
+
+def devcontainer_start():
+    config = json.loads((ROOT / ".devcontainer" / "devcontainer.json").read_text())
+    assert config["image"].endswith("python:3.12")
+    assert "/.venv/bin:" in config["remoteEnv"]["PATH"]  # where postCreateCommand installs inv
+    return config["postCreateCommand"], config["postStartCommand"]
+
+
+@pytest.mark.parametrize("start", [gitpod_start, devcontainer_start])
+def test_a_new_workspace_runs_sg_update_and_warns_without_blocking(base_env, tmp_path, ip_services, start):
+    install, every_start = start()
+    assert "pip install -r requirements.txt" in install
+    assert every_start.startswith("inv sg.update ||")
+    # A brand-new workspace: no AWS credentials yet. The command warns and the start carries on.
+    nowhere = str(tmp_path / "missing")
+    env = {
+        **{k: v for k, v in base_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere,
+        "IP_LOOKUP_URLS": ip_services.urls("good"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}",
+    }
+    result = subprocess.run(["sh", "-c", every_start], cwd=ROOT, env=env, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "DB_SG_ID is not set" in result.stderr
-    assert "gp env" in result.stdout
+    assert "error: no AWS credentials" in result.stderr
+    assert result.stdout.startswith("sg.update skipped: set AWS_ACCESS_KEY_ID")
+    assert ip_services.hits == []
 
 
 @pytest.mark.parametrize("variable, value, fragments", [
