@@ -3,6 +3,9 @@
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.aws_support import set_instance_status
 from cruddur.aws import rds as library
@@ -261,3 +264,24 @@ def test_when_rds_will_not_list_versions_the_refusal_is_its_own_message(stubbed)
     with pytest.raises(AwsError) as caught:
         library.create(client, library.CreateOptions(engine_version="14.6"), lambda: PASSWORD)
     assert str(caught.value) == f"AWS CreateDBInstance failed: InvalidParameterCombination: {REFUSAL}"
+
+
+# Every password RDS accepts: printable ASCII without / ' " @ or a space, 8 to 128 characters.
+RDS_PASSWORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/'\"@"),
+                        min_size=8, max_size=128)
+
+
+@given(RDS_PASSWORDS)
+@settings(max_examples=300, deadline=None)
+def test_any_password_rds_accepts_comes_back_whole_from_the_url(password):
+    """What `inv rds.url --show-password` prints (the pasted line's value) is read by libpq, the
+    parser every db task uses, as exactly that password."""
+    library.check_password(password)
+    instance = library.Instance(
+        identifier="cruddur-db-instance", status="available", engine="postgres", engine_version="17",
+        instance_class="db.t3.micro", storage_gb=20, storage_type="gp2", public=True, username="cruddurroot",
+        db_name="cruddur", host="cruddur-db-instance.abc.us-east-1.rds.amazonaws.com", port=5432,
+    )
+    assert conninfo_to_dict(instance.connection_url(password)) == {
+        "host": instance.host, "port": "5432", "dbname": "cruddur", "user": "cruddurroot", "password": password,
+    }

@@ -1,6 +1,11 @@
 """`inv rds.*` as a user runs it: a subprocess against moto's server mode."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -331,3 +336,102 @@ def test_create_refuses_a_bad_number_and_creates_nothing(inv, env, rds, args, me
 ])
 def test_wait_refuses_a_bad_timeout(inv, env, value, message):
     assert_one_line_error(inv("rds.wait", "--timeout", value, env=env), message)
+
+
+# Every character RDS allows in a master password that means something to a URL or a shell.
+AWKWARD_PASSWORD = "a%41#?:[]$x`!&;=b\\c*~"
+
+
+def pasted(line: str, env: dict) -> str:
+    """What PROD_CONNECTION_URL holds after the user pastes `line` into a shell."""
+    shell_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$PROD_CONNECTION_URL"'], cwd=ROOT, env=shell_env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return result.stdout
+
+
+def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url, ip_services):
+    """From nothing to the URL a --prod db task uses: each step names the next, and the line rds.url
+    prints works as pasted, whatever the password holds, without the password being printed."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from cruddur.config import Settings
+    from cruddur.postgres import target
+
+    env = {"AWS_ENDPOINT_URL": moto_url, "RDS_MASTER_PASSWORD": AWKWARD_PASSWORD,
+           "IP_LOOKUP_URLS": ip_services.urls("good")}
+    outputs = []
+    for command, next_step in [
+        (["rds.create", "--wait"], "next: inv sg.update"),
+        (["sg.update"], "next: inv rds.url"),
+        (["rds.url"], "# next: inv db.schema-load --prod"),
+    ]:
+        result = inv(*command, env=env)
+        assert result.returncode == 0, result.stderr
+        assert AWKWARD_PASSWORD not in result.stdout + result.stderr
+        assert next_step in result.stdout + result.stderr
+        outputs.append(result)
+
+    ec2, rds = server_client(moto_url, "ec2"), server_client(moto_url, "rds")
+    item = rds.describe_db_instances()["DBInstances"][0]
+    (group_id,) = [g["VpcSecurityGroupId"] for g in item["VpcSecurityGroups"]]
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    ours = [r for r in rules["SecurityGroupRules"] if r.get("Description") == "cruddur-ops: inv sg.update"]
+    assert [(r["IpProtocol"], r["FromPort"], r["CidrIpv4"]) for r in ours] == [("tcp", 5432, "203.0.113.7/32")]
+
+    url = pasted(outputs[-1].stdout, {**base_env, **env})
+    chosen = target.resolve(Settings.from_env({"PROD_CONNECTION_URL": url}), prod=True)
+    assert chosen.prod
+    parts = conninfo_to_dict(chosen.url)
+    assert parts == {"host": item["Endpoint"]["Address"], "port": "5432", "dbname": "cruddur",
+                     "user": "cruddurroot", "password": AWKWARD_PASSWORD}
+
+
+def first_shell_word(text: str) -> str:
+    """The value the shell would read from the start of `text` (the rest may be anything)."""
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    return lexer.get_token()
+
+
+def readme_password() -> str:
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("export RDS_MASTER_PASSWORD="))
+    return first_shell_word(line.split("=", 1)[1])
+
+
+def test_the_example_passwords_are_ones_rds_accepts(inv, env, rds):
+    from cruddur.aws.rds import check_password
+
+    check_password(readme_password())
+    refusal = assert_one_line_error(inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""}), "RDS_MASTER_PASSWORD")
+    example = first_shell_word(refusal.split("export RDS_MASTER_PASSWORD=", 1)[1])
+    check_password(example)
+    created = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": example})
+    assert created.returncode == 0, created.stderr
+    assert "cruddur-db-instance" in instances(rds)
+
+
+def test_the_rds_and_sg_task_modules_load_nothing_of_the_aws_library_at_import():
+    probe = "import sys, tasks.rds, tasks.sg\nprint(' '.join(m for m in sys.modules if m.startswith('cruddur.aws')))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_the_flags_help_states_the_librarys_defaults():
+    """The help texts spell the defaults out (the library stays unloaded at import); they must not drift."""
+    import tasks.rds
+    import tasks.sg
+    from cruddur.aws import rds as library
+
+    defaults = library.CreateOptions()
+    help_of = tasks.rds.create.help
+    for flag, value in [("identifier", defaults.identifier), ("instance_class", defaults.instance_class),
+                        ("engine_version", defaults.engine_version), ("storage", defaults.storage_gb),
+                        ("availability_zone", defaults.availability_zone), ("db_name", defaults.db_name),
+                        ("username", defaults.username), ("timeout", int(library.DEFAULT_WAIT_TIMEOUT))]:
+        assert f"(default {value})" in help_of[flag], flag
+    for module_task in (tasks.rds.status, tasks.rds.url, tasks.sg.update, tasks.sg.discover):
+        assert f"(default {library.DEFAULT_IDENTIFIER})" in module_task.help["identifier"]

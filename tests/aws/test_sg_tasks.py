@@ -250,3 +250,94 @@ def test_update_refuses_the_all_traffic_from_itself_rule_and_changes_nothing(inv
     assert_one_line_error(result, f"refusing to rewrite rule {self_rule} (all traffic from {group.group_id})",
                           "inv sg.discover")
     assert rule_state(ec2, self_rule) == before
+
+
+@pytest.fixture
+def instance_group(moto_url, ip_services):
+    """A brand-new instance whose group holds the bootcamp's rule, an SSH rule and rules of every other
+    kind, and the env of a user with only AWS credentials (no DB_SG_ID, no DB_SG_RULE_ID)."""
+    ec2 = server_client(moto_url, "ec2")
+    group = make_db_group(ec2)
+    foreign_rules(ec2, group.group_id)
+    server_client(moto_url, "rds").create_db_instance(
+        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        VpcSecurityGroupIds=[group.group_id],
+    )
+    env = {"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good"), "COLUMNS": "200"}
+    return ec2, group, env
+
+
+def inbound_state(ec2, group_id) -> dict[str, dict]:
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
+    return {r["SecurityGroupRuleId"]: rule_state(ec2, r["SecurityGroupRuleId"]) for r in rules if not r["IsEgress"]}
+
+
+def test_update_without_ids_adds_its_own_rule_then_rewrites_only_that_one(inv, instance_group):
+    ec2, group, env = instance_group
+    before = inbound_state(ec2, group.group_id)
+
+    added = inv("sg.update", env=env)
+    assert added.returncode == 0, added.stderr
+    after = inbound_state(ec2, group.group_id)
+    (new_id,) = set(after) - set(before)
+    assert {k: after[k] for k in before} == before  # no rule it did not create has changed
+    assert after[new_id] == {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": f"{GOOD_IP}/32",
+                             "CidrIpv6": None, "Description": "cruddur-ops: inv sg.update"}
+    assert added.stdout.splitlines() == [
+        f"{group.group_id} has no rule of this tool yet: adding tcp 5432 from {GOOD_IP}/32 (cruddur-ops: inv sg.update)"
+        f" (IP from {env['IP_LOOKUP_URLS']})",
+        f"added {new_id}",
+        "next: inv rds.url",
+    ]
+
+    moved = inv("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
+    assert moved.returncode == 0, moved.stderr
+    assert f"{new_id} in {group.group_id}: tcp 5432 from {GOOD_IP}/32" in moved.stdout
+    again = inbound_state(ec2, group.group_id)
+    assert set(again) == set(after) and {k: again[k] for k in before} == before
+    assert again[new_id]["CidrIpv4"] == "198.51.100.99/32"
+
+    same = inv("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
+    assert "nothing to do" in same.stdout and inbound_state(ec2, group.group_id) == again
+
+
+def test_update_without_ids_takes_no_description(inv, instance_group):
+    ec2, group, env = instance_group
+    before = inbound_state(ec2, group.group_id)
+    result = inv("sg.update", "--description", "laptop", env=env)
+    assert_one_line_error(result, "--description needs DB_SG_ID and DB_SG_RULE_ID")
+    assert inbound_state(ec2, group.group_id) == before
+
+
+def test_update_without_ids_or_instance_says_how_to_create_it(inv, moto_url, ip_services):
+    result = inv("sg.update", env={"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good")})
+    assert_one_line_error(result, "there is no RDS instance cruddur-db-instance", "inv rds.create creates it")
+    assert ip_services.hits == []
+
+
+def test_show_without_ids_marks_the_rule_sg_update_added(inv, instance_group):
+    ec2, group, env = instance_group
+    assert "sg.update manages no rule here yet" in inv("sg.show", env=env).stdout
+    inv("sg.update", env=env)
+    document = json.loads(inv("sg.show", "--json", env=env).stdout)
+    managed = [r for r in document["rules"] if r["managed"]]
+    assert [(r["source"], r["description"]) for r in managed] == [(f"{GOOD_IP}/32", "cruddur-ops: inv sg.update")]
+    assert document["group_id"] == group.group_id
+
+
+@pytest.mark.parametrize("setting", ["config file", "defaults mode", "CA bundle"])
+def test_an_aws_setting_botocore_cannot_use_is_one_line(inv, account, tmp_path, throttling_aws, setting):
+    ec2, group, env = account
+    not_ini = tmp_path / "config"
+    not_ini.write_text("this is not an INI file\n")
+    https_endpoint = throttling_aws.url.replace("http://", "https://")
+    variables = {
+        "config file": ({"AWS_CONFIG_FILE": str(not_ini)}, "ConfigParseError"),
+        "defaults mode": ({"AWS_DEFAULTS_MODE": "bogus"}, "InvalidDefaultsMode"),
+        "CA bundle": ({"AWS_CA_BUNDLE": str(tmp_path / "missing.pem"), "AWS_ENDPOINT_URL": https_endpoint}, "SSLError"),
+    }
+    extra, name = variables[setting]
+    result = inv("sg.update", env={**env, **extra})
+    assert_one_line_error(result, f"({name})")
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
