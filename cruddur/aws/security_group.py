@@ -241,18 +241,21 @@ class Managed:
     rule: Rule | None  # None: no rule of this tool yet
 
 
-def find_managed(rds: Any, ec2: Any, identifier: str) -> Managed:
-    """The rule this tool added to a group of RDS instance `identifier` (marked MANAGED_DESCRIPTION),
-    or the instance's first group when there is none. Other rules are never candidates."""
+def instance_rules(rds: Any, ec2: Any, identifier: str):
+    """RDS instance `identifier`, and the inbound rules of all its security groups."""
     from . import rds as rds_module
 
     instance = rds_module.get_instance(rds, identifier)
     if not instance.security_groups:
         raise AwsError(f"RDS instance {identifier} has no VPC security group")
-    ours = []
-    for group_id in instance.security_groups:
-        _, rules = inbound_rules(ec2, group_id)
-        ours += [r for r in rules if r.description == MANAGED_DESCRIPTION]
+    return instance, [rule for group_id in instance.security_groups for rule in inbound_rules(ec2, group_id)[1]]
+
+
+def find_managed(rds: Any, ec2: Any, identifier: str) -> Managed:
+    """The rule this tool added to a group of RDS instance `identifier` (marked MANAGED_DESCRIPTION),
+    or the instance's first group when there is none. Other rules are never candidates."""
+    instance, rules = instance_rules(rds, ec2, identifier)
+    ours = [r for r in rules if r.description == MANAGED_DESCRIPTION]
     if len(ours) > 1:
         listed = ", ".join(f"{r.rule_id} in {r.group_id}" for r in ours)
         raise ConfigError(
@@ -266,15 +269,8 @@ def find_managed(rds: Any, ec2: Any, identifier: str) -> Managed:
 
 def discover(rds: Any, ec2: Any, identifier: str) -> Discovery:
     """The security group of RDS instance `identifier` and its inbound rule for the database port."""
-    from . import rds as rds_module
-
-    instance = rds_module.get_instance(rds, identifier)
-    if not instance.security_groups:
-        raise AwsError(f"RDS instance {identifier} has no VPC security group")
-    candidates = []
-    for group_id in instance.security_groups:
-        _, rules = inbound_rules(ec2, group_id)
-        candidates += [r for r in rules if r.rewritable_for(instance.port)]
+    instance, rules = instance_rules(rds, ec2, identifier)
+    candidates = [r for r in rules if r.rewritable_for(instance.port)]
     if not candidates:
         groups = ", ".join(instance.security_groups)
         raise AwsError(
