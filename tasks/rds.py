@@ -10,6 +10,10 @@ from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, s
 
 IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
 TIMEOUT_HELP = "(default 1800)"
+EXTENDED_SUPPORT_SHOWN = {
+    "open-source-rds-extended-support": "yes: billed after standard support ends",
+    "open-source-rds-extended-support-disabled": "no: major upgrade when standard support ends",
+}
 
 
 def _library():
@@ -180,6 +184,7 @@ def status(c, identifier=None, json_=False):
         ("storage", f"{instance.storage_gb} GB {instance.storage_type}"),
         ("public?", "yes" if instance.public else "no"),
         ("security groups", ", ".join(instance.security_groups) or "-"),
+        ("extended support", EXTENDED_SUPPORT_SHOWN.get(instance.lifecycle_support, "not reported")),
     )
     for name, value in rows:
         table.add_row(name, value)
