@@ -5,6 +5,8 @@
 2. `inv sg.update` (look-up, validation, describe, modify) against the bootcamp's two steps done
    bare in Python (GET the IP, modify-security-group-rules with whatever came back), both against
    moto's server and an IP echo service on 127.0.0.1.
+3. `inv sg.update` with only AWS credentials (it finds the instance's group and its own rule)
+   against the same with DB_SG_ID and DB_SG_RULE_ID set: what not having to set them costs.
 
 Run: python bench/bench_sg.py [rounds]
 """
@@ -79,6 +81,11 @@ def main(rounds: int) -> None:
         rule_id = ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
             {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "198.51.100.10/32"}]}
         ])["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+        boto3.client("rds", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_db_instance(
+            DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
+            MasterUsername="cruddurroot", MasterUserPassword="Long-Secret-2024", AllocatedStorage=20,
+            VpcSecurityGroupIds=[group_id])
         project = {"CONNECTION_URL", "PROD_CONNECTION_URL", "DB_SG_ID", "DB_SG_RULE_ID", "GITPOD_IP",
                    "IP_LOOKUP_URLS", "RDS_MASTER_PASSWORD"}
         env = {k: v for k, v in os.environ.items() if k not in project and not k.startswith("AWS_")}
@@ -96,6 +103,13 @@ def main(rounds: int) -> None:
             "inv sg.update vs bare GET + modify-security-group-rules",
             lambda: time_command([INV, "sg.update"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
             lambda: time_command([sys.executable, "-c", BARE_UPDATE], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
+            rounds,
+        )
+        found = {k: v for k, v in env.items() if k not in ("DB_SG_ID", "DB_SG_RULE_ID")}
+        compare(
+            "inv sg.update, found from the instance vs DB_SG_ID/DB_SG_RULE_ID set",
+            lambda: time_command([INV, "sg.update"], cwd=ROOT, env=found, stdin=subprocess.DEVNULL),
+            lambda: time_command([INV, "sg.update"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL),
             rounds,
         )
     finally:

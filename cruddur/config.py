@@ -7,7 +7,9 @@ as psql inherit the environment; the Lambda handler reads its own CONNECTION_URL
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Mapping
 
@@ -21,6 +23,41 @@ DEFAULT_IP_LOOKUP_URLS = (
     "https://api.ipify.org",
     "https://ifconfig.me/ip",
 )
+
+
+class Workspace(Enum):
+    """Where the tool runs, which decides how a user keeps a setting across restarts."""
+
+    GITPOD = "gitpod"          # the gp command exists (Gitpod's own `gp env` keeps variables)
+    CODESPACES = "codespaces"  # GitHub sets CODESPACES=true; Codespaces secrets keep variables
+    SHELL = "shell"            # anywhere else: the shell profile or an .env file
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, str]) -> Workspace:
+        # An absent PATH means no PATH (shutil.which would fall back to os.environ's own).
+        if shutil.which("gp", path=environ.get("PATH", "")):
+            return cls.GITPOD
+        if environ.get("CODESPACES") == "true":
+            return cls.CODESPACES
+        return cls.SHELL
+
+    def keep_line(self, variable: str, value: str) -> str | None:
+        """The command that keeps `variable` for every later workspace of this kind; None in a plain shell."""
+        if self is Workspace.GITPOD:
+            return f"gp env {variable}={value}"
+        if self is Workspace.CODESPACES:
+            return f"gh secret set {variable} --user --body {value}"
+        return None
+
+    def how_to_set(self, variable: str, example: str = "...") -> str:
+        """The line that sets `variable` now, and how to keep it in this kind of workspace."""
+        line = f"export {variable}={example}"
+        keep = self.keep_line(variable, example)
+        if keep is None:
+            return line
+        if self is Workspace.CODESPACES:
+            keep += ", or add it in GitHub > Settings > Codespaces"
+        return f"{line} (to keep it: {keep})"
 
 
 def _env(name: str, example: str = "...", **kwargs):
@@ -42,11 +79,12 @@ class Settings:
     ip_lookup_urls: tuple[str, ...] = _env(
         "IP_LOOKUP_URLS", "https://checkip.amazonaws.com", default=DEFAULT_IP_LOOKUP_URLS
     )
-    rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'a long secret'", default=None, repr=False)
+    rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'Long-Secret-2024'", default=None, repr=False)
     pgdata: Path = _env("CRUDDUR_PGDATA", "/path/to/pgdata", default=PROJECT_ROOT / ".pgdata")
     # Kept as typed: only the tasks that start the embedded server check it (see local_port).
     pgport: str = _env("CRUDDUR_PGPORT", "5433", default="5432")
     sql_dir: Path = PROJECT_ROOT / "sql"
+    workspace: Workspace = Workspace.SHELL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +101,7 @@ class Settings:
                 values[f.name] = Path(raw).expanduser().resolve()
             else:
                 values[f.name] = raw
-        return cls(**values)
+        return cls(**values, workspace=Workspace.detect(environ))
 
     def local_port(self) -> int:
         """The embedded server's TCP port (CRUDDUR_PGPORT), or ConfigError naming the variable."""
@@ -77,4 +115,4 @@ class Settings:
         if value:
             return value
         meta = next(f.metadata for f in fields(self) if f.name == attribute)
-        raise MissingSetting(meta["env"], meta["example"])
+        raise MissingSetting(meta["env"], self.workspace.how_to_set(meta["env"], meta["example"]))

@@ -42,12 +42,10 @@ class ConfigError(CruddurError):
 
 
 class MissingSetting(ConfigError):
-    def __init__(self, variable: str, example: str = "..."):
+    def __init__(self, variable: str, how_to_set: str):
+        """`how_to_set`: the line that sets it, for the workspace in use (config.Workspace says it)."""
         self.variable = variable
-        super().__init__(
-            f"{variable} is not set: export {variable}={example}"
-            f" (in Gitpod, also gp env {variable}={example})"
-        )
+        super().__init__(f"{variable} is not set: {how_to_set}")
 
 
 class DatabaseError(CruddurError):

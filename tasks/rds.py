@@ -1,16 +1,34 @@
-"""The production RDS instance: create, inspect, wait for, stop, start, delete."""
+"""The production RDS instance: create, inspect, wait for, stop, start, delete.
+
+Nothing of the library loads at import (`inv --list` stays light): flags whose defaults live in
+cruddur.aws.rds default to None here and are resolved inside the task; their help says the value.
+"""
 
 import sys
 
-# Light at the top (boto3 loads inside its functions); the flags' defaults come from it.
-from cruddur.aws import rds as library
+from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, settings, task
 
-from ._cli import confirm_destructive, console, number, settings, task
+IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
+TIMEOUT_HELP = "(default 1800)"
+EXTENDED_SUPPORT_SHOWN = {
+    "open-source-rds-extended-support": "yes: billed after standard support ends",
+    "open-source-rds-extended-support-disabled": "no: major upgrade when standard support ends",
+}
 
-DEFAULTS = library.CreateOptions()
-IDENTIFIER = library.DEFAULT_IDENTIFIER
-IDENTIFIER_HELP = f"the RDS instance (default {IDENTIFIER})"
-TIMEOUT_HELP = f"(default {library.DEFAULT_WAIT_TIMEOUT})"
+
+def _library():
+    from cruddur.aws import rds
+
+    return rds
+
+
+def _identifier(identifier):
+    return identifier or _library().DEFAULT_IDENTIFIER
+
+
+def _url_command(identifier) -> str:
+    chosen = "" if identifier == _library().DEFAULT_IDENTIFIER else f" --identifier {identifier}"
+    return f"inv rds.url{chosen}"
 
 
 def _master_password(config) -> str:
@@ -21,8 +39,9 @@ def _master_password(config) -> str:
         return config.rds_master_password
     if not sys.stdin.isatty():
         raise ConfigError(
-            "no master password: export RDS_MASTER_PASSWORD='a long secret' (or run on a terminal to be"
-            " asked, or pass --manage-password to let RDS keep it in Secrets Manager)"
+            "no master password: export RDS_MASTER_PASSWORD='Long-Secret-2024' (8 to 128 characters, none of"
+            " / ' \" @ or spaces; or run on a terminal to be asked, or pass --manage-password to let RDS keep"
+            " it in Secrets Manager)"
         )
     import getpass
 
@@ -32,18 +51,15 @@ def _master_password(config) -> str:
     return first
 
 
-def _print_url(instance, password=None) -> None:
-    line = instance.export_line(password)
-    if line:
-        print(line)
-    else:
-        print(f"# {instance.identifier} has no endpoint yet; run inv rds.wait, then inv rds.url", file=sys.stderr)
+def _next(step: str) -> None:
+    print(f"next: {step}")
 
 
 def _wait(client, identifier, timeout):
     """Wait for `available`: a spinner with status and elapsed time on a terminal, status lines otherwise."""
     import time
 
+    library = _library()
     out = console(stderr=True)
     if not out.is_terminal:
         started = time.monotonic()
@@ -71,12 +87,14 @@ def _wait(client, identifier, timeout):
 @task(
     help={
         "identifier": IDENTIFIER_HELP,
-        "instance_class": f"instance class (default {DEFAULTS.instance_class})",
-        "engine_version": f"PostgreSQL version (default {DEFAULTS.engine_version})",
-        "storage": f"allocated gp2 storage in GB (default {DEFAULTS.storage_gb})",
-        "availability_zone": f"availability zone (default {DEFAULTS.availability_zone})",
-        "db_name": f"database created with the instance (default {DEFAULTS.db_name})",
-        "username": f"master username (default {DEFAULTS.username})",
+        "instance_class": "instance class (default db.t3.micro)",
+        "engine_version": "PostgreSQL major (17: RDS picks its current minor) or full version (17.6) (default 17)",
+        "extended_support": "let RDS keep an old major past standard support, billing RDS Extended Support"
+        " (default: no; RDS upgrades the major when standard support ends)",
+        "storage": "allocated gp2 storage in GB (default 20)",
+        "availability_zone": "availability zone (default us-east-1a)",
+        "db_name": "database created with the instance (default cruddur)",
+        "username": "master username (default cruddurroot)",
         "publicly_accessible": "reachable from outside the VPC (default yes; --no-publicly-accessible)",
         "manage_password": "let RDS keep the master password in Secrets Manager",
         "wait": "wait until the instance is available",
@@ -85,14 +103,15 @@ def _wait(client, identifier, timeout):
 )
 def create(
     c,
-    identifier=IDENTIFIER,
-    instance_class=DEFAULTS.instance_class,
-    engine_version=DEFAULTS.engine_version,
+    identifier=None,
+    instance_class=None,
+    engine_version=None,
+    extended_support=False,
     storage=None,
-    availability_zone=DEFAULTS.availability_zone,
-    db_name=DEFAULTS.db_name,
-    username=DEFAULTS.username,
-    publicly_accessible=DEFAULTS.publicly_accessible,
+    availability_zone=None,
+    db_name=None,
+    username=None,
+    publicly_accessible=True,
     manage_password=False,
     wait=False,
     timeout=None,
@@ -103,44 +122,52 @@ def create(
     """
     from cruddur.aws import clients
 
-    storage_gb = number(storage, "--storage", DEFAULTS.storage_gb, integer=True)
+    library = _library()
+    defaults = library.CreateOptions()
+    storage_gb = number(storage, "--storage", defaults.storage_gb, integer=True)
     timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
     config = settings()
-    options = library.CreateOptions(
+    given = dict(
         identifier=identifier,
         instance_class=instance_class,
         engine_version=engine_version,
-        storage_gb=storage_gb,
         availability_zone=availability_zone,
         db_name=db_name,
         username=username,
+    )
+    options = library.CreateOptions(
+        **{name: value for name, value in given.items() if value is not None},
+        storage_gb=storage_gb,
         publicly_accessible=publicly_accessible,
         manage_password=manage_password,
+        extended_support=extended_support,
     )
     client = clients.client("rds")
     instance, created = library.create(client, options, lambda: _master_password(config))
+    engine = f"{instance.engine} {instance.engine_version}"
     if created:
-        print(f"creating {instance.identifier} ({instance.engine} {instance.engine_version}, {instance.instance_class}): {instance.status}")
+        print(f"creating {instance.identifier} ({engine}, {instance.instance_class}): {instance.status}")
     else:
-        print(f"{instance.identifier} already exists: {instance.status}; left as it is")
+        print(f"{instance.identifier} already exists ({engine}): {instance.status}; left as it is")
     if wait:
         instance = _wait(client, instance.identifier, timeout)
-        print(f"{instance.identifier}: {instance.status}")
+        print(f"{instance.identifier}: {instance.status} ({instance.engine} {instance.engine_version})")
     if instance.secret_arn:
         print(f"# the master password is in Secrets Manager: {instance.secret_arn}", file=sys.stderr)
-    _print_url(instance)
+    if instance.status == "available":
+        _next("inv sg.update (opens port 5432 of the instance's security group to this workspace)")
+    else:
+        _next("inv rds.wait, then inv sg.update")
 
 
-@task(help={"identifier": IDENTIFIER_HELP, "json": "print the instance as JSON"})
-def status(c, identifier=IDENTIFIER, json=False):
-    """Show the instance: status, endpoint, engine, class, groups."""
+@task(help={"identifier": IDENTIFIER_HELP, "json": JSON_HELP})
+def status(c, identifier=None, json_=False):
+    """Show the instance: status, endpoint, engine version, class, groups."""
     from cruddur.aws import clients
 
-    instance = library.get_instance(clients.client("rds"), identifier)
-    if json:
-        import json as json_module
-
-        print(json_module.dumps(instance.as_dict(), indent=2))
+    instance = _library().get_instance(clients.client("rds"), _identifier(identifier))
+    if json_:
+        print_json(instance.as_dict())
         return
     from rich.table import Table
 
@@ -157,6 +184,7 @@ def status(c, identifier=IDENTIFIER, json=False):
         ("storage", f"{instance.storage_gb} GB {instance.storage_type}"),
         ("public?", "yes" if instance.public else "no"),
         ("security groups", ", ".join(instance.security_groups) or "-"),
+        ("extended support", EXTENDED_SUPPORT_SHOWN.get(instance.lifecycle_support, "not reported")),
     )
     for name, value in rows:
         table.add_row(name, value)
@@ -164,53 +192,74 @@ def status(c, identifier=IDENTIFIER, json=False):
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "timeout": f"give up after this many seconds {TIMEOUT_HELP}"})
-def wait(c, identifier=IDENTIFIER, timeout=None):
+def wait(c, identifier=None, timeout=None):
     """Wait until the instance is available, showing its status."""
     from cruddur.aws import clients
 
-    timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
-    instance = _wait(clients.client("rds"), identifier, timeout)
+    timeout = number(timeout, "--timeout", _library().DEFAULT_WAIT_TIMEOUT)
+    instance = _wait(clients.client("rds"), _identifier(identifier), timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
+    _next("inv sg.update")
 
 
 @task(
     help={
         "identifier": IDENTIFIER_HELP,
-        "show_password": "put RDS_MASTER_PASSWORD in the URL instead of ****",
+        "show_password": "print only the URL, with RDS_MASTER_PASSWORD in it, for $(...) (it shows the password)",
     }
 )
-def url(c, identifier=IDENTIFIER, show_password=False):
-    """Print the PROD_CONNECTION_URL export line, password masked."""
+def url(c, identifier=None, show_password=False):
+    """Print the line that sets PROD_CONNECTION_URL, without showing the password.
+
+    The line reads the password from RDS_MASTER_PASSWORD when it runs, percent-encoded, so it works
+    as pasted; the masked URL and how to keep the setting go to stderr.
+    """
     from cruddur.aws import clients
     from cruddur.errors import ConfigError
 
+    identifier = _identifier(identifier)
     config = settings()
-    password = None
+    instance = _library().get_instance(clients.client("rds"), identifier)
+    if not instance.host:
+        raise ConfigError(f"{identifier} has no endpoint yet ({instance.status}); run inv rds.wait, then inv rds.url")
     if show_password:
         if not config.rds_master_password:
             raise ConfigError(
                 "--show-password needs the password: export RDS_MASTER_PASSWORD='...'"
                 " (a password RDS manages stays in Secrets Manager)"
             )
-        password = config.rds_master_password
-    _print_url(library.get_instance(clients.client("rds"), identifier), password)
+        print(instance.connection_url(config.rds_master_password))
+        return
+    value = f'"$({_url_command(identifier)} --show-password)"'
+    print(f"export PROD_CONNECTION_URL={value}")
+    print(f"# that sets {instance.connection_url()} (needs RDS_MASTER_PASSWORD)", file=sys.stderr)
+    keep = config.workspace.keep_line("PROD_CONNECTION_URL", value)
+    if keep:
+        print(f"# to keep it: {keep}", file=sys.stderr)
+    print("# next: inv db.schema-load --prod (loads sql/schema.sql on RDS)", file=sys.stderr)
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
-def stop(c, identifier=IDENTIFIER):
+def stop(c, identifier=None):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
     from cruddur.aws import clients
 
-    instance = library.stop(clients.client("rds"), identifier)
+    instance, stopped = _library().stop(clients.client("rds"), _identifier(identifier))
+    if not stopped:
+        print(f"{instance.identifier} is already {instance.status}; nothing to do")
+        return
     print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
-def start(c, identifier=IDENTIFIER):
+def start(c, identifier=None):
     """Start a stopped instance."""
     from cruddur.aws import clients
 
-    instance = library.start(clients.client("rds"), identifier)
+    instance, started = _library().start(clients.client("rds"), _identifier(identifier))
+    if not started:
+        print(f"{instance.identifier} is already {instance.status}; nothing to do")
+        return
     hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
     print(f"{instance.identifier}: {instance.status}{hint}")
 
@@ -222,15 +271,16 @@ def start(c, identifier=IDENTIFIER):
         "yes": "do not ask to type the identifier",
     }
 )
-def delete(c, identifier=IDENTIFIER, skip_final_snapshot=False, yes=False):
+def delete(c, identifier=None, skip_final_snapshot=False, yes=False):
     """Delete the instance, after a final snapshot unless skipped.
 
     Asks to type the identifier on a terminal; refuses off a terminal without --yes.
     """
     from cruddur.aws import clients
 
+    library = _library()
     client = clients.client("rds")
-    instance = library.get_instance(client, identifier)
+    instance = library.get_instance(client, _identifier(identifier))
     snapshot_note = "without a final snapshot" if skip_final_snapshot else "keeping a final snapshot"
     where = f"{instance.endpoint} in {clients.region(client)} ({snapshot_note})"
     confirm_destructive(f"delete RDS instance {instance.identifier}", instance.identifier, where, yes)

@@ -1,12 +1,20 @@
-"""The database security group: keep its port-5432 rule open to this workspace's IP."""
+"""The database security group: keep its port-5432 rule open to this workspace's IP.
+
+Nothing of the library loads at import (`inv --list` stays light); defaults are resolved inside
+the tasks and their help says the value.
+"""
 
 import sys
 
-# Light at the top (boto3 and requests load inside their functions); the flags' defaults come from them.
-from cruddur.aws.rds import DEFAULT_IDENTIFIER
-from cruddur.aws.security_group import DEFAULT_DESCRIPTION
+from ._cli import JSON_HELP, console, print_json, settings, task
 
-from ._cli import console, settings, task
+IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
+
+
+def _identifier(identifier):
+    from cruddur.aws.rds import DEFAULT_IDENTIFIER
+
+    return identifier or DEFAULT_IDENTIFIER
 
 
 @task()
@@ -20,50 +28,84 @@ def ip(c):
 
 @task(
     help={
-        "description": f"the rule's description (default {DEFAULT_DESCRIPTION})",
+        "description": "the rule's description, with DB_SG_RULE_ID (default: the rule's own)",
+        "identifier": IDENTIFIER_HELP,
         "dry_run": "show the change, make none",
     }
 )
-def update(c, description=DEFAULT_DESCRIPTION, dry_run=False):
-    """Point the DB_SG_RULE_ID rule at this workspace's IP."""
+def update(c, description=None, identifier=None, dry_run=False):
+    """Open port 5432 of the database's security group to this workspace's IP.
+
+    With DB_SG_ID and DB_SG_RULE_ID, rewrites that rule. Without them, finds the instance's group
+    and rewrites the rule this task added there, adding it the first time; no other rule changes.
+    """
     from cruddur.aws import clients, public_ip
     from cruddur.aws import security_group as sg
+    from cruddur.errors import ConfigError
 
     config = settings()
-    # Variables and the address first: a missing variable or a bad answer never reaches AWS.
-    group_id, rule_id = sg.managed_rule_ids(config)
-    sg.check_description(description)
-    found = public_ip.lookup(config)
+    explicit = bool(config.db_sg_id or config.db_sg_rule_id)
+    # Variables first, and the address before any change: a missing variable or a bad answer
+    # never changes a rule.
+    if explicit:
+        group_id, rule_id = sg.managed_rule_ids(config)
+    elif description is not None:
+        raise ConfigError(
+            "--description needs DB_SG_ID and DB_SG_RULE_ID: without them sg.update finds its own rule"
+            f" by its description ({sg.MANAGED_DESCRIPTION!r})"
+        )
+    if description is not None:
+        sg.check_description(description)
     ec2 = clients.client("ec2")
-    change = sg.plan_update(ec2, group_id, rule_id, found.address, description)
-    where = f"{rule_id} in {group_id}"
-    if not change.needed:
-        print(f"{where} already allows {change.after} (IP from {found.source}); nothing to do")
+    if explicit:
+        found = public_ip.lookup(config)
+        change = sg.plan_update(ec2, group_id, rule_id, found.address, description)
+    else:
+        # Reading the instance's groups changes nothing, and says first when AWS is not set up yet.
+        managed = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        found = public_ip.lookup(config)
+        if managed.rule:
+            change = sg.plan_update(ec2, managed.group_id, managed.rule.rule_id, found.address)
+        else:
+            change = sg.plan_add(managed.group_id, found.address)
+    group_id = change.after.group_id
+    if change.before is None:
+        print(f"{group_id} has no rule of this tool yet: adding {change.after} (IP from {found.source})")
+    elif not change.needed:
+        print(f"{change.after.rule_id} in {group_id} already allows {change.after} (IP from {found.source}); nothing to do")
+        print("next: inv rds.url")
         return
-    print(f"{where}: {change.before} -> {change.after} (IP from {found.source})")
+    else:
+        where = f"{change.after.rule_id} in {group_id}"
+        print(f"{where}: {change.before} -> {change.after} (IP from {found.source})")
     if dry_run:
         print("dry run: nothing changed")
         return
-    sg.apply(ec2, change)
-    print("updated")
+    rule_id = sg.apply(ec2, change)
+    print(f"added {rule_id}" if change.before is None else "updated")
+    print("next: inv rds.url")
 
 
-@task(help={"json": "print the rules as JSON"})
-def show(c, json=False):
-    """Show the inbound rules of DB_SG_ID, the managed rule marked."""
+@task(help={"identifier": IDENTIFIER_HELP, "json": JSON_HELP})
+def show(c, identifier=None, json_=False):
+    """Show the inbound rules of the database's group, the one sg.update manages marked."""
     from cruddur.aws import clients
     from cruddur.aws import security_group as sg
 
     config = settings()
-    group_id = sg.check_group_id(config.require("db_sg_id"))
-    managed = config.db_sg_rule_id
-    group, rules = sg.inbound_rules(clients.client("ec2"), group_id)
-    if json:
-        import json as json_module
-
+    ec2 = clients.client("ec2")
+    if config.db_sg_id or config.db_sg_rule_id:
+        group_id = sg.check_group_id(config.require("db_sg_id"))
+        managed = config.db_sg_rule_id
+        where = "DB_SG_RULE_ID"
+    else:
+        found = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        group_id, managed = found.group_id, found.rule and found.rule.rule_id
+        where = f"marked {sg.MANAGED_DESCRIPTION!r}"
+    group, rules = sg.inbound_rules(ec2, group_id)
+    if json_:
         rows = [{**vars(r), "managed": r.rule_id == managed} for r in rules]
-        document = {"group_id": group_id, "group_name": group.get("GroupName"), "vpc_id": group.get("VpcId"), "rules": rows}
-        print(json_module.dumps(document, indent=2))
+        print_json({"group_id": group_id, "group_name": group.get("GroupName"), "vpc_id": group.get("VpcId"), "rules": rows})
         return
     from rich.markup import escape
     from rich.table import Table
@@ -80,19 +122,24 @@ def show(c, json=False):
     if managed and managed not in {r.rule_id for r in rules}:
         out.print(f"DB_SG_RULE_ID {escape(managed)} is not an inbound rule of {group_id}")
     elif managed:
-        out.print("* the rule sg.update manages (DB_SG_RULE_ID)")
+        out.print(f"* the rule sg.update manages ({escape(where)})")
+    else:
+        out.print("sg.update manages no rule here yet; inv sg.update adds one")
 
 
-@task(help={"identifier": f"the RDS instance (default {DEFAULT_IDENTIFIER})"})
-def discover(c, identifier=DEFAULT_IDENTIFIER):
-    """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance."""
+@task(help={"identifier": "the RDS instance (default cruddur-db-instance)"})
+def discover(c, identifier=None):
+    """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance (sg.update needs neither)."""
     from cruddur.aws import clients
     from cruddur.aws import security_group as sg
 
-    found = sg.discover(clients.client("rds"), clients.client("ec2"), identifier)
+    found = sg.discover(clients.client("rds"), clients.client("ec2"), _identifier(identifier))
     print(f"# {found.instance}: group {found.group_id}, rule {found.rule.rule_id}: {found.rule}", file=sys.stderr)
     pairs = (("DB_SG_ID", found.group_id), ("DB_SG_RULE_ID", found.rule.rule_id))
     for name, value in pairs:
         print(f"export {name}={value}")
+    workspace = settings().workspace
     for name, value in pairs:
-        print(f"gp env {name}={value}")
+        keep = workspace.keep_line(name, value)
+        if keep:
+            print(keep)

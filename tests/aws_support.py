@@ -48,6 +48,8 @@ class IpServices(helpers.LocalHttpServer):
         class Handler(helpers.QuietHandler):
             def do_GET(self):
                 services.hits.append(self.path)
+                if self.path == "/trickle":
+                    return self.trickle(GOOD_IP)
                 if self.path == "/slow":
                     time.sleep(SLOW_SECONDS)
                     status, body = 200, GOOD_IP
@@ -62,6 +64,21 @@ class IpServices(helpers.LocalHttpServer):
                     self.wfile.write(payload)
                 except OSError:
                     pass  # the client gave up on a slow answer
+
+            def trickle(self, body: str):
+                """A good answer, one byte a second: no single read waits long, the whole takes long."""
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for byte in body.encode():
+                        time.sleep(1)
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:
+                    pass
 
         super().__init__(Handler)
 
@@ -260,3 +277,4 @@ def assert_one_line_error(result, *fragments):
     """tests.helpers' one-line check, plus the `error: ` the task decorator puts in front."""
     line = helpers.assert_one_line_error(result, *fragments)
     assert line.startswith("error: "), line
+    return line

@@ -28,7 +28,6 @@ def test_a_missing_setting_names_the_variable():
         Settings.from_env({}).require("db_sg_rule_id")
     assert str(missing.value) == (
         "DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
-        " (in Gitpod, also gp env DB_SG_RULE_ID=sgr-0123456789abcdef0)"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ..config import Settings
 from ..errors import AwsError, one_line
 
 THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
@@ -76,9 +77,10 @@ def translated() -> Iterator[None]:
     except boto.ClientError as e:
         raise error_from_response(e.response, e.operation_name) from None
     except (boto.NoCredentialsError, boto.PartialCredentialsError) as e:
+        how = _workspace().how_to_set("AWS_ACCESS_KEY_ID", "...")
         raise AwsError(
-            f"no AWS credentials ({type(e).__name__}: {one_line(e)}): export AWS_ACCESS_KEY_ID and"
-            " AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); in Gitpod, also gp env them"
+            f"no AWS credentials ({type(e).__name__}: {one_line(e)}): {how}, and the same for"
+            " AWS_SECRET_ACCESS_KEY (or set AWS_PROFILE)"
         ) from None
     except boto.ProfileNotFound as e:
         raise AwsError(f"{one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
@@ -93,7 +95,20 @@ def translated() -> Iterator[None]:
         raise AwsError(f"{one_line(e)} (fix AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, or the AWS config file)") from None
     except boto.NoRegionError:
         raise AwsError(
-            "no AWS region (NoRegionError): export AWS_DEFAULT_REGION=us-east-1 (in Gitpod, also gp env it)"
+            f"no AWS region (NoRegionError): {_workspace().how_to_set('AWS_DEFAULT_REGION', 'us-east-1')}"
         ) from None
     except (boto.ConnectionError, boto.HTTPClientError) as e:
         raise AwsError(f"could not reach AWS ({type(e).__name__}): {one_line(e)}") from None
+    except boto.WaiterError:
+        raise  # not a failure of its own: the waiting code reads its last answer
+    except boto.BotoCoreError as e:
+        # The rest of botocore's own family: a setting it cannot use (an AWS_CONFIG_FILE that is
+        # not INI, an unknown AWS_DEFAULTS_MODE, a CA bundle that is not there, ...).
+        raise AwsError(
+            f"botocore could not use the AWS settings ({type(e).__name__}): {one_line(e)}"
+            " (check the AWS_* variables and the AWS config file)"
+        ) from None
+
+
+def _workspace():
+    return Settings.from_env().workspace

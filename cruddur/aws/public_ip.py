@@ -6,6 +6,9 @@ requests is imported only when a service has to be asked.
 from __future__ import annotations
 
 import ipaddress
+import queue
+import threading
+import time
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -13,6 +16,8 @@ from ..errors import CruddurError
 
 # (connect, read) seconds per service: a slow service costs little before the next one is tried.
 DEFAULT_TIMEOUT = (3.05, 4.0)
+# The whole look-up, all services together.
+DEFAULT_DEADLINE = 10.0
 LONGEST_ANSWER = 64  # "255.255.255.255\n" is 16; anything much longer is a page, not an address
 
 # Networks no workspace is reachable from. ipaddress's is_private would also refuse the
@@ -84,8 +89,15 @@ def _unroutable(address: ipaddress.IPv4Address) -> str | None:
     return None
 
 
-def lookup(settings: Settings, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> PublicIp:
-    """GITPOD_IP when set (no HTTP call), else the first service in IP_LOOKUP_URLS with a good answer."""
+def lookup(
+    settings: Settings,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
+) -> PublicIp:
+    """GITPOD_IP when set (no HTTP call), else the first service in IP_LOOKUP_URLS with a good answer.
+
+    `timeout` bounds each service's connect and each read; `deadline` (seconds) bounds the whole
+    look-up, however slowly a service trickles its answer."""
     if settings.gitpod_ip:
         try:
             return PublicIp(parse_public_ipv4(settings.gitpod_ip), "GITPOD_IP")
@@ -93,34 +105,72 @@ def lookup(settings: Settings, timeout: float | tuple[float, float] = DEFAULT_TI
             raise IpLookupError(f"GITPOD_IP is unusable: {e} (unset it to look the address up)") from None
     if not settings.ip_lookup_urls:
         raise IpLookupError("IP_LOOKUP_URLS lists no service; set it or GITPOD_IP")
-    return _ask_services(settings.ip_lookup_urls, timeout)
+    return _ask_services(settings.ip_lookup_urls, timeout, deadline)
 
 
-def _ask_services(urls: tuple[str, ...], timeout) -> PublicIp:
+def _ask_services(urls: tuple[str, ...], timeout, deadline: float) -> PublicIp:
+    # requests' timeouts bound each socket operation, not a whole answer: a service that sends a
+    # byte a second never trips them. Each service is asked from a daemon thread instead, and
+    # abandoned (it ends with the process) when the look-up's time is up.
+    ends = time.monotonic() + deadline
+    failures = []
+    for url in urls:
+        remaining = ends - time.monotonic()
+        if remaining <= 0:
+            failures.append(f"{url}: not asked, the {deadline:g}s were up")
+            continue
+        budget = min(remaining, _per_service(timeout))
+        answers: queue.SimpleQueue = queue.SimpleQueue()
+
+        def ask(url=url):
+            try:
+                answers.put(_ask(url, timeout))
+            except BaseException as bug:  # handed to the caller, traceback and all
+                answers.put(bug)
+
+        threading.Thread(target=ask, daemon=True).start()
+        try:
+            answer = answers.get(timeout=budget)
+        except queue.Empty:
+            failures.append(f"{url}: no whole answer within {budget:.3g}s")
+            continue
+        if isinstance(answer, BaseException):
+            raise answer
+        found, failure = answer
+        if found:
+            return found
+        failures.append(failure)
+    raise IpLookupError(
+        "could not find this workspace's public IPv4 address (" + "; ".join(failures) + "); set GITPOD_IP"
+    )
+
+
+def _per_service(timeout) -> float:
+    """The most one service may take: its connect and read timeouts together."""
+    return sum(timeout) if isinstance(timeout, tuple) else 2 * timeout
+
+
+def _ask(url: str, timeout) -> tuple[PublicIp | None, str | None]:
+    """One service's address, or why not."""
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    failures = []
     with requests.Session() as session:
         # One quick retry of a refused or reset connection; a slow or failing service is not
         # asked twice: the next one is.
         adapter = HTTPAdapter(max_retries=Retry(total=1, connect=1, read=False, status=0, other=0, backoff_factor=0))
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        for url in urls:
-            try:
-                response = session.get(url, timeout=timeout, headers={"Accept": "text/plain"})
-                response.raise_for_status()
-                return PublicIp(parse_public_ipv4(response.text), url)
-            except requests.Timeout:
-                failures.append(f"{url}: no answer in time")
-            except requests.HTTPError as e:
-                failures.append(f"{url}: HTTP {e.response.status_code}")
-            except requests.RequestException as e:
-                failures.append(f"{url}: {type(e).__name__}")
-            except ValueError as e:
-                failures.append(f"{url}: {e}")
-    raise IpLookupError(
-        "could not find this workspace's public IPv4 address (" + "; ".join(failures) + "); set GITPOD_IP"
-    )
+        try:
+            response = session.get(url, timeout=timeout, headers={"Accept": "text/plain"})
+            response.raise_for_status()
+            return PublicIp(parse_public_ipv4(response.text), url), None
+        except requests.Timeout:
+            return None, f"{url}: no answer in time"
+        except requests.HTTPError as e:
+            return None, f"{url}: HTTP {e.response.status_code}"
+        except requests.RequestException as e:
+            return None, f"{url}: {type(e).__name__}"
+        except ValueError as e:
+            return None, f"{url}: {e}"

@@ -6,23 +6,29 @@ Functions take an RDS client from cruddur.aws.client; boto3 stays out of this im
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
-from .clients import error_from_response, translated
+from .clients import error_from_response, region, translated
 from ..errors import MASK, AwsError, ConfigError
 
-# cruddur.urls's mask; not imported from there, because that module loads psycopg (~0.2 s),
-# which no rds task needs.
-
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
+# A major version: RDS picks its current default minor for it. 17 is in RDS standard support.
+DEFAULT_ENGINE_VERSION = "17"
+# Without Extended Support, RDS upgrades the instance to a supported major when standard support
+# ends, instead of billing Extended Support from then on (which is RDS's own default).
+EXTENDED_SUPPORT = {
+    False: "open-source-rds-extended-support-disabled",
+    True: "open-source-rds-extended-support",
+}
+OFFERED_SHOWN = 5  # how many of the versions RDS offers a refusal lists
 DEFAULT_WAIT_TIMEOUT = 30 * 60
 POLL_SECONDS = 15
 STOPPED = {"stopped", "stopping"}
+RUNNING = {"available", "starting"}
 
 IDENTIFIER = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}")
 # For PostgreSQL on RDS: a letter, then letters, digits or underscores.
@@ -58,19 +64,24 @@ class CreateOptions:
 
     identifier: str = DEFAULT_IDENTIFIER
     instance_class: str = "db.t3.micro"
-    engine_version: str = "14.6"
+    engine_version: str = DEFAULT_ENGINE_VERSION
     storage_gb: int = 20
     availability_zone: str = "us-east-1a"
     db_name: str = "cruddur"
     username: str = "cruddurroot"
     publicly_accessible: bool = True
     manage_password: bool = False
+    extended_support: bool = False
+
+    @property
+    def major_version(self) -> str:
+        return self.engine_version.split(".")[0]
 
     def check(self) -> None:
         check_identifier(self.identifier)
         checks = [
             (INSTANCE_CLASS, self.instance_class, "instance class", "db.t3.micro"),
-            (ENGINE_VERSION, self.engine_version, "engine version", "14.6"),
+            (ENGINE_VERSION, self.engine_version, "engine version", f"{DEFAULT_ENGINE_VERSION} or 17.6"),
             (AVAILABILITY_ZONE, self.availability_zone, "availability zone", "us-east-1a"),
             (DB_NAME, self.db_name, "database name", "cruddur"),
             (USERNAME, self.username, "master username", "cruddurroot"),
@@ -100,6 +111,7 @@ class CreateOptions:
             EnablePerformanceInsights=True,
             PerformanceInsightsRetentionPeriod=7,
             DeletionProtection=False,
+            EngineLifecycleSupport=EXTENDED_SUPPORT[self.extended_support],
         )
         if self.manage_password:
             params["ManageMasterUserPassword"] = True
@@ -124,6 +136,7 @@ class Instance:
     port: int
     security_groups: tuple[str, ...] = field(default_factory=tuple)
     secret_arn: str | None = None
+    lifecycle_support: str | None = None  # EngineLifecycleSupport, when RDS reports it
 
     @classmethod
     def from_api(cls, item: dict) -> Instance:
@@ -143,6 +156,7 @@ class Instance:
             port=endpoint.get("Port") or item.get("DbInstancePort") or 5432,
             security_groups=tuple(g["VpcSecurityGroupId"] for g in item.get("VpcSecurityGroups", [])),
             secret_arn=(item.get("MasterUserSecret") or {}).get("SecretArn"),
+            lifecycle_support=item.get("EngineLifecycleSupport"),
         )
 
     @property
@@ -156,9 +170,6 @@ class Instance:
         secret = quote(password, safe="") if password else MASK
         return f"postgresql://{quote(self.username, safe='')}:{secret}@{self.host}:{self.port}/{self.db_name or 'postgres'}"
 
-    def export_line(self, password: str | None = None) -> str | None:
-        url = self.connection_url(password)
-        return f"export PROD_CONNECTION_URL={shlex.quote(url)}" if url else None
 
     def as_dict(self) -> dict:
         return {
@@ -176,6 +187,7 @@ class Instance:
             "master_username": self.username,
             "db_name": self.db_name,
             "master_user_secret_arn": self.secret_arn,
+            "engine_lifecycle_support": self.lifecycle_support,
         }
 
 
@@ -194,9 +206,15 @@ def find_instance(rds: Any, identifier: str) -> Instance | None:
 
 
 def get_instance(rds: Any, identifier: str) -> Instance:
-    with translated():
-        items = rds.describe_db_instances(DBInstanceIdentifier=check_identifier(identifier))["DBInstances"]
-    return Instance.from_api(items[0])
+    """The instance, or an AwsError that says how to create it."""
+    instance = find_instance(rds, identifier)
+    if instance is None:
+        create = "inv rds.create" + ("" if identifier == DEFAULT_IDENTIFIER else f" --identifier {identifier}")
+        raise AwsError(
+            f"there is no RDS instance {identifier} in {region(rds)} (DBInstanceNotFound); {create} creates it",
+            "DBInstanceNotFound",
+        )
+    return instance
 
 
 def create(rds: Any, options: CreateOptions, password: Callable[[], str]) -> tuple[Instance, bool]:
@@ -212,9 +230,50 @@ def create(rds: Any, options: CreateOptions, password: Callable[[], str]) -> tup
     if not options.manage_password:
         secret = password()
         check_password(secret)
-    with translated():
-        item = rds.create_db_instance(**options.parameters(secret))["DBInstance"]
+    try:
+        with translated():
+            item = rds.create_db_instance(**options.parameters(secret))["DBInstance"]
+    except AwsError as refused:
+        if refused.code == "InvalidParameterCombination" and "Cannot find version" in str(refused):
+            raise version_refused(rds, options, refused) from None
+        raise
     return Instance.from_api(item), True
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+
+
+def offered_versions(rds: Any, major: str) -> list[str]:
+    """The PostgreSQL versions RDS offers for new instances of `major` here, newest first."""
+    with translated():
+        pages = rds.get_paginator("describe_db_engine_versions").paginate(
+            Engine="postgres", DBParameterGroupFamily=f"postgres{major}"
+        )
+        versions = {v["EngineVersion"] for page in pages for v in page["DBEngineVersions"]}
+    return sorted(versions, key=version_key, reverse=True)
+
+
+def version_refused(rds: Any, options: CreateOptions, refused: AwsError) -> AwsError:
+    """The refusal of an engine version, with what RDS does offer for that major (AWS's own words
+    when it will not say)."""
+    major = options.major_version
+    try:
+        offered = offered_versions(rds, major)
+    except AwsError:
+        return refused
+    wanted = f"RDS cannot create PostgreSQL {options.engine_version} in {region(rds)} ({refused.code})"
+    if not offered:
+        return AwsError(
+            f"{wanted} and offers no {major}.x version there; pass --engine-version {DEFAULT_ENGINE_VERSION}",
+            refused.code,
+        )
+    newest = ", ".join(offered[:OFFERED_SHOWN])
+    return AwsError(
+        f"{wanted}; the newest {major}.x it offers: {newest} (pass --engine-version {major} to get its"
+        " default minor, or one of these)",
+        refused.code,
+    )
 
 
 def wait_available(
@@ -259,16 +318,24 @@ def wait_available(
         time.sleep(min(poll_seconds, remaining))
 
 
-def stop(rds: Any, identifier: str) -> Instance:
+def stop(rds: Any, identifier: str) -> tuple[Instance, bool]:
+    """The instance, and whether this call stopped it (False: it was stopped or stopping already)."""
+    current = get_instance(rds, identifier)
+    if current.status in STOPPED:
+        return current, False
     with translated():
-        item = rds.stop_db_instance(DBInstanceIdentifier=check_identifier(identifier))["DBInstance"]
-    return Instance.from_api(item)
+        item = rds.stop_db_instance(DBInstanceIdentifier=identifier)["DBInstance"]
+    return Instance.from_api(item), True
 
 
-def start(rds: Any, identifier: str) -> Instance:
+def start(rds: Any, identifier: str) -> tuple[Instance, bool]:
+    """The instance, and whether this call started it (False: it was available or starting already)."""
+    current = get_instance(rds, identifier)
+    if current.status in RUNNING:
+        return current, False
     with translated():
-        item = rds.start_db_instance(DBInstanceIdentifier=check_identifier(identifier))["DBInstance"]
-    return Instance.from_api(item)
+        item = rds.start_db_instance(DBInstanceIdentifier=identifier)["DBInstance"]
+    return Instance.from_api(item), True
 
 
 def final_snapshot_identifier(identifier: str, now: datetime | None = None) -> str:

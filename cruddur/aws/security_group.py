@@ -15,7 +15,10 @@ from ..config import Settings
 from ..errors import AwsError, ConfigError
 
 POSTGRES_PORT = 5432
-DEFAULT_DESCRIPTION = "GITPOD"
+DEFAULT_DESCRIPTION = "GITPOD"  # the bootcamp's rule
+# The rule sg.update adds when DB_SG_ID/DB_SG_RULE_ID are unset; this description is how it
+# finds that rule again, and the only rule it then changes.
+MANAGED_DESCRIPTION = "cruddur-ops: inv sg.update"
 
 GROUP_ID = re.compile(r"sg-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 RULE_ID = re.compile(r"sgr-[0-9a-f]{17}")
@@ -112,7 +115,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Change:
-    before: Rule
+    before: Rule | None  # None: the rule is to be added
     after: Rule
 
     @property
@@ -139,13 +142,20 @@ def managed_rule_ids(settings: Settings) -> tuple[str, str]:
     return check_group_id(settings.require("db_sg_id")), check_rule_id(settings.require("db_sg_rule_id"))
 
 
-def plan_update(ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Address, description: str) -> Change:
-    """What updating the managed rule to admit `address` would change (nothing is changed)."""
+def plan_update(
+    ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Address, description: str | None = None
+) -> Change:
+    """What updating the managed rule to admit `address` would change (nothing is changed).
+
+    Without a `description`, the rule keeps its own."""
     check_group_id(group_id)
     check_rule_id(rule_id)
-    check_description(description)
+    if description is not None:
+        check_description(description)
     cidr = host_cidr(address)
     before = get_rule(ec2, group_id, rule_id)
+    if description is None:
+        description = before.description
     if not before.rewritable_for(POSTGRES_PORT):
         raise ConfigError(
             f"refusing to rewrite rule {rule_id} ({before}): sg.update rewrites only a tcp rule from an IPv4"
@@ -155,9 +165,19 @@ def plan_update(ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Ad
     return Change(before, after)
 
 
-def apply(ec2: Any, change: Change) -> None:
-    """Rewrite the rule in place (it keeps its id), as the bootcamp's modify-security-group-rules did."""
+def plan_add(group_id: str, address: ipaddress.IPv4Address) -> Change:
+    """The rule sg.update adds to `group_id` when it manages none there yet."""
+    check_group_id(group_id, "the security group")
+    after = Rule("", group_id, "tcp", POSTGRES_PORT, POSTGRES_PORT, host_cidr(address), MANAGED_DESCRIPTION)
+    return Change(None, after)
+
+
+def apply(ec2: Any, change: Change) -> str:
+    """Make the change; the rule's id. An existing rule is rewritten in place (it keeps its id), as
+    the bootcamp's modify-security-group-rules did."""
     after = change.after
+    if change.before is None:
+        return _add(ec2, after)
     with translated():
         answer = ec2.modify_security_group_rules(
             GroupId=after.group_id,
@@ -176,6 +196,22 @@ def apply(ec2: Any, change: Change) -> None:
         )
     if not answer.get("Return", False):
         raise AwsError(f"AWS ModifySecurityGroupRules did not confirm the change to {after.rule_id}")
+    return after.rule_id
+
+
+def _add(ec2: Any, rule: Rule) -> str:
+    permission = {
+        "IpProtocol": rule.protocol,
+        "FromPort": rule.from_port,
+        "ToPort": rule.to_port,
+        "IpRanges": [{"CidrIp": rule.source, "Description": rule.description}],
+    }
+    with translated():
+        answer = ec2.authorize_security_group_ingress(GroupId=rule.group_id, IpPermissions=[permission])
+    added = answer.get("SecurityGroupRules") or []
+    if not answer.get("Return", False) or not added:
+        raise AwsError(f"AWS AuthorizeSecurityGroupIngress did not confirm the new rule in {rule.group_id}")
+    return added[0]["SecurityGroupRuleId"]
 
 
 def inbound_rules(ec2: Any, group_id: str) -> tuple[dict, list[Rule]]:
@@ -196,26 +232,55 @@ class Discovery:
     rule: Rule
 
 
-def discover(rds: Any, ec2: Any, identifier: str) -> Discovery:
-    """The security group of RDS instance `identifier` and its inbound rule for the database port."""
+@dataclass(frozen=True)
+class Managed:
+    """Where sg.update works without DB_SG_ID/DB_SG_RULE_ID: its own rule, or the group to add it to."""
+
+    instance: str
+    group_id: str
+    rule: Rule | None  # None: no rule of this tool yet
+
+
+def instance_rules(rds: Any, ec2: Any, identifier: str):
+    """RDS instance `identifier`, and the inbound rules of all its security groups."""
     from . import rds as rds_module
 
     instance = rds_module.get_instance(rds, identifier)
     if not instance.security_groups:
         raise AwsError(f"RDS instance {identifier} has no VPC security group")
-    candidates = []
-    for group_id in instance.security_groups:
-        _, rules = inbound_rules(ec2, group_id)
-        candidates += [r for r in rules if r.rewritable_for(instance.port)]
+    return instance, [rule for group_id in instance.security_groups for rule in inbound_rules(ec2, group_id)[1]]
+
+
+def find_managed(rds: Any, ec2: Any, identifier: str) -> Managed:
+    """The rule this tool added to a group of RDS instance `identifier` (marked MANAGED_DESCRIPTION),
+    or the instance's first group when there is none. Other rules are never candidates."""
+    instance, rules = instance_rules(rds, ec2, identifier)
+    ours = [r for r in rules if r.description == MANAGED_DESCRIPTION]
+    if len(ours) > 1:
+        listed = ", ".join(f"{r.rule_id} in {r.group_id}" for r in ours)
+        raise ConfigError(
+            f"several rules are marked {MANAGED_DESCRIPTION!r} ({listed}); delete all but one, or point"
+            " DB_SG_ID and DB_SG_RULE_ID at the one to use"
+        )
+    if ours:
+        return Managed(identifier, ours[0].group_id, ours[0])
+    return Managed(identifier, instance.security_groups[0], None)
+
+
+def discover(rds: Any, ec2: Any, identifier: str) -> Discovery:
+    """The security group of RDS instance `identifier` and its inbound rule for the database port."""
+    instance, rules = instance_rules(rds, ec2, identifier)
+    candidates = [r for r in rules if r.rewritable_for(instance.port)]
     if not candidates:
         groups = ", ".join(instance.security_groups)
         raise AwsError(
             f"no inbound tcp rule from an IPv4 range for port {instance.port} in {groups} (the groups of"
             f" {identifier}; rules from groups or prefix lists and all-traffic rules are not used);"
-            " add one in the console or with aws ec2 authorize-security-group-ingress, then run this again"
+            " inv sg.update adds one (tcp 5432 from this workspace's IP) and keeps it up to date without"
+            " DB_SG_ID or DB_SG_RULE_ID"
         )
     if len(candidates) > 1:
-        marked = [r for r in candidates if r.description == DEFAULT_DESCRIPTION]
+        marked = [r for r in candidates if r.description in (MANAGED_DESCRIPTION, DEFAULT_DESCRIPTION)]
         if len(marked) != 1:
             listed = "; ".join(f"{r.rule_id} in {r.group_id}: {r}" for r in candidates)
             raise ConfigError(

@@ -94,3 +94,22 @@ def test_when_every_service_fails_the_error_lists_each_reason(ip_services):
 def test_no_services_configured_is_an_error():
     with pytest.raises(IpLookupError, match="IP_LOOKUP_URLS"):
         lookup(Settings(ip_lookup_urls=()))
+
+
+def test_a_trickling_service_cannot_hold_the_look_up_past_its_deadline(ip_services):
+    """One byte a second never trips a read timeout; the look-up's own deadline ends it."""
+    with pytest.raises(IpLookupError) as caught:
+        lookup(settings_for(ip_services.urls("trickle", "good")), timeout=(1.0, 2.0), deadline=1.0)
+    message = str(caught.value)
+    assert message == (
+        "could not find this workspace's public IPv4 address ("
+        f"{ip_services.url('trickle')}: no whole answer within 1s; "
+        f"{ip_services.url('good')}: not asked, the 1s were up); set GITPOD_IP"
+    )
+    assert ip_services.hits == ["/trickle"]
+
+
+def test_a_trickling_service_is_given_up_for_the_next_one(ip_services):
+    found = lookup(settings_for(ip_services.urls("trickle", "other")), timeout=(0.5, 0.5), deadline=30)
+    assert (str(found), found.source) == (OTHER_GOOD_IP, ip_services.url("other"))
+    assert ip_services.hits == ["/trickle", "/other"]

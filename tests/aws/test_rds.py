@@ -3,6 +3,9 @@
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.aws_support import set_instance_status
 from cruddur.aws import rds as library
@@ -19,14 +22,14 @@ def describe(rds, identifier="cruddur-db-instance"):
     return rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
 
 
-def test_create_uses_the_bootcamp_defaults(rds):
+def test_create_uses_the_bootcamp_defaults_on_a_current_major(rds):
     sent = []
     rds.meta.events.register("provide-client-params.rds.CreateDBInstance", lambda params, **_: sent.append(dict(params)))
     instance, created = library.create(rds, library.CreateOptions(), lambda: PASSWORD)
     assert created and instance.identifier == "cruddur-db-instance"
     item = describe(rds)
     expected = {
-        "DBInstanceClass": "db.t3.micro", "Engine": "postgres", "EngineVersion": "14.6",
+        "DBInstanceClass": "db.t3.micro", "Engine": "postgres", "EngineVersion": "17",
         "MasterUsername": "cruddurroot", "AllocatedStorage": 20, "AvailabilityZone": "us-east-1a",
         "BackupRetentionPeriod": 0, "MultiAZ": False, "DBName": "cruddur", "StorageType": "gp2",
         "PubliclyAccessible": True, "StorageEncrypted": True, "DeletionProtection": False,
@@ -37,6 +40,16 @@ def test_create_uses_the_bootcamp_defaults(rds):
     assert sent[0]["EnablePerformanceInsights"] is True
     assert sent[0]["PerformanceInsightsRetentionPeriod"] == 7
     assert sent[0]["MasterUserPassword"] == PASSWORD and "ManageMasterUserPassword" not in sent[0]
+    # A major alone (RDS picks its current minor), and no Extended Support bill unless asked for.
+    assert sent[0]["EngineVersion"] == "17"
+    assert sent[0]["EngineLifecycleSupport"] == "open-source-rds-extended-support-disabled"
+
+
+def test_extended_support_only_when_asked(rds):
+    sent = []
+    rds.meta.events.register("provide-client-params.rds.CreateDBInstance", lambda params, **_: sent.append(dict(params)))
+    library.create(rds, library.CreateOptions(extended_support=True, engine_version="16.4"), lambda: PASSWORD)
+    assert (sent[0]["EngineLifecycleSupport"], sent[0]["EngineVersion"]) == ("open-source-rds-extended-support", "16.4")
 
 
 def test_create_takes_the_overrides(rds):
@@ -106,7 +119,6 @@ def test_connection_url_masks_the_password_unless_given(rds):
     instance, _ = library.create(rds, library.CreateOptions(), lambda: PASSWORD)
     host = describe(rds)["Endpoint"]["Address"]
     assert instance.connection_url() == f"postgresql://cruddurroot:****@{host}:5432/cruddur"
-    assert instance.export_line() == f"export PROD_CONNECTION_URL='postgresql://cruddurroot:****@{host}:5432/cruddur'"
     # Characters that mean something in a URL are percent-encoded.
     assert instance.connection_url(PASSWORD) == f"postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur"
 
@@ -141,16 +153,28 @@ def test_wait_for_an_unknown_instance_is_an_aws_error(rds):
 
 def test_stop_and_start(rds):
     library.create(rds, library.CreateOptions(), lambda: PASSWORD)
-    assert library.stop(rds, "cruddur-db-instance").status == "stopped"
+    instance, stopped = library.stop(rds, "cruddur-db-instance")
+    assert stopped and instance.status == "stopped"
     assert describe(rds)["DBInstanceStatus"] == "stopped"
-    library.start(rds, "cruddur-db-instance")
-    assert describe(rds)["DBInstanceStatus"] == "available"
+    _, started = library.start(rds, "cruddur-db-instance")
+    assert started and describe(rds)["DBInstanceStatus"] == "available"
 
 
-def test_starting_a_running_instance_is_a_bad_state_error(rds):
+@pytest.mark.parametrize("status", ["available", "starting"])
+def test_starting_a_running_instance_changes_nothing(rds, status):
     library.create(rds, library.CreateOptions(), lambda: PASSWORD)
-    with pytest.raises(AwsError, match=r"^AWS StartDBInstance failed: InvalidDBInstanceState: .*cannot be started"):
-        library.start(rds, "cruddur-db-instance")
+    set_instance_status("cruddur-db-instance", status)
+    instance, started = library.start(rds, "cruddur-db-instance")
+    assert (started, instance.status, describe(rds)["DBInstanceStatus"]) == (False, status, status)
+
+
+@pytest.mark.parametrize("status", ["stopped", "stopping"])
+def test_stopping_a_stopped_instance_changes_nothing(rds, status):
+    library.create(rds, library.CreateOptions(), lambda: PASSWORD)
+    library.stop(rds, "cruddur-db-instance")
+    set_instance_status("cruddur-db-instance", status)
+    instance, stopped = library.stop(rds, "cruddur-db-instance")
+    assert (stopped, instance.status, describe(rds)["DBInstanceStatus"]) == (False, status, status)
 
 
 def test_delete_keeps_a_final_snapshot_unless_skipped(rds):
@@ -171,6 +195,93 @@ def test_final_snapshot_identifiers_follow_the_identifier_rules():
     assert name == "cruddur-db-instance-final-20261125-223005"
 
 
-def test_an_unknown_instance_is_an_aws_error_with_its_code(rds):
-    with pytest.raises(AwsError, match="^AWS DescribeDBInstances failed: DBInstanceNotFound: DBInstance nope not found"):
+def test_an_unknown_instance_is_an_aws_error_that_says_how_to_create_it(rds):
+    with pytest.raises(AwsError) as caught:
         library.get_instance(rds, "nope")
+    assert str(caught.value) == (
+        "there is no RDS instance nope in us-east-1 (DBInstanceNotFound); inv rds.create --identifier nope creates it"
+    )
+    assert caught.value.code == "DBInstanceNotFound"
+
+
+# RDS's refusal of a version it no longer creates, as it answers today; moto accepts any version
+# and has no describe_db_engine_versions, so these run on botocore's Stubber.
+REFUSAL = "Cannot find version 14.6 for postgres"
+
+
+def engine_version(version: str) -> dict:
+    return {
+        "Engine": "postgres", "EngineVersion": version, "DBParameterGroupFamily": "postgres14",
+        "DBEngineDescription": "PostgreSQL", "DBEngineVersionDescription": f"PostgreSQL {version}-R1",
+        "Status": "available", "SupportedEngineModes": ["provisioned"], "SupportsReadReplica": True,
+    }
+
+
+@pytest.fixture
+def stubbed(aws_env):
+    """A real RDS client (no moto) whose answers the test lists: no instance yet, then AWS refuses 14.6."""
+    from botocore.stub import Stubber
+
+    from cruddur.aws import clients
+
+    client = clients.client("rds")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("describe_db_instances", "DBInstanceNotFound",
+                                 "DBInstance cruddur-db-instance not found.", 404)
+        stubber.add_client_error("create_db_instance", "InvalidParameterCombination", REFUSAL, 400)
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+FAMILY_14 = {"Engine": "postgres", "DBParameterGroupFamily": "postgres14"}
+
+
+def test_a_refused_version_lists_the_newest_ones_rds_offers_for_that_major(stubbed):
+    client, stubber = stubbed
+    offered = ["14.9", "14.15", "14.20", "14.17", "14.18", "14.19", "14.10"]
+    stubber.add_response("describe_db_engine_versions",
+                         {"DBEngineVersions": [engine_version(v) for v in offered]}, FAMILY_14)
+    with pytest.raises(AwsError) as caught:
+        library.create(client, library.CreateOptions(engine_version="14.6"), lambda: PASSWORD)
+    assert str(caught.value) == (
+        "RDS cannot create PostgreSQL 14.6 in us-east-1 (InvalidParameterCombination); the newest 14.x it"
+        " offers: 14.20, 14.19, 14.18, 14.17, 14.15 (pass --engine-version 14 to get its default minor, or one of these)"
+    )
+
+
+def test_a_refused_major_that_rds_no_longer_offers_points_at_the_default(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("describe_db_engine_versions", {"DBEngineVersions": []}, FAMILY_14)
+    with pytest.raises(AwsError, match=r"offers no 14.x version there; pass --engine-version 17$"):
+        library.create(client, library.CreateOptions(engine_version="14.6"), lambda: PASSWORD)
+
+
+def test_when_rds_will_not_list_versions_the_refusal_is_its_own_message(stubbed):
+    client, stubber = stubbed
+    stubber.add_client_error("describe_db_engine_versions", "AccessDenied",
+                             "User is not authorized to perform: rds:DescribeDBEngineVersions", 403,
+                             expected_params=FAMILY_14)
+    with pytest.raises(AwsError) as caught:
+        library.create(client, library.CreateOptions(engine_version="14.6"), lambda: PASSWORD)
+    assert str(caught.value) == f"AWS CreateDBInstance failed: InvalidParameterCombination: {REFUSAL}"
+
+
+# Every password RDS accepts: printable ASCII without / ' " @ or a space, 8 to 128 characters.
+RDS_PASSWORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/'\"@"),
+                        min_size=8, max_size=128)
+
+
+@given(RDS_PASSWORDS)
+@settings(max_examples=300, deadline=None)
+def test_any_password_rds_accepts_comes_back_whole_from_the_url(password):
+    """What `inv rds.url --show-password` prints (the pasted line's value) is read by libpq, the
+    parser every db task uses, as exactly that password."""
+    library.check_password(password)
+    instance = library.Instance(
+        identifier="cruddur-db-instance", status="available", engine="postgres", engine_version="17",
+        instance_class="db.t3.micro", storage_gb=20, storage_type="gp2", public=True, username="cruddurroot",
+        db_name="cruddur", host="cruddur-db-instance.abc.us-east-1.rds.amazonaws.com", port=5432,
+    )
+    assert conninfo_to_dict(instance.connection_url(password)) == {
+        "host": instance.host, "port": "5432", "dbname": "cruddur", "user": "cruddurroot", "password": password,
+    }

@@ -1,10 +1,15 @@
 """`inv rds.*` as a user runs it: a subprocess against moto's server mode."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.aws_support import ThrottlingAws, assert_one_line_error, make_db_group, rule_state, server_client
+from tests.aws_support import ThrottlingAws, assert_one_line_error, server_client
 from tests.aws_support import set_instance_status
 from tests.helpers import ROOT
 
@@ -37,8 +42,7 @@ def created(inv, env, rds):
     return instances(rds)["cruddur-db-instance"]
 
 
-def test_create_then_update_the_group_end_to_end(inv, env, rds, moto_url, ip_services):
-    """The bootcamp's provisioning, as commands: create the instance, point its group at us."""
+def test_create_uses_a_current_major_and_says_what_comes_next(inv, env, rds):
     result = inv("rds.create", "--wait", env=env)
     assert result.returncode == 0, result.stderr
     assert_no_password(result)
@@ -46,20 +50,21 @@ def test_create_then_update_the_group_end_to_end(inv, env, rds, moto_url, ip_ser
     assert (item["DBInstanceClass"], item["EngineVersion"], item["DBName"], item["MasterUsername"],
             item["AllocatedStorage"], item["StorageType"], item["PubliclyAccessible"], item["StorageEncrypted"],
             item["BackupRetentionPeriod"], item["MultiAZ"], item["DeletionProtection"]) == (
-        "db.t3.micro", "14.6", "cruddur", "cruddurroot", 20, "gp2", True, True, 0, False, False)
-    host = item["Endpoint"]["Address"]
-    assert "creating cruddur-db-instance (postgres 14.6, db.t3.micro)" in result.stdout
-    assert result.stdout.splitlines()[-1] == (
-        f"export PROD_CONNECTION_URL='postgresql://cruddurroot:****@{host}:5432/cruddur'"
-    )
+        "db.t3.micro", "17", "cruddur", "cruddurroot", 20, "gp2", True, True, 0, False, False)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "creating cruddur-db-instance (postgres 17, db.t3.micro): available"
+    assert lines[-1].startswith("next: inv sg.update")
 
-    ec2 = server_client(moto_url, "ec2")
-    group = make_db_group(ec2)
-    sg_env = {**env, "DB_SG_ID": group.group_id, "DB_SG_RULE_ID": group.rule_id,
-              "IP_LOOKUP_URLS": ip_services.urls("ipv6", "good")}
-    update = inv("sg.update", env=sg_env)
-    assert update.returncode == 0, update.stderr
-    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == "203.0.113.7/32"
+
+def test_create_without_wait_says_to_wait(inv, env, rds):
+    first = inv("rds.create", env=env)
+    assert first.stdout.splitlines()[-1].startswith("next: inv sg.update")  # moto's instance is available at once
+    set_instance_status("cruddur-db-instance", "creating")
+    again = inv("rds.create", env=env)
+    assert again.stdout.splitlines() == [
+        "cruddur-db-instance already exists (postgres 17): creating; left as it is",
+        "next: inv rds.wait, then inv sg.update",
+    ]
 
 
 def test_create_with_overrides(inv, env, rds):
@@ -76,7 +81,7 @@ def test_create_with_overrides(inv, env, rds):
 def test_create_again_reports_the_existing_instance(inv, env, created):
     result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert result.returncode == 0, result.stderr
-    assert "cruddur-db-instance already exists: available; left as it is" in result.stdout
+    assert "cruddur-db-instance already exists (postgres 17): available; left as it is" in result.stdout
 
 
 def test_create_without_a_password_or_terminal_names_the_variable(inv, env, rds):
@@ -118,11 +123,12 @@ def test_status_table(inv, env, created):
         "identifier": "cruddur-db-instance",
         "status": "available",
         "endpoint": f"{created['Endpoint']['Address']}:5432",
-        "engine": "postgres 14.6",
+        "engine": "postgres 17",
         "class": "db.t3.micro",
         "storage": "20 GB gp2",
         "public?": "yes",
         "security groups": ", ".join(g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]),
+        "extended support": "not reported",  # moto keeps no EngineLifecycleSupport
     }
 
 
@@ -133,29 +139,45 @@ def test_status_json(inv, env, created):
     assert document["security_groups"] == [g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]]
 
 
-def test_status_of_an_unknown_instance(inv, env):
-    result = inv("rds.status", "--identifier", "nope", env=env)
-    assert_one_line_error(result, "DescribeDBInstances failed: DBInstanceNotFound: DBInstance nope not found")
+def test_status_of_an_unknown_instance_says_how_to_create_it(inv, env):
+    result = inv("rds.status", env=env)
+    assert_one_line_error(result, "there is no RDS instance cruddur-db-instance in us-east-1 (DBInstanceNotFound);"
+                                  " inv rds.create creates it")
+    other = inv("rds.status", "--identifier", "nope", env=env)
+    assert_one_line_error(other, "inv rds.create --identifier nope creates it")
 
 
-def test_url_is_masked_unless_asked_with_a_known_password(inv, env, created):
+def test_url_prints_a_line_that_reads_the_password_when_pasted(inv, env, created):
     host = created["Endpoint"]["Address"]
-    masked = inv("rds.url", env=env)
-    assert masked.stdout.strip() == f"export PROD_CONNECTION_URL='postgresql://cruddurroot:****@{host}:5432/cruddur'"
-    assert_no_password(masked)
+    result = inv("rds.url", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'export PROD_CONNECTION_URL="$(inv rds.url --show-password)"\n'
+    assert f"# that sets postgresql://cruddurroot:****@{host}:5432/cruddur" in result.stderr
+    assert "next: inv db.schema-load --prod" in result.stderr
+    assert_no_password(result)
     shown = inv("rds.url", "--show-password", env=env)
-    assert shown.stdout.strip() == (
-        f"export PROD_CONNECTION_URL=postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur"
-    )
+    assert shown.stdout == f"postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur\n"
     unknown = inv("rds.url", "--show-password", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert_one_line_error(unknown, "--show-password needs the password", "RDS_MASTER_PASSWORD")
 
 
-def test_stop_start_and_bad_states(inv, env, rds, created):
+@pytest.mark.parametrize("workspace_env, keep", [
+    ({"CODESPACES": "true"}, '# to keep it: gh secret set PROD_CONNECTION_URL --user --body "$(inv rds.url --show-password)"'),
+    ({}, None),
+])
+def test_url_says_how_to_keep_the_setting_in_a_codespace(inv, env, created, workspace_env, keep):
+    result = inv("rds.url", env={**env, **workspace_env})
+    kept = [line for line in result.stderr.splitlines() if line.startswith("# to keep it")]
+    assert kept == ([keep] if keep else [])
+
+
+def test_stop_start_and_polite_repeats(inv, env, rds, created):
     stopped = inv("rds.stop", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "stopped"
-    assert_one_line_error(inv("rds.stop", env=env), "StopDBInstance failed: InvalidDBInstanceState")
+    again = inv("rds.stop", env=env)
+    assert (again.returncode, again.stdout, again.stderr) == (
+        0, "cruddur-db-instance is already stopped; nothing to do\n", "")
 
     # Waiting cannot make a stopped instance available: one line saying what will.
     dead_end = "cruddur-db-instance is stopped; it will not become available by itself: run inv rds.start"
@@ -165,7 +187,9 @@ def test_stop_start_and_bad_states(inv, env, rds, created):
     started = inv("rds.start", env=env)
     assert started.returncode == 0, started.stderr
     assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "available"
-    assert_one_line_error(inv("rds.start", env=env), "StartDBInstance failed: InvalidDBInstanceState")
+    again = inv("rds.start", env=env)
+    assert (again.returncode, again.stdout, again.stderr) == (
+        0, "cruddur-db-instance is already available; nothing to do\n", "")
     waited = inv("rds.wait", env=env)
     assert waited.returncode == 0 and "cruddur-db-instance: available at " in waited.stdout
 
@@ -313,3 +337,102 @@ def test_create_refuses_a_bad_number_and_creates_nothing(inv, env, rds, args, me
 ])
 def test_wait_refuses_a_bad_timeout(inv, env, value, message):
     assert_one_line_error(inv("rds.wait", "--timeout", value, env=env), message)
+
+
+# Every character RDS allows in a master password that means something to a URL or a shell.
+AWKWARD_PASSWORD = "a%41#?:[]$x`!&;=b\\c*~"
+
+
+def pasted(line: str, env: dict) -> str:
+    """What PROD_CONNECTION_URL holds after the user pastes `line` into a shell."""
+    shell_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$PROD_CONNECTION_URL"'], cwd=ROOT, env=shell_env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return result.stdout
+
+
+def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url, ip_services):
+    """From nothing to the URL a --prod db task uses: each step names the next, and the line rds.url
+    prints works as pasted, whatever the password holds, without the password being printed."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from cruddur.config import Settings
+    from cruddur.postgres import target
+
+    env = {"AWS_ENDPOINT_URL": moto_url, "RDS_MASTER_PASSWORD": AWKWARD_PASSWORD,
+           "IP_LOOKUP_URLS": ip_services.urls("good")}
+    outputs = []
+    for command, next_step in [
+        (["rds.create", "--wait"], "next: inv sg.update"),
+        (["sg.update"], "next: inv rds.url"),
+        (["rds.url"], "# next: inv db.schema-load --prod"),
+    ]:
+        result = inv(*command, env=env)
+        assert result.returncode == 0, result.stderr
+        assert AWKWARD_PASSWORD not in result.stdout + result.stderr
+        assert next_step in result.stdout + result.stderr
+        outputs.append(result)
+
+    ec2, rds = server_client(moto_url, "ec2"), server_client(moto_url, "rds")
+    item = rds.describe_db_instances()["DBInstances"][0]
+    (group_id,) = [g["VpcSecurityGroupId"] for g in item["VpcSecurityGroups"]]
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    ours = [r for r in rules["SecurityGroupRules"] if r.get("Description") == "cruddur-ops: inv sg.update"]
+    assert [(r["IpProtocol"], r["FromPort"], r["CidrIpv4"]) for r in ours] == [("tcp", 5432, "203.0.113.7/32")]
+
+    url = pasted(outputs[-1].stdout, {**base_env, **env})
+    chosen = target.resolve(Settings.from_env({"PROD_CONNECTION_URL": url}), prod=True)
+    assert chosen.prod
+    parts = conninfo_to_dict(chosen.url)
+    assert parts == {"host": item["Endpoint"]["Address"], "port": "5432", "dbname": "cruddur",
+                     "user": "cruddurroot", "password": AWKWARD_PASSWORD}
+
+
+def first_shell_word(text: str) -> str:
+    """The value the shell would read from the start of `text` (the rest may be anything)."""
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    return lexer.get_token()
+
+
+def readme_password() -> str:
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("export RDS_MASTER_PASSWORD="))
+    return first_shell_word(line.split("=", 1)[1])
+
+
+def test_the_example_passwords_are_ones_rds_accepts(inv, env, rds):
+    from cruddur.aws.rds import check_password
+
+    check_password(readme_password())
+    refusal = assert_one_line_error(inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""}), "RDS_MASTER_PASSWORD")
+    example = first_shell_word(refusal.split("export RDS_MASTER_PASSWORD=", 1)[1])
+    check_password(example)
+    created = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": example})
+    assert created.returncode == 0, created.stderr
+    assert "cruddur-db-instance" in instances(rds)
+
+
+def test_the_rds_and_sg_task_modules_load_nothing_of_the_aws_library_at_import():
+    probe = "import sys, tasks.rds, tasks.sg\nprint(' '.join(m for m in sys.modules if m.startswith('cruddur.aws')))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_the_flags_help_states_the_librarys_defaults():
+    """The help texts spell the defaults out (the library stays unloaded at import); they must not drift."""
+    import tasks.rds
+    import tasks.sg
+    from cruddur.aws import rds as library
+
+    defaults = library.CreateOptions()
+    help_of = tasks.rds.create.help
+    for flag, value in [("identifier", defaults.identifier), ("instance_class", defaults.instance_class),
+                        ("engine_version", defaults.engine_version), ("storage", defaults.storage_gb),
+                        ("availability_zone", defaults.availability_zone), ("db_name", defaults.db_name),
+                        ("username", defaults.username), ("timeout", int(library.DEFAULT_WAIT_TIMEOUT))]:
+        assert f"(default {value})" in help_of[flag], flag
+    for module_task in (tasks.rds.status, tasks.rds.url, tasks.sg.update, tasks.sg.discover):
+        assert f"(default {library.DEFAULT_IDENTIFIER})" in module_task.help["identifier"]

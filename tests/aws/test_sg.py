@@ -78,7 +78,7 @@ def test_malformed_ids_are_refused_before_asking_aws(group_id, rule_id, message)
 def test_missing_ids_name_the_variable():
     with pytest.raises(MissingSetting, match="DB_SG_ID is not set: export DB_SG_ID="):
         sg.managed_rule_ids(Settings())
-    with pytest.raises(MissingSetting, match="gp env DB_SG_RULE_ID="):
+    with pytest.raises(MissingSetting, match="DB_SG_RULE_ID is not set: export DB_SG_RULE_ID="):
         sg.managed_rule_ids(Settings(db_sg_id="sg-0123456789abcdef0"))
 
 

@@ -81,7 +81,7 @@ def test_a_bad_gitpod_ip_changes_nothing(inv, account, gitpod_ip):
 def test_missing_variables_are_named_before_any_lookup(inv, account, ip_services):
     _, _, env = account
     result = inv("sg.update", env={**env, "DB_SG_ID": ""})
-    assert_one_line_error(result, "DB_SG_ID is not set", "gp env DB_SG_ID=")
+    assert_one_line_error(result, "DB_SG_ID is not set: export DB_SG_ID=sg-")
     assert ip_services.hits == []
 
 
@@ -143,21 +143,51 @@ def test_show_json(inv, account):
     assert marked == {group.rule_id: True, group.other_rule_id: False}
 
 
-def test_discover_prints_the_lines_to_set(inv, account, moto_url):
+def a_gp_command(folder: Path) -> str:
+    """A PATH on which a `gp` command exists, as in a Gitpod workspace."""
+    gp = folder / "gp"
+    gp.write_text("#!/bin/sh\nexit 0\n")
+    gp.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("workspace", ["shell", "gitpod", "codespaces"])
+def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(inv, account, moto_url, tmp_path, workspace):
     ec2, group, env = account
     server_client(moto_url, "rds").create_db_instance(
         DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
         MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
         VpcSecurityGroupIds=[group.group_id],
     )
-    result = inv("sg.discover", env={"AWS_ENDPOINT_URL": moto_url})
+    workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
+    result = inv("sg.discover", env={"AWS_ENDPOINT_URL": moto_url, **workspace_env[workspace]})
     assert result.returncode == 0, result.stderr
+    keep = {
+        "shell": [],
+        "gitpod": [f"gp env DB_SG_ID={group.group_id}", f"gp env DB_SG_RULE_ID={group.rule_id}"],
+        "codespaces": [f"gh secret set DB_SG_ID --user --body {group.group_id}",
+                       f"gh secret set DB_SG_RULE_ID --user --body {group.rule_id}"],
+    }
     assert result.stdout.splitlines() == [
         f"export DB_SG_ID={group.group_id}",
         f"export DB_SG_RULE_ID={group.rule_id}",
-        f"gp env DB_SG_ID={group.group_id}",
-        f"gp env DB_SG_RULE_ID={group.rule_id}",
+        *keep[workspace],
     ]
+
+
+@pytest.mark.parametrize("workspace, hint", [
+    ("shell", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"),
+    ("gitpod", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
+               " (to keep it: gp env DB_SG_RULE_ID=sgr-0123456789abcdef0)"),
+    ("codespaces", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0 (to keep it:"
+                   " gh secret set DB_SG_RULE_ID --user --body sgr-0123456789abcdef0, or add it in GitHub >"
+                   " Settings > Codespaces)"),
+])
+def test_a_missing_setting_says_how_to_keep_it_in_the_workspace_in_use(inv, account, tmp_path, workspace, hint):
+    _, _, env = account
+    workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
+    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": "", **workspace_env[workspace]})
+    assert assert_one_line_error(result) == hint
 
 
 def test_discover_of_an_unknown_instance(inv, moto_url):
@@ -165,18 +195,37 @@ def test_discover_of_an_unknown_instance(inv, moto_url):
     assert_one_line_error(result, "DBInstanceNotFound")
 
 
-def test_gitpod_start_runs_sg_update_and_warns_without_blocking(base_env):
-    config = yaml.safe_load((ROOT / ".gitpod.yml").read_text())
-    task = config["tasks"][0]
-    assert "pip install -r requirements.txt" in task["init"]
-    assert "inv sg.update" in task["command"]
-    # A fresh workspace: no DB_SG_ID yet. The command warns and the terminal carries on.
-    env = {**base_env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}"}
-    result = subprocess.run(["bash", "-c", task["command"]], cwd=ROOT, env=env, capture_output=True, text=True,
+def gitpod_start():
+    task = yaml.safe_load((ROOT / ".gitpod.yml").read_text())["tasks"][0]
+    return task["init"], task["command"]
+
+
+def devcontainer_start():
+    config = json.loads((ROOT / ".devcontainer" / "devcontainer.json").read_text())
+    assert config["image"].endswith("python:3.12")
+    assert "/.venv/bin:" in config["remoteEnv"]["PATH"]  # where postCreateCommand installs inv
+    return config["postCreateCommand"], config["postStartCommand"]
+
+
+@pytest.mark.parametrize("start", [gitpod_start, devcontainer_start])
+def test_a_new_workspace_runs_sg_update_and_warns_without_blocking(base_env, tmp_path, ip_services, start):
+    install, every_start = start()
+    assert "pip install -r requirements.txt" in install
+    assert every_start.startswith("inv sg.update ||")
+    # A brand-new workspace: no AWS credentials yet. The command warns and the start carries on.
+    nowhere = str(tmp_path / "missing")
+    env = {
+        **{k: v for k, v in base_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere,
+        "IP_LOOKUP_URLS": ip_services.urls("good"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}",
+    }
+    result = subprocess.run(["sh", "-c", every_start], cwd=ROOT, env=env, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "DB_SG_ID is not set" in result.stderr
-    assert "gp env" in result.stdout
+    assert "error: no AWS credentials" in result.stderr
+    assert result.stdout.startswith("sg.update skipped: set AWS_ACCESS_KEY_ID")
+    assert ip_services.hits == []
 
 
 @pytest.mark.parametrize("variable, value, fragments", [
@@ -201,3 +250,94 @@ def test_update_refuses_the_all_traffic_from_itself_rule_and_changes_nothing(inv
     assert_one_line_error(result, f"refusing to rewrite rule {self_rule} (all traffic from {group.group_id})",
                           "inv sg.discover")
     assert rule_state(ec2, self_rule) == before
+
+
+@pytest.fixture
+def instance_group(moto_url, ip_services):
+    """A brand-new instance whose group holds the bootcamp's rule, an SSH rule and rules of every other
+    kind, and the env of a user with only AWS credentials (no DB_SG_ID, no DB_SG_RULE_ID)."""
+    ec2 = server_client(moto_url, "ec2")
+    group = make_db_group(ec2)
+    foreign_rules(ec2, group.group_id)
+    server_client(moto_url, "rds").create_db_instance(
+        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        VpcSecurityGroupIds=[group.group_id],
+    )
+    env = {"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good"), "COLUMNS": "200"}
+    return ec2, group, env
+
+
+def inbound_state(ec2, group_id) -> dict[str, dict]:
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
+    return {r["SecurityGroupRuleId"]: rule_state(ec2, r["SecurityGroupRuleId"]) for r in rules if not r["IsEgress"]}
+
+
+def test_update_without_ids_adds_its_own_rule_then_rewrites_only_that_one(inv, instance_group):
+    ec2, group, env = instance_group
+    before = inbound_state(ec2, group.group_id)
+
+    added = inv("sg.update", env=env)
+    assert added.returncode == 0, added.stderr
+    after = inbound_state(ec2, group.group_id)
+    (new_id,) = set(after) - set(before)
+    assert {k: after[k] for k in before} == before  # no rule it did not create has changed
+    assert after[new_id] == {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": f"{GOOD_IP}/32",
+                             "CidrIpv6": None, "Description": "cruddur-ops: inv sg.update"}
+    assert added.stdout.splitlines() == [
+        f"{group.group_id} has no rule of this tool yet: adding tcp 5432 from {GOOD_IP}/32 (cruddur-ops: inv sg.update)"
+        f" (IP from {env['IP_LOOKUP_URLS']})",
+        f"added {new_id}",
+        "next: inv rds.url",
+    ]
+
+    moved = inv("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
+    assert moved.returncode == 0, moved.stderr
+    assert f"{new_id} in {group.group_id}: tcp 5432 from {GOOD_IP}/32" in moved.stdout
+    again = inbound_state(ec2, group.group_id)
+    assert set(again) == set(after) and {k: again[k] for k in before} == before
+    assert again[new_id]["CidrIpv4"] == "198.51.100.99/32"
+
+    same = inv("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
+    assert "nothing to do" in same.stdout and inbound_state(ec2, group.group_id) == again
+
+
+def test_update_without_ids_takes_no_description(inv, instance_group):
+    ec2, group, env = instance_group
+    before = inbound_state(ec2, group.group_id)
+    result = inv("sg.update", "--description", "laptop", env=env)
+    assert_one_line_error(result, "--description needs DB_SG_ID and DB_SG_RULE_ID")
+    assert inbound_state(ec2, group.group_id) == before
+
+
+def test_update_without_ids_or_instance_says_how_to_create_it(inv, moto_url, ip_services):
+    result = inv("sg.update", env={"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good")})
+    assert_one_line_error(result, "there is no RDS instance cruddur-db-instance", "inv rds.create creates it")
+    assert ip_services.hits == []
+
+
+def test_show_without_ids_marks_the_rule_sg_update_added(inv, instance_group):
+    ec2, group, env = instance_group
+    assert "sg.update manages no rule here yet" in inv("sg.show", env=env).stdout
+    inv("sg.update", env=env)
+    document = json.loads(inv("sg.show", "--json", env=env).stdout)
+    managed = [r for r in document["rules"] if r["managed"]]
+    assert [(r["source"], r["description"]) for r in managed] == [(f"{GOOD_IP}/32", "cruddur-ops: inv sg.update")]
+    assert document["group_id"] == group.group_id
+
+
+@pytest.mark.parametrize("setting", ["config file", "defaults mode", "CA bundle"])
+def test_an_aws_setting_botocore_cannot_use_is_one_line(inv, account, tmp_path, throttling_aws, setting):
+    ec2, group, env = account
+    not_ini = tmp_path / "config"
+    not_ini.write_text("this is not an INI file\n")
+    https_endpoint = throttling_aws.url.replace("http://", "https://")
+    variables = {
+        "config file": ({"AWS_CONFIG_FILE": str(not_ini)}, "ConfigParseError"),
+        "defaults mode": ({"AWS_DEFAULTS_MODE": "bogus"}, "InvalidDefaultsMode"),
+        "CA bundle": ({"AWS_CA_BUNDLE": str(tmp_path / "missing.pem"), "AWS_ENDPOINT_URL": https_endpoint}, "SSLError"),
+    }
+    extra, name = variables[setting]
+    result = inv("sg.update", env={**env, **extra})
+    assert_one_line_error(result, f"({name})")
+    assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR

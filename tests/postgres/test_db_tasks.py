@@ -165,7 +165,6 @@ def test_missing_variable_is_named(inv):
     line = assert_one_line_error(inv("db.sessions", "--prod"))
     assert line == (
         "error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur"
-        " (in Gitpod, also gp env PROD_CONNECTION_URL=postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur)"
     )
 
 
