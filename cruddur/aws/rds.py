@@ -320,21 +320,20 @@ def wait_available(
 
 def stop(rds: Any, identifier: str) -> tuple[Instance, bool]:
     """The instance, and whether this call stopped it (False: it was stopped or stopping already)."""
-    current = get_instance(rds, identifier)
-    if current.status in STOPPED:
-        return current, False
-    with translated():
-        item = rds.stop_db_instance(DBInstanceIdentifier=identifier)["DBInstance"]
-    return Instance.from_api(item), True
+    return _move(rds, identifier, STOPPED, rds.stop_db_instance)
 
 
 def start(rds: Any, identifier: str) -> tuple[Instance, bool]:
     """The instance, and whether this call started it (False: it was available or starting already)."""
+    return _move(rds, identifier, RUNNING, rds.start_db_instance)
+
+
+def _move(rds: Any, identifier: str, already: set[str], action: Callable[..., dict]) -> tuple[Instance, bool]:
     current = get_instance(rds, identifier)
-    if current.status in RUNNING:
+    if current.status in already:
         return current, False
     with translated():
-        item = rds.start_db_instance(DBInstanceIdentifier=identifier)["DBInstance"]
+        item = action(DBInstanceIdentifier=identifier)["DBInstance"]
     return Instance.from_api(item), True
 
 
