@@ -308,7 +308,7 @@ def test_a_dropped_connection_is_re_established(post_confirmation, schema_url):
     assert _backend_pid(schema_url) != dropped
 
 
-@pytest.mark.parametrize("name", ["confirm_sign_up.json", "confirm_forgot_password.json"])
+@pytest.mark.parametrize("name", sorted(p.name for p in lambda_local.EVENTS_DIR.glob("*.json")))
 def test_sample_events_have_cognitos_documented_shape(name):
     event = json.loads((lambda_local.EVENTS_DIR / name).read_text())
 
@@ -317,8 +317,9 @@ def test_sample_events_have_cognitos_documented_shape(name):
     }  # fmt: skip
     assert set(event["callerContext"]) == {"awsSdkVersion", "clientId"}
     assert event["triggerSource"] == "PostConfirmation_" + (
-        "ConfirmSignUp" if name == "confirm_sign_up.json" else "ConfirmForgotPassword"
+        "ConfirmSignUp" if name.startswith("confirm_sign_up") else "ConfirmForgotPassword"
     )
+    assert event["userName"] == event["request"]["userAttributes"]["sub"]
     assert {"sub", "email", "name", "preferred_username"} <= set(event["request"]["userAttributes"])
     assert event["response"] == {}
 
