@@ -215,7 +215,16 @@ def _describe(error: psycopg.Error) -> str:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     # Client-side errors quote the part of a malformed URL they choke on, which may be the
     # password ("sec%zzret", 'pw@host'): keep only quoted punctuation such as "=".
-    return f"{type(error).__name__}: {hide_quoted(first_line)}"
+    return f"{type(error).__name__}: {_hide_between_quotes(hide_quoted(first_line))}"
+
+
+def _hide_between_quotes(text: str) -> str:
+    """A password holding quotes unbalances them ('"pw"leak"'): when words remain between the
+    first and the last quote once the quoted parts are hidden, hide that whole stretch."""
+    quotes = [i for i, char in enumerate(text) if char in "\"'"]
+    if quotes and re.search(r"\w", _QUOTED.sub("", text[quotes[0] : quotes[-1] + 1])):
+        return f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
+    return text
 
 
 _QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
