@@ -1,7 +1,7 @@
 """Post-confirmation handler: warm invocation latency against the original pattern (a new
-connection, the insert and a close on every call), and cold start (import + first call).
+connection, the insert and a close on every call). Cold starts: bench_lambda_cold_start.py.
 
-    python bench/bench_lambda_handler.py [--calls 300] [--cold-starts 7]
+    python bench/bench_lambda_handler.py [--calls 300]
 
 Uses TEST_DATABASE_URL when set (a server URL: a throwaway database is made on it), else
 starts an embedded PostgreSQL in a temporary folder. Prints figures and ratios, no verdicts.
@@ -13,19 +13,17 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 import warnings
-import zipfile
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from cruddur.lambda_build import local as lambda_local, package as lambda_package
+from cruddur.lambda_build import local as lambda_local
 from cruddur.postgres import local_server, urls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,31 +64,6 @@ def timed_calls(call, url: str, calls: int) -> list[float]:
     return timings
 
 
-COLD_CHILD = """
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-started = time.perf_counter()
-import cruddur_post_confirmation
-imported = time.perf_counter()
-cruddur_post_confirmation.lambda_handler(json.loads(sys.stdin.read()), None)
-done = time.perf_counter()
-print(json.dumps({"import": imported - started, "first_call": done - imported}))
-"""
-
-
-def cold_starts(task_dir: Path, url: str, runs: int, write_bytecode: bool) -> list[dict]:
-    flags = ["-I", "-S"] if write_bytecode else ["-I", "-S", "-B"]
-    results = []
-    for _ in range(runs):
-        child = subprocess.run(
-            [sys.executable, *flags, "-c", COLD_CHILD, str(task_dir)],
-            input=json.dumps(event()), capture_output=True, text=True, check=True,
-            env={"CONNECTION_URL": url, "PATH": os.environ.get("PATH", "")},
-        )  # fmt: skip
-        results.append(json.loads(child.stdout))
-    return results
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.3f} ms"
 
@@ -105,7 +78,6 @@ def describe(name: str, timings: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="warm invocations per pattern")
-    parser.add_argument("--cold-starts", type=int, default=7, help="child processes for the cold start")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-lambda-") as tmp:
@@ -145,28 +117,6 @@ def main() -> None:
             new_median = describe("handler: reused connection", new)
             print(f"  ratio handler/original (median)    {new_median / old_median:.3f}x")
             print(f"  ratio handler/original (mean)      {statistics.fmean(new) / statistics.fmean(old):.3f}x")
-
-            package = lambda_package.build(
-                runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
-                output=tmp / "fn.zip",
-                wheel_cache=ROOT / ".cache" / "lambda-wheels",
-            )
-            with zipfile.ZipFile(package.path) as archive:
-                archive.extractall(tmp / "task")
-            # The zip ships no byte code and Lambda's /var/task is read-only: every cold start
-            # compiles the modules it imports (-B). The cached-byte-code figure shows what that costs.
-            for label, write_bytecode in (("as on Lambda: no byte code, -B", False), ("byte code cached", True)):
-                if write_bytecode:
-                    cold_starts(tmp / "task", url, 1, write_bytecode)  # writes __pycache__
-                runs = cold_starts(tmp / "task", url, args.cold_starts, write_bytecode)
-                print(f"\ncold start from the extracted zip ({label}; python -I -S), {len(runs)} fresh processes")
-                imports = [r["import"] for r in runs]
-                firsts = [r["first_call"] for r in runs]
-                totals = [r["import"] + r["first_call"] for r in runs]
-                print(f"  import handler (+psycopg)          median {ms(statistics.median(imports))}   max {ms(max(imports))}")
-                print(f"  first call (connect + insert)      median {ms(statistics.median(firsts))}   max {ms(max(firsts))}")
-                print(f"  import + first call                median {ms(statistics.median(totals))}   max {ms(max(totals))}")
-            print(f"\n  warm call for comparison           median {ms(new_median)}")
         finally:
             with psycopg.connect(server, autocommit=True) as admin:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
