@@ -23,17 +23,11 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 import zipfile
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
+from _database import ROOT, schema_database
 from cruddur.lambda_build import local as lambda_local, package as lambda_package
-from cruddur.postgres import local_server, urls
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, sys, time
@@ -86,28 +80,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="cold starts of each zip, alternating")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp, schema_database() as url:
         tmp = Path(tmp)
-        server = os.environ.get("TEST_DATABASE_URL")
-        pgdata = None
-        if not server:
-            pgdata = tmp / "pgdata"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = local_server.start(pgdata)
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = urls.with_dbname(server, name)
         try:
-            with psycopg.connect(url) as conn:
-                conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
             package = lambda_package.build(output=tmp / "fn.zip", wheel_cache=ROOT / ".cache" / "lambda-wheels")
             if not package.bytecode:
                 sys.exit(package.bytecode_note)
             with_bytecode = extract(package.path, tmp / "with-bytecode", bytecode=True)
             without = extract(package.path, tmp / "without-bytecode", bytecode=False)
-            print(f"database: {urls.describe(url)}; Python {sys.version.split()[0]}, {package.runtime} zip")
+            print(f"Python {sys.version.split()[0]}, {package.runtime} zip")
 
             cold_start(with_bytecode, url), cold_start(without, url)  # warm the OS page cache alike
             new, old = [], []
@@ -128,11 +109,7 @@ def main() -> None:
             print(f"\nzip: {package.size:,} bytes = {package.size / 1e6:.2f} MB ({package.size / 6e6:.2f}x the 6 MB target),"
                   f" {package.unzipped_size / 2**20:.1f} MiB unzipped, {package.files} files")  # fmt: skip
         finally:
-            with psycopg.connect(server, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            if pgdata is not None:
-                local_server.stop(pgdata)
-            for path in tmp.rglob("*"):  # let the folder be removed
+            for path in tmp.rglob("*"):  # writable again, so that the folder can be removed
                 if path.is_dir():
                     path.chmod(0o755)
 

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-import warnings
-from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
+from _database import schema_database
 from cruddur.lambda_build import local as lambda_local
-from cruddur.postgres import local_server, urls
 
-ROOT = Path(__file__).resolve().parent.parent
 INSERT = """
     INSERT INTO public.users (display_name, email, handle, cognito_user_id)
     VALUES (%(name)s, %(email)s, %(preferred_username)s, %(sub)s)
@@ -80,48 +74,27 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="warm invocations per pattern")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-lambda-") as tmp:
-        tmp = Path(tmp)
-        server = os.environ.get("TEST_DATABASE_URL")
-        pgdata = None
-        if not server:
-            pgdata = tmp / "pgdata"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = local_server.start(pgdata)
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = urls.with_dbname(server, name)
-        try:
-            with psycopg.connect(url) as conn:
-                conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
-            print(f"database: {urls.describe(url)} ({'TEST_DATABASE_URL' if pgdata is None else 'embedded, unix socket'})")
-            print(f"Python {sys.version.split()[0]}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__})")
+    with schema_database() as url:
+        print(f"Python {sys.version.split()[0]}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__})")
 
-            handler = lambda_local.load_handler()
-            handler.handle(event(), url)  # warm: the execution environment already has its connection
-            for _ in range(20):  # warm both paths' caches and the server alike
-                original_pattern(event(), url)
-                handler.handle(event(), url)
-            # Interleave rounds so that drift (autovacuum, cache) hits both patterns alike.
-            new, old = [], []
-            rounds = 10
-            for _ in range(rounds):
-                new += timed_calls(handler.handle, url, args.calls // rounds)
-                old += timed_calls(original_pattern, url, args.calls // rounds)
-            handler.close_connection()
+        handler = lambda_local.load_handler()
+        handler.handle(event(), url)  # warm: the execution environment already has its connection
+        for _ in range(20):  # warm both paths' caches and the server alike
+            original_pattern(event(), url)
+            handler.handle(event(), url)
+        # Interleave rounds so that drift (autovacuum, cache) hits both patterns alike.
+        new, old = [], []
+        rounds = 10
+        for _ in range(rounds):
+            new += timed_calls(handler.handle, url, args.calls // rounds)
+            old += timed_calls(original_pattern, url, args.calls // rounds)
+        handler.close_connection()
 
-            print(f"\nwarm invocation, {len(new)} calls each (insert of a new user)")
-            old_median = describe("original: connect+insert+close", old)
-            new_median = describe("handler: reused connection", new)
-            print(f"  ratio handler/original (median)    {new_median / old_median:.3f}x")
-            print(f"  ratio handler/original (mean)      {statistics.fmean(new) / statistics.fmean(old):.3f}x")
-        finally:
-            with psycopg.connect(server, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            if pgdata is not None:
-                local_server.stop(pgdata)
+        print(f"\nwarm invocation, {len(new)} calls each (insert of a new user)")
+        old_median = describe("original: connect+insert+close", old)
+        new_median = describe("handler: reused connection", new)
+        print(f"  ratio handler/original (median)    {new_median / old_median:.3f}x")
+        print(f"  ratio handler/original (mean)      {statistics.fmean(new) / statistics.fmean(old):.3f}x")
 
 
 if __name__ == "__main__":
