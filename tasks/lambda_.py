@@ -24,7 +24,7 @@ def _build(runtime, arch, output=None):
     return built
 
 
-def show_package(package) -> None:
+def _show_package(package) -> None:
     """The zip's summary: path, sizes, file count, runtime and CodeSha256."""
     from rich.text import Text
 
@@ -49,7 +49,7 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
     if json_:
         print_json({**result.__dict__, "path": str(result.path)})
         return
-    show_package(result)
+    _show_package(result)
 
 
 @task(

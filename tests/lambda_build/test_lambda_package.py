@@ -259,7 +259,7 @@ def test_inv_lambda_package_with_a_bad_runtime_is_one_line(inv):
     )
 
 
-def test_inv_lambda_package_json_is_the_package(inv, lambda_wheel_cache):
+def test_inv_lambda_package_json_is_the_package(inv):
     result = inv("lambda.package", "--json", timeout=300)
 
     assert result.returncode == 0, result.stderr
@@ -280,7 +280,7 @@ def test_inv_lambda_package_for_another_python_says_so_in_one_line(inv):
     assert len([line for line in result.stderr.splitlines() if "byte code" in line]) == 1
 
 
-def test_the_package_summary_prints_a_path_with_brackets_verbatim(lambda_zip, tmp_path, inv):
+def test_the_package_summary_prints_a_path_with_brackets_verbatim(tmp_path, inv):
     odd = tmp_path / "out[" / "]odd [b]name.zip"  # the path reads "out[/]odd [b]name.zip"
 
     result = inv("lambda.package", "--output", str(odd), timeout=300)
