@@ -1,7 +1,7 @@
 """Post-confirmation handler: warm invocation latency against the original pattern (a new
-connection, the insert and a close on every call), and cold start (import + first call).
+connection, the insert and a close on every call). Cold starts: bench_lambda_cold_start.py.
 
-    python bench/bench_lambda_handler.py [--calls 300] [--cold-starts 7]
+    python bench/bench_lambda_handler.py [--calls 300]
 
 Uses TEST_DATABASE_URL when set (a server URL: a throwaway database is made on it), else
 starts an embedded PostgreSQL in a temporary folder. Prints figures and ratios, no verdicts.
@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-import warnings
-import zipfile
-from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from cruddur.lambda_build import local as lambda_local, package as lambda_package
-from cruddur.postgres import local_server, urls
+from _database import schema_database
+from cruddur.lambda_build import local as lambda_local
 
-ROOT = Path(__file__).resolve().parent.parent
 INSERT = """
     INSERT INTO public.users (display_name, email, handle, cognito_user_id)
     VALUES (%(name)s, %(email)s, %(preferred_username)s, %(sub)s)
@@ -66,31 +58,6 @@ def timed_calls(call, url: str, calls: int) -> list[float]:
     return timings
 
 
-COLD_CHILD = """
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-started = time.perf_counter()
-import cruddur_post_confirmation
-imported = time.perf_counter()
-cruddur_post_confirmation.lambda_handler(json.loads(sys.stdin.read()), None)
-done = time.perf_counter()
-print(json.dumps({"import": imported - started, "first_call": done - imported}))
-"""
-
-
-def cold_starts(task_dir: Path, url: str, runs: int, write_bytecode: bool) -> list[dict]:
-    flags = ["-I", "-S"] if write_bytecode else ["-I", "-S", "-B"]
-    results = []
-    for _ in range(runs):
-        child = subprocess.run(
-            [sys.executable, *flags, "-c", COLD_CHILD, str(task_dir)],
-            input=json.dumps(event()), capture_output=True, text=True, check=True,
-            env={"CONNECTION_URL": url, "PATH": os.environ.get("PATH", "")},
-        )  # fmt: skip
-        results.append(json.loads(child.stdout))
-    return results
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.3f} ms"
 
@@ -105,73 +72,29 @@ def describe(name: str, timings: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="warm invocations per pattern")
-    parser.add_argument("--cold-starts", type=int, default=7, help="child processes for the cold start")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-lambda-") as tmp:
-        tmp = Path(tmp)
-        server = os.environ.get("TEST_DATABASE_URL")
-        pgdata = None
-        if not server:
-            pgdata = tmp / "pgdata"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = local_server.start(pgdata)
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = urls.with_dbname(server, name)
-        try:
-            with psycopg.connect(url) as conn:
-                conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
-            print(f"database: {urls.describe(url)} ({'TEST_DATABASE_URL' if pgdata is None else 'embedded, unix socket'})")
-            print(f"Python {sys.version.split()[0]}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__})")
+    with schema_database() as url:
+        print(f"Python {sys.version.split()[0]}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__})")
 
-            handler = lambda_local.load_handler()
-            handler.handle(event(), url)  # warm: the execution environment already has its connection
-            for _ in range(20):  # warm both paths' caches and the server alike
-                original_pattern(event(), url)
-                handler.handle(event(), url)
-            # Interleave rounds so that drift (autovacuum, cache) hits both patterns alike.
-            new, old = [], []
-            rounds = 10
-            for _ in range(rounds):
-                new += timed_calls(handler.handle, url, args.calls // rounds)
-                old += timed_calls(original_pattern, url, args.calls // rounds)
-            handler.close_connection()
+        handler = lambda_local.load_handler()
+        handler.handle(event(), url)  # warm: the execution environment already has its connection
+        for _ in range(20):  # warm both paths' caches and the server alike
+            original_pattern(event(), url)
+            handler.handle(event(), url)
+        # Interleave rounds so that drift (autovacuum, cache) hits both patterns alike.
+        new, old = [], []
+        rounds = 10
+        for _ in range(rounds):
+            new += timed_calls(handler.handle, url, args.calls // rounds)
+            old += timed_calls(original_pattern, url, args.calls // rounds)
+        handler.close_connection()
 
-            print(f"\nwarm invocation, {len(new)} calls each (insert of a new user)")
-            old_median = describe("original: connect+insert+close", old)
-            new_median = describe("handler: reused connection", new)
-            print(f"  ratio handler/original (median)    {new_median / old_median:.3f}x")
-            print(f"  ratio handler/original (mean)      {statistics.fmean(new) / statistics.fmean(old):.3f}x")
-
-            package = lambda_package.build(
-                runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
-                output=tmp / "fn.zip",
-                wheel_cache=ROOT / ".cache" / "lambda-wheels",
-            )
-            with zipfile.ZipFile(package.path) as archive:
-                archive.extractall(tmp / "task")
-            # The zip ships no byte code and Lambda's /var/task is read-only: every cold start
-            # compiles the modules it imports (-B). The cached-byte-code figure shows what that costs.
-            for label, write_bytecode in (("as on Lambda: no byte code, -B", False), ("byte code cached", True)):
-                if write_bytecode:
-                    cold_starts(tmp / "task", url, 1, write_bytecode)  # writes __pycache__
-                runs = cold_starts(tmp / "task", url, args.cold_starts, write_bytecode)
-                print(f"\ncold start from the extracted zip ({label}; python -I -S), {len(runs)} fresh processes")
-                imports = [r["import"] for r in runs]
-                firsts = [r["first_call"] for r in runs]
-                totals = [r["import"] + r["first_call"] for r in runs]
-                print(f"  import handler (+psycopg)          median {ms(statistics.median(imports))}   max {ms(max(imports))}")
-                print(f"  first call (connect + insert)      median {ms(statistics.median(firsts))}   max {ms(max(firsts))}")
-                print(f"  import + first call                median {ms(statistics.median(totals))}   max {ms(max(totals))}")
-            print(f"\n  warm call for comparison           median {ms(new_median)}")
-        finally:
-            with psycopg.connect(server, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            if pgdata is not None:
-                local_server.stop(pgdata)
+        print(f"\nwarm invocation, {len(new)} calls each (insert of a new user)")
+        old_median = describe("original: connect+insert+close", old)
+        new_median = describe("handler: reused connection", new)
+        print(f"  ratio handler/original (median)    {new_median / old_median:.3f}x")
+        print(f"  ratio handler/original (mean)      {statistics.fmean(new) / statistics.fmean(old):.3f}x")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,10 @@ class Settings:
         "IP_LOOKUP_URLS", "https://checkip.amazonaws.com", default=DEFAULT_IP_LOOKUP_URLS
     )
     rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'Long-Secret-2024'", default=None, repr=False)
+    aws_cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", "us-east-1_AbCdEfGhI", default=None)
+    lambda_role_arn: str | None = _env(
+        "LAMBDA_ROLE_ARN", "arn:aws:iam::123456789012:role/cruddur-post-confirmation", default=None
+    )
     pgdata: Path = _env("CRUDDUR_PGDATA", "/path/to/pgdata", default=PROJECT_ROOT / ".pgdata")
     # Kept as typed: only the tasks that start the embedded server check it (see local_port).
     pgport: str = _env("CRUDDUR_PGPORT", "5433", default="5432")

@@ -1,4 +1,7 @@
-"""Cognito post-confirmation trigger: insert the newly confirmed user into public.users.
+"""Cognito post-confirmation trigger: save the newly confirmed user in public.users.
+
+A new user is inserted; a user whose handle was seeded with a placeholder Cognito id takes that
+row over; a handle held by another real user is an error.
 
 Lambda handler setting: cruddur_post_confirmation.lambda_handler. Runs with psycopg (3) alone,
 nothing from the project's library; reads CONNECTION_URL from the function's environment.
@@ -14,24 +17,51 @@ import psycopg
 
 CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
-# Cognito gives a trigger 5 s in all; leave time for the insert and for one reconnect.
-CONNECT_TIMEOUT_SECONDS = 3
+# Cognito gives a trigger 5 s in all. A cold start spends at most CONNECT_TIMEOUT_SECONDS
+# connecting and STATEMENT_TIMEOUT_MS in the statement (LOCK_TIMEOUT_MS of it waiting for a lock,
+# say behind a migration): 3.5 s at worst, and an error Cognito retries rather than a timeout.
+CONNECT_TIMEOUT_SECONDS = 2  # libpq's smallest (it reads 1 as 2)
+LOCK_TIMEOUT_MS = 1000
+STATEMENT_TIMEOUT_MS = 1500
 # A reused connection whose server vanished (failover) would otherwise wait minutes for TCP to
 # give up on an unacknowledged send; after 1 s the send fails and we reconnect instead.
 TCP_USER_TIMEOUT_MS = 1000
 
-# request.userAttributes key -> users column. Cognito retries a slow or failed trigger up to
-# 3 times, so the insert must be idempotent: a retried event finds its row and does nothing.
+# Seeded users carry a placeholder Cognito id starting with this (sql/seed.sql's 'MOCK-...'):
+# a real sign-up with their handle takes the row over. cruddur.aws.cognito holds the same rule
+# (this file ships alone); a test keeps the two alike.
+PLACEHOLDER_PREFIX = "MOCK"
+
+# request.userAttributes key -> users column.
 COLUMNS = {
     "name": "display_name",
     "email": "email",
     "preferred_username": "handle",
     "sub": "cognito_user_id",
 }
-INSERT_USER = """
-    INSERT INTO public.users (display_name, email, handle, cognito_user_id)
-    VALUES (%(name)s, %(email)s, %(preferred_username)s, %(sub)s)
-    ON CONFLICT (cognito_user_id) DO NOTHING
+# One statement, so that a retry or a concurrent sign-up sees all of it or none: insert the user,
+# or take over the seeded row holding the handle; otherwise say whose the handle or sub already
+# is. Cognito retries a slow or failed trigger up to 3 times: a retried event finds its own row
+# (already-present) and changes nothing.
+SAVE_USER = """
+    WITH saved AS (
+        INSERT INTO public.users AS existing (display_name, email, handle, cognito_user_id)
+        SELECT %(name)s, %(email)s, %(preferred_username)s, %(sub)s
+        WHERE NOT EXISTS (SELECT FROM public.users WHERE cognito_user_id = %(sub)s)
+        ON CONFLICT (handle) DO UPDATE
+            SET display_name = excluded.display_name, email = excluded.email,
+                cognito_user_id = excluded.cognito_user_id
+            WHERE starts_with(existing.cognito_user_id, %(placeholder)s)
+        RETURNING CASE WHEN existing.xmax = 0 THEN 'inserted' ELSE 'claimed' END AS outcome
+    )
+    SELECT outcome FROM saved
+    UNION ALL
+    (SELECT CASE WHEN cognito_user_id = %(sub)s THEN 'already-present' ELSE 'handle-taken' END
+       FROM public.users
+      WHERE NOT EXISTS (SELECT FROM saved)
+        AND (cognito_user_id = %(sub)s OR handle = %(preferred_username)s)
+      ORDER BY cognito_user_id = %(sub)s DESC
+      LIMIT 1)
 """
 
 log = logging.getLogger("cruddur_post_confirmation")
@@ -60,6 +90,11 @@ class UserNotSaved(RuntimeError):
     """The database could not be reached or refused the insert; Cognito will retry the trigger."""
 
 
+class HandleTaken(UserNotSaved):
+    """The handle belongs to another real user: an operator must sort it out (Cognito retries
+    meanwhile, and the sign-up shows an error rather than a user without a row)."""
+
+
 def lambda_handler(event: dict, context: object) -> dict:
     """Cognito's entry point: returns the event unchanged, or raises so the sign-up is retried."""
     connection_url = os.environ.get("CONNECTION_URL")
@@ -80,7 +115,7 @@ def handle(event: dict, connection_url: str) -> dict:
         return event
     try:
         user = _user_values(attributes)
-        inserted = _insert(connection_url, user)
+        outcome = _save(connection_url, user)
     except MissingAttribute as e:
         log.error("%s outcome=failed error=%s", line, e)
         raise
@@ -91,7 +126,14 @@ def handle(event: dict, connection_url: str) -> dict:
             raise UserNotSaved(f"user {sub} not saved: {reason}") from e
         # A client-side error's own text may quote the URL: keep it out of any printed chain too.
         raise UserNotSaved(f"user {sub} not saved: {reason}") from None
-    log.info("%s outcome=%s", line, "inserted" if inserted else "already-present")
+    if outcome == "handle-taken":
+        log.error("%s outcome=handle-taken", line)
+        raise HandleTaken(f"user {sub} not saved: another user already has the handle")
+    if outcome is None:
+        # The row holding the handle or sub was committed after this statement's snapshot.
+        log.error("%s outcome=failed error=concurrent sign-up", line)
+        raise UserNotSaved(f"user {sub} not saved: a concurrent sign-up changed the row; retry")
+    log.info("%s outcome=%s", line, outcome)
     return event
 
 
@@ -119,25 +161,36 @@ def _connect(connection_url: str) -> psycopg.Connection:
         connection_url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+        # Sent with the start-up packet: no extra round trip.
+        options=f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
         autocommit=True,
         application_name="cruddur-post-confirmation",
     )
 
 
-def _insert(connection_url: str, user: dict[str, str]) -> bool:
-    """Insert the user; False if the row was already there. Reconnects once on a dropped connection."""
+def _save(connection_url: str, user: dict[str, str]) -> str | None:
+    """Save the user; the outcome (inserted, claimed, already-present, handle-taken).
+
+    Reconnects once when a reused connection turns out broken. A timeout, a lock wait or a
+    deadlock leaves the connection usable and is raised at once: a second try would only spend
+    the rest of Cognito's budget on the same wait."""
     reused = _connection is not None and not _connection.closed and _connection_url == connection_url
     if not reused:
         _open(connection_url)
     try:
-        return _connection.execute(INSERT_USER, user).rowcount == 1
+        return _execute(user)
     except psycopg.OperationalError:
-        if not reused:
+        if not reused or not _connection.broken:
             raise
     # The server dropped the idle connection between invocations (restart, failover, idle
-    # timeout). The insert is idempotent, so trying it once more on a new connection is safe.
+    # timeout). The statement is idempotent, so trying it once more on a new connection is safe.
     _open(connection_url)
-    return _connection.execute(INSERT_USER, user).rowcount == 1
+    return _execute(user)
+
+
+def _execute(user: dict[str, str]) -> str | None:
+    row = _connection.execute(SAVE_USER, {**user, "placeholder": PLACEHOLDER_PREFIX}).fetchone()
+    return row[0] if row else None
 
 
 def _open(connection_url: str) -> None:
@@ -162,7 +215,16 @@ def _describe(error: psycopg.Error) -> str:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     # Client-side errors quote the part of a malformed URL they choke on, which may be the
     # password ("sec%zzret", 'pw@host'): keep only quoted punctuation such as "=".
-    return f"{type(error).__name__}: {hide_quoted(first_line)}"
+    return f"{type(error).__name__}: {_hide_between_quotes(hide_quoted(first_line))}"
+
+
+def _hide_between_quotes(text: str) -> str:
+    """A password holding quotes unbalances them ('"pw"leak"'): when words remain between the
+    first and the last quote once the quoted parts are hidden, hide that whole stretch."""
+    quotes = [i for i, char in enumerate(text) if char in "\"'"]
+    if quotes and re.search(r"\w", _QUOTED.sub("", text[quotes[0] : quotes[-1] + 1])):
+        return f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
+    return text
 
 
 _QUOTED = re.compile(r""""[^"]*"|'[^']*'""")

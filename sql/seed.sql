@@ -1,4 +1,6 @@
 -- Seed data for a fresh local database. Loaded in one transaction by `inv db.seed`.
+-- Cognito ids starting with MOCK are placeholders: the real user's sign-up (the post-confirmation
+-- Lambda) or `inv cognito.sync` replaces them.
 
 INSERT INTO public.users (display_name, handle, email, cognito_user_id)
 VALUES

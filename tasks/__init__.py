@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import activities, db, lambda_, rds, sg
+from . import activities, cognito, db, lambda_, rds, sg
 
 
 def _merged(*modules) -> Collection:
@@ -19,3 +19,4 @@ ns.add_collection(_merged(db, activities), name="db")
 ns.add_collection(rds)
 ns.add_collection(sg)
 ns.add_collection(lambda_, name="lambda")
+ns.add_collection(cognito)

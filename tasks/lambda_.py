@@ -1,20 +1,31 @@
-"""The Cognito post-confirmation Lambda: package, deploy, run locally."""
+"""The Cognito post-confirmation Lambda: package, deploy, attach to the pool, run locally."""
 
-from ._cli import console, settings, task
+import sys
 
-RUNTIME_HELP = "Lambda Python runtime to build for (default python3.12)"
-ARCH_HELP = "x86_64 (default) or arm64"
+# Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
+from cruddur.aws.rds import DEFAULT_IDENTIFIER
+from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
+
+from ._cli import JSON_HELP, console, number, print_json, settings, task
+
+RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
+ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
+NAME_HELP = f"the function (default {FUNCTION_NAME})"
 
 
-def _build(runtime, arch):
+def _build(runtime, arch, output=None):
     from cruddur.lambda_build import package as lambda_package
 
-    out = console(stderr=True)
-    with out.status(f"Building the zip for {runtime} on {arch}..."):
-        return lambda_package.build(runtime=runtime, architecture=arch)
+    options = {"output": output} if output else {}
+    with console(stderr=True).status(f"Building the zip for {runtime} on {arch}..."):
+        built = lambda_package.build(runtime=runtime, architecture=arch, **options)
+    if built.bytecode_note:
+        print(built.bytecode_note, file=sys.stderr)
+    return built
 
 
-def _show_package(package):
+def _show_package(package) -> None:
+    """The zip's summary: path, sizes, file count, runtime and CodeSha256."""
     from rich.text import Text
 
     from cruddur.config import PROJECT_ROOT
@@ -24,59 +35,94 @@ def _show_package(package):
     out.print(Text(str(path), style="bold"))
     out.print(f"  size        {package.size:,} bytes ({package.size / 1_048_576:.2f} MiB zipped,"
               f" {package.unzipped_size / 1_048_576:.1f} MiB unzipped)")  # fmt: skip
-    out.print(f"  files       {package.files}")
+    out.print(f"  files       {package.files}{'' if package.bytecode else ' (no byte code)'}")
     out.print(f"  runtime     {package.runtime} ({package.architecture}), handler {package.handler}")
     out.print(f"  CodeSha256  {package.code_sha256}")
 
 
-@task(help={"runtime": RUNTIME_HELP, "arch": ARCH_HELP, "json": "print the result as JSON"})
-def package(c, runtime="python3.12", arch="x86_64", json=False):
+@task(help={"runtime": RUNTIME_HELP, "arch": ARCH_HELP, "output": "where to write the zip (default dist/cruddur-post-confirmation.zip)", "json_": JSON_HELP})
+def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, json_=False):
     """Build the function's reproducible zip in dist/."""
-    result = _build(runtime, arch)
-    if json:
-        import json as json_
+    from pathlib import Path
 
-        print(json_.dumps({
-            "path": str(result.path), "size": result.size, "unzipped_size": result.unzipped_size,
-            "files": result.files, "code_sha256": result.code_sha256, "runtime": result.runtime,
-            "architecture": result.architecture, "handler": result.handler,
-        }))  # fmt: skip
+    result = _build(runtime, arch, Path(output) if output else None)
+    if json_:
+        print_json({**result.__dict__, "path": str(result.path)})
         return
     _show_package(result)
 
 
 @task(
     help={
-        "name": "the function to update (default cruddur-post-confirmation)",
+        "name": NAME_HELP,
         "runtime": RUNTIME_HELP,
         "arch": ARCH_HELP,
         "set_env": "also set the function's CONNECTION_URL from PROD_CONNECTION_URL (never printed)",
+        "role_arn": "creating: the execution role (default LAMBDA_ROLE_ARN)",
+        "instance": f"creating: the RDS instance whose subnets and security groups the function joins (default {DEFAULT_IDENTIFIER})",
+        "subnet_ids": "creating: comma-separated subnet ids instead of the instance's",
+        "security_group_ids": "creating: comma-separated security group ids instead of the instance's",
+        "timeout": "creating: the function's timeout in seconds (default 5: Cognito waits no longer)",
     }
 )
-def deploy(c, name="cruddur-post-confirmation", runtime="python3.12", arch="x86_64", set_env=False):
-    """Upload the zip to the function, unless it already runs it."""
+def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, set_env=False, role_arn=None,
+           instance=DEFAULT_IDENTIFIER, subnet_ids=None, security_group_ids=None, timeout=None):  # fmt: skip
+    """Upload the zip to the function (creating it when missing), unless it already runs it."""
     from rich.text import Text
 
-    from cruddur.aws import lambda_deploy
+    from cruddur.aws import clients, lambda_deploy
+    from cruddur.lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS
     from cruddur.postgres.target import resolve
 
-    connection_url = resolve(settings(), prod=True).url if set_env else None
+    config = settings()
+    connection_url = resolve(config, prod=True).url if set_env else None
+    seconds = number(timeout, "--timeout", DEFAULT_TIMEOUT_SECONDS, minimum=1, integer=True)
+
+    def new_function():
+        role = lambda_deploy.role_arn(config, role_arn)
+        subnets, groups = _ids(subnet_ids), _ids(security_group_ids)
+        if not (subnets and groups):
+            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), instance)
+            subnets, groups = subnets or found_subnets, groups or found_groups
+        return lambda_deploy.NewFunction(role, subnets, groups, seconds)
+
     result = _build(runtime, arch)
     out = console()
     with console(stderr=True).status(Text(f"Deploying to {name}...")):
-        deployment = lambda_deploy.deploy(result, function=name, connection_url=connection_url)
-    if deployment.code == "unchanged":
-        out.print(Text(f"{name}: code unchanged (CodeSha256 {deployment.code_sha256})"))
-    else:
-        out.print(Text(f"{name}: code updated (CodeSha256 {deployment.code_sha256})"))
+        deployment = lambda_deploy.deploy(result, function=name, connection_url=connection_url, new_function=new_function)
+    out.print(Text(f"{name}: code {deployment.code} (CodeSha256 {deployment.code_sha256})"))
     if deployment.changed:
         shown = [
             "CONNECTION_URL (from PROD_CONNECTION_URL)" if setting == "CONNECTION_URL" else setting
             for setting in deployment.changed
         ]
-        out.print(Text(f"{name}: configuration updated: {', '.join(shown)}"))
-    else:
+        out.print(Text(f"{name}: configuration {'set' if deployment.code == 'created' else 'updated'}: {', '.join(shown)}"))
+    elif deployment.code != "created":
         out.print(Text(f"{name}: configuration unchanged"))
+
+
+def _ids(value) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+@task(help={"name": NAME_HELP})
+def attach(c, name=FUNCTION_NAME):
+    """Make the function the pool's post-confirmation trigger (AWS_COGNITO_USER_POOL_ID)."""
+    from rich.text import Text
+
+    from cruddur.aws import clients, cognito
+
+    pool = cognito.pool_id(settings())
+    attachment = cognito.attach(clients.client("cognito-idp"), clients.client("lambda"), pool, name)
+    out = console()
+    if not attachment.changed:
+        out.print(Text(f"{pool}: {name} is already its post-confirmation trigger; nothing to do"))
+        return
+    if attachment.permission_granted:
+        out.print(Text(f"{name}: Cognito pool {pool} may now invoke it"))
+    if attachment.trigger_changed:
+        before = f" (was {attachment.previous_trigger})" if attachment.previous_trigger else ""
+        out.print(Text(f"{pool}: post-confirmation trigger set to {attachment.function_arn}{before}"))
 
 
 @task(

@@ -85,39 +85,33 @@ def lambda_zip(lambda_wheel_cache):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-class EnvironmentTooLargeLambda(helpers.LocalHttpServer):
-    """A Lambda endpoint on 127.0.0.1 whose function runs `code_sha256` (or any code uploaded to
-    it) and refuses any new environment the way Lambda refuses one over its 4 KB limit: the
-    message quotes the variables."""
-
-    REFUSAL = (
-        "Lambda was unable to configure your environment variables because the environment variables"
-        " you have provided exceeded the 4KB limit. String measured: {}"
-    )
+class FakeLambda(helpers.LocalHttpServer):
+    """A Lambda endpoint on 127.0.0.1 for states moto cannot show: one function whose
+    configuration the test controls, code uploads applied to it, calls counted."""
 
     def __init__(self, code_sha256: str = "", runtime: str = lambda_package.DEFAULT_RUNTIME, handler: str = lambda_package.HANDLER):
-        configuration = {
+        self.configuration = {
             "FunctionName": lambda_package.FUNCTION_NAME, "CodeSha256": code_sha256, "Runtime": runtime,
             "Handler": handler, "State": "Active", "LastUpdateStatus": "Successful",
         }  # fmt: skip
+        self.reads = self.code_uploads = self.configuration_updates = 0
         endpoint = self
-        self.configuration_updates = 0
 
         class Handler(helpers.QuietHandler):
             def do_GET(self):
-                self._answer(200, {"Configuration": configuration, "Code": {}})
+                endpoint.reads += 1
+                self._answer(200, {"Configuration": endpoint.read_configuration(), "Code": {}})
 
             def do_PUT(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 if self.path.endswith("/code"):
+                    endpoint.code_uploads += 1
                     zipped = base64.b64decode(body["ZipFile"])
-                    configuration["CodeSha256"] = base64.b64encode(hashlib.sha256(zipped).digest()).decode()
-                    self._answer(200, configuration)
+                    endpoint.configuration["CodeSha256"] = base64.b64encode(hashlib.sha256(zipped).digest()).decode()
+                    self._answer(200, endpoint.configuration)
                     return
                 endpoint.configuration_updates += 1
-                variables = (body.get("Environment") or {}).get("Variables") or {}
-                refusal = endpoint.REFUSAL.format(json.dumps(variables, separators=(",", ":")))
-                self._answer(400, {"Type": "User", "message": refusal}, "InvalidParameterValueException")
+                self._answer(*endpoint.update_configuration(body))
 
             def _answer(self, status: int, document: dict, error_type: str | None = None):
                 payload = json.dumps(document).encode()
@@ -133,6 +127,13 @@ class EnvironmentTooLargeLambda(helpers.LocalHttpServer):
         super().__init__(Handler)
         self.url = self.base_url
 
+    def read_configuration(self) -> dict:
+        return self.configuration
+
+    def update_configuration(self, body: dict) -> tuple:
+        self.configuration.update(body)
+        return 200, self.configuration
+
     def client(self):
         import boto3
 
@@ -140,6 +141,36 @@ class EnvironmentTooLargeLambda(helpers.LocalHttpServer):
             "lambda", endpoint_url=self.url, region_name="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
+
+
+class EnvironmentTooLargeLambda(FakeLambda):
+    """Refuses any new environment the way Lambda refuses one over its 4 KB limit: the message
+    quotes the variables."""
+
+    REFUSAL = (
+        "Lambda was unable to configure your environment variables because the environment variables"
+        " you have provided exceeded the 4KB limit. String measured: {}"
+    )
+
+    def update_configuration(self, body: dict) -> tuple:
+        variables = (body.get("Environment") or {}).get("Variables") or {}
+        refusal = self.REFUSAL.format(json.dumps(variables, separators=(",", ":")))
+        return 400, {"Type": "User", "message": refusal}, "InvalidParameterValueException"
+
+
+class FinishingUpdateLambda(FakeLambda):
+    """The function is in the middle of an update when first read; the update it was running
+    leaves `code_sha256` behind (another deploy of the same zip, say)."""
+
+    def __init__(self, code_sha256: str, runtime: str):
+        super().__init__("stale-sha", runtime)
+        self.finished_sha = code_sha256
+
+    def read_configuration(self) -> dict:
+        if self.reads == 1:
+            return {**self.configuration, "LastUpdateStatus": "InProgress"}
+        self.configuration["CodeSha256"] = self.finished_sha
+        return self.configuration
 
 
 @pytest.fixture

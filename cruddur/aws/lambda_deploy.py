@@ -1,4 +1,5 @@
-"""Upload the post-confirmation zip to its existing Lambda function, and align its settings.
+"""Upload the post-confirmation zip to its Lambda function (creating the function when it is
+missing, in the database's VPC), and align its settings.
 
 boto3 is imported here only, on the deploy path. Credentials and region are boto3's own
 (AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL...).
@@ -9,15 +10,17 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from psycopg import ProgrammingError, conninfo
 
 from ..postgres import urls
 from . import clients
-from ..errors import MASK, AwsError, ConfigError, one_line, scrub
-from ..lambda_build.package import FUNCTION_NAME, Package
+from ..config import Settings
+from ..errors import MASK, AwsError, ConfigError, MissingSetting, one_line, scrub
+from ..lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS, FUNCTION_NAME
+from ..lambda_build.package import Package
 
 CONNECTION_VARIABLE = "CONNECTION_URL"
 
@@ -25,7 +28,7 @@ CONNECTION_VARIABLE = "CONNECTION_URL"
 @dataclass(frozen=True)
 class Deployment:
     function: str
-    code: str  # "updated" or "unchanged"
+    code: str  # "created", "updated" or "unchanged"
     code_sha256: str
     changed: tuple[str, ...] = ()  # settings brought in line: Handler, Runtime, CONNECTION_URL
 
@@ -35,14 +38,63 @@ def client():
     return clients.client("lambda")
 
 
-def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str | None = None, lambda_client=None) -> Deployment:
+@dataclass(frozen=True)
+class NewFunction:
+    """What creating the function needs beyond the package."""
+
+    role_arn: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    timeout: int = DEFAULT_TIMEOUT_SECONDS
+
+
+def role_arn(settings: Settings, given: str | None) -> str:
+    """--role-arn, else LAMBDA_ROLE_ARN; one line when neither is there."""
+    if given:
+        return given
+    try:
+        return settings.require("lambda_role_arn")
+    except MissingSetting as e:
+        raise ConfigError(f"{e}; or pass --role-arn (the function's execution role, needed to create it)") from None
+
+
+def database_vpc(rds_client: Any, identifier: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The subnets and security groups of RDS instance `identifier`: where the function can reach it."""
+    from . import rds
+
+    with clients.translated():
+        item = rds_client.describe_db_instances(DBInstanceIdentifier=rds.check_identifier(identifier))["DBInstances"][0]
+    subnets = tuple(s["SubnetIdentifier"] for s in (item.get("DBSubnetGroup") or {}).get("Subnets", []))
+    groups = tuple(g["VpcSecurityGroupId"] for g in item.get("VpcSecurityGroups", []))
+    if not subnets or not groups:
+        raise AwsError(
+            f"RDS instance {identifier} shows no {'subnets' if not subnets else 'VPC security group'};"
+            " pass --subnet-ids and --security-group-ids"
+        )
+    return subnets, groups
+
+
+def deploy(
+    package: Package,
+    function: str = FUNCTION_NAME,
+    connection_url: str | None = None,
+    lambda_client=None,
+    new_function: Callable[[], NewFunction] | None = None,
+) -> Deployment:
     """Upload the package unless the function already runs these exact bytes; then make the
-    function's handler, runtime (and CONNECTION_URL, when given) match. Waits for each update."""
+    function's handler, runtime (and CONNECTION_URL, when given) match. Waits for each update.
+
+    A missing function is created from `new_function()` (asked only then), or is an error
+    without it."""
     lambda_client = lambda_client or client()
-    current = _read_configuration(lambda_client, function)
+    current = _read_configuration(lambda_client, function, creatable=new_function is not None)
+    if current is None:
+        return _create(lambda_client, package, function, connection_url, new_function())
     if current.get("LastUpdateStatus") == "InProgress":
-        # Lambda refuses a second update while one is running (ResourceConflictException).
+        # Lambda refuses a second update while one is running (ResourceConflictException);
+        # what the running update leaves behind is what to compare against.
         _wait_updated(lambda_client, function)
+        current = _read_configuration(lambda_client, function)
 
     code = "unchanged"
     if current.get("CodeSha256") != package.code_sha256:
@@ -66,6 +118,35 @@ def deploy(package: Package, function: str = FUNCTION_NAME, connection_url: str 
                 lambda_client.update_function_configuration(FunctionName=function, **changes)
             _wait_updated(lambda_client, function)
     return Deployment(function, code, package.code_sha256, changed)
+
+
+def _create(lambda_client, package: Package, function: str, connection_url: str | None, new: NewFunction) -> Deployment:
+    from botocore.exceptions import WaiterError
+
+    options = {}
+    if connection_url is not None:
+        options["Environment"] = {"Variables": {CONNECTION_VARIABLE: connection_url}}
+    with _secret_kept_out(connection_url):
+        with clients.translated():
+            created = lambda_client.create_function(
+                FunctionName=function,
+                Runtime=package.runtime,
+                Handler=package.handler,
+                Architectures=[package.architecture],
+                Role=new.role_arn,
+                Timeout=new.timeout,
+                Code={"ZipFile": package.path.read_bytes()},
+                VpcConfig={"SubnetIds": list(new.subnet_ids), "SecurityGroupIds": list(new.security_group_ids)},
+                **options,
+            )
+    try:
+        with clients.translated():
+            # A function in a VPC stays Pending while Lambda sets up its network interfaces.
+            lambda_client.get_waiter("function_active_v2").wait(FunctionName=function)
+    except WaiterError as e:
+        raise AwsError(f"function {function} was created but did not become active: {one_line(e)}") from None
+    changed = (CONNECTION_VARIABLE,) if connection_url is not None else ()
+    return Deployment(function, "created", created.get("CodeSha256", package.code_sha256), changed)
 
 
 def _configuration_changes(current: dict, package: Package, connection_url: str | None) -> tuple[dict, tuple[str, ...]]:
@@ -129,14 +210,17 @@ def _password_spellings(connection_url: str) -> set[str]:
     return spellings - {""}
 
 
-def _read_configuration(lambda_client, function: str) -> dict:
+def _read_configuration(lambda_client, function: str, creatable: bool = False) -> dict | None:
+    """The function's configuration; None when it does not exist and may be created."""
     try:
         with clients.translated():
             return lambda_client.get_function(FunctionName=function)["Configuration"]
     except AwsError as e:
-        if e.code == "ResourceNotFoundException":
-            raise AwsError(f"{e} (create the function first; lambda.deploy only updates it)", e.code) from None
-        raise
+        if e.code != "ResourceNotFoundException":
+            raise
+        if creatable:
+            return None
+        raise AwsError(f"{e} (create the function first, or let lambda.deploy create it)", e.code) from None
 
 
 def _wait_updated(lambda_client, function: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..config import PROJECT_ROOT
-from ..errors import CruddurError, DatabaseError
+from ..errors import CruddurError, DatabaseError, one_line
 from .package import HANDLER_FILE
 
 EVENTS_DIR = PROJECT_ROOT / "lambda" / "events"
@@ -43,8 +43,14 @@ def read_event(path: Path) -> dict:
         event = json.loads(path.read_text())
     except FileNotFoundError:
         raise EventError(f"no event file at {path}") from None
+    except IsADirectoryError:
+        raise EventError(f"{path} is a directory, not an event file") from None
+    except OSError as e:
+        raise EventError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EventError(f"{path} is not JSON: {e}") from None
+        raise EventError(f"{path} is not JSON: {one_line(e)}") from None
+    except RecursionError:
+        raise EventError(f"{path} nests too deeply to be a Cognito event") from None
     if not isinstance(event, dict):
         raise EventError(f"{path} holds no Cognito event (expected a JSON object)")
     request = event.get("request")
@@ -57,7 +63,7 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
     """Call the handler once on the event, then read back the user's row."""
     import psycopg
 
-    from ..postgres import admin
+    from ..postgres.connect import connect
 
     event = read_event(event_path)
     handler = load_handler(handler_file)
@@ -77,7 +83,7 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
 
     sub = event["request"]["userAttributes"].get("sub")
     try:
-        with admin.connect(connection_url) as conn:
+        with connect(connection_url) as conn:
             cursor = conn.execute(
                 "SELECT uuid, display_name, handle, email, cognito_user_id, created_at"
                 " FROM public.users WHERE cognito_user_id = %s",

@@ -3,6 +3,10 @@
 The zip is reproducible: the same handler, requirements, runtime and architecture give the same
 bytes (so the same CodeSha256), whatever the files' mtimes or the umask. Downloaded wheels are
 cached, so a rebuild is quick and needs no network.
+
+Lambda's /var/task is read-only, so a module without byte code in the zip is compiled again at
+every cold start. When the building interpreter is the runtime's Python version, the zip carries
+hash-based byte code (no timestamps: reproducible, and checked against the source at import).
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from pathlib import Path, PurePosixPath
 from ..config import PROJECT_ROOT
 from ..errors import CruddurError
 
-FUNCTION_NAME = "cruddur-post-confirmation"
-HANDLER = "cruddur_post_confirmation.lambda_handler"
+from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME, HANDLER
+
 HANDLER_FILE = PROJECT_ROOT / "lambda" / "cruddur_post_confirmation.py"
 REQUIREMENTS_FILE = PROJECT_ROOT / "lambda" / "requirements.txt"
 DEFAULT_OUTPUT = PROJECT_ROOT / "dist" / "cruddur-post-confirmation.zip"
 DEFAULT_WHEEL_CACHE = PROJECT_ROOT / ".cache" / "lambda-wheels"
-DEFAULT_RUNTIME = "python3.12"
-ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}  # Lambda's name -> the wheel tags' name
+# Where Lambda unpacks the zip: the path byte code names its source by (tracebacks show it).
+TASK_ROOT = "/var/task"
 
 # Lambda's limits for a zip uploaded directly: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
@@ -40,11 +44,11 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644
 EXECUTABLE_MODE = 0o100755
 
-# What the runtime never reads: byte code (the build's Python need not be the runtime's, whose
-# byte code differs), type stubs, C headers and sources, console scripts. From each *.dist-info
-# only METADATA (importlib.metadata reads it: psycopg.__version__ does) and the licences stay.
+# What the runtime never reads: type stubs, C headers and sources, console scripts, byte code
+# outside __pycache__. From each *.dist-info only METADATA (importlib.metadata reads it:
+# psycopg.__version__ does) and the licences stay.
 DROPPED_TOP_DIRS = {"bin", "include"}
-DROPPED_SUFFIXES = {".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".h"}
+DROPPED_SUFFIXES = {".pyo", ".pyi", ".pxd", ".pyx", ".c", ".h"}
 DROPPED_NAMES = {"py.typed"}
 LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
 
@@ -62,7 +66,23 @@ class Package:
     code_sha256: str  # base64 SHA-256 of the zip: what Lambda reports as CodeSha256
     runtime: str
     architecture: str
+    bytecode: bool  # the modules' byte code is in the zip
     handler: str = HANDLER
+
+    @property
+    def bytecode_note(self) -> str | None:
+        """One line on a zip without byte code: why, and what it costs."""
+        if self.bytecode:
+            return None
+        return (
+            f"no byte code in the zip: it is built by Python {building_python()}, and only Python"
+            f" {python_version(self.runtime)} compiles byte code for {self.runtime} (cold starts will be slower;"
+            f" build with Python {python_version(self.runtime)} or pass --runtime python{building_python()})"
+        )
+
+
+def building_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def python_version(runtime: str) -> str:
@@ -97,7 +117,7 @@ def code_sha256(data: bytes) -> str:
 
 def build(
     runtime: str = DEFAULT_RUNTIME,
-    architecture: str = "x86_64",
+    architecture: str = DEFAULT_ARCHITECTURE,
     output: Path = DEFAULT_OUTPUT,
     wheel_cache: Path = DEFAULT_WHEEL_CACHE,
     handler_file: Path = HANDLER_FILE,
@@ -109,11 +129,14 @@ def build(
     target = _PipTarget(python_version(runtime), tuple(platform_tags(runtime, architecture)), architecture)
     if not handler_file.is_file():
         raise PackageError(f"the handler {handler_file} does not exist")
+    bytecode = python_version(runtime) == building_python()
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
         _install(requirements, site, wheel_cache, target)
+        (site / handler_file.name).write_bytes(handler_file.read_bytes())
+        if bytecode:
+            _compile(site)
         entries = _entries(site)
-    entries[handler_file.name] = handler_file.read_bytes()
     unzipped = sum(len(data) for data in entries.values())
     if unzipped > max_unzipped_bytes:
         raise PackageError(
@@ -128,7 +151,7 @@ def build(
     partial = output.with_name(output.name + ".partial")
     partial.write_bytes(data)
     partial.replace(output)
-    return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture)
+    return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture, bytecode)
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,20 @@ def _install(requirements: Path, site: Path, wheel_cache: Path, target: _PipTarg
         raise PackageError(f"pip could not install the wheels for {target}: {_pip_reason(result)}")
 
 
+def _compile(site: Path) -> None:
+    """Byte code for every module, as the runtime would write it: in __pycache__, hash-based
+    (checked against the source, so a function edited in the console still runs its edit), and
+    naming its source under /var/task. A fresh interpreter compiles, as the runtime's would."""
+    result = subprocess.run(
+        [sys.executable, "-E", "-s", "-m", "compileall", "-q", "-d", TASK_ROOT,
+         "--invalidation-mode", "checked-hash", str(site)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if result.returncode != 0:
+        lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        raise PackageError(f"compiling the zip's byte code failed: {(lines or ['exit code ' + str(result.returncode)])[-1]}")
+
+
 def _pip(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
@@ -205,9 +242,9 @@ def _entries(site: Path) -> dict[str, bytes]:
 
 
 def _needed(name: PurePosixPath) -> bool:
-    if name.parts[0] in DROPPED_TOP_DIRS or "__pycache__" in name.parts or name.name in DROPPED_NAMES:
+    if name.parts[0] in DROPPED_TOP_DIRS or name.name in DROPPED_NAMES:
         return False
-    if name.suffix in DROPPED_SUFFIXES:
+    if name.suffix in DROPPED_SUFFIXES or ("__pycache__" in name.parts) != (name.suffix == ".pyc"):
         return False
     metadata_dir = next((part for part in name.parts if part.endswith(".dist-info")), None)
     if metadata_dir is not None:

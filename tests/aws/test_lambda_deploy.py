@@ -10,9 +10,12 @@ import pytest
 from moto import mock_aws
 
 from cruddur.aws import lambda_deploy
-from cruddur.errors import AwsError
+from cruddur.config import Settings
+from cruddur.errors import AwsError, ConfigError
+from cruddur.lambda_build.defaults import DEFAULT_RUNTIME
+from tests.aws_support import server_client
 from tests.helpers import assert_one_line_error
-from tests.lambda_support import EnvironmentTooLargeLambda
+from tests.lambda_support import EnvironmentTooLargeLambda, FinishingUpdateLambda
 
 
 REGION = "us-east-1"
@@ -97,8 +100,7 @@ def test_a_missing_function_is_one_line_with_the_aws_error_code(aws, lambda_zip)
 
     message = str(raised.value)
     assert message.startswith("AWS GetFunction failed: ResourceNotFoundException:")
-    assert message.endswith("(create the function first; lambda.deploy only updates it)")
-    assert "create the function first" in message
+    assert message.endswith("(create the function first, or let lambda.deploy create it)")
     assert "\n" not in message
 
 
@@ -143,7 +145,7 @@ def test_an_aws_error_quoting_the_environment_never_shows_the_url_or_its_passwor
 def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(inv, moto_url):
     endpoint = {"endpoint_url": moto_url, "region_name": REGION,
                 "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
-    create_function(endpoint)
+    create_function(endpoint, runtime="python3.9")
     env = {"AWS_ENDPOINT_URL": moto_url, "PROD_CONNECTION_URL": SECRET_URL}
 
     first = inv("lambda.deploy", "--set-env", env=env, timeout=300)
@@ -159,7 +161,7 @@ def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(
         assert "s3cr3t" not in result.stdout + result.stderr
     config = boto3.client("lambda", **endpoint).get_function_configuration(FunctionName=FUNCTION)
     assert config["Environment"]["Variables"]["CONNECTION_URL"] == SECRET_URL
-    assert config["Runtime"] == "python3.12"
+    assert config["Runtime"] == DEFAULT_RUNTIME
     assert config["CodeSha256"] in first.stdout
 
 
@@ -170,13 +172,13 @@ def test_inv_lambda_deploy_set_env_without_prod_connection_url_names_the_variabl
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
 
 
-def test_inv_lambda_deploy_to_a_missing_function_is_one_line(inv, moto_url):
+def test_inv_lambda_deploy_creating_without_a_role_is_one_line(inv, moto_url):
     result = inv("lambda.deploy", "--name", "nope", env={"AWS_ENDPOINT_URL": moto_url}, timeout=300)
 
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: AWS GetFunction failed: ResourceNotFoundException:"
-    )
+    line = assert_one_line_error(result, "error: LAMBDA_ROLE_ARN is not set: export LAMBDA_ROLE_ARN=")
+    assert line.endswith("; or pass --role-arn (the function's execution role, needed to create it)")
+    functions = server_client(moto_url, "lambda").list_functions()["Functions"]
+    assert functions == []
 
 
 def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(inv, environment_too_large_lambda):
@@ -187,3 +189,119 @@ def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(
     line = assert_one_line_error(result, "error: AWS UpdateFunctionConfiguration failed: InvalidParameterValueException:")
     assert "postgresql://cruddurroot:****@cruddur-db.example" in line
     assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_an_update_in_progress_is_waited_out_then_compared_again(lambda_zip):
+    endpoint = FinishingUpdateLambda(lambda_zip.code_sha256, lambda_zip.runtime)
+    try:
+        deployment = lambda_deploy.deploy(lambda_zip, lambda_client=endpoint.client())
+    finally:
+        endpoint.close()
+
+    # The update that was running left these very bytes: nothing to upload.
+    assert endpoint.code_uploads == 0 and endpoint.configuration_updates == 0
+    assert (deployment.code, deployment.changed) == ("unchanged", ())
+
+
+# Creating the function in the database's VPC, then attaching it to the user pool.
+
+
+def database_network(region_kwargs: dict) -> dict:
+    """A VPC with two subnets, a security group, and an RDS instance in them."""
+    ec2 = boto3.client("ec2", **region_kwargs)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        for i, zone in enumerate("ab")
+    ]
+    group = ec2.create_security_group(GroupName="cruddur-db", Description="db", VpcId=vpc)["GroupId"]
+    rds = boto3.client("rds", **region_kwargs)
+    rds.create_db_subnet_group(DBSubnetGroupName="cruddur-db", DBSubnetGroupDescription="db", SubnetIds=subnets)
+    rds.create_db_instance(
+        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        DBSubnetGroupName="cruddur-db", VpcSecurityGroupIds=[group],
+    )  # fmt: skip
+    role = boto3.client("iam", **region_kwargs).create_role(
+        RoleName="cruddur-post-confirmation-role", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    return {"subnets": subnets, "group": group, "role": role}
+
+
+def test_deploy_creates_a_missing_function_in_the_databases_vpc(aws, lambda_zip):
+    network = database_network({"region_name": REGION})
+
+    def new_function():
+        subnets, groups = lambda_deploy.database_vpc(boto3.client("rds", region_name=REGION), "cruddur-db-instance")
+        return lambda_deploy.NewFunction(network["role"], subnets, groups)
+
+    deployment = lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL, new_function=new_function)
+
+    config = aws.get_function_configuration(FunctionName=FUNCTION)
+    assert (deployment.code, deployment.changed) == ("created", ("CONNECTION_URL",))
+    assert config["CodeSha256"] == lambda_zip.code_sha256
+    assert (config["Runtime"], config["Handler"], config["Timeout"]) == (lambda_zip.runtime, lambda_zip.handler, 5)
+    assert config["Architectures"] == [lambda_zip.architecture] and config["Role"] == network["role"]
+    assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(network["subnets"])
+    assert config["VpcConfig"]["SecurityGroupIds"] == [network["group"]]
+    assert config["Environment"]["Variables"] == {"CONNECTION_URL": SECRET_URL}
+    assert lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL, new_function=new_function).code == "unchanged"
+
+
+def test_an_existing_function_never_asks_for_creation_settings(aws, lambda_zip):
+    create_function({"region_name": REGION})
+
+    def new_function():
+        raise AssertionError("asked for creation settings")
+
+    assert lambda_deploy.deploy(lambda_zip, new_function=new_function).code == "updated"
+
+
+def test_the_role_comes_from_the_flag_then_lambda_role_arn_else_one_line():
+    settings = Settings.from_env({"LAMBDA_ROLE_ARN": "arn:aws:iam::123456789012:role/from-env"})
+
+    assert lambda_deploy.role_arn(settings, "arn:aws:iam::123456789012:role/flag") == "arn:aws:iam::123456789012:role/flag"
+    assert lambda_deploy.role_arn(settings, None) == "arn:aws:iam::123456789012:role/from-env"
+    with pytest.raises(ConfigError, match=r"^LAMBDA_ROLE_ARN is not set: .*; or pass --role-arn"):
+        lambda_deploy.role_arn(Settings.from_env({}), None)
+
+
+def test_an_instance_without_a_subnet_group_asks_for_the_flags(aws):
+    rds = boto3.client("rds", region_name=REGION)
+    rds.create_db_instance(DBInstanceIdentifier="bare", DBInstanceClass="db.t3.micro", Engine="postgres",
+                           MasterUsername="root", MasterUserPassword="a-long-secret", AllocatedStorage=20)  # fmt: skip
+
+    with pytest.raises(AwsError, match=r"RDS instance bare shows no (subnets|VPC security group); pass --subnet-ids"):
+        lambda_deploy.database_vpc(rds, "bare")
+
+
+def test_inv_lambda_deploy_creates_then_attach_wires_the_pool_twice_without_change(inv, moto_url):
+    endpoint = {"endpoint_url": moto_url, "region_name": REGION,
+                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
+    network = database_network(endpoint)
+    idp = boto3.client("cognito-idp", **endpoint)
+    pool = idp.create_user_pool(PoolName="cruddur", LambdaConfig={"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:pre"})["UserPool"]
+    env = {"AWS_ENDPOINT_URL": moto_url, "LAMBDA_ROLE_ARN": network["role"], "AWS_COGNITO_USER_POOL_ID": pool["Id"]}
+
+    created = inv("lambda.deploy", "--subnet-ids", network["subnets"][0], env=env, timeout=300)
+    first = inv("lambda.attach", env=env)
+    second = inv("lambda.attach", env=env)
+
+    assert created.returncode == 0, created.stderr
+    assert f"{FUNCTION}: code created (CodeSha256 " in created.stdout
+    config = boto3.client("lambda", **endpoint).get_function_configuration(FunctionName=FUNCTION)
+    assert config["VpcConfig"]["SubnetIds"] == [network["subnets"][0]]  # the flag overrides the instance's
+    assert config["VpcConfig"]["SecurityGroupIds"] == [network["group"]]
+    assert first.returncode == 0, first.stderr
+    assert f"{pool['Id']}: post-confirmation trigger set to {config['FunctionArn']}" in first.stdout
+    assert f"{FUNCTION}: Cognito pool {pool['Id']} may now invoke it" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"{pool['Id']}: {FUNCTION} is already its post-confirmation trigger; nothing to do"
+    triggers = idp.describe_user_pool(UserPoolId=pool["Id"])["UserPool"]["LambdaConfig"]
+    assert triggers == {"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:pre", "PostConfirmation": config["FunctionArn"]}
+
+
+def test_inv_lambda_attach_without_a_pool_is_one_line(inv):
+    result = inv("lambda.attach")
+
+    assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")

@@ -144,3 +144,47 @@ def test_invoke_an_event_without_a_user_attributes_object_is_one_line(inv, schem
     line = assert_one_line_error(result)
     assert line == f"error: {path}: request.userAttributes is missing or not a JSON object"
     assert users(schema_url) == []
+
+
+def test_invoke_claims_the_seeded_row_of_its_handle(inv, schema_url):
+    seeded = inv("db.seed", env={"CONNECTION_URL": schema_url})
+    assert seeded.returncode == 0, seeded.stderr
+    path = lambda_local.EVENTS_DIR / "confirm_sign_up_seeded_handle.json"
+    sub = json.loads(path.read_text())["request"]["userAttributes"]["sub"]
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    assert f"sub={sub} outcome=claimed" in result.stdout
+    assert ("Andrew Brown", "andrew@exampro.co", "andrewbrown", sub) in users(schema_url)
+    assert len(users(schema_url)) == 2  # the seed's two users, one of them now real
+
+
+def test_invoke_a_handle_another_user_owns_is_one_line_and_changes_nothing(inv, schema_url):
+    inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+    before = users(schema_url)
+    path = lambda_local.EVENTS_DIR / "confirm_sign_up_handle_taken.json"
+    sub = json.loads(path.read_text())["request"]["userAttributes"]["sub"]
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    line = assert_one_line_error(result)
+    assert line == f"error: user {sub} not saved: another user already has the handle"
+    assert users(schema_url) == before
+
+
+def test_invoke_given_a_directory_is_one_line(inv, schema_url, tmp_path):
+    result = inv("lambda.invoke", "--event", str(tmp_path), env={"CONNECTION_URL": schema_url})
+
+    assert assert_one_line_error(result) == f"error: {tmp_path} is a directory, not an event file"
+
+
+@pytest.mark.parametrize("depth", [2_000, 200_000])
+def test_invoke_deeply_nested_json_is_one_line(inv, schema_url, tmp_path, depth):
+    path = tmp_path / "deep.json"
+    path.write_text('{"request": ' + "[" * depth + "]" * depth + "}")
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert assert_one_line_error(result) == f"error: {path} nests too deeply to be a Cognito event"
+    assert users(schema_url) == []

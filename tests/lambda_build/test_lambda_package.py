@@ -64,7 +64,8 @@ def test_the_zip_holds_the_handler_at_its_root_and_nothing_the_runtime_does_not_
     assert "cruddur_post_confirmation.py" in names
     assert "psycopg/__init__.py" in names
     assert any(name.startswith("psycopg_binary/") and ".so" in name for name in names)
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi", ".h", "py.typed"))]
+    assert not [n for n in names if n.endswith((".pyi", ".h", "py.typed"))]
+    assert not [n for n in names if ("__pycache__" in n) != n.endswith(".pyc")]
     metadata = [n for n in names if ".dist-info/" in n]
     assert all(n.endswith("/METADATA") or "/licenses/" in n or "LICENSE" in n for n in metadata), metadata
     assert not [n for n in names if n.endswith("/")]  # no directory entries
@@ -73,6 +74,62 @@ def test_the_zip_holds_the_handler_at_its_root_and_nothing_the_runtime_does_not_
     assert {info.external_attr >> 16 for info in infos} <= {0o100644, 0o100755}
     assert lambda_zip.files == len(names)
     assert lambda_zip.unzipped_size == sum(info.file_size for info in infos)
+
+
+def test_the_zip_carries_hash_based_byte_code_for_every_module(lambda_zip):
+    import importlib.util
+
+    with zipfile.ZipFile(lambda_zip.path) as archive:
+        names = set(archive.namelist())
+        sources = [n for n in names if n.endswith(".py")]
+        for source in sources:
+            cached = importlib.util.cache_from_source(source)  # __pycache__/NAME.cpython-3XY.pyc
+            assert cached in names, source
+            header = archive.read(cached)[:16]
+            assert header[:4] == importlib.util.MAGIC_NUMBER
+            assert int.from_bytes(header[4:8], "little") == 0b11  # hash-based, checked against the source
+            assert header[8:16] == importlib.util.source_hash(archive.read(source))
+    assert "cruddur_post_confirmation.py" in sources and lambda_zip.bytecode
+    assert lambda_zip.bytecode_note is None
+
+
+def test_the_byte_code_is_what_the_runtime_uses_from_a_read_only_folder(lambda_zip, tmp_path):
+    with zipfile.ZipFile(lambda_zip.path) as archive:
+        archive.extractall(tmp_path / "task")
+    (tmp_path / "task" / "probe.py").write_text(
+        "import importlib.util, sys, cruddur_post_confirmation, psycopg\n"
+        "print(sorted({type(m.__spec__.loader).__name__ for m in (cruddur_post_confirmation, psycopg)}))\n"
+        "print(psycopg.__cached__)\n"
+    )
+    before = sorted(p for p in (tmp_path / "task").rglob("*.pyc"))
+
+    child = subprocess.run([sys.executable, "-E", "-s", "-S", "-B", "-X", "importtime", str(tmp_path / "task" / "probe.py")],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert child.returncode == 0, child.stderr
+    assert sorted(p for p in (tmp_path / "task").rglob("*.pyc")) == before  # nothing written, nothing needed
+    assert child.stdout.splitlines()[0] == "['SourceFileLoader']"
+    assert Path(child.stdout.splitlines()[1]).is_file()
+
+
+def test_a_runtime_other_than_the_building_python_gets_no_byte_code_and_says_so(lambda_wheel_cache, tmp_path):
+    other = "python3.12" if LOCAL_RUNTIME != "python3.12" else "python3.13"
+
+    built = lambda_package.build(other, LOCAL_ARCHITECTURE, tmp_path / "other.zip", lambda_wheel_cache)
+
+    with zipfile.ZipFile(built.path) as archive:
+        assert not [n for n in archive.namelist() if n.endswith(".pyc")]
+    assert not built.bytecode
+    assert built.bytecode_note == (
+        f"no byte code in the zip: it is built by Python {LOCAL_RUNTIME[6:]}, and only Python {other[6:]} compiles"
+        f" byte code for {other} (cold starts will be slower; build with Python {other[6:]} or pass --runtime {LOCAL_RUNTIME})"
+    )
+
+
+def test_the_default_runtime_follows_the_building_python():
+    from cruddur.lambda_build import defaults
+
+    assert defaults.DEFAULT_RUNTIME == LOCAL_RUNTIME
 
 
 def test_the_package_reports_lambdas_code_sha256(lambda_zip):
@@ -198,17 +255,36 @@ def test_inv_lambda_package_with_a_bad_runtime_is_one_line(inv):
 
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: runtime 'python2.7' is not a Lambda Python runtime (expected e.g. python3.12)"
+        f"error: runtime 'python2.7' is not a Lambda Python runtime (expected e.g. {LOCAL_RUNTIME})"
     )
 
 
-def test_the_package_summary_prints_a_path_with_brackets_verbatim(lambda_zip, tmp_path, capsys):
-    from dataclasses import replace
+def test_inv_lambda_package_json_is_the_package(inv):
+    result = inv("lambda.package", "--json", timeout=300)
 
-    from tasks.lambda_ import _show_package
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    data = (ROOT / "dist" / "cruddur-post-confirmation.zip").read_bytes()
+    assert document["code_sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert (document["runtime"], document["architecture"], document["bytecode"]) == (LOCAL_RUNTIME, "x86_64", True)
+    assert document["size"] == len(data) and document["path"].endswith("dist/cruddur-post-confirmation.zip")
 
-    odd = replace(lambda_zip, path=tmp_path / "out[" / "]odd [b]name.zip")  # the path reads "out[/]odd [b]name.zip"
 
-    _show_package(odd)
+def test_inv_lambda_package_for_another_python_says_so_in_one_line(inv):
+    other = "python3.12" if LOCAL_RUNTIME != "python3.12" else "python3.13"
 
-    assert capsys.readouterr().out.splitlines()[0] == str(odd.path)
+    result = inv("lambda.package", "--runtime", other, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert f"no byte code in the zip: it is built by Python {LOCAL_RUNTIME[6:]}" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "byte code" in line]) == 1
+
+
+def test_the_package_summary_prints_a_path_with_brackets_verbatim(tmp_path, inv):
+    odd = tmp_path / "out[" / "]odd [b]name.zip"  # the path reads "out[/]odd [b]name.zip"
+
+    result = inv("lambda.package", "--output", str(odd), timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == str(odd)
+    assert odd.is_file()

@@ -1,0 +1,118 @@
+"""Post-confirmation cold start: the zip with byte code against the same zip without it.
+
+    python bench/bench_lambda_cold_start.py [--rounds 15]
+
+Each run is a new process on the extracted zip, read-only as Lambda's /var/task is, with no
+writable byte-code cache (-B) and nothing from the venv (-E -s -S): import the handler, then its
+first call (connect + insert) against a local database. The two zips run alternately. Uses
+TEST_DATABASE_URL when set (a server URL: a throwaway database is made on it), else an embedded
+PostgreSQL in a temporary folder. Prints figures and ratios (target <= 0.7x, aim <= 0.6x; zip
+target <= 6 MB), no verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+from _database import ROOT, schema_database
+from cruddur.lambda_build import local as lambda_local, package as lambda_package
+
+CHILD = """
+import json, sys, time
+started = time.perf_counter()
+import cruddur_post_confirmation
+imported = time.perf_counter()
+cruddur_post_confirmation.lambda_handler(json.loads(sys.stdin.read()), None)
+done = time.perf_counter()
+print(json.dumps({"import": imported - started, "first_call": done - imported}))
+"""
+
+
+def event() -> dict:
+    sample = json.loads(lambda_local.DEFAULT_EVENT.read_text())
+    sub = str(uuid.uuid4())
+    sample["userName"] = sub
+    sample["request"]["userAttributes"].update(sub=sub, preferred_username=f"u_{sub[:13]}")
+    return sample
+
+
+def extract(zip_path: Path, folder: Path, bytecode: bool) -> Path:
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(folder)
+    if not bytecode:
+        for cache in list(folder.rglob("__pycache__")):
+            shutil.rmtree(cache)
+    for path in folder.rglob("*"):  # read-only, as /var/task is
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return folder
+
+
+def cold_start(task_dir: Path, url: str) -> dict:
+    """One new process in the task folder (the first entry of its path, as /var/task is on Lambda)."""
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-E", "-s", "-S", "-B", "-c", CHILD], cwd=task_dir, input=json.dumps(event()),
+        capture_output=True, text=True, check=True, env={"CONNECTION_URL": url, "PATH": os.environ.get("PATH", "")},
+    )  # fmt: skip
+    result = json.loads(child.stdout)
+    result["process"] = time.perf_counter() - started
+    return result
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="cold starts of each zip, alternating")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp, schema_database() as url:
+        tmp = Path(tmp)
+        try:
+            package = lambda_package.build(output=tmp / "fn.zip", wheel_cache=ROOT / ".cache" / "lambda-wheels")
+            if not package.bytecode:
+                sys.exit(package.bytecode_note)
+            with_bytecode = extract(package.path, tmp / "with-bytecode", bytecode=True)
+            without = extract(package.path, tmp / "without-bytecode", bytecode=False)
+            print(f"Python {sys.version.split()[0]}, {package.runtime} zip")
+
+            cold_start(with_bytecode, url), cold_start(without, url)  # warm the OS page cache alike
+            new, old = [], []
+            for _ in range(args.rounds):
+                new.append(cold_start(with_bytecode, url))
+                old.append(cold_start(without, url))
+
+            print(f"\ncold start, {args.rounds} alternating runs each (python -E -s -S -B, read-only task folder)")
+            print(f"  {'':<34}{'with byte code':>16}{'without':>12}{'ratio':>9}")
+            for label, key in (("import handler (+psycopg)", "import"), ("first call (connect + insert)", "first_call")):
+                a, b = statistics.median(r[key] for r in new), statistics.median(r[key] for r in old)
+                print(f"  {label:<34}{ms(a):>16}{ms(b):>12}{a / b:>8.2f}x")
+            a = statistics.median(r["import"] + r["first_call"] for r in new)
+            b = statistics.median(r["import"] + r["first_call"] for r in old)
+            print(f"  {'import + first call':<34}{ms(a):>16}{ms(b):>12}{a / b:>8.2f}x   (target <= 0.7x, aim <= 0.6x)")
+            a, b = statistics.median(r["process"] for r in new), statistics.median(r["process"] for r in old)
+            print(f"  {'whole process':<34}{ms(a):>16}{ms(b):>12}{a / b:>8.2f}x")
+            print(f"\nzip: {package.size:,} bytes = {package.size / 1e6:.2f} MB ({package.size / 6e6:.2f}x the 6 MB target),"
+                  f" {package.unzipped_size / 2**20:.1f} MiB unzipped, {package.files} files")  # fmt: skip
+        finally:
+            for path in tmp.rglob("*"):  # writable again, so that the folder can be removed
+                if path.is_dir():
+                    path.chmod(0o755)
+
+
+if __name__ == "__main__":
+    main()

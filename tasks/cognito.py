@@ -1,0 +1,97 @@
+"""The Cognito user pool: list its users, match them to the users table."""
+
+from ._cli import JSON_HELP, PROD_HELP, confirm_destructive, console, print_json, settings, task
+
+
+def _pool_users():
+    from cruddur.aws import clients, cognito
+
+    pool = cognito.pool_id(settings())
+    return pool, cognito.list_users(clients.client("cognito-idp"), pool)
+
+
+@task(help={"json_": JSON_HELP})
+def users(c, json_=False):
+    """List every user of the AWS_COGNITO_USER_POOL_ID pool."""
+    pool, found = _pool_users()
+    if json_:
+        print_json(found)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(f"{pool}: {len(found)} users"))
+    for column in ("user name", "sub", "preferred_username", "email", "status", "created"):
+        table.add_column(column)
+    for user in found:
+        created = user.created.strftime("%Y-%m-%d %H:%M") if user.created else ""
+        cells = (user.username, user.sub, user.preferred_username or "-", user.email or "", user.status, created)
+        table.add_row(*(Text(cell) for cell in cells))
+    console().print(table)
+
+
+@task(
+    help={
+        "prod": PROD_HELP,
+        "dry_run": "show what would change, change nothing",
+        "yes": "with --prod: skip typing the database name",
+        "json_": JSON_HELP,
+    }
+)
+def sync(c, prod=False, dry_run=False, yes=False, json_=False):
+    """Set users.cognito_user_id from Cognito, matching handle to preferred_username."""
+    from cruddur.aws import cognito
+    from cruddur.postgres.target import resolve
+
+    where = resolve(settings(), prod=prod)
+    pool, found = _pool_users()
+    # Plan first (read only), so the prod question is asked only when there is something to change.
+    plan = cognito.sync(where.url, found, dry_run=True)
+    if not plan.nothing_to_do and not dry_run:
+        if where.prod:
+            confirm_destructive("set cognito_user_id from Cognito", where.dbname, str(where), yes)
+        plan = cognito.sync(where.url, found)
+    if json_:
+        print_json({"dry_run": dry_run, **plan.__dict__})
+        return
+    _show_plan(plan, pool, str(where), dry_run)
+
+
+def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [
+        *(("updated", u.handle, f"{u.old} -> {u.new}") for u in plan.updated),
+        *(("sub used by another row", s.handle, f"{s.sub} is already {s.held_by}'s; not applied") for s in plan.sub_in_use),
+        *(("several Cognito users", u.preferred_username, f"{u.username} ({u.sub}); not applied") for u in plan.ambiguous),
+        *(("Cognito user, no row", u.preferred_username, f"{u.username} ({u.sub})") for u in plan.no_row),
+        *(("no preferred_username", "-", f"{u.username} ({u.sub}); skipped") for u in plan.no_preferred_username),
+        *(
+            ("row, no Cognito user", r.handle, f"{r.cognito_user_id}{' (placeholder: not signed up yet)' if r.placeholder else ''}")
+            for r in plan.no_cognito_user
+        ),
+    ]
+    out = console()
+    if rows:
+        table = Table(title=Text(f"{pool} -> public.users on the {where}"))
+        for column in ("", "handle", "detail"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        out.print(table)
+    counts = {
+        "updated": len(plan.updated),
+        "already right": len(plan.already_right),
+        "Cognito users with no row": len(plan.no_row),
+        "rows with no Cognito user": len(plan.no_cognito_user),
+        "without preferred_username (skipped)": len(plan.no_preferred_username),
+        "sub used by another row (not applied)": len(plan.sub_in_use),
+        "several Cognito users for one handle (not applied)": len(plan.ambiguous),
+    }
+    for label, count in counts.items():
+        out.print(Text(f"  {count:>5}  {label}"))
+    if plan.nothing_to_do:
+        out.print("nothing to do")
+    elif dry_run:
+        out.print("dry run: nothing changed")

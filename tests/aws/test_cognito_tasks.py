@@ -1,0 +1,121 @@
+"""`inv cognito.users` and `inv cognito.sync` as a user runs them: a moto server on 127.0.0.1 with
+more than one page of users, and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.aws.test_cognito import add_cognito_user, add_row, ids_by_handle
+from tests import helpers
+from tests.aws_support import assert_one_line_error, server_client
+
+
+def table_row(output: str, *cells: str) -> bool:
+    """Some line of a rich table holds these cells, in this order."""
+    return any([cell.strip() for cell in line.split("│")][1 : len(cells) + 1][:-1] == list(cells[:-1])
+               and line.split("│")[len(cells)].strip().startswith(cells[-1]) for line in output.splitlines())  # fmt: skip
+
+
+@pytest.fixture
+def pool(moto_url):
+    idp = server_client(moto_url, "cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="cruddur-user-pool")["UserPool"]["Id"]
+    return idp, pool_id, {"AWS_ENDPOINT_URL": moto_url, "AWS_COGNITO_USER_POOL_ID": pool_id}
+
+
+def test_users_json_lists_every_page(inv, pool):
+    idp, pool_id, env = pool
+    subs = {add_cognito_user(idp, pool_id, f"user{i:02}", f"handle{i:02}") for i in range(61)}
+    add_cognito_user(idp, pool_id, "nameless")
+
+    result = inv("cognito.users", "--json", env=env)
+
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert len(listed) == 62 and subs < {user["sub"] for user in listed}
+    nameless = next(user for user in listed if user["username"] == "nameless")
+    assert nameless["preferred_username"] is None and nameless["email"] == "nameless@example.com"
+    assert set(nameless) == {"username", "sub", "preferred_username", "email", "status", "created"}
+
+
+def test_users_table_shows_the_users(inv, pool):
+    idp, pool_id, env = pool
+    sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown", "andrew@exampro.co")
+
+    result = inv("cognito.users", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert f"{pool_id}: 1 users" in result.stdout
+    for shown in ("andrew", sub, "andrewbrown", "andrew@exampro.co", "FORCE_CHANGE_PASSWORD"):
+        assert shown in result.stdout
+
+
+def test_users_without_the_pool_variable_is_one_line(inv):
+    result = inv("cognito.users")
+
+    assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")
+
+
+def test_sync_prints_every_category_then_has_nothing_to_do(inv, pool, schema_url):
+    idp, pool_id, env = pool
+    env = {**env, "CONNECTION_URL": schema_url}
+    sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
+    add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
+    add_row(schema_url, "bayko", "MOCK-bayko")
+    add_cognito_user(idp, pool_id, "anonymous")
+
+    first = inv("cognito.sync", env=env)
+    second = inv("cognito.sync", env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert table_row(first.stdout, "updated", "andrewbrown", f"MOCK-andrewbrown -> {sub}")
+    assert table_row(first.stdout, "row, no Cognito user", "bayko", "MOCK-bayko (placeholder: not signed up yet)")
+    assert table_row(first.stdout, "no preferred_username", "-", "anonymous (")
+    for count, label in [(1, "updated"), (0, "already right"), (0, "Cognito users with no row"), (1, "rows with no Cognito user"),
+                         (1, "without preferred_username (skipped)"), (0, "sub used by another row (not applied)")]:  # fmt: skip
+        assert f"{count:>5}  {label}\n" in first.stdout
+    assert "Traceback" not in first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "    1  already right" in second.stdout and second.stdout.rstrip().endswith("nothing to do")
+    assert ids_by_handle(schema_url) == {"andrewbrown": sub, "bayko": "MOCK-bayko"}
+
+
+def test_sync_dry_run_changes_nothing(inv, pool, schema_url):
+    idp, pool_id, env = pool
+    add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
+    add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
+
+    result = inv("cognito.sync", "--dry-run", "--json", env={**env, "CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["dry_run"] and [u["handle"] for u in document["updated"]] == ["andrewbrown"]
+    assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown"}
+
+
+def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv, pool, schema_url):
+    idp, pool_id, env = pool
+    add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
+    add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
+
+    refused = inv("cognito.sync", "--prod", env={**env, "PROD_CONNECTION_URL": schema_url})
+
+    line = helpers.assert_one_line_error(refused)
+    assert line.startswith("refused: set cognito_user_id from Cognito on prod database")
+    assert line.endswith("needs confirmation; run it on a terminal or pass --yes")
+    assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown"}
+
+    confirmed = inv("cognito.sync", "--prod", "--yes", env={**env, "PROD_CONNECTION_URL": schema_url})
+
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert not ids_by_handle(schema_url)["andrewbrown"].startswith("MOCK")
+
+
+def test_sync_on_a_database_without_the_schema_is_one_line(inv, pool, database_url):
+    _, _, env = pool
+
+    result = inv("cognito.sync", env={**env, "CONNECTION_URL": database_url})
+
+    assert_one_line_error(result, "error: public.users does not exist (load the schema first: inv db.setup)")
