@@ -123,7 +123,7 @@ def test_wrong_password(server_url):
 
 
 def test_malformed_url():
-    with pytest.raises(ConfigError, match="malformed: port 'abc' is not a number"):
+    with pytest.raises(ConfigError, match="malformed: the port is not a number"):
         admin.connect("postgresql://postgres:s3cr3t@localhost:abc/cruddur")
 
 
