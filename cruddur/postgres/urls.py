@@ -44,9 +44,20 @@ def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
 
 
 def _quiet(error: Exception) -> str:
-    # libpq quotes the piece of the URL it chokes on, which may be (part of) the password, and
-    # a password may itself hold quotes: keep only the words before the first quote.
-    return one_line(error).split('"', 1)[0].rstrip(" :") or "libpq cannot read it"
+    """libpq's message up to the first text it quotes from the URL (shown as "...").
+
+    That text may be (part of) the password, and a password may itself hold quotes, so nothing
+    after that quote is kept; libpq's own literal "=" is."""
+    text, kept = one_line(error), ""
+    while True:
+        head, quote_mark, text = text.partition('"')
+        kept += head
+        if not quote_mark:
+            return kept
+        if not text.startswith('="'):
+            return kept + '"..."'
+        kept += '"="'
+        text = text[2:]
 
 
 def _refuse_misread_credentials(url: str, variable: str) -> None:

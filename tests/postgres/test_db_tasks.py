@@ -137,7 +137,7 @@ def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, type
 @pytest.mark.parametrize(
     "env, expected",
     [
-        ({"CONNECTION_URL": "postgresql://postgres:s3cr3t-pw@localhost:notaport/cruddur"}, "error: CONNECTION_URL is malformed: port 'notaport' is not a number"),
+        ({"CONNECTION_URL": "postgresql://postgres:s3cr3t-pw@localhost:notaport/cruddur"}, "error: CONNECTION_URL is malformed: the port is not a number"),
         ({"CONNECTION_URL": "postgres//postgres:s3cr3t-pw@localhost/cruddur"}, "error: CONNECTION_URL is malformed: missing \"=\" after"),
         ({"CONNECTION_URL": closed_port_url()}, "error: cannot connect to postgres@127.0.0.1:"),
     ],
