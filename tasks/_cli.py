@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 
 import invoke
@@ -14,10 +15,19 @@ from cruddur.errors import CruddurError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON_HELP = "print JSON instead of a table (for scripts)"
+YES_HELP = "with --prod: confirm without typing the database name (for scripts)"
+
+
+class _Task(invoke.Task):
+    """A task whose flags never take -h as their short form: -h stays help everywhere."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, taken_names | {"h"})
 
 
 def task(**options):
-    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1."""
+    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, and -h is
+    always help."""
 
     def decorate(body):
         @functools.wraps(body)
@@ -29,7 +39,7 @@ def task(**options):
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 
-        return invoke.task(**options)(run)
+        return invoke.task(klass=_Task, **options)(run)
 
     return decorate
 
@@ -64,6 +74,20 @@ def print_json(data) -> None:
     print(json.dumps(data, indent=2, default=fallback))
 
 
+# Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts colour, cursor and
+# OSC sequences), line and paragraph separators, bidirectional overrides, lone surrogates (a
+# non-UTF-8 byte read from argv). Joiners inside emoji are left alone.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: object) -> str:
+    """Text that other people wrote, safe for a terminal: each control character shown escaped
+    (ESC as \\x1b, a newline as \\n). JSON output never goes through this: it stays exact."""
+    if text is None:
+        return ""
+    return _UNPRINTABLE.sub(lambda found: found.group(0).encode("unicode_escape").decode("ascii"), str(text))
+
+
 def settings() -> Settings:
     return Settings.from_env()
 
@@ -92,3 +116,10 @@ def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> No
         typed = ""
     if typed.strip() != expected:
         raise Exit(f"refused: you typed {typed.strip()!r}, not {expected!r}; nothing changed", code=1)
+
+
+def guard_prod(target, action: str, yes: bool) -> None:
+    """Every task that writes to --prod calls this before its first write: on production it asks
+    for the database name (or --yes) and refuses with no terminal; elsewhere it does nothing."""
+    if target.prod:
+        confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)

@@ -8,20 +8,13 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, confirm_destructive, console, number, print_json, settings, task
-
-YES = "with --prod: confirm without typing the database name (for scripts)"
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, console, guard_prod, number, print_json, settings, task
 
 
 def _target(prod: bool):
     from cruddur.postgres.target import resolve
 
     return resolve(settings(), prod)
-
-
-def _guard(target, action: str, yes: bool) -> None:
-    if target.prod:
-        confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -83,51 +76,52 @@ def create(c, prod=False):
         print(f"{target} already exists; left as it is")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def drop(c, prod=False, yes=False):
     """Drop the app database, even while clients hold it."""
     from cruddur.postgres import admin
 
     target = _target(prod)
-    _guard(target, "DROP", yes)
+    guard_prod(target, "DROP", yes)
     if admin.drop_database(target.url):
         print(f"dropped {target}")
     else:
         print(f"{target} does not exist; nothing to drop")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES, "file": "load this file instead of sql/schema.sql"})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql"})
 def schema_load(c, prod=False, yes=False, file=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
     from cruddur.postgres import admin
 
     target = _target(prod)
-    _guard(target, "replace the tables of", yes)
+    guard_prod(target, "replace the tables of", yes)
     path, label = _sql_file(file, "schema.sql")
     admin.run_sql_file(target.url, path, label)
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD_HELP, "file": "load this file instead of sql/seed.sql"})
-def seed(c, prod=False, file=None):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql"})
+def seed(c, prod=False, yes=False, file=None):
     """Load sql/seed.sql in one transaction."""
     from cruddur.postgres import admin
 
     target = _target(prod)
+    guard_prod(target, "load seed data into", yes)
     path, label = _sql_file(file, "seed.sql")
     admin.run_sql_file(target.url, path, label)
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def setup(c, prod=False, yes=False):
     """Reset the app database: drop, create, load the schema, seed."""
     from cruddur.postgres import admin
     from cruddur.errors import SqlFileError
 
     target = _target(prod)
+    guard_prod(target, "DROP and recreate", yes)
     print(f"setting up {target}")
-    _guard(target, "DROP and recreate", yes)
     started = time.monotonic()
     files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
     try:
@@ -205,13 +199,13 @@ def _seconds(value: float | None) -> str:
     return f"{value:.1f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
-@task(help={"prod": PROD_HELP, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def kill(c, prod=False, yes=False):
     """End the other client sessions on the app database."""
     from cruddur.postgres import admin
 
     target = _target(prod)
-    _guard(target, "end every other session on", yes)
+    guard_prod(target, "end every other session on", yes)
     results = admin.terminate_other_sessions(target.url)
     if not results:
         print(f"no other sessions on {target}")

@@ -55,7 +55,7 @@ def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
     assert result.stdout == ""
     assert result.stderr.strip() == (
         "error: activity not created: "
-        "ttl_blank (--ttl must be one of 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours, 1-hour); "
+        "ttl_blank (--ttl must be one of 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours, 1-hour; not '2-weeks'); "
         "user_handle_blank (--handle is blank); "
         "message_exceed_max_chars (--message is longer than 280 characters)"
     )
