@@ -89,27 +89,38 @@ def drop(c, prod=False, yes=False):
         print(f"{target} does not exist; nothing to drop")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql"})
-def schema_load(c, prod=False, yes=False, file=None):
+LOCK_TIMEOUT_HELP = "seconds to wait for a lock another session holds before giving up (default 5)"
+
+
+def _lock_timeout(value) -> float:
+    from cruddur.postgres.admin import LOCK_TIMEOUT
+
+    return number(value, "--lock-timeout", default=LOCK_TIMEOUT, minimum=0.001)
+
+
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
+def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
     from cruddur.postgres import admin
 
+    wait = _lock_timeout(lock_timeout)
     target = _target(prod)
     guard_prod(target, "replace the tables of", yes)
     path, label = _sql_file(file, "schema.sql")
-    admin.run_sql_file(target.url, path, label)
+    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql"})
-def seed(c, prod=False, yes=False, file=None):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
+def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/seed.sql in one transaction."""
     from cruddur.postgres import admin
 
+    wait = _lock_timeout(lock_timeout)
     target = _target(prod)
     guard_prod(target, "load seed data into", yes)
     path, label = _sql_file(file, "seed.sql")
-    admin.run_sql_file(target.url, path, label)
+    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
 
 

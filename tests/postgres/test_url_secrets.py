@@ -6,6 +6,7 @@ password) or the whole password shows up anywhere a user could read it."""
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
 
 import psycopg
@@ -91,11 +92,10 @@ def test_a_connection_failure_never_shows_the_password(password, placement, spel
 def role_url(server_url):
     """(make_url(password, placement, spelling), set_password): a login role of its own on the
     test server, reached the way server_url reaches it (socket or TCP)."""
-    name = "secrets_probe"
+    name = f"secrets_probe_{uuid.uuid4().hex[:8]}"
     params = psycopg.conninfo.conninfo_to_dict(server_url)
     host = params.get("host") or "localhost"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"DROP ROLE IF EXISTS {name}")
         conn.execute(f"CREATE ROLE {name} LOGIN")
 
     def set_password(password: str) -> None:
@@ -125,9 +125,9 @@ def test_a_rewritten_url_still_connects_where_libpq_accepts_the_original(role_ur
     moved = urls.with_dbname(url, "postgres")
     assert urls.parse(moved) == {**read, "dbname": "postgres"}
     with psycopg.connect(url.replace("/cruddur", "/postgres", 1)) as conn:  # the original works ...
-        assert conn.execute("SELECT current_user").fetchone()[0] == "secrets_probe"
+        assert conn.execute("SELECT current_user").fetchone()[0] == read["user"]
     with connect.connect(moved) as conn:  # ... and so does the rewrite
-        assert conn.execute("SELECT current_database(), current_user").fetchone() == ("postgres", "secrets_probe")
+        assert conn.execute("SELECT current_database(), current_user").fetchone() == ("postgres", read["user"])
 
 
 def test_a_raw_hash_or_question_mark_in_the_password_survives_a_change_of_database(role_url):
