@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import sys
 
@@ -97,8 +98,21 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Piped output has no width to fit; wide tables beat columns folded to a few letters.
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    # Piped output has no width to fit (unless COLUMNS says one): wide tables beat cells cut short.
+    fits = stream.isatty() or os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, width=None if fits else 200)
+
+
+def show(renderable) -> None:
+    """Print a table or panel on stdout: as rich draws it on a terminal; piped, as plain lines
+    without the spaces that pad the last column."""
+    screen = console()
+    if sys.stdout.isatty():
+        screen.print(renderable)
+        return
+    with screen.capture() as captured:
+        screen.print(renderable)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:

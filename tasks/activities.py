@@ -7,7 +7,7 @@ from datetime import datetime
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, console, guard_prod, number, print_json, printable, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, guard_prod, number, print_json, printable, settings, show, task
 
 # What each refusal means for someone at the command line.
 REASONS = {
@@ -91,7 +91,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
         ("database", str(target)),
     ]:
         fields.add_row(label, Text(printable(value)))  # Text: a message's [brackets] are not markup
-    console().print(Panel(fields, title="activity created", expand=False))
+    show(Panel(fields, title="activity created", expand=False))
 
 
 @task(
@@ -137,4 +137,4 @@ def activities(c, limit=None, json_=False, prod=False):
             str(activity["likes_count"]),
             _when(activity["expires_at"]),
         )
-    console().print(table)
+    show(table)

@@ -322,3 +322,54 @@ def test_ctrl_c_in_psql_cancels_the_query_not_the_session(base_env, schema_url):
     os.write(master, b"\\q\n")
     assert session.wait(timeout=30) == 0
     os.close(master)
+
+
+@pytest.fixture
+def busy_database(database_url):
+    """A holder of a table lock (its application name carries an ESC and an OSC title sequence)
+    and a session blocked behind it running a long query spread over lines."""
+    import threading
+    import time
+
+    holder = psycopg.connect(database_url, application_name="evil\x1b]0;pwned\x07app")
+    holder.execute("CREATE TABLE t (x int)")
+    holder.commit()
+    holder.execute("LOCK TABLE t")
+    waiter = psycopg.connect(database_url, application_name="flask-app", autocommit=True)
+    query = "SELECT /* a long report */ count(*)\n  FROM t\n WHERE x IN (" + ",".join(map(str, range(40))) + ")"
+    blocked = threading.Thread(target=lambda: waiter.execute(query), daemon=True)
+    blocked.start()
+    with psycopg.connect(database_url, autocommit=True) as probe:
+        for _ in range(100):
+            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]:
+                break
+            time.sleep(0.05)
+    yield holder.info.backend_pid, waiter.info.backend_pid, query
+    holder.rollback()  # lets the blocked query finish
+    blocked.join(10)
+    holder.close()
+    waiter.close()
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_sessions_fit_the_width_with_the_most_wanted_columns(inv, dev, busy_database, columns):
+    holder, waiter, query = busy_database
+    result = inv("db.sessions", env={**dev, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns and line == line.rstrip() for line in lines), result.stdout
+    assert lines[0].split() == ["pid", "state", "wait", "blocked", "by", "query", *(["application"] if columns == 120 else [])]
+    waiting = next(line for line in lines if line.startswith(str(waiter)))
+    assert waiting.split()[:4] == [str(waiter), "active", "Lock:relation", str(holder)]
+    assert "SELECT /* a long report */" in waiting and "…" in waiting  # on one line, cut
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    if columns == 120:
+        assert "evil\\x1b]0;pwned\\x0" in result.stdout
+
+
+def test_sessions_json_keeps_everything_exact(inv, dev, busy_database):
+    holder, waiter, query = busy_database
+    rows = {row["pid"]: row for row in json.loads(inv("db.sessions", "--json", env=dev).stdout)}
+    assert rows[holder]["app"] == "evil\x1b]0;pwned\x07app"
+    assert rows[waiter]["query"] == query
+    assert rows[waiter]["blocked_by"] == [holder]
