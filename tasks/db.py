@@ -57,8 +57,11 @@ def down(c, prod=False):
 def connect(c, prod=False, command=None):
     """Open psql on the app database (password kept out of `ps`)."""
     from cruddur.postgres import psql
+    from cruddur.postgres.connect import connect as check
 
     target = _target(prod)
+    # A missing server or database is one line here; psql would print its own and exit 2.
+    check(target.url).close()
     code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.local)
     if code:
         raise Exit(code=code)

@@ -212,7 +212,7 @@ def test_connect_runs_psql(inv, dev, schema_url):
     assert "user_count" in result.stdout
 
 
-def test_connect_keeps_the_password_off_the_command_line(inv, tmp_path):
+def test_connect_keeps_the_password_off_the_command_line(inv, database_url, tmp_path):
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     spy = fake_bin / "psql"
@@ -222,12 +222,14 @@ def test_connect_keeps_the_password_off_the_command_line(inv, tmp_path):
         echo "PGPASSWORD: $PGPASSWORD"
         """))
     spy.chmod(0o755)
-    env = {"CONNECTION_URL": "postgresql://cruddurroot:s3cr3t-pw@db.example.com:5432/cruddur", "PATH": f"{fake_bin}:{os.environ['PATH']}"}
-    result = inv("db.connect", env=env)
+    # A reachable database (db.connect checks it first); the embedded server takes any password.
+    url = database_url if urls.parse(database_url).get("password") else conninfo.make_conninfo(database_url, password="s3cr3t-pw")
+    password = urls.parse(url)["password"]
+    result = inv("db.connect", env={"CONNECTION_URL": url, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
     argv_line, password_line = result.stdout.splitlines()
-    assert "s3cr3t-pw" not in argv_line
-    assert conninfo.conninfo_to_dict(argv_line.removeprefix("argv: "))["host"] == "db.example.com"
-    assert password_line == "PGPASSWORD: s3cr3t-pw"
+    assert password not in argv_line
+    assert conninfo.conninfo_to_dict(argv_line.removeprefix("argv: "))["dbname"] == urls.dbname(database_url)
+    assert password_line == f"PGPASSWORD: {password}"
 
 
 def test_embedded_default_up_setup_down(inv, base_env):
@@ -361,3 +363,17 @@ def test_sessions_json_keeps_everything_exact(inv, dev, busy_database):
     assert rows[holder]["query"] == "LOCK TABLE t /* \x1b]0;pwned\x07 */"
     assert rows[waiter]["query"] == query
     assert rows[waiter]["blocked_by"] == [holder]
+
+
+def test_connect_checks_the_server_and_database_first(inv, database_url):
+    missing = urls.with_dbname(database_url, "no_such_db")
+    line = assert_one_line_error(inv("db.connect", env={"CONNECTION_URL": missing}))
+    assert line.startswith("error: cannot connect to ") and 'database "no_such_db" does not exist' in line
+    line = assert_one_line_error(inv("db.connect", env={"CONNECTION_URL": closed_port_url()}))
+    assert line.startswith("error: cannot connect to postgres@127.0.0.1:") and "s3cr3t-pw" not in line
+
+
+def test_connect_keeps_psqls_own_exit_code_for_errors_in_the_session(inv, schema_url):
+    result = inv("db.connect", "--command", "SELECT 1/0", env={"CONNECTION_URL": schema_url})
+    assert result.returncode == 1  # psql's code for a failed -c command
+    assert "division by zero" in result.stderr
