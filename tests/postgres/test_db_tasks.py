@@ -377,3 +377,20 @@ def test_connect_keeps_psqls_own_exit_code_for_errors_in_the_session(inv, schema
     result = inv("db.connect", "--command", "SELECT 1/0", env={"CONNECTION_URL": schema_url})
     assert result.returncode == 1  # psql's code for a failed -c command
     assert "division by zero" in result.stderr
+
+
+def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(inv, dev, schema_url):
+    with psycopg.connect(schema_url, application_name="report-writer") as holder:
+        holder.execute("SELECT count(*) FROM users")  # an open transaction holds a lock on users
+        result = inv("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})
+        line = assert_one_line_error(result)
+        assert line.startswith(
+            f"error: sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
+        )
+        holder.rollback()
+
+
+@pytest.mark.parametrize("task", ["db.schema-load", "db.seed"])
+def test_a_bad_lock_timeout_is_one_line_before_connecting(inv, task):
+    result = inv(task, "--lock-timeout", "soon", env={"CONNECTION_URL": closed_port_url()})
+    assert assert_one_line_error(result) == "error: --lock-timeout takes a number, not 'soon'"
