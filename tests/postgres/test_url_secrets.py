@@ -20,7 +20,7 @@ from cruddur.lambda_build import local as lambda_local
 from cruddur.postgres import connect, urls
 from cruddur.postgres.client import Database
 from tests.helpers import assert_one_line_error, free_port
-from tests.lambda_support import EnvironmentTooLargeLambda, sample_event
+from tests.lambda_support import sample_event
 
 MARKERS = ("Kq7Zx", "Wv3Jm")
 
@@ -139,16 +139,13 @@ def test_a_raw_hash_or_question_mark_in_the_password_survives_a_change_of_databa
 
 
 @all_examples
-@settings(max_examples=40, deadline=None)
-def test_lambda_deploy_set_env_never_echoes_the_password(lambda_zip, password, placement, spelling):
-    url = url_with(password, placement, spelling)
-    endpoint = EnvironmentTooLargeLambda(lambda_zip.code_sha256, lambda_zip.runtime)
-    try:
-        with pytest.raises(CruddurError) as refused:
-            lambda_deploy.deploy(lambda_zip, connection_url=url, lambda_client=endpoint.client())
-    finally:
-        endpoint.close()
-    assert endpoint.configuration_updates == 1  # AWS did quote the environment back
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_lambda_deploy_set_env_never_echoes_the_password(lambda_zip, environment_too_large_lambda, password, placement, spelling):
+    endpoint = environment_too_large_lambda  # refuses every environment, quoting it back
+    updates = endpoint.configuration_updates
+    with pytest.raises(CruddurError) as refused:
+        lambda_deploy.deploy(lambda_zip, connection_url=url_with(password, placement, spelling), lambda_client=endpoint.client())
+    assert endpoint.configuration_updates == updates + 1  # AWS did quote the environment back
     assert_hidden(str(refused.value), password)
 
 
