@@ -5,6 +5,7 @@ Both return what the Flask backend sends as JSON; Postgres builds it, timestamps
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,10 @@ TTLS: dict[str, timedelta] = {
 }
 
 
+# A NUL byte (Postgres text cannot hold it) or a lone surrogate (no UTF-8 for it).
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _text_error(value: object, field: str) -> str | None:
     """The error code for a value that is not text Postgres can store, else None.
 
@@ -33,7 +38,7 @@ def _text_error(value: object, field: str) -> str | None:
         return f"{field}_blank"
     if not isinstance(value, str):
         return f"{field}_not_text"
-    if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+    if _NOT_STORABLE.search(value):
         return f"{field}_invalid_characters"
     if not value.strip():
         return f"{field}_blank"
