@@ -5,6 +5,7 @@ Both return what the Flask backend sends as JSON; Postgres builds it, timestamps
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -24,25 +25,45 @@ TTLS: dict[str, timedelta] = {
 }
 
 
-def _blank(value: str | None) -> bool:
-    return value is None or not value.strip()
+# A NUL byte (Postgres text cannot hold it) or a lone surrogate (no UTF-8 for it).
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def validate_activity(handle: str | None, message: str | None, ttl: str | None) -> list[str]:
-    """The error codes for this input, in the order ttl, handle, message; [] when valid."""
+def _text_error(value: object, field: str) -> str | None:
+    """The error code for a value that is not text Postgres can store, else None.
+
+    The backend passes whatever the request's JSON held: numbers, lists, None, and strings with
+    a NUL byte (Postgres text cannot hold it) or a lone surrogate (not encodable as UTF-8)."""
+    if value is None:
+        return f"{field}_blank"
+    if not isinstance(value, str):
+        return f"{field}_not_text"
+    if _NOT_STORABLE.search(value):
+        return f"{field}_invalid_characters"
+    if not value.strip():
+        return f"{field}_blank"
+    return None
+
+
+def validate_activity(handle: object, message: object, ttl: object) -> list[str]:
+    """The error codes for this input, in the order ttl, handle, message; [] when valid.
+
+    Any value is accepted and judged, never raised on: see the README for the codes."""
     errors = []
-    if ttl not in TTLS:
+    if not isinstance(ttl, str) or ttl not in TTLS:
         errors.append("ttl_blank")
-    if _blank(handle):
-        errors.append("user_handle_blank")
-    if _blank(message):
-        errors.append("message_blank")
+    handle_error = _text_error(handle, "user_handle")
+    if handle_error:
+        errors.append(handle_error)
+    message_error = _text_error(message, "message")
+    if message_error:
+        errors.append(message_error)
     elif len(message) > MAX_MESSAGE_CHARS:
         errors.append("message_exceed_max_chars")
     return errors
 
 
-def create_activity(db: Database, handle: str | None, message: str | None, ttl: str | None) -> dict[str, Any]:
+def create_activity(db: Database, handle: object, message: object, ttl: object) -> dict[str, Any]:
     """{'errors': None, 'data': the new activity} or {'errors': [codes], 'data': {'handle', 'message'}}.
 
     The activity is inserted and returned joined to its author in one statement; on any error
@@ -67,7 +88,12 @@ def get_activity(db: Database, uuid: str) -> dict[str, Any]:
 
 def home_activities(db: Database, limit: int | None = HOME_FEED_LIMIT) -> list[dict[str, Any]]:
     """The home feed, newest first: at most `limit` activities, HOME_FEED_LIMIT (100) unless
-    the caller asks otherwise; None returns all of them."""
+    the caller asks otherwise; 0 or None returns all of them (as `inv db.activities --limit 0`)."""
     if limit is not None and limit < 0:
         raise ValueError("limit must be zero or more")
-    return db.query_array_json(db.template("activities", "home"), {"limit": limit})
+    return db.query_array_json(db.template("activities", "home"), {"limit": limit or None})
+
+
+def count_activities(db: Database) -> int:
+    """How many activities the home feed holds in all (to say "showing 20 of 130")."""
+    return db.query_value(db.template("activities", "count"))

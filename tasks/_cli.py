@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import re
 import sys
 
 import invoke
@@ -14,10 +16,19 @@ from cruddur.errors import CruddurError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON_HELP = "print JSON instead of a table (for scripts)"
+YES_HELP = "with --prod: confirm without typing the database name (for scripts)"
+
+
+class _Task(invoke.Task):
+    """A task whose flags never take -h as their short form: -h stays help everywhere."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, taken_names | {"h"})
 
 
 def task(**options):
-    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1."""
+    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, and -h is
+    always help."""
 
     def decorate(body):
         @functools.wraps(body)
@@ -29,7 +40,7 @@ def task(**options):
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 
-        return invoke.task(**options)(run)
+        return invoke.task(klass=_Task, **options)(run)
 
     return decorate
 
@@ -64,6 +75,20 @@ def print_json(data) -> None:
     print(json.dumps(data, indent=2, default=fallback))
 
 
+# Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts colour, cursor and
+# OSC sequences), line and paragraph separators, bidirectional overrides, lone surrogates (a
+# non-UTF-8 byte read from argv). Joiners inside emoji are left alone.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: object) -> str:
+    """Text that other people wrote, safe for a terminal: each control character shown escaped
+    (ESC as \\x1b, a newline as \\n). JSON output never goes through this: it stays exact."""
+    if text is None:
+        return ""
+    return _UNPRINTABLE.sub(lambda found: found.group(0).encode("unicode_escape").decode("ascii"), str(text))
+
+
 def settings() -> Settings:
     return Settings.from_env()
 
@@ -73,8 +98,21 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Piped output has no width to fit; wide tables beat columns folded to a few letters.
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    # Piped output has no width to fit (unless COLUMNS says one): wide tables beat cells cut short.
+    fits = stream.isatty() or os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, width=None if fits else 200)
+
+
+def show(renderable) -> None:
+    """Print a table or panel on stdout: as rich draws it on a terminal; piped, as plain lines
+    without the spaces that pad the last column."""
+    screen = console()
+    if sys.stdout.isatty():
+        screen.print(renderable)
+        return
+    with screen.capture() as captured:
+        screen.print(renderable)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:
@@ -92,3 +130,10 @@ def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> No
         typed = ""
     if typed.strip() != expected:
         raise Exit(f"refused: you typed {typed.strip()!r}, not {expected!r}; nothing changed", code=1)
+
+
+def guard_prod(target, action: str, yes: bool) -> None:
+    """Every task that writes to --prod calls this before its first write: on production it asks
+    for the database name (or --yes) and refuses with no terminal; elsewhere it does nothing."""
+    if target.prod:
+        confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)

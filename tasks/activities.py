@@ -2,44 +2,47 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import closing
+from datetime import datetime
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, console, number, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, guard_prod, number, print_json, printable, settings, show, task
 
 # What each refusal means for someone at the command line.
 REASONS = {
-    "ttl_blank": "--ttl must be one of {ttls}",
+    "ttl_blank": "--ttl must be one of {ttls}; not {ttl}",
     "user_handle_blank": "--handle is blank",
+    "user_handle_invalid_characters": "--handle holds a NUL byte or bytes that are not UTF-8",
     "message_blank": "--message is blank",
+    "message_invalid_characters": "--message holds a NUL byte or bytes that are not UTF-8",
     "message_exceed_max_chars": "--message is longer than {max} characters",
-    "user_not_found": "no user has the handle {handle!r}",
+    "user_not_found": "no user has the handle {handle}",
 }
 
 
-def _open(prod: bool):
-    from cruddur.postgres.client import Database
-    from cruddur.postgres.connect import CONNECT_TIMEOUT
+def _target(prod: bool):
     from cruddur.postgres.target import resolve
 
-    # The pool logs each failed attempt; the one-line error below says why, once.
-    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
-    config = settings()
-    target = resolve(config, prod)
-    return Database(target.url, sql_dir=config.sql_dir, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT), target
+    return resolve(settings(), prod)
+
+
+def _open(target):
+    from cruddur.postgres.client import Database
+    from cruddur.postgres.connect import CONNECT_TIMEOUT
+
+    return Database(target.url, sql_dir=settings().sql_dir, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
 
 
 def _when(iso: str | None) -> str:
-    # 2026-11-25T22:10:32.09+00:00 -> 11-25 22:10 (the table must fit 80 columns)
-    return iso[5:16].replace("T", " ") if iso else ""
+    # 2026-11-25T22:10:32.093+00:00 -> 2026-11-25 22:10 UTC: date, year and zone, to the minute
+    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M %Z}" if iso else ""
 
 
-def _refusal(errors: list[str], handle: str) -> str:
+def _refusal(errors: list[str], handle: str, ttl: str) -> str:
     from cruddur.activities import MAX_MESSAGE_CHARS, TTLS
 
-    facts = {"ttls": ", ".join(TTLS), "max": MAX_MESSAGE_CHARS, "handle": handle}
+    facts = {"ttls": ", ".join(TTLS), "max": MAX_MESSAGE_CHARS, "handle": repr(printable(handle)), "ttl": repr(printable(ttl))}
     return "; ".join(f"{code} ({REASONS.get(code, code).format(**facts)})" for code in errors)
 
 
@@ -50,22 +53,25 @@ def _refusal(errors: list[str], handle: str) -> str:
         "ttl": "how long it lives: 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours or 1-hour",
         "json": "print the result as JSON ({errors, data}) instead of a panel",
         "prod": PROD_HELP,
+        "yes": YES_HELP,
     }
 )
-def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=False):
+def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=False, yes=False):
     """Create an activity the way the backend does.
 
     A refusal exits 1 with its error codes and stores nothing.
     """
     from cruddur.activities import create_activity as create
 
-    db, target = _open(prod)
+    target = _target(prod)
+    guard_prod(target, "add an activity to", yes)
+    db = _open(target)
     with closing(db):
         result = create(db, handle, message, ttl)
     if json_:
         print_json(result)
     if result["errors"]:
-        raise Exit(f"error: activity not created: {_refusal(result['errors'], handle)}", code=1)
+        raise Exit(f"error: activity not created: {_refusal(result['errors'], handle, ttl)}", code=1)
     if json_:
         return
     from rich.panel import Panel
@@ -80,29 +86,31 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
         ("uuid", activity["uuid"]),
         ("author", f"{activity['display_name']} (@{activity['handle']})"),
         ("message", activity["message"]),
-        ("created", activity["created_at"]),
-        ("expires", activity["expires_at"]),
+        ("created", _when(activity["created_at"])),
+        ("expires", _when(activity["expires_at"])),
         ("database", str(target)),
     ]:
-        fields.add_row(label, Text(value))  # Text: a message's [brackets] are not markup
-    console().print(Panel(fields, title="activity created", expand=False))
+        fields.add_row(label, Text(printable(value)))  # Text: a message's [brackets] are not markup
+    show(Panel(fields, title="activity created", expand=False))
 
 
 @task(
     help={
-        "limit": "show at most this many activities, newest first (default 100; 0 for all)",
+        "limit": "show at most this many activities, newest first (default 100; 0 for all of them)",
         "json": JSON_HELP,
         "prod": PROD_HELP,
     }
 )
 def activities(c, limit=None, json_=False, prod=False):
     """Show the home feed, newest first."""
-    from cruddur.activities import HOME_FEED_LIMIT, home_activities
+    from cruddur.activities import HOME_FEED_LIMIT, count_activities, home_activities
 
     limit = number(limit, "--limit", default=HOME_FEED_LIMIT, integer=True)
-    db, target = _open(prod)
+    target = _target(prod)
+    db = _open(target)
     with closing(db):
-        feed = home_activities(db, limit or None)
+        feed = home_activities(db, limit)
+        total = count_activities(db) if not json_ else len(feed)
     if json_:
         print_json(feed)
         return
@@ -112,7 +120,7 @@ def activities(c, limit=None, json_=False, prod=False):
 
     table = Table(
         title=f"home feed: {target}",
-        caption=f"{len(feed)} activities; --json shows every field",
+        caption=f"showing {len(feed)} of {total} activities; --json shows every field",
         box=box.SIMPLE_HEAD,
     )
     table.add_column("created", no_wrap=True)
@@ -124,9 +132,9 @@ def activities(c, limit=None, json_=False, prod=False):
         author = f"@{activity['handle']}" if activity["handle"] else "(no user)"
         table.add_row(
             _when(activity["created_at"]),
-            Text(author),
-            Text(activity["message"]),  # not markup: users write [brackets] too
+            Text(printable(author)),
+            Text(printable(activity["message"])),  # not markup: users write [brackets] too
             str(activity["likes_count"]),
             _when(activity["expires_at"]),
         )
-    console().print(table)
+    show(table)

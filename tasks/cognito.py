@@ -1,6 +1,6 @@
 """The Cognito user pool: list its users, match them to the users table."""
 
-from ._cli import JSON_HELP, PROD_HELP, confirm_destructive, console, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, console, guard_prod, print_json, settings, task
 
 
 def _pool_users():
@@ -49,7 +49,7 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
     plan = cognito.sync(where.url, found, dry_run=True)
     if not plan.nothing_to_do and not dry_run:
         if where.prod:
-            confirm_destructive("set cognito_user_id from Cognito", where.dbname, str(where), yes)
+            guard_prod(where, "set cognito_user_id from Cognito in", yes)
         plan = cognito.sync(where.url, found)
     if json_:
         print_json({"dry_run": dry_run, **plan.__dict__})

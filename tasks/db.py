@@ -8,9 +8,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, confirm_destructive, console, number, print_json, settings, task
-
-YES = "with --prod: confirm without typing the database name (for scripts)"
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, console, guard_prod, number, print_json, printable, settings, show, task
 
 
 def _target(prod: bool):
@@ -24,11 +22,6 @@ def _target(prod: bool):
             file=sys.stderr,
         )
     return target
-
-
-def _guard(target, action: str, yes: bool) -> None:
-    if target.prod:
-        confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -123,8 +116,11 @@ def _status_lines(found) -> list[tuple[str, str]]:
 def connect(c, prod=False, command=None):
     """Open psql on the app database (password kept out of `ps`)."""
     from cruddur.postgres import psql
+    from cruddur.postgres.connect import connect as check
 
     target = _target(prod)
+    # A missing server or database is one line here; psql would print its own and exit 2.
+    check(target.url).close()
     code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.local)
     if code:
         raise Exit(code=code)
@@ -142,13 +138,13 @@ def create(c, prod=False):
         print(f"{target} already exists; left as it is")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def drop(c, prod=False, yes=False):
     """Drop the app database, even while clients hold it."""
     from cruddur.postgres import admin
 
     target = _target(prod)
-    _guard(target, "DROP", yes)
+    guard_prod(target, "DROP", yes)
     ended = admin.drop_database(target.url)
     if ended is None:
         print(f"{target} does not exist; nothing to drop")
@@ -158,30 +154,42 @@ def drop(c, prod=False, yes=False):
         print(f"dropped {target}")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES, "file": "load this file instead of sql/schema.sql"})
-def schema_load(c, prod=False, yes=False, file=None):
+LOCK_TIMEOUT_HELP = "seconds to wait for a lock another session holds before giving up (default 5)"
+
+
+def _lock_timeout(value) -> float:
+    from cruddur.postgres.admin import LOCK_TIMEOUT
+
+    return number(value, "--lock-timeout", default=LOCK_TIMEOUT, minimum=0.001)
+
+
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
+def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
     from cruddur.postgres import admin
 
+    wait = _lock_timeout(lock_timeout)
     target = _target(prod)
-    _guard(target, "replace the tables of", yes)
+    guard_prod(target, "replace the tables of", yes)
     path, label = _sql_file(file, "schema.sql")
-    admin.run_sql_file(target.url, path, label)
+    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD_HELP, "file": "load this file instead of sql/seed.sql"})
-def seed(c, prod=False, file=None):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
+def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/seed.sql in one transaction."""
     from cruddur.postgres import admin
 
+    wait = _lock_timeout(lock_timeout)
     target = _target(prod)
+    guard_prod(target, "load seed data into", yes)
     path, label = _sql_file(file, "seed.sql")
-    admin.run_sql_file(target.url, path, label)
+    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def setup(c, prod=False, yes=False):
     """Reset the app database: drop, create, load the schema, seed."""
     from cruddur.postgres import admin
@@ -189,8 +197,8 @@ def setup(c, prod=False, yes=False):
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
     target = _target(prod)
+    guard_prod(target, "DROP and recreate", yes)
     print(f"setting up {target}")
-    _guard(target, "DROP and recreate", yes)
     files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
     try:
         existed = admin.rebuild_database(target.url, files)
@@ -220,45 +228,103 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
         print_json(list_sessions(url, all))
         return
     if not watch:
-        console().print(_sessions_table(list_sessions(url, all)))
+        show(_sessions_table(list_sessions(url, all), console().width))
         return
     from rich.live import Live
 
-    with Live(_sessions_table(list_sessions(url, all)), console=console(), auto_refresh=False) as live:
+    screen = console()
+    with Live(_sessions_table(list_sessions(url, all), screen.width), console=screen, auto_refresh=False) as live:
         print(f"refreshing every {interval:g}s; Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
             while True:
                 time.sleep(interval)
-                live.update(_sessions_table(list_sessions(url, all)), refresh=True)
+                live.update(_sessions_table(list_sessions(url, all), screen.width), refresh=True)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a watch ends
 
 
-def _sessions_table(rows: list[dict]):
+# The table's columns, most wanted first: (header, the widest it may grow; None for the query,
+# which takes what the others leave). Those that fit the width are shown, long text cut with "…".
+_SESSION_COLUMNS = [
+    ("pid", 9),
+    ("state", 19),
+    ("wait", 14),
+    ("blocked by", 16),
+    ("query", None),
+    ("application", 20),
+    ("in state", 8),
+    ("user", 12),
+    ("db", 16),
+    ("client", 15),
+    ("query time", 10),
+    ("type", 16),
+]
+_QUERY_MIN = 20  # the query column is never narrower than this
+_GAP = 3  # between two columns: padding, separator, padding
+
+
+def _session_cells(row: dict) -> dict[str, str]:
+    cells = {
+        "pid": f"{row['pid']}{' *' if row['this_session'] else ''}",
+        "state": (row["state"] or "").replace("idle in transaction", "idle in tx"),
+        "wait": row["wait_event"],
+        "blocked by": ", ".join(str(pid) for pid in row["blocked_by"] or []),
+        "query": " ".join((row["query"] or "").split()),  # one line
+        "application": row["app"],
+        "in state": _seconds(row["state_seconds"]),
+        "user": row["user"],
+        "db": row["db"],
+        "client": row["client_addr"] or ("local" if row["backend_type"] == "client backend" else ""),
+        "query time": _seconds(row["query_seconds"]),
+        "type": row["backend_type"],
+    }
+    # Other clients' text: control characters shown escaped.
+    return {header: printable(text) for header, text in cells.items()}
+
+
+def _session_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
+    """Each shown column's width: by priority, while they fit; the query gets what is left."""
+    natural = {
+        header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6)
+        for header, widest in _SESSION_COLUMNS
+    }
+    # The query keeps about a third of the width before less wanted columns are added.
+    reserve = min(natural["query"], max(_QUERY_MIN, width // 3))
+    chosen, used = {}, -_GAP
+    for header, _ in _SESSION_COLUMNS:
+        if header == "query":
+            if used + _QUERY_MIN + _GAP > width:
+                break
+            chosen[header] = min(reserve, width - used - _GAP)
+        elif used + natural[header] + _GAP > width:
+            break
+        else:
+            chosen[header] = natural[header]
+        used += chosen[header] + _GAP
+    if "query" in chosen:
+        others = sum(w + _GAP for header, w in chosen.items() if header != "query")
+        chosen["query"] = min(natural["query"], width - others)
+    return chosen
+
+
+def _sessions_table(rows: list[dict], width: int):
+    from rich import box
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(caption=f"{len(rows)} session(s); * marks this one", caption_justify="left")
-    for column in ("pid", "user", "db", "client", "application", "state", "type", "wait", "in state", "query time", "query", "blocked by"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("pid", "state"))
-    for row in rows:
-        blocked = ", ".join(str(pid) for pid in row["blocked_by"] or [])
-        # Cells hold other clients' text (application names, queries): never read it as markup.
-        cells = [
-            f"{row['pid']}{' *' if row['this_session'] else ''}",
-            row["user"],
-            row["db"],
-            row["client_addr"] or ("local" if row["backend_type"] == "client backend" else ""),
-            row["app"],
-            row["state"],
-            row["backend_type"],
-            row["wait_event"],
-            _seconds(row["state_seconds"]),
-            _seconds(row["query_seconds"]),
-            row["query"],
-        ]
-        table.add_row(*(Text(cell or "") for cell in cells), Text(blocked, style="bold red"))
-    return table
+    cells = [_session_cells(row) for row in rows]
+    widths = _session_widths(cells, width)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header, column_width in widths.items():
+        table.add_column(
+            header, width=column_width, no_wrap=True, overflow="ellipsis",
+            style="bold red" if header == "blocked by" else None,
+        )  # fmt: skip
+    for row in cells:
+        table.add_row(*(Text(row[header]) for header in widths))  # Text: never read as markup
+    summary = f"{len(rows)} session(s); * marks this one; --json shows every field and the whole query"
+    return Group(table, Text(summary))
 
 
 def _seconds(value: float | None) -> str:
@@ -267,13 +333,13 @@ def _seconds(value: float | None) -> str:
     return f"{value:.1f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
-@task(help={"prod": PROD_HELP, "yes": YES})
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def kill(c, prod=False, yes=False):
     """End the other client sessions on the app database."""
     from cruddur.postgres import admin
 
     target = _target(prod)
-    _guard(target, "end every other session on", yes)
+    guard_prod(target, "end every other session on", yes)
     results = admin.terminate_other_sessions(target.url)
     if not results:
         print(f"no other sessions on {target}")

@@ -6,8 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, get_activity, home_activities
+from cruddur.activities import HOME_FEED_LIMIT, TTLS, count_activities, create_activity, get_activity, home_activities
 from cruddur.postgres.client import Database
 from tests.helpers import add_user
 
@@ -134,7 +136,8 @@ def test_home_feed_limit(db, schema_url):
     assert default[0]["message"] == "n1"
     assert len(home_activities(db, None)) == HOME_FEED_LIMIT + 5
     assert [a["message"] for a in home_activities(db, 2)] == ["n1", "n2"]
-    assert home_activities(db, 0) == []
+    assert home_activities(db, 0) == home_activities(db, None)  # as `inv db.activities --limit 0`
+    assert count_activities(db) == HOME_FEED_LIMIT + 5
     with pytest.raises(ValueError):
         home_activities(db, -1)
 
@@ -198,3 +201,56 @@ def test_many_threads_create_through_one_pool(db, schema_url):
     assert stats.get("requests_errors", 0) == 0
     assert stats.get("connections_lost", 0) == 0
     assert stats["pool_size"] <= 4
+
+
+# What the Flask backend may pass on from a request's JSON: anything at all.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=5,
+)
+bad_text = st.builds(lambda a, b: a + "\x00" + b, st.text(max_size=5), st.text(max_size=5)) | st.builds(
+    lambda a, surrogate: a + surrogate, st.text(max_size=5), st.sampled_from(["\udcff", "\ud800", "\udfff"])
+)
+CODES = {
+    "ttl_blank", "user_handle_blank", "user_handle_not_text", "user_handle_invalid_characters",
+    "message_blank", "message_not_text", "message_invalid_characters", "message_exceed_max_chars", "user_not_found",
+}  # fmt: skip
+
+
+@given(
+    handle=st.sampled_from(["andrewbrown"]) | json_values | bad_text,
+    message=st.sampled_from(["hello"]) | json_values | bad_text,
+    ttl=st.sampled_from(list(TTLS)) | json_values | bad_text,
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_input_gets_error_codes_never_an_exception(db, schema_url, handle, message, ttl):
+    before = activity_count(schema_url)
+    result = create_activity(db, handle, message, ttl)
+    if result["errors"] is None:
+        assert result["data"]["message"] == message
+        assert activity_count(schema_url) == before + 1
+        return
+    assert set(result["errors"]) <= CODES and result["errors"]
+    assert result["data"] == {"handle": handle, "message": message}
+    assert activity_count(schema_url) == before
+    if not isinstance(message, str) and message is not None:
+        assert "message_not_text" in result["errors"]
+    if isinstance(message, str) and ("\x00" in message or any("\ud800" <= c <= "\udfff" for c in message)):
+        assert "message_invalid_characters" in result["errors"]
+    if not isinstance(ttl, str) or ttl not in TTLS:
+        assert result["errors"][0] == "ttl_blank"
+
+
+@pytest.mark.parametrize(
+    "handle, message, errors",
+    [
+        (42, "hi", ["user_handle_not_text"]),
+        ("andrewbrown", ["hi"], ["message_not_text"]),
+        ("andrewbrown", "nul\x00byte", ["message_invalid_characters"]),
+        ("andrewbrown", "caf\udcff", ["message_invalid_characters"]),
+        ("andrew\x00brown", "hi", ["user_handle_invalid_characters"]),
+    ],
+)
+def test_bad_text_has_its_own_codes(db, handle, message, errors):
+    assert create_activity(db, handle, message, "7-days")["errors"] == errors

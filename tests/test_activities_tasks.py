@@ -1,7 +1,7 @@
 """`inv db.create-activity` and `inv db.activities` as a user runs them, on a real database."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -55,7 +55,7 @@ def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
     assert result.stdout == ""
     assert result.stderr.strip() == (
         "error: activity not created: "
-        "ttl_blank (--ttl must be one of 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours, 1-hour); "
+        "ttl_blank (--ttl must be one of 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours, 1-hour; not '2-weeks'); "
         "user_handle_blank (--handle is blank); "
         "message_exceed_max_chars (--message is longer than 280 characters)"
     )
@@ -93,9 +93,9 @@ def test_activities_table_and_limit(inv, seeded_url):
     assert result.returncode == 0, result.stderr
     assert "@andrewbrown" in result.stdout
     assert "This was imported" in result.stdout  # the table may wrap the rest
-    assert "1 activities" in result.stdout
+    assert "showing 1 of 1 activities" in result.stdout
     limited = inv("db.activities", "--json", "--limit", "0", env={"CONNECTION_URL": seeded_url})
-    assert len(json.loads(limited.stdout)) == 1
+    assert len(json.loads(limited.stdout)) == 1  # 0: all of them, as in the library
 
 
 @pytest.mark.parametrize(
@@ -137,3 +137,51 @@ def test_messages_are_shown_verbatim_not_as_markup(inv, seeded_url):
     feed = inv("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
     assert feed.returncode == 0, feed.stderr
     assert message in feed.stdout
+
+
+def test_activities_say_how_many_they_show_and_print_full_times(inv, seeded_url):
+    for n in range(3):
+        inv("db.create-activity", "--handle", "bayko", "--message", f"m{n}", env={"CONNECTION_URL": seeded_url})
+    result = inv("db.activities", "--limit", "2", env={"CONNECTION_URL": seeded_url, "COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    assert "showing 2 of 4 activities" in result.stdout
+    with psycopg.connect(seeded_url) as conn:
+        newest = conn.execute("SELECT created_at FROM activities ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+    assert f"{newest.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" in result.stdout  # date, year, zone
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
+
+
+def test_dash_h_is_help_for_every_task(inv):
+    import copy
+
+    from tasks import ns
+
+    for prefix, collection in ns.collections.items():
+        for name, task in collection.tasks.items():
+            probe = copy.copy(task)
+            probe.help = dict(task.help)  # get_arguments() consumes the help it reads
+            short_flags = {flag for argument in probe.get_arguments() for flag in argument.names if len(flag) == 1}
+            assert "h" not in short_flags, f"{prefix}.{name}"
+    result = inv("db.create-activity", "-h")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: inv[oke] [--core-opts] db.create-activity")
+    assert "-a STRING, --handle=STRING" in result.stdout
+
+
+def test_a_message_that_is_not_utf8_is_one_line(inv, seeded_url):
+    result = inv("db.create-activity", "--handle", "bayko", "--message", b"caf\xff", env={"CONNECTION_URL": seeded_url})
+    line = assert_one_line_error(result)
+    assert line == "error: activity not created: message_invalid_characters (--message holds a NUL byte or bytes that are not UTF-8)"
+    assert messages(seeded_url) == ["This was imported as seed data!"]
+
+
+def test_control_characters_in_messages_are_shown_escaped(inv, seeded_url):
+    message = "title\x1b]0;pwned\x07 and \x1b[2Jclear"
+    created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+    assert created.returncode == 0, created.stderr
+    feed = inv("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
+    as_json = inv("db.activities", "--json", env={"CONNECTION_URL": seeded_url})
+    for shown in (created.stdout, feed.stdout):
+        assert "\x1b" not in shown and "\x07" not in shown
+        assert "title\\x1b]0;pwned\\x07 and \\x1b[2Jclear" in shown
+    assert json.loads(as_json.stdout)[0]["message"] == message

@@ -11,9 +11,6 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
-from urllib.parse import urlsplit
-
-from psycopg import ProgrammingError, conninfo
 
 from ..postgres import urls
 from . import clients
@@ -187,27 +184,12 @@ def _scrub(message: str, connection_url: str) -> str:
     except ConfigError:
         masked = MASK
     replacements = {connection_url: masked}
-    for password in _password_spellings(connection_url):
+    for password in urls.password_spellings(connection_url):
         replacements[password] = MASK
     # A JSON document quoting the variables escapes quotes and backslashes.
     for secret, shown in list(replacements.items()):
         replacements.setdefault(json.dumps(secret)[1:-1], json.dumps(shown)[1:-1])
     return scrub(message, replacements)
-
-
-def _password_spellings(connection_url: str) -> set[str]:
-    """The password as written in the URL (percent-encoded) and as libpq decodes it."""
-    spellings = set()
-    if "://" in connection_url:
-        try:
-            spellings.add(urlsplit(connection_url).password or "")
-        except ValueError:
-            pass
-    try:
-        spellings.add(conninfo.conninfo_to_dict(connection_url).get("password") or "")
-    except ProgrammingError:
-        pass
-    return spellings - {""}
 
 
 def _read_configuration(lambda_client, function: str, creatable: bool = False) -> dict | None:

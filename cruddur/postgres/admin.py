@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import psycopg
@@ -10,9 +11,11 @@ from psycopg import errors, sql
 
 from . import urls
 from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
+from .sessions import BlockerWatch
 from ..errors import DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
+LOCK_TIMEOUT = 5.0  # seconds a file load waits for a lock another session holds
 
 
 def _maintenance(url: str) -> psycopg.Connection:
@@ -88,33 +91,47 @@ def _create(conn: psycopg.Connection, name: str) -> bool:
 
 
 def _drop(conn: psycopg.Connection, name: str) -> bool:
-    existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
     try:
+        existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     except psycopg.Error as e:
         raise DatabaseError(f"cannot drop database {name!r}: {one_line(e)}") from None
     return existed
 
 
-def run_sql_file(url: str, path: Path, label: str | None = None) -> None:
-    """Run a whole .sql file in one transaction: all of it, or (on SqlFileError) none of it."""
-    run_sql_files(url, [(path, label or str(path))])
+def run_sql_file(url: str, path: Path, label: str | None = None, lock_timeout: float = LOCK_TIMEOUT) -> None:
+    """Run a whole .sql file in one transaction: all of it, or (on SqlFileError) none of it.
+
+    A lock another session holds is waited for at most `lock_timeout` seconds; then the error
+    names that session."""
+    run_sql_files(url, [(path, label or str(path))], lock_timeout)
 
 
-def run_sql_files(url: str, files: list[tuple[Path, str]]) -> None:
+def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float = LOCK_TIMEOUT) -> None:
     """Run (path, label) files in order on one connection, each in its own transaction.
 
     The first failure stops the run: that file is rolled back, the ones before it stay."""
     texts = [(_read(path, label), label) for path, label in files]
     with connect(url) as conn:
         for text, label in texts:
-            _run(conn, text, label)
+            _run(conn, text, label, url, lock_timeout)
 
 
-def _run(conn: psycopg.Connection, text: str, label: str) -> None:
+def _run(conn: psycopg.Connection, text: str, label: str, url: str | None = None, lock_timeout: float = LOCK_TIMEOUT) -> None:
+    """Run one file's text in a transaction, waiting at most lock_timeout for each lock; with
+    the url, a lock timeout names the session that held the lock."""
+    watch = BlockerWatch(url, conn.info.backend_pid, after=lock_timeout / 2) if url else nullcontext()
     try:
         with conn.transaction():
-            conn.execute(text.encode())
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, round(lock_timeout * 1000))}ms",))
+            with watch:
+                conn.execute(text.encode())
+    except errors.LockNotAvailable:
+        held_by = ", ".join(str(b) for b in getattr(watch, "found", [])) or "another session"
+        raise SqlFileError(
+            f"{label}: waited {lock_timeout:g}s for a lock held by {held_by}; nothing of it was applied"
+            " (end it with inv db.kill, or allow longer with --lock-timeout)"
+        ) from None
     except psycopg.Error as e:
         raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing of it was applied") from None
 
@@ -151,23 +168,28 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
 
     A session of another role stays (ended False) unless this role may signal it."""
     with connect(url, autocommit=True) as conn:
-        pids = [
-            pid
-            for (pid,) in conn.execute(
-                sql.SQL(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
-                ).format(sql.SQL(CLIENT_SESSION))
-            )
-        ]
+        try:
+            pids = _other_sessions(conn)
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot list the other sessions: {one_line(e)}") from None
         results = []
         for pid in pids:
             try:
                 ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
             except errors.InsufficientPrivilege:
                 ended = False
+            except psycopg.Error as e:
+                raise DatabaseError(f"cannot end session {pid}: {one_line(e)}") from None
             results.append((pid, bool(ended)))
     return results
+
+
+def _other_sessions(conn: psycopg.Connection) -> list[int]:
+    query = sql.SQL(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
+    ).format(sql.SQL(CLIENT_SESSION))
+    return [pid for (pid,) in conn.execute(query)]
 
 
 def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:

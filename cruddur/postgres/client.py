@@ -8,8 +8,10 @@ from sql/<group>/<name>.sql, and helpers that let Postgres build the JSON.
 
 Every statement runs on an autocommit connection: one statement is one transaction, committed
 when it returns, so a read or a commit-returning write costs a single round trip. Failures are
-raised as DatabaseError subclasses; nothing is printed. SQL logging is opt-in: enable DEBUG on
-the `cruddur.sql` logger.
+raised as DatabaseError subclasses. Nothing is printed: the `cruddur` and `psycopg.pool` loggers
+carry a NullHandler, so their records (the pool's warnings about failed connection attempts
+among them) reach only the handlers the application configures. SQL logging is opt-in: enable
+DEBUG on the `cruddur.sql` logger.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from ..config import PROJECT_ROOT, Settings
 from ..errors import CruddurError, DatabaseError, one_line
 
 sql_log = logging.getLogger("cruddur.sql")
+# Without a handler anywhere, Python prints warnings to stderr itself (logging.lastResort): a
+# library leaves that choice to the application.
+for _logger in ("cruddur", "psycopg.pool"):
+    logging.getLogger(_logger).addHandler(logging.NullHandler())
 
 DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
 _TEMPLATE_PART = re.compile(r"[a-z0-9_]+")
@@ -94,16 +100,16 @@ class Database:
         self._url = url
         self.check_after = check_after
         self._last_used: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
-        self.pool = ConnectionPool(
-            url,
+        self._pool_options = dict(
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            # A server that accepts and never answers must not hold a pool worker forever.
+            kwargs={"autocommit": True, "connect_timeout": connect_timeout(CONNECT_TIMEOUT)},
             check=None if check_after is None else self._check_if_idle,
             name=name,
-            open=False,
         )
+        self.pool = ConnectionPool(url, open=False, **self._pool_options)
 
     @classmethod
     def from_settings(cls, settings: Settings, **options) -> Database:
@@ -117,19 +123,50 @@ class Database:
 
     def open(self, wait: bool = True, timeout: float = 10.0) -> Database:
         """Start the pool; with wait, block until its first connections work, at most `timeout`
-        seconds, else DatabaseUnavailable saying why."""
-        self.pool.open(wait=False)
-        if not wait:
+        seconds in all, else DatabaseUnavailable saying why. An error the server answers at once
+        (no such database, wrong password) fails at once. A failed open() may be retried, as may
+        an open() after close()."""
+        if not self.pool.closed:
             return self
+        # A psycopg pool opens once: a retry, or a reopen after close(), needs a new one.
+        self.pool = ConnectionPool(self._url, open=False, **self._pool_options)
+        if not wait:
+            self.pool.open(wait=False)
+            return self
+        started = monotonic()
+        self._probe(timeout)
+        self.pool.open(wait=False)
         try:
-            self.pool.wait(timeout=timeout)
+            self.pool.wait(timeout=max(timeout - (monotonic() - started), 0.001))
         except PoolTimeout:
-            self.pool.close()
+            self.pool.close(timeout=0)
             raise DatabaseUnavailable(
-                f"could not connect to {self.where} within {timeout:g}s: {self._reason(timeout)}"
+                f"could not connect to {self.where} within {timeout:g}s: the server accepted one connection,"
+                " then no more"
             ) from None
         sql_log.debug("pool %s open on %s", self.pool.name, self.where)
         return self
+
+    def _probe(self, timeout: float) -> None:
+        """One direct connection, bounded by `timeout` seconds in all (libpq's own timeout is whole
+        seconds, at least 2, and per address); DatabaseUnavailable saying why it failed."""
+        outcome: dict[str, str] = {}
+
+        def attempt() -> None:
+            try:
+                psycopg.connect(self._url, connect_timeout=connect_timeout(timeout)).close()
+                outcome["ok"] = ""
+            except psycopg.Error as e:
+                # libpq's messages name host, port, user and database, never the password.
+                outcome["error"] = one_line(e)
+
+        # A daemon thread: when the wait ends first, the attempt ends by its own timeout.
+        worker = threading.Thread(target=attempt, name=f"{self._pool_options['name']}-probe", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if "ok" not in outcome:
+            reason = outcome.get("error", "the server did not answer")
+            raise DatabaseUnavailable(f"could not connect to {self.where} within {timeout:g}s: {reason}")
 
     def _check_if_idle(self, conn: psycopg.Connection) -> None:
         # A connection in use moments ago is alive: skipping its test keeps the busy path at one
@@ -138,16 +175,8 @@ class Database:
         if used is None or monotonic() - used >= self.check_after:
             ConnectionPool.check_connection(conn)
 
-    def _reason(self, timeout: float) -> str:
-        # The pool only logs why its connections failed; one direct attempt tells the user.
-        try:
-            psycopg.connect(self._url, connect_timeout=connect_timeout(min(timeout, CONNECT_TIMEOUT))).close()
-        except psycopg.Error as e:
-            # libpq's messages name host, port, user and database, never the password.
-            return one_line(e)
-        return "the server accepted a connection only after the wait ended"
-
     def close(self, timeout: float = 5.0) -> None:
+        """Close every connection (waiting at most `timeout` seconds for those in use)."""
         self.pool.close(timeout=timeout)
 
     def __enter__(self) -> Database:
@@ -208,6 +237,8 @@ class Database:
             self._last_used[conn] = monotonic()
         finally:
             self.pool.putconn(conn)
+            if conn.broken:
+                self._check_the_others()
 
     def _fetchone(self, sql: str, params: Params) -> tuple | None:
         if params is not None and not isinstance(params, Mapping):
@@ -219,19 +250,32 @@ class Database:
         conn = self._checkout()
         try:
             row = conn.execute(sql, params).fetchone()
-            self._last_used[conn] = monotonic()
-            return row
         except psycopg.Error as e:
+            self.pool.putconn(conn)
             if conn.broken:
                 # The pool replaces this connection with a fresh one.
+                self._check_the_others()
                 raise DatabaseUnavailable(f"lost the connection to {self.where}: {one_line(e)}") from e
             if e.sqlstate is None:
                 raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
             raise QueryError(
                 f"query failed: {e.diag.message_primary or one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
             ) from e
-        finally:
+        except BaseException:
             self.pool.putconn(conn)
+            raise
+        self._last_used[conn] = monotonic()
+        self.pool.putconn(conn)
+        return row
+
+    def _check_the_others(self) -> None:
+        # One broken connection means the server restarted or dropped us: the idle ones are
+        # most likely broken too. Test them all now (the pool replaces the dead ones) so that
+        # the next callers get working connections, not one failure each.
+        try:
+            self.pool.check()
+        except PoolClosed:
+            pass
 
     def query_value(self, sql: str, params: Params = None) -> Any:
         """The first column of the first row, or None when there is no row.

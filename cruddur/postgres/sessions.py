@@ -1,12 +1,15 @@
-"""Who is connected: rows of pg_stat_activity, readable by any user (as on RDS)."""
+"""Who is connected, and who blocks whom: rows of pg_stat_activity, readable by any user (as on RDS)."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
+
+import psycopg
 from psycopg import sql
 
-from .connect import CLIENT_SESSION, connect
-
-QUERY_WIDTH = 60
+from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
+from ..errors import DatabaseError, one_line
 
 SESSIONS_SQL = sql.SQL("""
 SELECT pid,
@@ -23,7 +26,7 @@ SELECT pid,
        CASE WHEN query_start IS NOT NULL
             THEN round(extract(epoch FROM greatest(clock_timestamp() - query_start, '0'))::numeric, 3)::float8
        END AS query_seconds,
-       left(btrim(regexp_replace(query, '\\s+', ' ', 'g')), %(width)s) AS query,
+       query,
        pg_blocking_pids(pid) AS blocked_by,
        pid = pg_backend_pid() AS this_session
 FROM pg_stat_activity
@@ -32,9 +35,81 @@ ORDER BY datname NULLS LAST, backend_start, pid
 """).format(client_session=sql.SQL(CLIENT_SESSION))
 
 
-def list_sessions(url: str, include_server_processes: bool = False, width: int = QUERY_WIDTH) -> list[dict]:
-    """One dict per session. Client backends only unless include_server_processes."""
+def list_sessions(url: str, include_server_processes: bool = False) -> list[dict]:
+    """One dict per session, the query's full text included. Client backends only unless
+    include_server_processes."""
     with connect(url, autocommit=True) as conn:
-        cursor = conn.execute(SESSIONS_SQL, {"all": include_server_processes, "width": width})
-        names = [column.name for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        try:
+            cursor = conn.execute(SESSIONS_SQL, {"all": include_server_processes})
+            names = [column.name for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
+
+
+# Who holds what `pid` waits for: pg_blocking_pids names them; pg_stat_activity says who they
+# are. "held" counts from the start of the blocker's transaction (when it may have taken the
+# lock), else of its query or session.
+BLOCKERS_SQL = """
+SELECT blocker.pid,
+       coalesce(nullif(blocker.application_name, ''), '?') AS application,
+       coalesce(blocker.state, '?') AS state,
+       extract(epoch FROM clock_timestamp()
+               - coalesce(blocker.xact_start, blocker.query_start, blocker.backend_start))::float8 AS held_seconds
+FROM unnest(pg_blocking_pids(%s)) AS blocking(pid)
+JOIN pg_stat_activity AS blocker USING (pid)
+ORDER BY held_seconds DESC NULLS LAST, blocker.pid
+"""
+
+
+@dataclass(frozen=True)
+class Blocker:
+    pid: int
+    application: str
+    state: str
+    held_seconds: float | None
+
+    def __str__(self) -> str:
+        held = "" if self.held_seconds is None else f", for {self.held_seconds:.1f}s"
+        return f"session {self.pid} ({self.application!r}, {self.state}{held})"
+
+
+def blockers(conn: psycopg.Connection, pid: int) -> list[Blocker]:
+    """The sessions that `pid` is waiting for right now (pg_blocking_pids), longest-held first."""
+    return [Blocker(*row) for row in conn.execute(BLOCKERS_SQL, (pid,)).fetchall()]
+
+
+class BlockerWatch:
+    """Remembers who blocks session `pid` while a statement of it runs, to name them when its
+    lock_timeout fires (by then the wait is over and pg_blocking_pids is empty).
+
+    The watch starts only once the statement has run `after` seconds, on a connection of its
+    own, so a statement that does not wait costs nothing."""
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self, url: str, pid: int, after: float):
+        self.url, self.pid = url, pid
+        self.found: list[Blocker] = []
+        self._stop = threading.Event()
+        self._timer = threading.Timer(after, self._watch)
+        self._timer.daemon = True
+
+    def __enter__(self) -> BlockerWatch:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._timer.cancel()
+        if self._timer.is_alive():
+            self._timer.join(CONNECT_TIMEOUT)
+
+    def _watch(self) -> None:
+        try:
+            with connect(self.url, autocommit=True) as conn:
+                while not self._stop.is_set():
+                    self.found = blockers(conn, self.pid) or self.found
+                    self._stop.wait(self.POLL_SECONDS)
+        except (DatabaseError, psycopg.Error):
+            pass  # a best-effort diagnosis: the statement's own error still says what happened

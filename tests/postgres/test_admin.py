@@ -1,5 +1,8 @@
 """cruddur.postgres.admin and cruddur.postgres.sessions against a real PostgreSQL."""
 
+import threading
+import time
+
 import psycopg
 import pytest
 from psycopg import conninfo, sql
@@ -7,7 +10,7 @@ from psycopg import conninfo, sql
 from cruddur.postgres import admin, urls
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.postgres.sessions import list_sessions
-from tests.helpers import add_user, closed_port_url, table_count
+from tests.helpers import ROOT, add_user, closed_port_url, table_count
 
 
 def test_create_database_then_again_reports_existing(database_url):
@@ -123,7 +126,7 @@ def test_wrong_password(server_url):
 
 
 def test_malformed_url():
-    with pytest.raises(ConfigError, match="malformed: port 'abc' is not a number"):
+    with pytest.raises(ConfigError, match="malformed: the port is not a number"):
         admin.connect("postgresql://postgres:s3cr3t@localhost:abc/cruddur")
 
 
@@ -230,3 +233,53 @@ def test_wait_until_ready(database_url):
 
 def test_a_missing_database_counts_as_ready(database_url):
     assert admin.wait_until_ready(urls.with_dbname(database_url, "no_such_db"), timeout=5) < 5
+
+
+def test_a_file_load_behind_a_lock_gives_up_and_names_the_holder(schema_url):
+    add_user(schema_url, "kept")
+    with psycopg.connect(schema_url, application_name="report-writer") as holder:
+        holder.execute("SELECT count(*) FROM users")  # an open transaction holds a lock on users
+        started = time.monotonic()
+        with pytest.raises(SqlFileError) as failure:
+            admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=1)
+        took = time.monotonic() - started
+        message = str(failure.value)
+        assert message.startswith(
+            f"sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid}"
+            " ('report-writer', idle in transaction, for "
+        )
+        assert message.endswith("s); nothing of it was applied (end it with inv db.kill, or allow longer with --lock-timeout)")
+        assert 1 <= took < 3
+        holder.rollback()
+    assert table_count(schema_url, "users") == 1  # the schema was not replaced
+
+
+def test_a_file_load_that_waits_less_than_its_timeout_goes_through(schema_url):
+    with psycopg.connect(schema_url) as holder:
+        holder.execute("SELECT count(*) FROM users")
+        releaser = threading.Timer(0.3, holder.rollback)
+        releaser.start()
+        admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=5)
+        releaser.join()
+
+
+def test_sessions_and_kill_turn_a_refused_catalog_query_into_one_line(database_url):
+    """A role the database does not let read pg_stat_activity (as a hardened server may) gets a
+    DatabaseError line from db.sessions and db.kill, not a raw psycopg error."""
+    role = "probe_" + urls.dbname(database_url)[-8:]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
+        # Object privileges are per database: only this test's throwaway database is affected.
+        conn.execute("REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC")
+    as_probe = conninfo.make_conninfo(database_url, user=role, password="pw")
+    try:
+        with pytest.raises(DatabaseError) as listing:
+            list_sessions(as_probe)
+        assert str(listing.value).startswith("cannot list the sessions: permission denied for view pg_stat_activity")
+        with pytest.raises(DatabaseError) as killing:
+            admin.terminate_other_sessions(as_probe)
+        assert str(killing.value).startswith("cannot list the other sessions: permission denied")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON pg_catalog.pg_stat_activity TO PUBLIC")
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

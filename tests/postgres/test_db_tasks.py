@@ -96,19 +96,6 @@ def test_schema_load_and_seed(inv, dev, database_url):
     assert table_count(database_url, "users") == 2
 
 
-@pytest.mark.parametrize("task", ["db.drop", "db.setup", "db.schema-load", "db.kill"])
-def test_prod_guard_refuses_without_a_terminal(inv, schema_url, task):
-    with psycopg.connect(schema_url) as conn:
-        conn.execute("INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('P', 'p', 'p@x', 'c')")
-    with psycopg.connect(schema_url) as holder:
-        line = assert_one_line_error(inv(task, "--prod", env={"PROD_CONNECTION_URL": schema_url}))
-        assert line.startswith("refused: ")
-        assert f"prod database {urls.describe(schema_url)} needs confirmation" in line
-        assert line.endswith("run it on a terminal or pass --yes")
-        assert table_count(schema_url, "users") == 1
-        assert not _is_dead(holder)
-
-
 def test_prod_drop_with_yes(inv, database_url):
     result = inv("db.drop", "--prod", "--yes", env={"PROD_CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
@@ -143,7 +130,7 @@ def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, type
 @pytest.mark.parametrize(
     "env, expected",
     [
-        ({"CONNECTION_URL": "postgresql://postgres:s3cr3t-pw@localhost:notaport/cruddur"}, "error: CONNECTION_URL is malformed: port 'notaport' is not a number"),
+        ({"CONNECTION_URL": "postgresql://postgres:s3cr3t-pw@localhost:notaport/cruddur"}, "error: CONNECTION_URL is malformed: the port is not a number"),
         ({"CONNECTION_URL": "postgres//postgres:s3cr3t-pw@localhost/cruddur"}, "error: CONNECTION_URL is malformed: missing \"=\" after"),
         ({"CONNECTION_URL": closed_port_url()}, "error: cannot connect to postgres@127.0.0.1:"),
     ],
@@ -245,7 +232,7 @@ def test_connect_runs_psql(inv, dev, schema_url):
     assert "user_count" in result.stdout
 
 
-def test_connect_keeps_the_password_off_the_command_line(inv, tmp_path):
+def test_connect_keeps_the_password_off_the_command_line(inv, database_url, tmp_path):
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     spy = fake_bin / "psql"
@@ -255,12 +242,14 @@ def test_connect_keeps_the_password_off_the_command_line(inv, tmp_path):
         echo "PGPASSWORD: $PGPASSWORD"
         """))
     spy.chmod(0o755)
-    env = {"CONNECTION_URL": "postgresql://cruddurroot:s3cr3t-pw@db.example.com:5432/cruddur", "PATH": f"{fake_bin}:{os.environ['PATH']}"}
-    result = inv("db.connect", env=env)
+    # A reachable database (db.connect checks it first); the embedded server takes any password.
+    url = database_url if urls.parse(database_url).get("password") else conninfo.make_conninfo(database_url, password="s3cr3t-pw")
+    password = urls.parse(url)["password"]
+    result = inv("db.connect", env={"CONNECTION_URL": url, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
     argv_line, password_line = result.stdout.splitlines()
-    assert "s3cr3t-pw" not in argv_line
-    assert conninfo.conninfo_to_dict(argv_line.removeprefix("argv: "))["host"] == "db.example.com"
-    assert password_line == "PGPASSWORD: s3cr3t-pw"
+    assert password not in argv_line
+    assert conninfo.conninfo_to_dict(argv_line.removeprefix("argv: "))["dbname"] == urls.dbname(database_url)
+    assert password_line == f"PGPASSWORD: {password}"
 
 
 def test_embedded_default_up_setup_down(inv, base_env):
@@ -412,3 +401,86 @@ def test_ctrl_c_in_psql_cancels_the_query_not_the_session(base_env, schema_url):
     os.write(master, b"\\q\n")
     assert session.wait(timeout=30) == 0
     os.close(master)
+
+
+@pytest.fixture
+def busy_database(database_url):
+    """A holder of a table lock (its query text carries an ESC and an OSC title sequence; so does
+    its application name, which PostgreSQL itself stores escaped) and a session blocked behind it
+    running a long query spread over lines."""
+    import threading
+    import time
+
+    holder = psycopg.connect(database_url, application_name="evil\x1b]0;pwned\x07app")
+    holder.execute("CREATE TABLE t (x int)")
+    holder.commit()
+    holder.execute("LOCK TABLE t /* \x1b]0;pwned\x07 */")
+    waiter = psycopg.connect(database_url, application_name="flask-app", autocommit=True)
+    query = "SELECT /* a long report */ count(*)\n  FROM t\n WHERE x IN (" + ",".join(map(str, range(40))) + ")"
+    blocked = threading.Thread(target=lambda: waiter.execute(query), daemon=True)
+    blocked.start()
+    with psycopg.connect(database_url, autocommit=True) as probe:
+        for _ in range(100):
+            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]:
+                break
+            time.sleep(0.05)
+    yield holder.info.backend_pid, waiter.info.backend_pid, query
+    holder.rollback()  # lets the blocked query finish
+    blocked.join(10)
+    holder.close()
+    waiter.close()
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_sessions_fit_the_width_with_the_most_wanted_columns(inv, dev, busy_database, columns):
+    holder, waiter, query = busy_database
+    result = inv("db.sessions", env={**dev, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns and line == line.rstrip() for line in lines), result.stdout
+    assert lines[0].split() == ["pid", "state", "wait", "blocked", "by", "query", *(["application"] if columns == 120 else [])]
+    waiting = next(line for line in lines if line.startswith(str(waiter)))
+    assert waiting.split()[:4] == [str(waiter), "active", "Lock:relation", str(holder)]
+    assert "SELECT /* a long report */" in waiting and "…" in waiting  # on one line, cut
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    held = next(line for line in lines if line.startswith(str(holder)))
+    assert "LOCK TABLE t /* \\x1b]0;pwn" in held  # escaped, then cut
+
+
+def test_sessions_json_keeps_everything_exact(inv, dev, busy_database):
+    holder, waiter, query = busy_database
+    rows = {row["pid"]: row for row in json.loads(inv("db.sessions", "--json", env=dev).stdout)}
+    assert rows[holder]["query"] == "LOCK TABLE t /* \x1b]0;pwned\x07 */"
+    assert rows[waiter]["query"] == query
+    assert rows[waiter]["blocked_by"] == [holder]
+
+
+def test_connect_checks_the_server_and_database_first(inv, database_url):
+    missing = urls.with_dbname(database_url, "no_such_db")
+    line = assert_one_line_error(inv("db.connect", env={"CONNECTION_URL": missing}))
+    assert line.startswith("error: cannot connect to ") and 'database "no_such_db" does not exist' in line
+    line = assert_one_line_error(inv("db.connect", env={"CONNECTION_URL": closed_port_url()}))
+    assert line.startswith("error: cannot connect to postgres@127.0.0.1:") and "s3cr3t-pw" not in line
+
+
+def test_connect_keeps_psqls_own_exit_code_for_errors_in_the_session(inv, schema_url):
+    result = inv("db.connect", "--command", "SELECT 1/0", env={"CONNECTION_URL": schema_url})
+    assert result.returncode == 1  # psql's code for a failed -c command
+    assert "division by zero" in result.stderr
+
+
+def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(inv, dev, schema_url):
+    with psycopg.connect(schema_url, application_name="report-writer") as holder:
+        holder.execute("SELECT count(*) FROM users")  # an open transaction holds a lock on users
+        result = inv("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})
+        line = assert_one_line_error(result)
+        assert line.startswith(
+            f"error: sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
+        )
+        holder.rollback()
+
+
+@pytest.mark.parametrize("task", ["db.schema-load", "db.seed"])
+def test_a_bad_lock_timeout_is_one_line_before_connecting(inv, task):
+    result = inv(task, "--lock-timeout", "soon", env={"CONNECTION_URL": closed_port_url()})
+    assert assert_one_line_error(result) == "error: --lock-timeout takes a number, not 'soon'"

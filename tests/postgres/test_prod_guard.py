@@ -1,0 +1,70 @@
+"""Every task that writes to --prod asks for the database name or --yes: with no terminal and no
+--yes it refuses in one line and leaves the production database exactly as it was."""
+
+import psycopg
+import pytest
+
+from cruddur.postgres import urls
+from tests.helpers import ROOT, assert_one_line_error
+
+SEED = ROOT / "sql" / "seed.sql"
+
+# Every production write; the migration, restore and Cognito tasks join this table as they land.
+WRITES = [
+    ["db.drop"],
+    ["db.setup"],
+    ["db.schema-load"],
+    ["db.seed"],
+    ["db.kill"],
+    ["db.create-activity", "--handle", "andrewbrown", "--message", "on prod"],
+]
+
+
+def snapshot(url: str) -> dict:
+    """What a write could change: the tables' columns, every table's rows, the database itself."""
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        rows = {
+            table: conn.execute(f"SELECT * FROM public.{table} ORDER BY 1").fetchall()  # noqa: S608 (our names)
+            for table in ("users", "activities")
+        }
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+    return {"columns": columns, "rows": rows, "database": oid}
+
+
+@pytest.fixture
+def prod_url(schema_url):
+    with psycopg.connect(schema_url) as conn:
+        conn.execute(SEED.read_bytes())
+    return schema_url
+
+
+@pytest.mark.parametrize("task", WRITES, ids=lambda args: args[0])
+def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, task):
+    before = snapshot(prod_url)
+    with psycopg.connect(prod_url) as other_client:  # db.kill would end it
+        result = inv(*task, "--prod", env={"PROD_CONNECTION_URL": prod_url})
+        other_client.execute("SELECT 1")
+    line = assert_one_line_error(result)
+    assert line.startswith("refused: ")
+    assert f"database {urls.dbname(prod_url)!r} on prod database {urls.describe(prod_url)} needs confirmation" in line
+    assert line.endswith("run it on a terminal or pass --yes")
+    assert result.stdout == ""  # db.setup included: nothing but the refusal
+    assert snapshot(prod_url) == before
+
+
+def test_every_task_with_prod_and_yes_is_in_the_table():
+    """A new production write must join WRITES: any task with both --prod and --yes is one."""
+    import inspect
+
+    from tasks import ns
+
+    guarded = {
+        f"db.{name}"
+        for name, task in ns.collections["db"].tasks.items()
+        if {"prod", "yes"} <= set(inspect.signature(task.body).parameters)
+    }
+    assert guarded == {args[0] for args in WRITES}
