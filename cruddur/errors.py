@@ -10,20 +10,32 @@ import re
 
 MASK = "****"
 
-_QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
-
 
 def one_line(text: object) -> str:
     """Any text, or an exception's message, with its whitespace folded onto one line."""
     return " ".join(str(text).split())
 
 
+_QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
+# libpq's own quoted punctuation, kept: a password can only appear inside the quotes of a value.
+_LIBPQ_WORDS = ('separator "="', 'missing "="', 'matching "]"', '(expected ":" or "/")')
+
+
 def hide_quoted(text: str) -> str:
-    """The text with every quoted part that holds a letter or digit shown as "...".
+    """The text with everything it quotes shown as "...".
 
     libpq (and others) quote the piece of a malformed URL they choke on, which may be the
-    password; quoted punctuation such as "=" stays, since it tells the user what went wrong."""
-    return _QUOTED.sub(lambda quoted: '"..."' if re.search(r"\w", quoted.group(0)) else quoted.group(0), text)
+    password. A password may itself hold quotes and unbalance them: then the whole stretch from
+    the first quote to the last goes. libpq's own quoted punctuation (`missing "="`) stays."""
+    for index, words in enumerate(_LIBPQ_WORDS):
+        text = text.replace(words, f"\0{index}\0")
+    text = _QUOTED.sub('"..."', text)
+    if any(mark in text.replace('"..."', "") for mark in "\"'"):
+        quotes = [at for at, char in enumerate(text) if char in "\"'"]
+        text = f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
+    for index, words in enumerate(_LIBPQ_WORDS):
+        text = text.replace(f"\0{index}\0", words)
+    return text
 
 
 def scrub(text: str, secrets: dict[str, str]) -> str:

@@ -214,24 +214,29 @@ def _describe(error: psycopg.Error) -> str:
         return f"{type(error).__name__} (SQLSTATE {diag.sqlstate}): {diag.message_primary}"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     # Client-side errors quote the part of a malformed URL they choke on, which may be the
-    # password ("sec%zzret", 'pw@host'): keep only quoted punctuation such as "=".
-    return f"{type(error).__name__}: {_hide_between_quotes(hide_quoted(first_line))}"
-
-
-def _hide_between_quotes(text: str) -> str:
-    """A password holding quotes unbalances them ('"pw"leak"'): when words remain between the
-    first and the last quote once the quoted parts are hidden, hide that whole stretch."""
-    quotes = [i for i, char in enumerate(text) if char in "\"'"]
-    if quotes and re.search(r"\w", _QUOTED.sub("", text[quotes[0] : quotes[-1] + 1])):
-        return f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
-    return text
+    # password ("sec%zzret", 'pw@host').
+    return f"{type(error).__name__}: {hide_quoted(first_line)}"
 
 
 _QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
+# libpq's own quoted punctuation, kept: a password can only appear inside the quotes of a value.
+_LIBPQ_WORDS = ('separator "="', 'missing "="', 'matching "]"', '(expected ":" or "/")')
 
 
 def hide_quoted(text: str) -> str:
-    """The text with every quoted part that holds a letter or digit shown as "...".
+    """The text with everything it quotes shown as "...".
+
+    libpq (and others) quote the piece of a malformed URL they choke on, which may be the
+    password. A password may itself hold quotes and unbalance them: then the whole stretch from
+    the first quote to the last goes. libpq's own quoted punctuation (`missing "="`) stays.
 
     A copy of cruddur.errors.hide_quoted (this file ships alone); a test keeps the two alike."""
-    return _QUOTED.sub(lambda quoted: '"..."' if re.search(r"\w", quoted.group(0)) else quoted.group(0), text)
+    for index, words in enumerate(_LIBPQ_WORDS):
+        text = text.replace(words, f"\0{index}\0")
+    text = _QUOTED.sub('"..."', text)
+    if any(mark in text.replace('"..."', "") for mark in "\"'"):
+        quotes = [at for at, char in enumerate(text) if char in "\"'"]
+        text = f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
+    for index, words in enumerate(_LIBPQ_WORDS):
+        text = text.replace(f"\0{index}\0", words)
+    return text

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from psycopg import ProgrammingError, conninfo
 
-from ..errors import MASK, ConfigError, one_line
+from ..errors import MASK, ConfigError, hide_quoted, one_line
 
 DEFAULT_DBNAME = "cruddur"
 EXPECTED = "expected postgresql://user:password@host:5432/cruddur"
@@ -31,7 +31,7 @@ def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
     try:
         params = conninfo.conninfo_to_dict(url)
     except ProgrammingError as e:
-        raise ConfigError(f"{variable} is malformed: {_quiet(e)} ({EXPECTED})") from None
+        raise ConfigError(f"{variable} is malformed: {hide_quoted(one_line(e))} ({EXPECTED})") from None
     except UnicodeDecodeError:
         raise ConfigError(
             f"{variable} is malformed: a percent-encoded part is not UTF-8 text ({EXPECTED})"
@@ -41,23 +41,6 @@ def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
             # The port is not quoted: a password with a raw "/" ends up here.
             raise ConfigError(f"{variable} is malformed: the port is not a number ({EXPECTED})")
     return params
-
-
-def _quiet(error: Exception) -> str:
-    """libpq's message up to the first text it quotes from the URL (shown as "...").
-
-    That text may be (part of) the password, and a password may itself hold quotes, so nothing
-    after that quote is kept; libpq's own literal "=" is."""
-    text, kept = one_line(error), ""
-    while True:
-        head, quote_mark, text = text.partition('"')
-        kept += head
-        if not quote_mark:
-            return kept
-        if not text.startswith('="'):
-            return kept + '"..."'
-        kept += '"="'
-        text = text[2:]
 
 
 def _refuse_misread_credentials(url: str, variable: str) -> None:

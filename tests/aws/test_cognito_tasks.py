@@ -103,7 +103,7 @@ def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv,
     refused = inv("cognito.sync", "--prod", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     line = helpers.assert_one_line_error(refused)
-    assert line.startswith("refused: set cognito_user_id from Cognito on prod database")
+    assert line.startswith("refused: set cognito_user_id from Cognito in database ")
     assert line.endswith("needs confirmation; run it on a terminal or pass --yes")
     assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown"}
 

@@ -149,11 +149,6 @@ def test_lambda_deploy_set_env_never_echoes_the_password(lambda_zip, environment
     assert_hidden(str(refused.value), password)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the handler's copy of hide_quoted shows the rest of a password that holds a quote"
-    ' (q"%zz...): its owner fixes the handler; this marker goes when that lands',
-)
 @all_examples
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_lambda_handlers_error_and_log_never_show_the_password(tmp_path, password, placement, spelling):
