@@ -3,7 +3,6 @@
 import sys
 
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
-from cruddur.aws.rds import DEFAULT_IDENTIFIER
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
 from ._cli import JSON_HELP, console, number, print_json, settings, task
@@ -59,18 +58,19 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
         "arch": ARCH_HELP,
         "set_env": "also set the function's CONNECTION_URL from PROD_CONNECTION_URL (never printed)",
         "role_arn": "creating: the execution role (default LAMBDA_ROLE_ARN)",
-        "instance": f"creating: the RDS instance whose subnets and security groups the function joins (default {DEFAULT_IDENTIFIER})",
+        "instance": f"creating: the RDS instance whose subnets and security groups the function joins (default cruddur-db-instance)",
         "subnet_ids": "creating: comma-separated subnet ids instead of the instance's",
         "security_group_ids": "creating: comma-separated security group ids instead of the instance's",
         "timeout": "creating: the function's timeout in seconds (default 5: Cognito waits no longer)",
     }
 )
 def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, set_env=False, role_arn=None,
-           instance=DEFAULT_IDENTIFIER, subnet_ids=None, security_group_ids=None, timeout=None):  # fmt: skip
+           instance=None, subnet_ids=None, security_group_ids=None, timeout=None):  # fmt: skip
     """Upload the zip to the function (creating it when missing), unless it already runs it."""
     from rich.text import Text
 
     from cruddur.aws import clients, lambda_deploy
+    from cruddur.aws.rds import DEFAULT_IDENTIFIER
     from cruddur.lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS
     from cruddur.postgres.target import resolve
 
@@ -82,7 +82,7 @@ def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITEC
         role = lambda_deploy.role_arn(config, role_arn)
         subnets, groups = _ids(subnet_ids), _ids(security_group_ids)
         if not (subnets and groups):
-            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), instance)
+            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), instance or DEFAULT_IDENTIFIER)
             subnets, groups = subnets or found_subnets, groups or found_groups
         return lambda_deploy.NewFunction(role, subnets, groups, seconds)
 
