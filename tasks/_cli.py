@@ -14,6 +14,7 @@ from cruddur.errors import CruddurError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON_HELP = "print JSON instead of a table (for scripts)"
+YES = "with --prod: confirm without typing the database name (for scripts)"
 
 
 def task(**options):
@@ -92,3 +93,21 @@ def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> No
         typed = ""
     if typed.strip() != expected:
         raise Exit(f"refused: you typed {typed.strip()!r}, not {expected!r}; nothing changed", code=1)
+
+
+def app_database(prod: bool, recover: bool = True):
+    """The database a db task acts on (cruddur.postgres.target decides). With recover, a swap
+    that an interrupted db.setup or db.restore left half done is finished or undone first, so
+    no task ever finds the app database missing because of it."""
+    from cruddur.postgres import admin
+    from cruddur.postgres.target import resolve
+
+    target = resolve(settings(), prod)
+    if recover:
+        try:
+            done = admin.recover_swap(target.url)
+        except CruddurError:
+            done = None  # the task's own connection reports what is wrong, with the app database's name
+        if done:
+            print(f"{target.dbname}: {done}", file=sys.stderr)
+    return target

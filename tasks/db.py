@@ -8,15 +8,11 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, confirm_destructive, console, number, print_json, settings, task
-
-YES = "with --prod: confirm without typing the database name (for scripts)"
+from ._cli import JSON_HELP, PROD_HELP, YES, app_database, confirm_destructive, console, number, print_json, settings, task
 
 
-def _target(prod: bool):
-    from cruddur.postgres.target import resolve
-
-    return resolve(settings(), prod)
+def _target(prod: bool, recover: bool = True):
+    return app_database(prod, recover)
 
 
 def _guard(target, action: str, yes: bool) -> None:
@@ -35,7 +31,7 @@ def up(c, prod=False):
     """Start the embedded local PostgreSQL and print its URL."""
     from cruddur.postgres import admin, urls
 
-    target = _target(prod)
+    target = _target(prod, recover=False)
     if not target.local:
         admin.wait_until_ready(target.url, timeout=0)
         print(f"{target} is reachable; the embedded server is not used while it is set")
@@ -121,20 +117,24 @@ def seed(c, prod=False, file=None):
 
 @task(help={"prod": PROD_HELP, "yes": YES})
 def setup(c, prod=False, yes=False):
-    """Reset the app database: drop, create, load the schema, seed."""
-    from cruddur.postgres import admin
-    from cruddur.errors import SqlFileError
+    """Reset the app database: schema, migrations, seed."""
+    from cruddur.postgres import admin, migrations
+    from cruddur.errors import CruddurError
 
-    target = _target(prod)
+    target = _target(prod, recover=False)  # the rebuild finishes an interrupted swap itself
     print(f"setting up {target}")
     _guard(target, "DROP and recreate", yes)
     started = time.monotonic()
-    files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
+    config = settings()
+    schema, seed = _sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")
     try:
-        existed = admin.rebuild_database(target.url, files)
-    except SqlFileError as e:
-        raise SqlFileError(f"{e}; {target.dbname} was left as it was") from None
-    print(f"  built a fresh database from {', '.join(label for _, label in files)}")
+        existed = admin.replace_database(
+            target.url,
+            lambda scratch: migrations.build(scratch, schema, config.sql_dir / "migrations", seed, label_root=config.sql_dir.parent),
+        )
+    except CruddurError as e:
+        raise CruddurError(f"{e}; {target.dbname} was left as it was") from None
+    print("  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql")
     print(f"  {'replaced' if existed else 'created'} {target.dbname}")
     print(f"ready in {time.monotonic() - started:.2f}s")
 
@@ -227,6 +227,6 @@ def wait(c, prod=False, timeout=None):
     from cruddur.postgres import admin
 
     timeout = number(timeout, "--timeout", default=30.0)
-    target = _target(prod)
+    target = _target(prod, recover=False)
     took = admin.wait_until_ready(target.url, timeout=timeout)
     print(f"{target} accepts connections (waited {took:.1f}s)")
