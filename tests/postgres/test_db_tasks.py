@@ -35,7 +35,7 @@ def test_setup_builds_the_database_even_while_a_client_holds_it(inv, dev, databa
     name = urls.dbname(database_url)
     assert result.stdout.startswith(
         f"setting up dev database {urls.describe(database_url)}\n"
-        "  built a fresh database from sql/schema.sql, sql/seed.sql\n"
+        "  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql\n"
         f"  replaced {name}\n"
         "ready in "
     )
