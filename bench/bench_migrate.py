@@ -89,6 +89,13 @@ def main(rounds: int) -> None:
             rounds,
             1.0,
         )
+        # The floor under any inv task: Python, invoke and the task modules starting up.
+        compare(
+            "inv --list (start-up alone)    vs dbmate status",
+            lambda: time_command([inv, "--list"], cwd=ROOT, env=env),
+            lambda: time_command([*dbmate_args, "status"], cwd=ROOT, env=env),
+            rounds,
+        )
     finally:
         for path in written:
             path.unlink(missing_ok=True)

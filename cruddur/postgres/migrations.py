@@ -9,9 +9,11 @@ this runner can take turns on one database; the extra columns have defaults for 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +30,7 @@ LOCK_TIMEOUT = 5.0  # seconds a migration's statement may queue for a table lock
 RUN_LOCK_WAIT = 120.0  # seconds a run waits for another run on the same database to end
 
 _FILE = re.compile(r"^(\d+)_(.*)\.sql$")  # dbmate's rule; other files in the folder are ignored
-_MARKER = re.compile(r"^--\s*migrate:(up|down)\b(.*)$")
+_MARKER = re.compile(r"^--[ \t]*migrate:(up|down)\b(.*?)\r?$", re.MULTILINE)
 _NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 _RUN_LOCK = "cruddur schema_migrations"
 
@@ -84,55 +86,54 @@ class Applied:
 
 def parse(text: str, version: str, name: str, label: str) -> Migration:
     """One migration file's text, split into its up and down sections as dbmate does."""
-    sections: dict[str, Section] = {}
-    lines = text.split("\n")
-    starts = []
-    for number, line in enumerate(lines):
-        match = _MARKER.match(line.rstrip("\r"))
-        if match:
-            starts.append((number, match.group(1), match.group(2).split()))
-    for number, line in enumerate(lines[: starts[0][0] if starts else len(lines)]):
+    markers = list(_MARKER.finditer(text))
+    preamble = text[: markers[0].start() if markers else len(text)]
+    for number, line in enumerate(preamble.split("\n")):
         if line.strip() and not line.lstrip().startswith("--"):
             raise MigrationError(f"{label}:{number + 1}: SQL before '-- migrate:up'; every statement belongs to a section")
-    if not starts or starts[0][1] != "up":
+    if not markers or markers[0].group(1) != "up":
         raise MigrationError(f"{label}: no '-- migrate:up' section first (dbmate's format: '-- migrate:up', then '-- migrate:down')")
-    for index, (number, kind, options) in enumerate(starts):
+    sections: dict[str, Section] = {}
+    for index, marker in enumerate(markers):
+        kind, line = marker.group(1), text.count("\n", 0, marker.start()) + 1
         if kind in sections:
-            raise MigrationError(f"{label}:{number + 1}: a second '-- migrate:{kind}' section")
+            raise MigrationError(f"{label}:{line}: a second '-- migrate:{kind}' section")
         transaction = True
-        for option in options:
+        for option in marker.group(2).split():
             key, _, value = option.partition(":")
             if key != "transaction" or value not in ("true", "false"):
-                raise MigrationError(f"{label}:{number + 1}: unknown option {option!r} (only transaction:false)")
+                raise MigrationError(f"{label}:{line}: unknown option {option!r} (only transaction:false)")
             transaction = value == "true"
-        end = starts[index + 1][0] if index + 1 < len(starts) else len(lines)
-        sections[kind] = Section("\n".join(lines[number + 1 : end]), transaction, number + 2)
-    down = sections.get("down") or Section("", True, len(lines) + 1)
-    checksum = hashlib.sha256(text.encode()).hexdigest()
-    return Migration(version, name, label, checksum, sections["up"], down)
+        body_start = marker.end() + 1
+        end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
+        sections[kind] = Section(text[body_start:end], transaction, line + 1)
+    down = sections.get("down") or Section("", True, text.count("\n") + 2)
+    return Migration(version, name, label, hashlib.sha256(text.encode()).hexdigest(), sections["up"], down)
 
 
 def load(directory: Path, label_root: Path | None = None) -> list[Migration]:
     """Every migration file in the folder, in version order (a missing folder has none)."""
     found = {}
     try:
-        paths = sorted(directory.iterdir())
+        with os.scandir(directory) as entries:
+            files = sorted((entry.name, entry.path) for entry in entries if entry.is_file() and _FILE.match(entry.name))
     except FileNotFoundError:
         return []
     except OSError as e:
         raise MigrationError(f"{directory}: cannot list it: {e.strerror}") from None
-    for path in paths:
-        match = _FILE.match(path.name)
-        if not match or not path.is_file():
-            continue
-        version, name = match.groups()
-        label = str(path.relative_to(label_root)) if label_root and path.is_relative_to(label_root) else str(path)
+    prefix = directory.relative_to(label_root) if label_root and directory.is_relative_to(label_root) else directory
+    for filename, path in files:
+        version, name = _FILE.match(filename).groups()
+        label = f"{prefix}/{filename}"
         if version in found:
             raise MigrationError(f"{label}: version {version} is also {found[version].label}; versions must be unique")
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise MigrationError(f"{label}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+            with open(path, "rb") as file:
+                text = file.read().decode("utf-8")
+        except OSError as e:
+            raise MigrationError(f"{label}: cannot read it: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise MigrationError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         found[version] = parse(text, version, name, label)
     return [found[version] for version in sorted(found, key=_order)]
 
@@ -227,14 +228,14 @@ def migrate(
     on_applied: Callable[[Applied], None] | None = None,
 ) -> list[Applied]:
     """Apply the pending migrations in version order, each with its schema_migrations row in one
-    transaction; what was applied (empty: nothing to do).
+    transaction, then the table read again to prove it; what was applied (empty: nothing to do).
 
     One run at a time per database (a session advisory lock, held for the whole run); the applied
     versions are read after it is taken, so two runs started together apply each migration once.
     A failure stops the run: that migration left no trace, the ones before it stay applied."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
-    with connect(url, autocommit=True) as conn, _run_lock(conn, url, lock_timeout):
+    with _run(url, lock_timeout) as (conn, watch):
         applied = read_applied(conn)
         if refuse_changed:
             changed = changed_files(migrations, applied)
@@ -244,12 +245,22 @@ def migrate(
         if not pending:
             return done
         conn.execute(TABLE)
+        # Each commit need not wait for its own flush to disk: the last one's waits for them all,
+        # and a crash before it loses whole migrations with their rows, never half of one.
+        conn.execute("SET synchronous_commit = off")
         for migration in pending:
-            seconds = _run_section(conn, url, migration, migration.up, done, lock_timeout, record=True)
+            if migration is pending[-1]:
+                conn.execute("SET synchronous_commit = on")
+            seconds = _run_section(conn, watch, migration, migration.up, done, record=True)
             step = Applied(migration.version, migration.name, seconds)
             done.append(step)
             if on_applied:
                 on_applied(step)
+        # Verify: the table, read again, holds every version this run applied.
+        recorded = read_applied(conn)
+        unrecorded = [step.version for step in done if step.version not in recorded]
+        if unrecorded:
+            raise MigrationError(f"applied but not recorded in schema_migrations: {', '.join(unrecorded)}")
     return done
 
 
@@ -268,10 +279,10 @@ def rollback(
     anything changes; each down section commits with the removal of its row."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
-    with connect(url, autocommit=True) as conn, _run_lock(conn, url, lock_timeout):
+    with _run(url, lock_timeout) as (conn, watch):
         chosen = rollback_plan(migrations, read_applied(conn), steps, to)
         for migration in chosen:
-            seconds = _run_section(conn, url, migration, migration.down, done, lock_timeout, record=False)
+            seconds = _run_section(conn, watch, migration, migration.down, done, record=False)
             step = Applied(migration.version, migration.name, seconds)
             done.append(step)
             if on_rolled_back:
@@ -304,40 +315,40 @@ def build(url: str, schema: tuple[Path, str], directory: Path, seed: tuple[Path,
     run_sql_files(url, [seed])
 
 
-_INSERT = "INSERT INTO public.schema_migrations (version, checksum, duration_ms) VALUES (%s, %s, %s)"
-_DELETE = "DELETE FROM public.schema_migrations WHERE version = %s"
-
-
-def _run_section(conn, url, migration: Migration, section: Section, done: list[Applied], lock_timeout: float, record: bool) -> float:
+def _run_section(conn, watch: _BlockerWatch, migration: Migration, section: Section, done: list[Applied], record: bool) -> float:
     started = time.perf_counter()
-    with _BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
+    bookkeeping = (_INSERT if record else _DELETE).format(version=sql.Literal(migration.version), checksum=sql.Literal(migration.checksum))
+    with watch.statement():
         try:
             if section.transaction:
-                with conn.transaction():
-                    _execute(conn, section.sql)
-                    _bookkeep(conn, migration, started, record)
+                # The section, its row and the commit in one round trip: a failure anywhere
+                # aborts the whole transaction, so the row commits only with the section.
+                text = _BEGIN + section.sql
+                conn.execute(sql.SQL(";\n").join([sql.SQL(text), bookkeeping, sql.SQL("COMMIT")]).as_bytes(conn))
             else:
-                _execute(conn, section.sql)
-                _bookkeep(conn, migration, started, record)
+                text = section.sql
+                if section.sql.strip():
+                    conn.execute(section.sql.encode())
+                conn.execute(bookkeeping)
         except psycopg.Error as e:
-            raise SqlFileError(_failure(migration, section, e, watch.blockers, done, "applied" if record else "rolled back")) from None
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.execute("ROLLBACK")
+            first_line = section.first_line - text.count("\n", 0, len(text) - len(section.sql))
+            raise SqlFileError(_failure(migration, text, first_line, section, e, watch.blockers, done, "applied" if record else "rolled back")) from None
     return time.perf_counter() - started
 
 
-def _execute(conn: psycopg.Connection, text: str) -> None:
-    if text.strip():
-        conn.execute(text.encode())
+_BEGIN = "BEGIN;\n"
+# now() is the transaction's start: the row records how long its migration took.
+_INSERT = sql.SQL(
+    "INSERT INTO public.schema_migrations (version, checksum, duration_ms)"
+    " VALUES ({version}, {checksum}, extract(epoch FROM clock_timestamp() - now()) * 1000)"
+)
+_DELETE = sql.SQL("DELETE FROM public.schema_migrations WHERE version = {version}")
 
 
-def _bookkeep(conn, migration: Migration, started: float, record: bool) -> None:
-    if record:
-        conn.execute(_INSERT, (migration.version, migration.checksum, (time.perf_counter() - started) * 1000))
-    else:
-        conn.execute(_DELETE, (migration.version,))
-
-
-def _failure(migration: Migration, section: Section, error: psycopg.Error, blockers: list[tuple], done: list[Applied], verb: str) -> str:
-    message = describe_sql_error(migration.label, section.sql, error, section.first_line)
+def _failure(migration: Migration, text: str, first_line: int, section: Section, error: psycopg.Error, blockers: list[tuple], done: list[Applied], verb: str) -> str:
+    message = describe_sql_error(migration.label, text, error, first_line)
     if isinstance(error, errors.LockNotAvailable):
         message += "; " + (describe_blockers(blockers) if blockers else "the blocking session had ended")
     message += f"; nothing of it was {verb}" if section.transaction else "; it ran outside a transaction (transaction:false): check what it left"
@@ -366,14 +377,14 @@ FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s)) ORDER BY pid
 
 
 class _BlockerWatch:
-    """Who blocks a session's statement, seen from a second connection while it waits: when
-    lock_timeout cancels the wait, pg_blocking_pids can no longer tell. The second connection is
-    opened only for a statement still running after a fraction of the timeout."""
+    """Who blocks a session's current statement, seen from a second connection while it waits:
+    once lock_timeout cancels the wait, pg_blocking_pids can no longer tell. One watcher serves a
+    whole run; it opens its connection only for a statement still running after `delay`."""
 
-    def __init__(self, url: str, pid: int, lock_timeout: float):
-        self.url, self.pid = url, pid
-        self.delay = min(0.5, lock_timeout / 4)
+    def __init__(self, url: str, pid: int, delay: float):
+        self.url, self.pid, self.delay = url, pid, delay
         self.blockers: list[tuple] = []
+        self._since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -385,45 +396,48 @@ class _BlockerWatch:
         self._stop.set()
         self._thread.join()
 
-    def _watch(self) -> None:
-        if self._stop.wait(self.delay):
-            return
+    @contextmanager
+    def statement(self):
+        self.blockers = []
+        self._since = time.monotonic()
         try:
-            with connect(self.url, autocommit=True) as conn:
-                while not self._stop.is_set():
-                    rows = conn.execute(BLOCKERS, (self.pid,)).fetchall()
-                    if rows:
-                        self.blockers = rows
-                    self._stop.wait(0.05)
+            yield self
+        finally:
+            self._since = None
+
+    def _watch(self) -> None:
+        conn = None
+        try:
+            while not self._stop.wait(0.05):
+                since = self._since
+                if since is None or time.monotonic() - since < self.delay:
+                    continue
+                conn = conn or connect(self.url, autocommit=True)
+                rows = conn.execute(BLOCKERS, (self.pid,)).fetchall()
+                if rows and self._since == since:
+                    self.blockers = rows
         except Exception:
             pass  # a watcher that fails loses only a better message, never the run
+        finally:
+            if conn is not None:
+                conn.close()
 
 
-class _run_lock:
-    """The database's session advisory lock for a migration run, waited for at most RUN_LOCK_WAIT;
-    then lock_timeout is the run's own."""
-
-    def __init__(self, conn: psycopg.Connection, url: str, lock_timeout: float):
-        self.conn, self.url, self.lock_timeout = conn, url, lock_timeout
-
-    def __enter__(self):
-        conn = self.conn
+@contextmanager
+def _run(url: str, lock_timeout: float):
+    """A connection holding the database's advisory lock for a migration run (waited for at most
+    RUN_LOCK_WAIT), with the run's lock_timeout, and the watcher that names blockers."""
+    with connect(url, autocommit=True) as conn, _BlockerWatch(url, conn.info.backend_pid, min(0.5, lock_timeout / 4)) as watch:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (_milliseconds(RUN_LOCK_WAIT),))
-        with _BlockerWatch(self.url, conn.info.backend_pid, RUN_LOCK_WAIT) as watch:
+        with watch.statement():
             try:
                 conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_RUN_LOCK,))
             except errors.LockNotAvailable:
                 holder = f" ({describe_blockers(watch.blockers)})" if watch.blockers else ""
                 raise MigrationError(f"another migration run still holds the lock after {RUN_LOCK_WAIT:g}s{holder}; nothing was done") from None
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (_milliseconds(self.lock_timeout),))
-        return self
-
-    def __exit__(self, *exc):
-        if not self.conn.closed and not self.conn.broken:
-            try:
-                self.conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_RUN_LOCK,))
-            except psycopg.Error:
-                pass  # the lock ends with the session anyway
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (_milliseconds(lock_timeout),))
+        yield conn, watch
+        # Closing the connection releases the lock.
 
 
 def _milliseconds(seconds: float) -> str:
