@@ -75,6 +75,7 @@ def replace_database(url: str, build: Callable[[str], None]) -> bool:
 
 
 SWAP_LOCK_WAIT = 60.0  # seconds a rebuild waits for another one of the same database
+SWAP_STEP_WAIT = 5.0  # seconds a rename or drop of the swap waits for a lock on its database
 _RENAME_ATTEMPTS = 5
 
 
@@ -143,14 +144,17 @@ def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> 
     (None: only try). Held until the connection closes."""
     key = f"cruddur rebuild {name}"
     if wait is None:
-        return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-    try:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait * 1000)}ms",))
-        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-        conn.execute("SELECT set_config('lock_timeout', '0', false)")
-    except errors.LockNotAvailable:
-        raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
-    return True
+        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+    else:
+        try:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait * 1000)}ms",))
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            taken = True
+        except errors.LockNotAvailable:
+            raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
+    # The renames and drops that follow wait for the database's lock no longer than this.
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(SWAP_STEP_WAIT * 1000)}ms",))
+    return taken
 
 
 def _exists(conn: psycopg.Connection, name: str) -> bool:
@@ -160,9 +164,9 @@ def _exists(conn: psycopg.Connection, name: str) -> bool:
 def _rename(conn: psycopg.Connection, old: str, new: str, end_sessions: bool = False) -> None:
     statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
     for attempt in range(_RENAME_ATTEMPTS):
-        if end_sessions:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (old,))
         try:
+            if end_sessions:
+                _end_sessions(conn, old)
             conn.execute(statement)
             return
         except errors.ObjectInUse:
@@ -171,6 +175,14 @@ def _rename(conn: psycopg.Connection, old: str, new: str, end_sessions: bool = F
             time.sleep(0.05 * (attempt + 1))
         except psycopg.Error as e:
             raise DatabaseError(f"cannot rename database {old!r} to {new!r}: {one_line(e)}") from None
+
+
+def _end_sessions(conn: psycopg.Connection, name: str) -> None:
+    for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall():
+        try:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        except errors.InsufficientPrivilege:
+            pass  # another role's session: the rename then says the database is in use
 
 
 def _stop_here_in_tests(step: str) -> None:

@@ -1,7 +1,7 @@
 """cruddur.postgres.migrations against a real PostgreSQL: one behaviour per test, the database's
 state checked afterwards. Each test writes its own migrations folder."""
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import psycopg
@@ -183,20 +183,8 @@ def test_a_lock_timeout_names_the_blocking_session_and_applies_nothing(database_
 def test_two_runs_at_once_apply_each_migration_once(database_url, folder):
     for day in (1, 2, 3):
         write(folder, f"2026010{day}000000", f"t{day}", f"SELECT pg_sleep(0.2); CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
-    results, failures = [], []
-
-    def run():
-        try:
-            results.append(migrations.migrate(database_url, folder))
-        except Exception as e:  # noqa: BLE001 - the assertion below shows it
-            failures.append(e)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    with ThreadPoolExecutor(2) as pool:  # an exception in either run fails the test here
+        results = list(pool.map(lambda _: migrations.migrate(database_url, folder), range(2)))
     assert sorted(len(done) for done in results) == [0, 3]
     assert len(applied_rows(database_url)) == 3
 
