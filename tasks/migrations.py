@@ -70,9 +70,8 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
     target = app_database(prod)
     if dry_run or prod:
         files, applied = runner.inspect(target.url, directory, root)
-        changed = runner.changed_files(files, applied)
-        if changed and prod:
-            raise Exit(f"error: {changed[0].label} changed after it was applied; refusing to migrate {target} (restore the file as it was)", code=1)
+        if prod:
+            runner.refuse_changed_files(files, applied)
         pending = runner.plan(files, applied, to, allow_out_of_order)
         if not pending:
             print(f"nothing to do: {target} is up to date")

@@ -216,6 +216,13 @@ def changed_files(migrations: list[Migration], applied: dict[str, dict]) -> list
     return [m for m in migrations if applied.get(m.version, {}).get("checksum") not in (None, m.checksum)]
 
 
+def refuse_changed_files(migrations: list[Migration], applied: dict[str, dict]) -> None:
+    """MigrationError naming the first applied file edited since it ran (production refuses those)."""
+    changed = changed_files(migrations, applied)
+    if changed:
+        raise MigrationError(f"{changed[0].label} changed after it was applied; refusing to migrate (restore the file as it was)")
+
+
 def migrate(
     url: str,
     directory: Path,
@@ -238,9 +245,7 @@ def migrate(
     with _run(url, lock_timeout) as (conn, watch):
         applied = read_applied(conn)
         if refuse_changed:
-            changed = changed_files(migrations, applied)
-            if changed:
-                raise MigrationError(f"{changed[0].label} changed after it was applied; refusing to migrate (restore the file as it was)")
+            refuse_changed_files(migrations, applied)
         pending = plan(migrations, applied, to, allow_out_of_order)
         if not pending:
             return done

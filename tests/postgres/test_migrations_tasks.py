@@ -176,7 +176,7 @@ def test_prod_migrate_refuses_an_applied_file_that_changed(inv, schema_url):
     status = json.loads(inv("db.migrations", "--json", "--prod", env=prod).stdout)
     assert [r["state"] for r in status if r["version"] == BIO.version] == ["applied-but-file-changed"]
     line = assert_one_line_error(inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod))
-    assert line.startswith(f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate prod database")
+    assert line == f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate (restore the file as it was)"
 
 
 # -- db.setup and the invariant ------------------------------------------------------------------
