@@ -1,6 +1,10 @@
 """cruddur.postgres.migrations against a real PostgreSQL: one behaviour per test, the database's
 state checked afterwards. Each test writes its own migrations folder."""
 
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -243,3 +247,22 @@ def test_new_migration_accepts_only_names_that_make_a_clean_file(tmp_path, name)
     assert path.parent == folder
     assert [(m.version, m.name) for m in migrations.load(folder)] == [("20260101000000", name)]
     assert name.replace("_", "").isalnum() and name.isascii() and name == name.lower()
+
+
+def test_ctrl_c_during_a_migration_leaves_it_pending_and_the_earlier_applied(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    write(folder, "20260102000000", "two", "CREATE TABLE two (a int);\nSELECT pg_sleep(30);", "DROP TABLE two;")
+    script = (
+        "import sys; from pathlib import Path; from cruddur.postgres import migrations\n"
+        "migrations.migrate(sys.argv[1], Path(sys.argv[2]), on_applied=lambda step: print(step.version, flush=True))\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script, database_url, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout.readline().strip() == "20260101000000"
+    with psycopg.connect(database_url) as conn:  # wait until the second one is running
+        while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()").fetchone():
+            time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=20)
+    assert "KeyboardInterrupt" in err
+    assert tables(database_url) == {"one", "schema_migrations"}
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
