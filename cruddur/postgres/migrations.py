@@ -253,14 +253,19 @@ def migrate(
         # Each commit need not wait for its own flush to disk: the last one's waits for them all,
         # and a crash before it loses whole migrations with their rows, never half of one.
         conn.execute("SET synchronous_commit = off")
-        for migration in pending:
-            if migration is pending[-1]:
-                conn.execute("SET synchronous_commit = on")
-            seconds = _run_section(conn, watch, migration, migration.up, done, record=True)
-            step = Applied(migration.version, migration.name, seconds)
-            done.append(step)
-            if on_applied:
-                on_applied(step)
+        try:
+            for migration in pending:
+                if migration is pending[-1]:
+                    conn.execute("SET synchronous_commit = on")
+                seconds = _run_section(conn, watch, migration, migration.up, done, record=True)
+                step = Applied(migration.version, migration.name, seconds)
+                done.append(step)
+                if on_applied:
+                    on_applied(step)
+        except BaseException:
+            if done:
+                _wait_for_flush(conn)  # "stay applied" must hold through a crash too
+            raise
         # Verify: the table, read again, holds every version this run applied.
         recorded = read_applied(conn)
         unrecorded = [step.version for step in done if step.version not in recorded]
@@ -293,6 +298,21 @@ def rollback(
             if on_rolled_back:
                 on_rolled_back(step)
     return done
+
+
+def _wait_for_flush(conn: psycopg.Connection, bound: float = 2.0) -> None:
+    """Wait (at most `bound` seconds) until the WAL written so far is on disk."""
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        written = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        deadline = time.monotonic() + bound
+        while not conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+    except psycopg.Error:
+        pass  # the server flushes on its own within moments (wal_writer_delay)
 
 
 def rollback_plan(migrations: list[Migration], applied: dict[str, dict], steps: int | None = None, to: str | None = None) -> list[Migration]:
