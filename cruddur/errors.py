@@ -72,6 +72,10 @@ class SqlFileError(DatabaseError):
     """A .sql file failed; nothing of it was applied."""
 
 
+class MigrationError(CruddurError):
+    """A migration file is malformed, or the plan is refused (out of order, changed file, ...)."""
+
+
 class AwsError(CruddurError):
     """AWS answered with an error, or could not be reached."""
 

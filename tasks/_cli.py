@@ -137,3 +137,27 @@ def guard_prod(target, action: str, yes: bool) -> None:
     for the database name (or --yes) and refuses with no terminal; elsewhere it does nothing."""
     if target.prod:
         confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
+
+
+def app_database(prod: bool, recover: bool = True):
+    """The database a db task acts on (cruddur.postgres.target decides). With recover, a swap
+    that an interrupted db.setup or db.restore left half done is finished or undone first, so
+    no task ever finds the app database missing because of it."""
+    from cruddur.postgres import admin
+    from cruddur.postgres.target import resolve
+
+    target = resolve(settings(), prod)
+    if target.started_server:
+        print(
+            f"started the local PostgreSQL (data in {settings().pgdata}); it keeps running after this task."
+            " Stop it with: inv db.down",
+            file=sys.stderr,
+        )
+    if recover:
+        try:
+            done = admin.recover_swap(target.url)
+        except CruddurError:
+            done = None  # the task's own connection reports what is wrong, with the app database's name
+        if done:
+            print(f"{target.dbname}: {done}", file=sys.stderr)
+    return target

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, guard_prod, number, print_json, printable, settings, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, guard_prod, number, print_json, printable, settings, show, task
 
 # What each refusal means for someone at the command line.
 REASONS = {
@@ -22,9 +22,7 @@ REASONS = {
 
 
 def _target(prod: bool):
-    from cruddur.postgres.target import resolve
-
-    return resolve(settings(), prod)
+    return app_database(prod)
 
 
 def _open(target):

@@ -1,6 +1,6 @@
 """The Cognito user pool: list its users, match them to the users table."""
 
-from ._cli import JSON_HELP, PROD_HELP, console, guard_prod, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, settings, task
 
 
 def _pool_users():
@@ -41,9 +41,7 @@ def users(c, json_=False):
 def sync(c, prod=False, dry_run=False, yes=False, json_=False):
     """Set users.cognito_user_id from Cognito, matching handle to preferred_username."""
     from cruddur.aws import cognito
-    from cruddur.postgres.target import resolve
-
-    where = resolve(settings(), prod=prod)
+    where = app_database(prod)
     pool, found = _pool_users()
     # Plan first (read only), so the prod question is asked only when there is something to change.
     plan = cognito.sync(where.url, found, dry_run=True)

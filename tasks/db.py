@@ -8,20 +8,11 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, console, guard_prod, number, print_json, printable, settings, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, settings, show, task
 
 
-def _target(prod: bool):
-    from cruddur.postgres.target import resolve
-
-    target = resolve(settings(), prod)
-    if target.started_server:
-        print(
-            f"started the local PostgreSQL (data in {settings().pgdata}); it keeps running after this task."
-            " Stop it with: inv db.down",
-            file=sys.stderr,
-        )
-    return target
+def _target(prod: bool, recover: bool = True):
+    return app_database(prod, recover)
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -36,7 +27,7 @@ def up(c, prod=False):
     from cruddur.postgres import admin, local_server, urls
     from cruddur.postgres.connect import CONNECT_TIMEOUT
 
-    target = _target(prod)
+    target = _target(prod, recover=False)
     # "up" only once a connection worked, not on the word of a lock file.
     admin.wait_until_ready(target.url, timeout=CONNECT_TIMEOUT)
     if not target.local:
@@ -80,9 +71,9 @@ def status(c, prod=False, json_=False):
     config = settings()
     chosen = environment(config, prod)
     if chosen is Environment.LOCAL:
-        found = status_.local(config.pgdata, config.local_port())
+        found = status_.local(config.pgdata, config.local_port(), config.sql_dir / "migrations")
     else:
-        found = status_.remote(resolve(config, prod).url, str(chosen))
+        found = status_.remote(resolve(config, prod).url, str(chosen), config.sql_dir / "migrations")
     if json_:
         print_json(found)
         return
@@ -109,6 +100,9 @@ def _status_lines(found) -> list[tuple[str, str]]:
     else:
         database = f"{found.database}: {'exists' if found.database_exists else 'does not exist (inv db.setup creates it)'}"
     lines.append(("app database", database))
+    if found.migrations is not None:
+        counts = ", ".join(f"{count} {state}" for state, count in sorted(found.migrations.items())) or "none in sql/migrations/"
+        lines.append(("migrations", counts + ("; inv db.migrate applies them" if found.migrations.get("pending") else "")))
     return lines
 
 
@@ -191,20 +185,24 @@ def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def setup(c, prod=False, yes=False):
-    """Reset the app database: drop, create, load the schema, seed."""
-    from cruddur.postgres import admin
-    from cruddur.errors import SqlFileError
+    """Reset the app database: schema, migrations, seed."""
+    from cruddur.postgres import admin, migrations
+    from cruddur.errors import CruddurError
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
-    target = _target(prod)
+    target = _target(prod, recover=False)  # the rebuild finishes an interrupted swap itself
     guard_prod(target, "DROP and recreate", yes)
     print(f"setting up {target}")
-    files = [_sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")]
+    config = settings()
+    schema, seed = _sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")
     try:
-        existed = admin.rebuild_database(target.url, files)
-    except SqlFileError as e:
-        raise SqlFileError(f"{e}; {target.dbname} was left as it was") from None
-    print(f"  built a fresh database from {', '.join(label for _, label in files)}")
+        existed = admin.replace_database(
+            target.url,
+            lambda scratch: migrations.build(scratch, schema, config.sql_dir / "migrations", seed, label_root=config.sql_dir.parent),
+        )
+    except CruddurError as e:
+        raise CruddurError(f"{e}; {target.dbname} was left as it was") from None
+    print("  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql")
     print(f"  {'replaced' if existed else 'created'} {target.dbname}")
     print(f"ready in {time.monotonic() - started:.2f}s")
 
@@ -355,6 +353,6 @@ def wait(c, prod=False, timeout=None):
     from cruddur.postgres import admin
 
     timeout = number(timeout, "--timeout", default=30.0)
-    target = _target(prod)
+    target = _target(prod, recover=False)
     took = admin.wait_until_ready(target.url, timeout=timeout)
     print(f"{target} accepts connections (waited {took:.1f}s)")

@@ -5,7 +5,7 @@ import sys
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
-from ._cli import JSON_HELP, console, number, print_json, settings, task
+from ._cli import JSON_HELP, app_database, console, number, print_json, settings, task
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -138,9 +138,7 @@ def invoke(c, event=None, prod=False):
     from rich.text import Text
 
     from cruddur.lambda_build import local as lambda_local
-    from cruddur.postgres import target
-
-    where = target.resolve(settings(), prod=prod)
+    where = app_database(prod)
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
     # Everything below but the fixed words comes from the event or the database: shown as plain
     # text, never read as rich markup (a name holding "[/]" would otherwise crash the print).

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from psycopg import errors, sql
@@ -52,32 +55,151 @@ def drop_database(url: str) -> int | None:
 
 
 def rebuild_database(url: str, files: list[tuple[Path, str]]) -> bool:
-    """Replace the URL's database with a fresh one built from (path, label) SQL files; whether
-    one existed before.
-
-    The files run in a scratch database first, which takes the app database's place only when all
-    of them succeeded: on any failure the app database is left exactly as it was."""
-    name = _refuse_maintenance_db(url)
-    scratch = f"{name[:50]}__rebuild"
+    """Replace the URL's database with a fresh one built from (path, label) SQL files, each in
+    its own transaction; whether one existed before. See replace_database for the swap."""
     texts = [(_read(path, label), label) for path, label in files]
+    return replace_database(url, lambda scratch_url: _run_texts(scratch_url, texts))
+
+
+def replace_database(url: str, build: Callable[[str], None]) -> bool:
+    """Replace the URL's database with one that build(scratch_url) fills; whether one existed.
+
+    build runs on a scratch database (<name>__rebuild), which takes the app database's place only
+    when build returned: on any failure the app database is left exactly as it was and the scratch
+    one is dropped. The swap renames the app database aside (<name>__old), renames the scratch one
+    in, then drops the old one, so at every instant either the old or the new database is whole;
+    a swap cut short (a kill) is finished or undone by the next call here or to recover_swap.
+    One rebuild at a time per database: a second one waits for the first (SWAP_LOCK_WAIT)."""
+    name = _refuse_maintenance_db(url)
+    scratch, aside = swap_names(name)
     with _maintenance(url) as conn:
-        _drop(conn, scratch)
+        _take_swap_lock(conn, name, wait=SWAP_LOCK_WAIT)
+        _recover(conn, name)
         _create(conn, scratch)
-    try:
-        with connect(urls.with_dbname(url, scratch)) as conn:
-            for text, label in texts:
-                _run(conn, text, label)
-    except BaseException:
-        with _maintenance(url) as conn:
-            _drop(conn, scratch)
-        raise
-    with _maintenance(url) as conn:
-        existed = _drop(conn, name)
         try:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(name)))
-        except psycopg.Error as e:
-            raise DatabaseError(f"cannot rename the rebuilt database to {name!r}: {one_line(e)}") from None
+            build(urls.with_dbname(url, scratch))
+            _stop_here_in_tests("built")
+            return _swap_in(conn, name, scratch, aside)
+        except BaseException:
+            _clean_up_after_failure(conn, name)
+            raise
+
+
+SWAP_LOCK_WAIT = 60.0  # seconds a rebuild waits for another one of the same database
+SWAP_STEP_WAIT = 5.0  # seconds a rename or drop of the swap waits for a lock on its database
+_RENAME_ATTEMPTS = 5
+
+
+def swap_names(name: str) -> tuple[str, str]:
+    """The scratch and the set-aside names of a database being replaced (within 63 bytes)."""
+    base = name[:50]
+    return f"{base}__rebuild", f"{base}__old"
+
+
+def recover_swap(url: str) -> str | None:
+    """Finish or undo a swap of the URL's database that an interrupted rebuild left half done;
+    what was done, or None when there was nothing to do (or a rebuild is running right now)."""
+    name = _refuse_maintenance_db(url)
+    with _maintenance(url) as conn:
+        if not _take_swap_lock(conn, name, wait=None):
+            return None  # the rebuild that holds it finishes its own swap
+        return _recover(conn, name)
+
+
+def _swap_in(conn: psycopg.Connection, name: str, scratch: str, aside: str) -> bool:
+    existed = _exists(conn, name)
+    if existed:
+        _rename(conn, name, aside, end_sessions=True)
+        _stop_here_in_tests("aside")
+    _rename(conn, scratch, name)
+    _stop_here_in_tests("in")
+    _drop(conn, aside)
     return existed
+
+
+def _recover(conn: psycopg.Connection, name: str) -> str | None:
+    """With the swap lock held: bring leftovers of an interrupted swap back to one whole database.
+
+    The scratch database is renamed in only after its build succeeded, and the app database is set
+    aside only after that: so a scratch database next to a set-aside one is complete, and one
+    alone may be half built."""
+    scratch, aside = swap_names(name)
+    present = {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", ([name, scratch, aside],))}
+    done = []
+    if name not in present and aside in present:
+        # Cut short after the app database was set aside: put a whole one back under its name.
+        if scratch in present:
+            _rename(conn, scratch, name)
+            present.discard(scratch)
+            done.append(f"finished an interrupted swap: the rebuilt database is now {name!r}")
+        else:
+            _rename(conn, aside, name)
+            present.discard(aside)
+            done.append(f"undid an interrupted swap: {name!r} is the old database again")
+    for leftover in (scratch, aside):
+        if leftover in present:
+            _drop(conn, leftover)
+            done.append(f"dropped the leftover {leftover!r}")
+    return "; ".join(done) or None
+
+
+def _clean_up_after_failure(conn: psycopg.Connection, name: str) -> None:
+    try:
+        _recover(conn, name)
+    except (psycopg.Error, DatabaseError):
+        pass  # the build's own failure is the one to report; the next rebuild or db task cleans up
+
+
+def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> bool:
+    """The maintenance database's advisory lock for rebuilding `name`: wait up to `wait` seconds
+    (None: only try). Held until the connection closes."""
+    key = f"cruddur rebuild {name}"
+    if wait is None:
+        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+    else:
+        try:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait * 1000)}ms",))
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            taken = True
+        except errors.LockNotAvailable:
+            raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
+    # The renames and drops that follow wait for the database's lock no longer than this.
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(SWAP_STEP_WAIT * 1000)}ms",))
+    return taken
+
+
+def _exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def _rename(conn: psycopg.Connection, old: str, new: str, end_sessions: bool = False) -> None:
+    statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+    for attempt in range(_RENAME_ATTEMPTS):
+        try:
+            if end_sessions:
+                _end_sessions(conn, old)
+            conn.execute(statement)
+            return
+        except errors.ObjectInUse:
+            if not end_sessions or attempt == _RENAME_ATTEMPTS - 1:
+                raise DatabaseError(f"cannot rename database {old!r} to {new!r}: other sessions keep connecting to it") from None
+            time.sleep(0.05 * (attempt + 1))
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot rename database {old!r} to {new!r}: {one_line(e)}") from None
+
+
+def _end_sessions(conn: psycopg.Connection, name: str) -> None:
+    for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall():
+        try:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        except errors.InsufficientPrivilege:
+            pass  # another role's session: the rename then says the database is in use
+
+
+def _stop_here_in_tests(step: str) -> None:
+    # Tests kill the process at each step of the swap to prove the next task recovers.
+    if os.environ.get("CRUDDUR_TEST_KILL_AT_SWAP_STEP") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _create(conn: psycopg.Connection, name: str) -> bool:
@@ -92,7 +214,7 @@ def _create(conn: psycopg.Connection, name: str) -> bool:
 
 def _drop(conn: psycopg.Connection, name: str) -> bool:
     try:
-        existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        existed = _exists(conn, name)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     except psycopg.Error as e:
         raise DatabaseError(f"cannot drop database {name!r}: {one_line(e)}") from None
@@ -111,7 +233,10 @@ def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float =
     """Run (path, label) files in order on one connection, each in its own transaction.
 
     The first failure stops the run: that file is rolled back, the ones before it stay."""
-    texts = [(_read(path, label), label) for path, label in files]
+    _run_texts(url, [(_read(path, label), label) for path, label in files], lock_timeout)
+
+
+def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = LOCK_TIMEOUT) -> None:
     with connect(url) as conn:
         for text, label in texts:
             _run(conn, text, label, url, lock_timeout)
@@ -133,7 +258,13 @@ def _run(conn: psycopg.Connection, text: str, label: str, url: str | None = None
             " (end it with inv db.kill, or allow longer with --lock-timeout)"
         ) from None
     except psycopg.Error as e:
-        raise SqlFileError(f"{_location(label, text, e)}: {_postgres_message(e)}; nothing of it was applied") from None
+        raise SqlFileError(f"{describe_sql_error(label, text, e)}; nothing of it was applied") from None
+
+
+def describe_sql_error(label: str, text: str, error: psycopg.Error, first_line: int = 1) -> str:
+    """`label:line:column: SQLSTATE message (detail)` for an error in `text`, which starts at
+    line `first_line` of the file named by label."""
+    return f"{_location(label, text, error, first_line)}: {_postgres_message(error)}"
 
 
 def _read(path: Path, label: str) -> str:
@@ -145,11 +276,11 @@ def _read(path: Path, label: str) -> str:
         raise SqlFileError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def _location(label: str, text: str, error: psycopg.Error) -> str:
+def _location(label: str, text: str, error: psycopg.Error, first_line: int = 1) -> str:
     position = getattr(error.diag, "statement_position", None)
     if position and position.isdigit():
         offset = int(position) - 1
-        line = text.count("\n", 0, offset) + 1
+        line = text.count("\n", 0, offset) + first_line
         column = offset - (text.rfind("\n", 0, offset) + 1) + 1
         return f"{label}:{line}:{column}"
     return label

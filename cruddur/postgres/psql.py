@@ -43,11 +43,17 @@ def _bundled_psql() -> Path | None:
 
 def command(url: str, psql_args: list[str] | None = None, prefer_bundled: bool = False) -> tuple[list[str], dict[str, str]]:
     """argv and environment additions that run psql on url without exposing the password."""
+    target, extra_env = conninfo_without_password(url, "cruddur-ops psql")
+    return [str(find_psql(prefer_bundled)), target, *(psql_args or [])], extra_env
+
+
+def conninfo_without_password(url: str, application_name: str) -> tuple[str, dict[str, str]]:
+    """For a libpq program's command line: the URL as a conninfo string without its password,
+    and the environment additions (PGPASSWORD) that carry the password instead."""
     params = urls.parse(url)
     password = params.pop("password", None)
-    params.setdefault("application_name", "cruddur-ops psql")
-    argv = [str(find_psql(prefer_bundled)), conninfo.make_conninfo(**params), *(psql_args or [])]
-    return argv, ({"PGPASSWORD": password} if password else {})
+    params.setdefault("application_name", application_name)
+    return conninfo.make_conninfo(**params), ({"PGPASSWORD": password} if password else {})
 
 
 def run(url: str, psql_args: list[str] | None = None, prefer_bundled: bool = False) -> int:

@@ -4,13 +4,14 @@ creating or changing anything."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import local_server, urls
+from . import local_server, migrations, urls
 from .admin import MAINTENANCE_DB
 from .connect import CONNECT_TIMEOUT, connect
-from ..errors import MASK, DatabaseError, NoSuchDatabase
+from ..errors import MASK, CruddurError, DatabaseError, NoSuchDatabase
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,12 @@ class Status:
     data_bytes: int | None = None  # None: no data folder yet
     tcp_url: str | None = None  # password masked; None while it listens on the socket only
     password_file: str | None = None
-    # Applied and pending migrations belong here, read from schema_migrations when the server
-    # answers and the database exists (never creating the table).
+    # How many versions are in each state (applied, pending, ...), read when the app database
+    # exists, never creating schema_migrations; None when not read.
+    migrations: dict[str, int] | None = None
 
 
-def local(pgdata: Path, port: int) -> Status:
+def local(pgdata: Path, port: int, migrations_dir: Path | None = None) -> Status:
     """The embedded server in pgdata, as it is: running or not, never started here."""
     url = local_server.running_url(pgdata)
     size = _folder_bytes(pgdata)
@@ -61,10 +63,11 @@ def local(pgdata: Path, port: int) -> Status:
         version, exists = _ask(url, urls.DEFAULT_DBNAME)
     except DatabaseError as e:
         return Status(url=urls.mask(app_url), answers=False, reason=str(e), server_version=None, database_exists=None, tcp_url=tcp, **common)
-    return Status(url=urls.mask(app_url), answers=True, reason=None, server_version=version, database_exists=exists, tcp_url=tcp, **common)
+    found = Status(url=urls.mask(app_url), answers=True, reason=None, server_version=version, database_exists=exists, tcp_url=tcp, **common)
+    return _with_migrations(found, app_url, migrations_dir)
 
 
-def remote(url: str, environment: str) -> Status:
+def remote(url: str, environment: str, migrations_dir: Path | None = None) -> Status:
     """The server a URL names: whether it answers, its version, whether the database exists."""
     database = urls.dbname(url)
     masked = urls.mask(url)
@@ -79,7 +82,17 @@ def remote(url: str, environment: str) -> Status:
         return Status(environment, masked, True, None, version, database, False)
     except DatabaseError as e:
         return Status(environment, masked, False, str(e), None, database, None)
-    return Status(environment, masked, True, None, version, database, True)
+    return _with_migrations(Status(environment, masked, True, None, version, database, True), url, migrations_dir)
+
+
+def _with_migrations(found: Status, url: str, directory: Path | None) -> Status:
+    if directory is None or not found.database_exists:
+        return found
+    try:
+        rows = migrations.status(url, directory)
+    except CruddurError:
+        return found  # an unreadable migration file: db.migrations says which; the rest still shows
+    return replace(found, migrations=dict(Counter(row.state for row in rows)))
 
 
 def _ask(maintenance_url: str, database: str) -> tuple[str, bool]:

@@ -36,7 +36,7 @@ def test_setup_builds_the_database_even_while_a_client_holds_it(inv, dev, databa
     name = urls.dbname(database_url)
     assert result.stdout.startswith(
         f"setting up dev database {urls.describe(database_url)}\n"
-        "  built a fresh database from sql/schema.sql, sql/seed.sql\n"
+        "  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql\n"
         f"  replaced {name}\n"
         "ready in "
     )
@@ -336,6 +336,7 @@ def test_status_starts_nothing(inv, base_env):
         f"tcp           postgresql://postgres:****@127.0.0.1:{port}/cruddur (password in {pgdata}/cruddur-password)\n"
         f"data folder   {pgdata} ({running.stdout.split(f'{pgdata} (', 2)[-1].split(')')[0]})\n"
         "app database  cruddur: exists\n"
+        f"migrations    {len(list((ROOT / 'sql' / 'migrations').glob('*.sql')))} applied\n"
     )
     as_json = json.loads(inv("db.status", "--json").stdout)
     assert as_json["answers"] is True and as_json["database_exists"] is True
@@ -352,6 +353,12 @@ def test_status_of_a_url_says_whether_it_answers(inv, database_url):
 
     answers = json.loads(inv("db.status", "--json", env={"CONNECTION_URL": database_url}).stdout)
     assert (answers["environment"], answers["answers"], answers["database_exists"]) == ("dev", True, True)
+    # An empty database: every migration pending, and reading them created no table.
+    assert answers["migrations"] == {"pending": len(list((ROOT / "sql" / "migrations").glob("*.sql")))}
+    pending = inv("db.status", env={"CONNECTION_URL": database_url})
+    assert "migrations    1 pending; inv db.migrate applies them\n" in pending.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None
     missing = inv("db.status", "--prod", env={"PROD_CONNECTION_URL": urls.with_dbname(database_url, "no_such_db")})
     assert "server        answers, PostgreSQL " in missing.stdout
     assert "app database  no_such_db: does not exist (inv db.setup creates it)\n" in missing.stdout

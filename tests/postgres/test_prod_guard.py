@@ -9,7 +9,7 @@ from tests.helpers import ROOT, assert_one_line_error
 
 SEED = ROOT / "sql" / "seed.sql"
 
-# Every production write; the migration, restore and Cognito tasks join this table as they land.
+# Every production write of the db collection (cognito.sync has its own test).
 WRITES = [
     ["db.drop"],
     ["db.setup"],
@@ -17,7 +17,12 @@ WRITES = [
     ["db.seed"],
     ["db.kill"],
     ["db.create-activity", "--handle", "andrewbrown", "--message", "on prod"],
+    ["db.migrate"],
+    ["db.rollback"],
+    ["db.restore", "backups/cruddur-any.dump"],
 ]
+# These print their plan before they ask, as the confirmation is about that plan.
+PLAN_FIRST = {"db.migrate": "will apply 1 migration(s) to prod database", "db.rollback": "rolling back 1 migration(s) on prod database"}
 
 
 def snapshot(url: str) -> dict:
@@ -44,6 +49,9 @@ def prod_url(schema_url):
 
 @pytest.mark.parametrize("task", WRITES, ids=lambda args: args[0])
 def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, task):
+    if task[0] == "db.rollback":  # something to roll back
+        migrated = inv("db.migrate", env={"CONNECTION_URL": prod_url})
+        assert migrated.returncode == 0, migrated.stderr
     before = snapshot(prod_url)
     with psycopg.connect(prod_url) as other_client:  # db.kill would end it
         result = inv(*task, "--prod", env={"PROD_CONNECTION_URL": prod_url})
@@ -52,7 +60,10 @@ def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, t
     assert line.startswith("refused: ")
     assert f"database {urls.dbname(prod_url)!r} on prod database {urls.describe(prod_url)} needs confirmation" in line
     assert line.endswith("run it on a terminal or pass --yes")
-    assert result.stdout == ""  # db.setup included: nothing but the refusal
+    if task[0] in PLAN_FIRST:
+        assert result.stdout.startswith(PLAN_FIRST[task[0]])
+    else:
+        assert result.stdout == ""  # db.setup included: nothing but the refusal
     assert snapshot(prod_url) == before
 
 

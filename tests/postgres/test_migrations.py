@@ -1,0 +1,268 @@
+"""cruddur.postgres.migrations against a real PostgreSQL: one behaviour per test, the database's
+state checked afterwards. Each test writes its own migrations folder."""
+
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cruddur.errors import MigrationError, SqlFileError
+from cruddur.postgres import migrations
+
+
+def write(folder, version, name, up, down="", up_options="", down_options=""):
+    path = folder / f"{version}_{name}.sql"
+    path.write_text(f"-- migrate:up {up_options}\n{up}\n\n-- migrate:down {down_options}\n{down}\n")
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    path = tmp_path / "migrations"
+    path.mkdir()
+    return path
+
+
+def tables(url):
+    with psycopg.connect(url) as conn:
+        return {name for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def applied_rows(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT version, checksum IS NOT NULL, applied_at IS NOT NULL, duration_ms >= 0 FROM schema_migrations ORDER BY version").fetchall()
+
+
+def test_reading_the_status_never_creates_the_table(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (id int);", "DROP TABLE one;")
+    rows = migrations.status(database_url, folder)
+    assert [(r.version, r.name, r.state, r.applied_at) for r in rows] == [("20260101000000", "one", "pending", None)]
+    assert tables(database_url) == set()
+
+
+def test_migrate_applies_pending_in_version_order_each_with_its_row(database_url, folder):
+    # Written out of order: the second depends on the first, so file-system order would fail.
+    write(folder, "20260102000000", "two", "ALTER TABLE one ADD COLUMN b int;", "ALTER TABLE one DROP COLUMN b;")
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    (folder / "notes.txt").write_text("not a migration")
+    seen = []
+    done = migrations.migrate(database_url, folder, on_applied=seen.append)
+    assert [step.version for step in done] == [step.version for step in seen] == ["20260101000000", "20260102000000"]
+    assert applied_rows(database_url) == [("20260101000000", True, True, True), ("20260102000000", True, True, True)]
+    assert {r.state for r in migrations.status(database_url, folder)} == {"applied"}
+
+
+def test_a_rerun_applies_nothing(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    assert migrations.migrate(database_url, folder) == []
+    assert len(applied_rows(database_url)) == 1
+
+
+def test_a_failing_second_statement_leaves_no_trace_of_its_migration_and_keeps_the_earlier(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    bad = write(folder, "20260102000000", "two", "CREATE TABLE two (a int);\nINSERT INTO missing VALUES (1);", "DROP TABLE two;")
+    write(folder, "20260103000000", "three", "CREATE TABLE three (a int);", "DROP TABLE three;")
+    with pytest.raises(SqlFileError) as failure:
+        migrations.migrate(database_url, folder)
+    assert str(failure.value) == (
+        f'{bad}:3:13: 42P01 relation "missing" does not exist; nothing of it was applied;'
+        " 20260101000000 of this run stays applied"
+    )
+    assert tables(database_url) == {"one", "schema_migrations"}
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending", "pending"]
+
+
+def test_the_error_line_counts_from_the_top_of_the_file(database_url, folder):
+    path = folder / "20260101000000_one.sql"
+    path.write_text("-- a comment\n\n-- migrate:up\nSELECT 1;\nSELECT nonsense_column;\n-- migrate:down\n")
+    with pytest.raises(SqlFileError, match=rf"^{path}:5:8: 42703 column \"nonsense_column\" does not exist; nothing of it was applied; nothing else was applied$"):
+        migrations.migrate(database_url, folder)
+
+
+def test_a_pending_version_older_than_the_newest_applied_is_refused_unless_allowed(database_url, folder):
+    write(folder, "20260102000000", "two", "CREATE TABLE two (a int);", "DROP TABLE two;")
+    migrations.migrate(database_url, folder)
+    late = write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    with pytest.raises(MigrationError, match=rf"^{late} is pending but older than the newest applied version 20260102000000 .*--allow-out-of-order$"):
+        migrations.migrate(database_url, folder)
+    assert "one" not in tables(database_url)
+    assert [s.version for s in migrations.migrate(database_url, folder, allow_out_of_order=True)] == ["20260101000000"]
+    assert "one" in tables(database_url)
+
+
+def test_a_changed_file_is_flagged_and_refused_when_asked(database_url, folder):
+    path = write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    path.write_text(path.read_text().replace("(a int)", "(a bigint)"))
+    write(folder, "20260102000000", "two", "CREATE TABLE two (a int);", "DROP TABLE two;")
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied-but-file-changed", "pending"]
+    with pytest.raises(MigrationError, match=rf"^{path} changed after it was applied; refusing"):
+        migrations.migrate(database_url, folder, refuse_changed=True)
+    assert "two" not in tables(database_url)
+
+
+def test_an_applied_version_without_its_file_is_shown_missing(database_url, folder):
+    path = write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    path.unlink()
+    assert [(r.version, r.state) for r in migrations.status(database_url, folder)] == [("20260101000000", "applied-but-file-missing")]
+
+
+def test_migrate_to_stops_at_that_version(database_url, folder):
+    for day in (1, 2, 3):
+        write(folder, f"2026010{day}000000", f"t{day}", f"CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
+    assert [s.version for s in migrations.migrate(database_url, folder, to="20260102000000")] == ["20260101000000", "20260102000000"]
+    assert tables(database_url) == {"t1", "t2", "schema_migrations"}
+    with pytest.raises(MigrationError, match="^--to 20990101000000: no migration file has that version$"):
+        migrations.migrate(database_url, folder, to="20990101000000")
+
+
+def test_rollback_of_two_steps_undoes_the_newest_first(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    write(folder, "20260102000000", "two", "ALTER TABLE one ADD COLUMN b int;", "ALTER TABLE one DROP COLUMN b;")
+    write(folder, "20260103000000", "three", "ALTER TABLE one ADD COLUMN c int;", "ALTER TABLE one DROP COLUMN c;")
+    migrations.migrate(database_url, folder)
+    done = migrations.rollback(database_url, folder, steps=2)
+    assert [step.version for step in done] == ["20260103000000", "20260102000000"]
+    with psycopg.connect(database_url) as conn:
+        assert [c.name for c in conn.execute("SELECT * FROM one").description] == ["a"]
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending", "pending"]
+
+
+def test_rollback_to_a_version_keeps_that_version(database_url, folder):
+    for day in (1, 2, 3):
+        write(folder, f"2026010{day}000000", f"t{day}", f"CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
+    migrations.migrate(database_url, folder)
+    assert [s.version for s in migrations.rollback(database_url, folder, to="20260101000000")] == ["20260103000000", "20260102000000"]
+    assert tables(database_url) == {"t1", "schema_migrations"}
+
+
+def test_a_migration_with_an_empty_down_section_cannot_be_rolled_back_and_nothing_changes(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    irreversible = write(folder, "20260102000000", "two", "CREATE TABLE two (a int);", "-- no way back")
+    migrations.migrate(database_url, folder)
+    with pytest.raises(MigrationError, match=rf"^cannot roll back {irreversible}: its down section is empty; nothing was rolled back$"):
+        migrations.rollback(database_url, folder, steps=2)
+    assert tables(database_url) == {"one", "two", "schema_migrations"}
+    assert len(applied_rows(database_url)) == 2
+
+
+def test_create_index_concurrently_runs_with_transaction_false(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    write(
+        folder, "20260102000000", "index_one", "CREATE INDEX CONCURRENTLY one_a_idx ON one (a);",
+        "DROP INDEX CONCURRENTLY one_a_idx;", up_options="transaction:false", down_options="transaction:false",
+    )
+    migrations.migrate(database_url, folder)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'one_a_idx'::regclass").fetchone() == (True,)
+    migrations.rollback(database_url, folder)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('one_a_idx')").fetchone() == (None,)
+
+
+def test_a_lock_timeout_names_the_blocking_session_and_applies_nothing(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    path = write(folder, "20260102000000", "two", "ALTER TABLE one ADD COLUMN b int;", "ALTER TABLE one DROP COLUMN b;")
+    with psycopg.connect(database_url, application_name="long report") as holder:
+        holder.execute("SELECT * FROM one")  # an open transaction holding a share lock on one
+        pid = holder.info.backend_pid
+        with pytest.raises(SqlFileError) as failure:
+            migrations.migrate(database_url, folder, lock_timeout=1)
+    message = str(failure.value)
+    assert message.startswith(f"{path}: 55P03 canceling statement due to lock timeout; blocked by pid {pid} (application 'long report', idle in transaction, for ")
+    assert message.endswith("; nothing of it was applied; nothing else was applied")
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
+
+
+def test_two_runs_at_once_apply_each_migration_once(database_url, folder):
+    for day in (1, 2, 3):
+        write(folder, f"2026010{day}000000", f"t{day}", f"SELECT pg_sleep(0.2); CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
+    with ThreadPoolExecutor(2) as pool:  # an exception in either run fails the test here
+        results = list(pool.map(lambda _: migrations.migrate(database_url, folder), range(2)))
+    assert sorted(len(done) for done in results) == [0, 3]
+    assert len(applied_rows(database_url)) == 3
+
+
+def test_a_table_dbmate_created_gains_the_extra_columns(database_url, folder):
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE TABLE public.schema_migrations (version varchar(128) PRIMARY KEY)")
+        conn.execute("INSERT INTO public.schema_migrations (version) VALUES ('20260101000000')")
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    write(folder, "20260102000000", "two", "CREATE TABLE two (a int);", "DROP TABLE two;")
+    assert [s.version for s in migrations.migrate(database_url, folder)] == ["20260102000000"]
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "applied"]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO public.schema_migrations (version) VALUES ('20260103000000')")  # dbmate's own insert
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("CREATE TABLE x (a int);\n-- migrate:up\n", ":1: SQL before '-- migrate:up'"),
+        ("-- migrate:down\nDROP TABLE x;\n-- migrate:up\n", ": no '-- migrate:up' section first"),
+        ("-- migrate:up\n-- migrate:up\n", ":2: a second '-- migrate:up' section"),
+        ("-- migrate:up transaction:maybe\n", ":1: unknown option 'transaction:maybe'"),
+    ],
+)
+def test_malformed_files_are_refused_with_their_line(database_url, folder, text, message):
+    path = folder / "20260101000000_bad.sql"
+    path.write_text(text)
+    with pytest.raises(MigrationError, match="^" + str(path) + message):
+        migrations.migrate(database_url, folder)
+    assert tables(database_url) == set()
+
+
+def test_new_migration_writes_both_sections(folder):
+    path = migrations.new_migration(folder, "add_bio_to_users", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert path == folder / "20260102030405_add_bio_to_users.sql"
+    parsed = migrations.load(folder)[0]
+    assert (parsed.version, parsed.name, parsed.up.transaction, parsed.down.empty) == ("20260102030405", "add_bio_to_users", True, True)
+    with pytest.raises(MigrationError, match="already has version 20260102030405"):
+        migrations.new_migration(folder, "again", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=40))
+def test_new_migration_accepts_only_names_that_make_a_clean_file(tmp_path, name):
+    folder = tmp_path / "any"
+    folder.mkdir(exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    try:
+        path = migrations.new_migration(folder, name, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    except MigrationError as e:
+        assert "\n" not in str(e)
+        assert list(folder.iterdir()) == []
+        return
+    assert path.parent == folder
+    assert [(m.version, m.name) for m in migrations.load(folder)] == [("20260101000000", name)]
+    assert name.replace("_", "").isalnum() and name.isascii() and name == name.lower()
+
+
+def test_ctrl_c_during_a_migration_leaves_it_pending_and_the_earlier_applied(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    write(folder, "20260102000000", "two", "CREATE TABLE two (a int);\nSELECT pg_sleep(30);", "DROP TABLE two;")
+    script = (
+        "import sys; from pathlib import Path; from cruddur.postgres import migrations\n"
+        "migrations.migrate(sys.argv[1], Path(sys.argv[2]), on_applied=lambda step: print(step.version, flush=True))\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script, database_url, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout.readline().strip() == "20260101000000"
+    with psycopg.connect(database_url) as conn:  # wait until the second one is running
+        while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()").fetchone():
+            time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=20)
+    assert "KeyboardInterrupt" in err
+    assert tables(database_url) == {"one", "schema_migrations"}
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]

@@ -1,0 +1,122 @@
+"""The swap that db.setup and db.restore end with: a kill at any step of it, then any db task,
+leaves the old database or the new one, whole; nothing named __rebuild or __old stays behind."""
+
+import subprocess
+
+import psycopg
+import pytest
+
+from cruddur.postgres import admin, urls
+from tests.helpers import INV, ROOT, add_user
+
+
+def databases_like(url):
+    name = urls.dbname(url)
+    with psycopg.connect(urls.with_dbname(url, "postgres")) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (name[:50] + "%",)).fetchall()
+    return [row[0] for row in rows]
+
+
+def handles(url):
+    with psycopg.connect(url) as conn:
+        return sorted(handle for (handle,) in conn.execute("SELECT handle FROM users"))
+
+
+def bio_column(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'bio'").fetchone() is not None
+
+
+@pytest.fixture
+def old_database(schema_url):
+    """The app database before the swap: the schema and one user the seed does not have."""
+    add_user(schema_url, "keeper")
+    return schema_url
+
+
+# (step the process is killed after, what the next db task must leave)
+STEPS = [("built", "old"), ("aside", "new"), ("in", "new")]
+
+
+@pytest.mark.parametrize("step, expected", STEPS)
+def test_a_setup_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, old_database, step, expected):
+    env = {"CONNECTION_URL": old_database}
+    killed = inv("db.setup", env={**env, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": step})
+    assert killed.returncode == -9, killed.stderr
+    after = inv("db.sessions", "--json", env=env)
+    assert after.returncode == 0, after.stderr
+    if expected == "old":
+        assert handles(old_database) == ["keeper"]
+    else:
+        assert handles(old_database) == ["andrewbrown", "bayko"]
+        assert bio_column(old_database)
+    assert databases_like(old_database) == [urls.dbname(old_database)]
+
+
+@pytest.mark.parametrize("step, expected", STEPS)
+def test_a_restore_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, old_database, tmp_path, step, expected):
+    env = {"CONNECTION_URL": old_database}
+    backup = tmp_path / "before.dump"
+    assert inv("db.dump", "--output", str(backup), env=env).returncode == 0
+    add_user(old_database, "later")
+    killed = inv("db.restore", str(backup), env={**env, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": step})
+    assert killed.returncode == -9, killed.stderr
+    assert inv("db.migrations", env=env).returncode == 0
+    assert handles(old_database) == (["keeper", "later"] if expected == "old" else ["keeper"])
+    assert databases_like(old_database) == [urls.dbname(old_database)]
+
+
+def test_the_next_setup_also_recovers_a_half_done_swap(inv, old_database):
+    env = {"CONNECTION_URL": old_database}
+    assert inv("db.setup", env={**env, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": "aside"}).returncode == -9
+    again = inv("db.setup", env=env)
+    assert again.returncode == 0, again.stderr
+    assert handles(old_database) == ["andrewbrown", "bayko"]
+    assert databases_like(old_database) == [urls.dbname(old_database)]
+
+
+def test_two_setups_at_once_both_succeed(old_database, base_env):
+    env = {**base_env, "CONNECTION_URL": old_database}
+    runs = [subprocess.Popen([str(INV), "db.setup"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    for run in runs:
+        run.stdout.close()
+        run.stderr.close()
+    assert outcomes == [(0, ""), (0, "")]
+    assert handles(old_database) == ["andrewbrown", "bayko"]
+    assert databases_like(old_database) == [urls.dbname(old_database)]
+
+
+def test_a_failed_build_leaves_the_old_database_and_no_scratch(old_database):
+    def build(scratch_url):
+        with psycopg.connect(scratch_url) as conn:
+            conn.execute("CREATE TABLE half (a int)")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        admin.replace_database(old_database, build)
+    assert handles(old_database) == ["keeper"]
+    assert databases_like(old_database) == [urls.dbname(old_database)]
+
+
+def test_recovery_leaves_a_running_rebuild_alone(old_database):
+    name = urls.dbname(old_database)
+    scratch, aside = admin.swap_names(name)
+    maintenance = urls.with_dbname(old_database, "postgres")
+    with psycopg.connect(maintenance, autocommit=True) as rebuild:
+        rebuild.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"cruddur rebuild {name}",))
+        rebuild.execute(f'CREATE DATABASE "{scratch}"')
+        assert admin.recover_swap(old_database) is None
+        assert databases_like(old_database) == [name, scratch]
+    assert admin.recover_swap(old_database) == f"dropped the leftover {scratch!r}"
+    assert databases_like(old_database) == [name]
+    assert handles(old_database) == ["keeper"]
+
+
+def test_recovery_puts_the_old_database_back_when_no_new_one_was_built(old_database):
+    name = urls.dbname(old_database)
+    _, aside = admin.swap_names(name)
+    with psycopg.connect(urls.with_dbname(old_database, "postgres"), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{aside}"')
+    assert admin.recover_swap(old_database) == f"undid an interrupted swap: {name!r} is the old database again"
+    assert handles(old_database) == ["keeper"]
