@@ -6,7 +6,6 @@ copy of `hide_quoted` (it ships alone); a test proves the two behave the same.
 
 from __future__ import annotations
 
-import re
 
 MASK = "****"
 
@@ -16,22 +15,20 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-_QUOTED = re.compile(r""""[^"]*"|'[^']*'""")
 # libpq's own quoted punctuation, kept: a password can only appear inside the quotes of a value.
 _LIBPQ_WORDS = ('separator "="', 'missing "="', 'matching "]"', '(expected ":" or "/")')
 
 
 def hide_quoted(text: str) -> str:
-    """The text with everything it quotes shown as "...".
+    """The text with the stretch from its first quote to its last shown as "...".
 
     libpq (and others) quote the piece of a malformed URL they choke on, which may be the
-    password. A password may itself hold quotes and unbalance them: then the whole stretch from
-    the first quote to the last goes. libpq's own quoted punctuation (`missing "="`) stays."""
+    password. A password may itself hold quotes, so quoted parts cannot be told apart from the
+    text between them: all of it goes. libpq's own quoted punctuation (`missing "="`) stays."""
     for index, words in enumerate(_LIBPQ_WORDS):
         text = text.replace(words, f"\0{index}\0")
-    text = _QUOTED.sub('"..."', text)
-    if any(mark in text.replace('"..."', "") for mark in "\"'"):
-        quotes = [at for at, char in enumerate(text) if char in "\"'"]
+    quotes = [at for at, char in enumerate(text) if char in "\"'"]
+    if quotes:
         text = f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
     for index, words in enumerate(_LIBPQ_WORDS):
         text = text.replace(f"\0{index}\0", words)

@@ -36,7 +36,7 @@ placements = st.sampled_from(["userinfo", "query"])
 spellings = st.sampled_from(["raw", "percent-encoded"])
 
 # Passwords the adversarial run found leaking or crashing.
-KNOWN_BAD = ["Hx7[leak-Kq7Zx]Wv3Jm", "a#bKq7Zx?cWv3Jm", 'q"%zzKq7ZxWv3Jm', "%ffKq7ZxWv3Jm", "a/bKq7Zx@Wv3Jm"]
+KNOWN_BAD = ["Hx7[leak-Kq7Zx]Wv3Jm", "a#bKq7Zx?cWv3Jm", 'q"%zzKq7ZxWv3Jm', "%ffKq7ZxWv3Jm", "a/bKq7Zx@Wv3Jm", 'Kq7Zx" Wv3Jm"', '!!Kq7Zx!!']
 
 
 def url_with(password: str, placement: str, spelling: str, where: str = "127.0.0.1:5432", user: str = "postgres", query: str = "") -> str:
