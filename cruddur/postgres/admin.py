@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -13,8 +12,8 @@ import psycopg
 from psycopg import errors, sql
 
 from . import urls
-from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
-from .sessions import BlockerWatch
+from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect, set_lock_timeout
+from .sessions import BlockerWatch, held_by
 from ..errors import DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
@@ -158,13 +157,13 @@ def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> 
         taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
     else:
         try:
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait * 1000)}ms",))
+            set_lock_timeout(conn, wait)
             conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
             taken = True
         except errors.LockNotAvailable:
             raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
     # The renames and drops that follow wait for the database's lock no longer than this.
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(SWAP_STEP_WAIT * 1000)}ms",))
+    set_lock_timeout(conn, SWAP_STEP_WAIT)
     return taken
 
 
@@ -237,24 +236,21 @@ def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float =
 
 
 def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = LOCK_TIMEOUT) -> None:
-    with connect(url) as conn:
+    with connect(url) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
         for text, label in texts:
-            _run(conn, text, label, url, lock_timeout)
+            _run(conn, watch, text, label, lock_timeout)
 
 
-def _run(conn: psycopg.Connection, text: str, label: str, url: str | None = None, lock_timeout: float = LOCK_TIMEOUT) -> None:
-    """Run one file's text in a transaction, waiting at most lock_timeout for each lock; with
-    the url, a lock timeout names the session that held the lock."""
-    watch = BlockerWatch(url, conn.info.backend_pid, after=lock_timeout / 2) if url else nullcontext()
+def _run(conn: psycopg.Connection, watch: BlockerWatch, text: str, label: str, lock_timeout: float) -> None:
+    """Run one file's text in a transaction, waiting at most lock_timeout for each lock; a lock
+    timeout names the session that held the lock."""
     try:
-        with conn.transaction():
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, round(lock_timeout * 1000))}ms",))
-            with watch:
-                conn.execute(text.encode())
+        with conn.transaction(), watch.statement():
+            set_lock_timeout(conn, lock_timeout, local=True)
+            conn.execute(text.encode())
     except errors.LockNotAvailable:
-        held_by = ", ".join(str(b) for b in getattr(watch, "found", [])) or "another session"
         raise SqlFileError(
-            f"{label}: waited {lock_timeout:g}s for a lock held by {held_by}; nothing of it was applied"
+            f"{label}: waited {lock_timeout:g}s for a lock held by {held_by(watch.found)}; nothing of it was applied"
             " (end it with inv db.kill, or allow longer with --lock-timeout)"
         ) from None
     except psycopg.Error as e:

@@ -35,3 +35,9 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
             reason += " (create it with: inv db.create, or inv db.setup)"
             raise NoSuchDatabase(f"cannot connect to {urls.describe(url)}: {reason}") from None
         raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
+
+
+def set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool = False) -> None:
+    """Let each statement wait at most `seconds` for a lock (libpq's milliseconds, at least 1;
+    0 would mean no bound); `local`: until the end of the current transaction only."""
+    conn.execute("SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local))
