@@ -187,14 +187,6 @@ def _rename(conn: psycopg.Connection, old: str, new: str, end_sessions: bool = F
             raise DatabaseError(f"cannot rename database {old!r} to {new!r}: {one_line(e)}") from None
 
 
-def _end_sessions(conn: psycopg.Connection, name: str) -> None:
-    for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall():
-        try:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        except errors.InsufficientPrivilege:
-            pass  # another role's session: the rename then says the database is in use
-
-
 def _stop_here_in_tests(step: str) -> None:
     # Tests kill the process at each step of the swap to prove the next task recovers.
     if os.environ.get("CRUDDUR_TEST_KILL_AT_SWAP_STEP") == step:
@@ -295,28 +287,28 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
 
     A session of another role stays (ended False) unless this role may signal it."""
     with connect(url, autocommit=True) as conn:
-        try:
-            pids = _other_sessions(conn)
-        except psycopg.Error as e:
-            raise DatabaseError(f"cannot list the other sessions: {one_line(e)}") from None
-        results = []
-        for pid in pids:
-            try:
-                ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
-            except errors.InsufficientPrivilege:
-                ended = False
-            except psycopg.Error as e:
-                raise DatabaseError(f"cannot end session {pid}: {one_line(e)}") from None
-            results.append((pid, bool(ended)))
-    return results
+        return _end_sessions(conn, conn.info.dbname)
 
 
-def _other_sessions(conn: psycopg.Connection) -> list[int]:
+def _end_sessions(conn: psycopg.Connection, name: str) -> list[tuple[int, bool]]:
+    """End the client sessions on database `name` other than this one: [(pid, ended)]."""
     query = sql.SQL(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
     ).format(sql.SQL(CLIENT_SESSION))
-    return [pid for (pid,) in conn.execute(query)]
+    try:
+        pids = [pid for (pid,) in conn.execute(query, (name,))]
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot list the other sessions: {one_line(e)}") from None
+    results = []
+    for pid in pids:
+        try:
+            ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        except errors.InsufficientPrivilege:
+            ended = False  # another role's session
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot end session {pid}: {one_line(e)}") from None
+        results.append((pid, bool(ended)))
+    return results
 
 
 def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:
