@@ -160,25 +160,22 @@ def _lock_timeout(value) -> float:
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
-    from cruddur.postgres import admin
-
-    wait = _lock_timeout(lock_timeout)
-    target = _target(prod)
-    guard_prod(target, "replace the tables of", yes)
-    path, label = _sql_file(file, "schema.sql")
-    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
-    print(f"loaded {label} into {target}")
+    _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/seed.sql in one transaction."""
+    _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
+
+
+def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str) -> None:
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
     target = _target(prod)
-    guard_prod(target, "load seed data into", yes)
-    path, label = _sql_file(file, "seed.sql")
+    guard_prod(target, action, yes)
+    path, label = _sql_file(file, default)
     admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
 

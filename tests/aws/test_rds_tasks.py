@@ -171,25 +171,24 @@ def test_url_says_how_to_keep_the_setting_in_a_codespace(inv, env, created, work
     assert kept == ([keep] if keep else [])
 
 
-def test_stop_start_and_polite_repeats(inv, env, rds, created):
-    stopped = inv("rds.stop", env=env)
-    assert stopped.returncode == 0, stopped.stderr
-    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "stopped"
-    again = inv("rds.stop", env=env)
+def assert_moves_once(inv, env, rds, task, status):
+    moved = inv(task, env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == status
+    again = inv(task, env=env)
     assert (again.returncode, again.stdout, again.stderr) == (
-        0, "cruddur-db-instance is already stopped; nothing to do\n", "")
+        0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
+
+
+def test_stop_start_and_polite_repeats(inv, env, rds, created):
+    assert_moves_once(inv, env, rds, "rds.stop", "stopped")
 
     # Waiting cannot make a stopped instance available: one line saying what will.
     dead_end = "cruddur-db-instance is stopped; it will not become available by itself: run inv rds.start"
     assert_one_line_error(inv("rds.wait", env=env), dead_end)
     assert_one_line_error(inv("rds.create", "--wait", env=env), dead_end)
 
-    started = inv("rds.start", env=env)
-    assert started.returncode == 0, started.stderr
-    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "available"
-    again = inv("rds.start", env=env)
-    assert (again.returncode, again.stdout, again.stderr) == (
-        0, "cruddur-db-instance is already available; nothing to do\n", "")
+    assert_moves_once(inv, env, rds, "rds.start", "available")
     waited = inv("rds.wait", env=env)
     assert waited.returncode == 0 and "cruddur-db-instance: available at " in waited.stdout
 
