@@ -161,3 +161,12 @@ def app_database(prod: bool, recover: bool = True):
         if done:
             print(f"{target.dbname}: {done}", file=sys.stderr)
     return target
+
+
+def byte_size(size: int) -> str:
+    """A size for people: '512 bytes', '1.5 kB', '12.3 MB' (units of 1024)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, settings, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, show, task
 
 
 def _target(prod: bool, recover: bool = True):
@@ -90,7 +90,7 @@ def _status_lines(found) -> list[tuple[str, str]]:
             lines.append(("tcp", f"{found.tcp_url} (password in {found.password_file})"))
         elif found.answers:
             lines.append(("tcp", "not listening (an older start): inv db.down && inv db.up"))
-        size = "not created yet" if found.data_bytes is None else f"{found.data_bytes / 1e6:.1f} MB"
+        size = "not created yet" if found.data_bytes is None else byte_size(found.data_bytes)
         lines.append(("data folder", f"{found.data_folder} ({size})"))
     else:
         state = f"answers, {server}" if found.answers else f"does not answer: {found.reason}"
