@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws_support import ThrottlingAws, assert_one_line_error, server_client
+from tests.aws_support import ThrottlingAws, server_client
 from tests.aws_support import set_instance_status
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Terminal, assert_one_line_error
 
 PASSWORD = "s3cret:pass#word"
 
@@ -230,48 +230,13 @@ def test_throttling_is_one_line(inv, env, throttling_aws: ThrottlingAws):
 
 
 def run_on_a_terminal(args, env, answers, timeout=60):
-    """Run `inv ARGS` with a pseudo-terminal as its controlling terminal; answer each prompt in turn.
-
-    Returns (exit code, everything the terminal showed)."""
-    import fcntl
-    import os
-    import select
-    import subprocess
-    import sys
-    import termios
-    import time
-    from pathlib import Path
-
-    controller, terminal = os.openpty()
-
-    def take_the_terminal():
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("inv")), *args], cwd=ROOT, env=env,
-        stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True, preexec_fn=take_the_terminal,
-    )
-    os.close(terminal)
-    shown, pending = b"", list(answers)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-        while pending and pending[0][0].encode() in shown.split(b"\n")[-1]:
-            prompt, answer = pending.pop(0)
-            shown += b"\n"  # so the same prompt is not answered twice
-            os.write(controller, answer.encode() + b"\n")
-        if process.poll() is not None and not ready:
-            break
-    os.close(controller)
-    return process.wait(timeout=10), shown.decode(errors="replace")
+    """Run `inv ARGS` on a terminal; answer each prompt in turn. (exit code, all the terminal showed)"""
+    terminal = Terminal(args, env)
+    for prompt, answer in answers:
+        terminal.read_until(prompt, timeout)
+        terminal.type(answer + "\n")
+    code, shown, _ = terminal.finish(timeout)
+    return code, shown
 
 
 def test_create_asks_for_the_password_twice_on_a_terminal_without_echo(base_env, env, rds):
