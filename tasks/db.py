@@ -11,10 +11,6 @@ from invoke.exceptions import Exit
 from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, show, task
 
 
-def _target(prod: bool, recover: bool = True):
-    return app_database(prod, recover)
-
-
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
     if path:
         return Path(path), path
@@ -27,7 +23,7 @@ def up(c, prod=False):
     from cruddur.postgres import admin, local_server, urls
     from cruddur.postgres.connect import CONNECT_TIMEOUT
 
-    target = _target(prod, recover=False)
+    target = app_database(prod, recover=False)
     # "up" only once a connection worked, not on the word of a lock file.
     admin.wait_until_ready(target.url, timeout=CONNECT_TIMEOUT)
     if not target.local:
@@ -112,7 +108,7 @@ def connect(c, prod=False, command=None):
     from cruddur.postgres import psql
     from cruddur.postgres.connect import connect as check
 
-    target = _target(prod)
+    target = app_database(prod)
     # A missing server or database is one line here; psql would print its own and exit 2.
     check(target.url).close()
     code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.local)
@@ -125,7 +121,7 @@ def create(c, prod=False):
     """Create the app database (an existing one is kept)."""
     from cruddur.postgres import admin
 
-    target = _target(prod)
+    target = app_database(prod)
     if admin.create_database(target.url):
         print(f"created {target}")
     else:
@@ -137,7 +133,7 @@ def drop(c, prod=False, yes=False):
     """Drop the app database, even while clients hold it."""
     from cruddur.postgres import admin
 
-    target = _target(prod)
+    target = app_database(prod)
     guard_prod(target, "DROP", yes)
     ended = admin.drop_database(target.url)
     if ended is None:
@@ -173,7 +169,7 @@ def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: s
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
-    target = _target(prod)
+    target = app_database(prod)
     guard_prod(target, action, yes)
     path, label = _sql_file(file, default)
     admin.run_sql_file(target.url, path, label, lock_timeout=wait)
@@ -187,7 +183,7 @@ def setup(c, prod=False, yes=False):
     from cruddur.errors import CruddurError
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
-    target = _target(prod, recover=False)  # the rebuild finishes an interrupted swap itself
+    target = app_database(prod, recover=False)  # the rebuild finishes an interrupted swap itself
     guard_prod(target, "DROP and recreate", yes)
     print(f"setting up {target}")
     config = settings()
@@ -218,7 +214,7 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
     from cruddur.postgres.sessions import list_sessions
 
     interval = number(interval, "--interval", default=2.0, minimum=0.1)
-    url = _target(prod).url
+    url = app_database(prod).url
     if json_:
         print_json(list_sessions(url, all))
         return
@@ -333,7 +329,7 @@ def kill(c, prod=False, yes=False):
     """End the other client sessions on the app database."""
     from cruddur.postgres import admin
 
-    target = _target(prod)
+    target = app_database(prod)
     guard_prod(target, "end every other session on", yes)
     results = admin.terminate_other_sessions(target.url)
     if not results:
@@ -350,6 +346,6 @@ def wait(c, prod=False, timeout=None):
     from cruddur.postgres import admin
 
     timeout = number(timeout, "--timeout", default=30.0)
-    target = _target(prod, recover=False)
+    target = app_database(prod, recover=False)
     took = admin.wait_until_ready(target.url, timeout=timeout)
     print(f"{target} accepts connections (waited {took:.1f}s)")
