@@ -142,7 +142,7 @@ def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, schema_ur
     add_user(schema_url, "keeper")
     before = (applied_versions(schema_url), schema_only(schema_url))
     result = inv(*task, "--prod", env=prod)
-    line = assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes")
+    line = assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes", prefix="refused: ")
     assert f"prod database {urls.describe(schema_url)}" in line
     assert (applied_versions(schema_url), schema_only(schema_url)) == before
     assert table_count(schema_url, "users") == 1
