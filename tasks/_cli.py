@@ -1,4 +1,5 @@
-"""What every collection shares: the task decorator, the settings, rich output, the prod guard."""
+"""What every collection shares: the task decorator, the settings, the app database, numeric flags,
+rich output and --json, sizes for people, the prod guard."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The database: the embedded local server, the app database's lifecycle, sessions."""
+"""The database: the embedded local server, the app database's lifecycle and status, psql, sessions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The production RDS instance: create, inspect, wait for, stop, start, delete.
+"""The production RDS instance: create, inspect, wait for, stop, start, delete, and its URL.
 
 Nothing of the library loads at import (`inv --list` stays light): flags whose defaults live in
 cruddur.aws.rds default to None here and are resolved inside the task; their help says the value.

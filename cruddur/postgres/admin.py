@@ -1,4 +1,5 @@
-"""Database administration on a server: create, drop, load SQL files, end sessions."""
+"""Database administration on a server: create, drop, load SQL files, replace a database through
+a scratch copy and a swap, end sessions, wait for a server to answer."""
 
 from __future__ import annotations
 

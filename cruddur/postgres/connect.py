@@ -1,4 +1,5 @@
-"""Opening a connection: the one connect(), application name, timeout rule and session filter."""
+"""Opening a connection: the one connect(), application name, timeout rule, session filter, and
+the lock_timeout setting."""
 
 from __future__ import annotations
 
