@@ -13,7 +13,7 @@ import psycopg
 from psycopg import errors, sql
 
 from . import urls
-from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect, set_lock_timeout
+from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, advisory_lock, connect, set_lock_timeout
 from .sessions import BlockerWatch, held_by
 from ..errors import DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
@@ -153,16 +153,10 @@ def _clean_up_after_failure(conn: psycopg.Connection, name: str) -> None:
 def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> bool:
     """The maintenance database's advisory lock for rebuilding `name`: wait up to `wait` seconds
     (None: only try). Held until the connection closes."""
-    key = f"cruddur rebuild {name}"
-    if wait is None:
-        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-    else:
-        try:
-            set_lock_timeout(conn, wait)
-            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-            taken = True
-        except errors.LockNotAvailable:
-            raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
+    try:
+        taken = advisory_lock(conn, f"cruddur rebuild {name}", wait)
+    except errors.LockNotAvailable:
+        raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
     # The renames and drops that follow wait for the database's lock no longer than this.
     set_lock_timeout(conn, SWAP_STEP_WAIT)
     return taken

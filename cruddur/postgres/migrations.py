@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors, sql
 
 from .admin import describe_sql_error, run_sql_files
-from .connect import connect, set_lock_timeout
+from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, held_by
 from ..errors import MigrationError, SqlFileError
 
@@ -389,10 +389,9 @@ def _run(url: str, lock_timeout: float):
     """A connection holding the database's advisory lock for a migration run (waited for at most
     RUN_LOCK_WAIT), with the run's lock_timeout, and the watcher that names blockers."""
     with connect(url, autocommit=True) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
-        set_lock_timeout(conn, RUN_LOCK_WAIT)
         with watch.statement():
             try:
-                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_RUN_LOCK,))
+                advisory_lock(conn, _RUN_LOCK, RUN_LOCK_WAIT)
             except errors.LockNotAvailable:
                 raise MigrationError(
                     f"another migration run still holds the lock after {RUN_LOCK_WAIT:g}s ({held_by(watch.found)}); nothing was done"
