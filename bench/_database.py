@@ -1,8 +1,10 @@
-"""Shared by the benchmarks that need PostgreSQL: a throwaway database with the schema loaded."""
+"""Shared by the benchmarks that need PostgreSQL: an embedded server on a free port, a throwaway
+database with the schema loaded."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 import warnings
@@ -18,6 +20,20 @@ from cruddur.postgres import local_server, urls
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (a developer's own server may hold 5432)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(pgdata: Path) -> str:
+    """Start an embedded PostgreSQL in `pgdata` on a free port; its unix-socket URL."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return local_server.start(pgdata, free_port())
+
+
 @contextmanager
 def schema_database() -> Iterator[str]:
     """The URL of a new database holding sql/schema.sql, dropped afterwards: on TEST_DATABASE_URL's
@@ -27,9 +43,7 @@ def schema_database() -> Iterator[str]:
         pgdata = None
         if not server:
             pgdata = Path(tmp) / "pgdata"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = local_server.start(pgdata)
+            server = start_server(pgdata)
         name = f"bench_{uuid.uuid4().hex[:10]}"
         try:
             with psycopg.connect(server, autocommit=True) as admin:

@@ -29,11 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from _database import start_server
 from psycopg import sql
 
 from cruddur.postgres import local_server, urls
 from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, home_activities
-from cruddur.postgres.client import _ARRAY_JSON, _OBJECT_JSON, Database
+from cruddur.postgres.client import ARRAY_JSON, OBJECT_JSON, Database
 
 ROOT = Path(__file__).resolve().parent.parent
 # The original insert (lib/db.py era), then object.sql by the returned uuid.
@@ -86,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = os.environ.get("TEST_DATABASE_URL") or local_server.start(Path(tmp) / "pgdata")
+        server = os.environ.get("TEST_DATABASE_URL") or start_server(Path(tmp) / "pgdata")
         name = f"bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -126,7 +127,7 @@ def bench(url: str, rounds: int, batch: int) -> None:
     }
     checked = pools["default"]
     create_sql = checked.template("activities", "create")
-    object_json = _OBJECT_JSON.format(checked.template("activities", "object"))
+    object_json = OBJECT_JSON.format(checked.template("activities", "object"))
 
     def original_two_statements():
         new_uuid = raw_two.execute(
@@ -183,7 +184,7 @@ def bench(url: str, rounds: int, batch: int) -> None:
             )
             conn.execute("ANALYZE activities")
             total = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
-        home_json = _ARRAY_JSON.format(checked.template("activities", "home"))
+        home_json = ARRAY_JSON.format(checked.template("activities", "home"))
         for limit, feed_batch in ((HOME_FEED_LIMIT, batch), (None, max(batch // 20, 5))):
             results = run_alternating(
                 {

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _database import start_server
 from _timing import compare, time_command
 
 from cruddur.postgres import local_server, migrations, psql, urls
@@ -25,11 +26,11 @@ def main(rounds: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cruddur-bench-"))
     pgdata = folder / "pgdata"
     try:
-        server = local_server.start(pgdata)
+        server = start_server(pgdata)
         app_url = urls.with_dbname(server, "cruddur")
         psql_bin = str(psql.find_psql())
         env = {k: v for k, v in os.environ.items() if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")}
-        embedded_env = {**env, "CRUDDUR_PGDATA": str(pgdata)}
+        embedded_env = {**env, "CRUDDUR_PGDATA": str(pgdata), "CRUDDUR_PGPORT": str(urls.parse(server).get("port") or 5432)}
         dev_env = {**env, "CONNECTION_URL": app_url}
         inv = [str(Path(sys.executable).with_name("inv")), "db.setup"]
         migration_step = folder / "migrations.sql"

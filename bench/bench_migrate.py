@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import psycopg
+from _database import start_server
 from _timing import compare, time_command
 from psycopg import sql
 
@@ -59,7 +60,7 @@ def main(rounds: int) -> None:
     pgdata = folder / "pgdata"
     written: list[Path] = []
     try:
-        server = local_server.start(pgdata)
+        server = start_server(pgdata)
         name = "bench_migrate"
         env = {k: v for k, v in os.environ.items() if k not in ("CONNECTION_URL", "PROD_CONNECTION_URL")}
         env.update(CONNECTION_URL=urls.with_dbname(server, name), DATABASE_URL=dbmate_url(server, name))

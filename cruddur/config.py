@@ -1,7 +1,8 @@
 """One Settings object, resolved from the environment variables users already have.
 
 Nothing else in the library reads the project's variables from os.environ. (Child processes such
-as psql inherit the environment; the Lambda handler reads its own CONNECTION_URL, as it ships alone.)
+as psql inherit the environment; the Lambda handler reads its own CONNECTION_URL, as it ships alone;
+the swap's test hook reads CRUDDUR_TEST_KILL_AT_SWAP_STEP.)
 """
 
 from __future__ import annotations

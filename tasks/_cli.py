@@ -1,4 +1,5 @@
-"""What every collection shares: the task decorator, the settings, rich output, the prod guard."""
+"""What every collection shares: the task decorator, the settings, the app database, numeric flags,
+rich output and --json, sizes for people, the prod guard."""
 
 from __future__ import annotations
 
@@ -161,3 +162,12 @@ def app_database(prod: bool, recover: bool = True):
         if done:
             print(f"{target.dbname}: {done}", file=sys.stderr)
     return target
+
+
+def byte_size(size: int) -> str:
+    """A size for people: '512 bytes', '1.5 kB', '12.3 MB' (units of 1024)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""

@@ -21,10 +21,6 @@ REASONS = {
 }
 
 
-def _target(prod: bool):
-    return app_database(prod)
-
-
 def _open(target):
     from cruddur.postgres.client import Database
     from cruddur.postgres.connect import CONNECT_TIMEOUT
@@ -61,7 +57,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
     """
     from cruddur.activities import create_activity as create
 
-    target = _target(prod)
+    target = app_database(prod)
     guard_prod(target, "add an activity to", yes)
     db = _open(target)
     with closing(db):
@@ -104,7 +100,7 @@ def activities(c, limit=None, json_=False, prod=False):
     from cruddur.activities import HOME_FEED_LIMIT, count_activities, home_activities
 
     limit = number(limit, "--limit", default=HOME_FEED_LIMIT, integer=True)
-    target = _target(prod)
+    target = app_database(prod)
     db = _open(target)
     with closing(db):
         feed = home_activities(db, limit)

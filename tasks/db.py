@@ -1,4 +1,4 @@
-"""The database: the embedded local server, the app database's lifecycle, sessions."""
+"""The database: the embedded local server, the app database's lifecycle and status, psql, sessions."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, settings, show, task
-
-
-def _target(prod: bool, recover: bool = True):
-    return app_database(prod, recover)
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, show, task
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -27,7 +23,7 @@ def up(c, prod=False):
     from cruddur.postgres import admin, local_server, urls
     from cruddur.postgres.connect import CONNECT_TIMEOUT
 
-    target = _target(prod, recover=False)
+    target = app_database(prod, recover=False)
     # "up" only once a connection worked, not on the word of a lock file.
     admin.wait_until_ready(target.url, timeout=CONNECT_TIMEOUT)
     if not target.local:
@@ -90,7 +86,7 @@ def _status_lines(found) -> list[tuple[str, str]]:
             lines.append(("tcp", f"{found.tcp_url} (password in {found.password_file})"))
         elif found.answers:
             lines.append(("tcp", "not listening (an older start): inv db.down && inv db.up"))
-        size = "not created yet" if found.data_bytes is None else f"{found.data_bytes / 1e6:.1f} MB"
+        size = "not created yet" if found.data_bytes is None else byte_size(found.data_bytes)
         lines.append(("data folder", f"{found.data_folder} ({size})"))
     else:
         state = f"answers, {server}" if found.answers else f"does not answer: {found.reason}"
@@ -112,7 +108,7 @@ def connect(c, prod=False, command=None):
     from cruddur.postgres import psql
     from cruddur.postgres.connect import connect as check
 
-    target = _target(prod)
+    target = app_database(prod)
     # A missing server or database is one line here; psql would print its own and exit 2.
     check(target.url).close()
     code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.local)
@@ -125,7 +121,7 @@ def create(c, prod=False):
     """Create the app database (an existing one is kept)."""
     from cruddur.postgres import admin
 
-    target = _target(prod)
+    target = app_database(prod)
     if admin.create_database(target.url):
         print(f"created {target}")
     else:
@@ -137,7 +133,7 @@ def drop(c, prod=False, yes=False):
     """Drop the app database, even while clients hold it."""
     from cruddur.postgres import admin
 
-    target = _target(prod)
+    target = app_database(prod)
     guard_prod(target, "DROP", yes)
     ended = admin.drop_database(target.url)
     if ended is None:
@@ -160,25 +156,22 @@ def _lock_timeout(value) -> float:
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables)."""
-    from cruddur.postgres import admin
-
-    wait = _lock_timeout(lock_timeout)
-    target = _target(prod)
-    guard_prod(target, "replace the tables of", yes)
-    path, label = _sql_file(file, "schema.sql")
-    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
-    print(f"loaded {label} into {target}")
+    _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/seed.sql in one transaction."""
+    _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
+
+
+def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str) -> None:
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
-    target = _target(prod)
-    guard_prod(target, "load seed data into", yes)
-    path, label = _sql_file(file, "seed.sql")
+    target = app_database(prod)
+    guard_prod(target, action, yes)
+    path, label = _sql_file(file, default)
     admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
 
@@ -190,7 +183,7 @@ def setup(c, prod=False, yes=False):
     from cruddur.errors import CruddurError
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
-    target = _target(prod, recover=False)  # the rebuild finishes an interrupted swap itself
+    target = app_database(prod, recover=False)  # the rebuild finishes an interrupted swap itself
     guard_prod(target, "DROP and recreate", yes)
     print(f"setting up {target}")
     config = settings()
@@ -221,7 +214,7 @@ def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
     from cruddur.postgres.sessions import list_sessions
 
     interval = number(interval, "--interval", default=2.0, minimum=0.1)
-    url = _target(prod).url
+    url = app_database(prod).url
     if json_:
         print_json(list_sessions(url, all))
         return
@@ -336,7 +329,7 @@ def kill(c, prod=False, yes=False):
     """End the other client sessions on the app database."""
     from cruddur.postgres import admin
 
-    target = _target(prod)
+    target = app_database(prod)
     guard_prod(target, "end every other session on", yes)
     results = admin.terminate_other_sessions(target.url)
     if not results:
@@ -353,6 +346,6 @@ def wait(c, prod=False, timeout=None):
     from cruddur.postgres import admin
 
     timeout = number(timeout, "--timeout", default=30.0)
-    target = _target(prod, recover=False)
+    target = app_database(prod, recover=False)
     took = admin.wait_until_ready(target.url, timeout=timeout)
     print(f"{target} accepts connections (waited {took:.1f}s)")

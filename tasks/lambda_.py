@@ -5,7 +5,7 @@ import sys
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
-from ._cli import JSON_HELP, app_database, console, number, print_json, settings, task
+from ._cli import JSON_HELP, app_database, byte_size, console, number, print_json, settings, task
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -32,8 +32,7 @@ def _show_package(package) -> None:
     path = package.path.relative_to(PROJECT_ROOT) if package.path.is_relative_to(PROJECT_ROOT) else package.path
     out = console()
     out.print(Text(str(path), style="bold"))
-    out.print(f"  size        {package.size:,} bytes ({package.size / 1_048_576:.2f} MiB zipped,"
-              f" {package.unzipped_size / 1_048_576:.1f} MiB unzipped)")  # fmt: skip
+    out.print(f"  size        {package.size:,} bytes ({byte_size(package.size)} zipped, {byte_size(package.unzipped_size)} unzipped)")
     out.print(f"  files       {package.files}{'' if package.bytecode else ' (no byte code)'}")
     out.print(f"  runtime     {package.runtime} ({package.architecture}), handler {package.handler}")
     out.print(f"  CodeSha256  {package.code_sha256}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, settings, task
 
 LOCK_HELP = "seconds a migration may wait for a table lock before giving up (default 5)"
 NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
@@ -25,15 +25,7 @@ def _backup(target) -> None:
     path = dump.default_path(_folders()[1] / "backups", target.dbname)
     print(f"  backing up {target.dbname} to {path} ...", flush=True)
     size = dump.dump(target.url, path)
-    print(f"  backup written: {path} ({_size(size)})")
-
-
-def _size(size: int) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return ""
+    print(f"  backup written: {path} ({byte_size(size)})")
 
 
 def _milliseconds(seconds: float) -> str:
@@ -205,7 +197,7 @@ def dump(c, prod=False, output=None):
     target = app_database(prod)
     path = Path(output) if output else backups.default_path(_folders()[1] / "backups", target.dbname)
     size = backups.dump(target.url, path)
-    print(f"dumped {target} to {path} ({_size(size)})")
+    print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "path": "the .dump file to restore (from inv db.dump)"})

@@ -1,4 +1,4 @@
-"""The production RDS instance: create, inspect, wait for, stop, start, delete.
+"""The production RDS instance: create, inspect, wait for, stop, start, delete, and its URL.
 
 Nothing of the library loads at import (`inv --list` stays light): flags whose defaults live in
 cruddur.aws.rds default to None here and are resolved inside the task; their help says the value.
@@ -242,26 +242,29 @@ def url(c, identifier=None, show_password=False):
 @task(help={"identifier": IDENTIFIER_HELP})
 def stop(c, identifier=None):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
-    from cruddur.aws import clients
-
-    instance, stopped = _library().stop(clients.client("rds"), _identifier(identifier))
-    if not stopped:
-        print(f"{instance.identifier} is already {instance.status}; nothing to do")
-        return
-    print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
+    instance = _move("stop", identifier)
+    if instance:
+        print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
 def start(c, identifier=None):
     """Start a stopped instance."""
+    instance = _move("start", identifier)
+    if instance:
+        hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
+        print(f"{instance.identifier}: {instance.status}{hint}")
+
+
+def _move(action: str, identifier):
+    """Stop or start the instance; the instance after the move, or None when it was already there."""
     from cruddur.aws import clients
 
-    instance, started = _library().start(clients.client("rds"), _identifier(identifier))
-    if not started:
+    instance, moved = getattr(_library(), action)(clients.client("rds"), _identifier(identifier))
+    if not moved:
         print(f"{instance.identifier} is already {instance.status}; nothing to do")
-        return
-    hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
-    print(f"{instance.identifier}: {instance.status}{hint}")
+        return None
+    return instance
 
 
 @task(

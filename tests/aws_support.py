@@ -272,9 +272,3 @@ def throttling_aws():
     yield endpoint
     endpoint.close()
 
-
-def assert_one_line_error(result, *fragments):
-    """tests.helpers' one-line check, plus the `error: ` the task decorator puts in front."""
-    line = helpers.assert_one_line_error(result, *fragments)
-    assert line.startswith("error: "), line
-    return line

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import select
 import socket
+import subprocess
 import sys
+import termios
 import threading
+import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,6 +27,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def taken_port():
+    """A port on 127.0.0.1 that a socket listens on (and never answers) while the block runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
 
 
 def closed_port_url(password: str = "s3cr3t-pw") -> str:
@@ -40,16 +56,67 @@ def table_count(url: str, table: str) -> int:
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
 
-def assert_one_line_error(result, *fragments: str) -> str:
-    """`inv` failed the way a user should see it: exit code 1, one line on stderr, no traceback.
-    Returns that line."""
+def assert_one_line_error(result, *fragments: str, prefix: str = "error: ") -> str:
+    """`inv` failed the way a user should see it: exit code 1, one line on stderr starting with
+    `prefix` (what the task decorator puts in front), no traceback. Returns that line."""
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(prefix), lines[0]
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
+
+
+class Terminal:
+    """`inv ARGS` with a pseudo-terminal as its controlling terminal, as in a person's shell: its
+    stdin always; its stdout and stderr too, unless pipe_output (then finish() returns them apart)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], pipe_output: bool = False):
+        self.controller, terminal = os.openpty()
+        output = subprocess.PIPE if pipe_output else terminal
+        self.process = subprocess.Popen(
+            [str(INV), *args], cwd=ROOT, env=env, stdin=terminal, stdout=output, stderr=output, text=pipe_output,
+            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(terminal)
+        self.shown = b""
+        self._read_up_to = 0
+
+    def read_until(self, marker: str, timeout: float = 30) -> None:
+        """Read what the terminal shows until `marker` appears after the last marker found."""
+        deadline = time.monotonic() + timeout
+        while (found := self.shown.find(marker.encode(), self._read_up_to)) < 0:
+            assert time.monotonic() < deadline and self._read(0.2), self.shown.decode(errors="replace")
+        self._read_up_to = found + len(marker)
+
+    def type(self, text: str) -> None:
+        os.write(self.controller, text.encode())
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        """Wait for the exit: (exit code, stdout, stderr), or (exit code, all the terminal showed, "")."""
+        try:
+            if self.process.stdout:
+                out, err = self.process.communicate(timeout=timeout)
+                return self.process.returncode, out, err
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and (self._read(0.1) or self.process.poll() is None):
+                pass
+            return self.process.wait(timeout=10), self.shown.decode(errors="replace"), ""
+        finally:
+            os.close(self.controller)
+
+    def _read(self, wait: float) -> bool:
+        """Whether the terminal is still open (False once the child closed it)."""
+        if select.select([self.controller], [], [], wait)[0]:
+            try:
+                chunk = os.read(self.controller, 4096)
+            except OSError:  # the child closed the terminal
+                return False
+            self.shown += chunk
+            return bool(chunk)
+        return True
 
 
 class LocalHttpServer:

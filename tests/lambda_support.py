@@ -11,7 +11,6 @@ import hashlib
 import json
 import platform
 import shutil
-import socket
 import sys
 import tempfile
 import uuid
@@ -22,7 +21,7 @@ import pytest
 
 from cruddur.lambda_build import local as lambda_local, package as lambda_package
 from tests import helpers
-from tests.helpers import free_port
+from tests.helpers import free_port, taken_port
 
 # The zip the tests run must load on this machine: its Python version and architecture.
 LOCAL_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -59,10 +58,8 @@ def post_confirmation():
 @pytest.fixture
 def silent_port():
     """A TCP port that accepts connections and never answers: only the connect timeout ends a wait."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s.getsockname()[1]
+    with taken_port() as port:
+        yield port
 
 
 @pytest.fixture(scope="session")

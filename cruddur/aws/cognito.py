@@ -21,7 +21,7 @@ PLACEHOLDER_PREFIX = "MOCK"
 POOL_ID = re.compile(r"[\w-]+_[0-9a-zA-Z]+")
 POST_CONFIRMATION = "PostConfirmation"
 COGNITO_PRINCIPAL = "cognito-idp.amazonaws.com"
-LOCK_TIMEOUT_MS = 5000
+LOCK_TIMEOUT = 5.0  # seconds cognito.sync waits for the users table
 
 
 def is_placeholder(cognito_user_id: str | None) -> bool:
@@ -138,12 +138,12 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
     are locked meanwhile, so a sign-up cannot slip in between the plan and the updates)."""
     import psycopg
 
-    from ..postgres.connect import connect
+    from ..postgres.connect import connect, set_lock_timeout
 
     with connect(connection_url) as conn:
         try:
             with conn.transaction():
-                conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+                set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
                 found = conn.execute("SELECT handle, cognito_user_id FROM public.users FOR UPDATE").fetchall()
                 plan = plan_sync(cognito_users, [Row(*row) for row in found])
                 if not dry_run and plan.updated:
@@ -154,7 +154,7 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
                         )
         except psycopg.errors.LockNotAvailable:
             raise DatabaseError(
-                f"public.users stayed locked by another session for {LOCK_TIMEOUT_MS / 1000:g} s"
+                f"public.users stayed locked by another session for {LOCK_TIMEOUT:g} s"
                 " (a migration or db.setup?); nothing changed, run it again"
             ) from None
         except psycopg.errors.UndefinedTable:

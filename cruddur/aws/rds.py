@@ -1,6 +1,6 @@
 """The production RDS instance: create, describe, wait, stop/start, delete, and its connection URL.
 
-Functions take an RDS client from cruddur.aws.client; boto3 stays out of this import.
+Functions take an RDS client from cruddur.aws.clients; boto3 stays out of this import.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The database's security group: the inbound rule that lets this workspace reach port 5432.
 
-Functions take an EC2 (or RDS) client from cruddur.aws.client; boto3 stays out of this import.
+Functions take an EC2 (or RDS) client from cruddur.aws.clients; boto3 stays out of this import.
 """
 
 from __future__ import annotations

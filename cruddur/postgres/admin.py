@@ -1,11 +1,11 @@
-"""Database administration on a server: create, drop, load SQL files, end sessions."""
+"""Database administration on a server: create, drop, load SQL files, replace a database through
+a scratch copy and a swap, end sessions, wait for a server to answer."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -13,8 +13,8 @@ import psycopg
 from psycopg import errors, sql
 
 from . import urls
-from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
-from .sessions import BlockerWatch
+from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, advisory_lock, connect, set_lock_timeout
+from .sessions import BlockerWatch, held_by
 from ..errors import DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
@@ -153,18 +153,12 @@ def _clean_up_after_failure(conn: psycopg.Connection, name: str) -> None:
 def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> bool:
     """The maintenance database's advisory lock for rebuilding `name`: wait up to `wait` seconds
     (None: only try). Held until the connection closes."""
-    key = f"cruddur rebuild {name}"
-    if wait is None:
-        taken = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-    else:
-        try:
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait * 1000)}ms",))
-            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-            taken = True
-        except errors.LockNotAvailable:
-            raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
+    try:
+        taken = advisory_lock(conn, f"cruddur rebuild {name}", wait)
+    except errors.LockNotAvailable:
+        raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
     # The renames and drops that follow wait for the database's lock no longer than this.
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(SWAP_STEP_WAIT * 1000)}ms",))
+    set_lock_timeout(conn, SWAP_STEP_WAIT)
     return taken
 
 
@@ -186,14 +180,6 @@ def _rename(conn: psycopg.Connection, old: str, new: str, end_sessions: bool = F
             time.sleep(0.05 * (attempt + 1))
         except psycopg.Error as e:
             raise DatabaseError(f"cannot rename database {old!r} to {new!r}: {one_line(e)}") from None
-
-
-def _end_sessions(conn: psycopg.Connection, name: str) -> None:
-    for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall():
-        try:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        except errors.InsufficientPrivilege:
-            pass  # another role's session: the rename then says the database is in use
 
 
 def _stop_here_in_tests(step: str) -> None:
@@ -237,24 +223,21 @@ def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float =
 
 
 def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = LOCK_TIMEOUT) -> None:
-    with connect(url) as conn:
+    with connect(url) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
         for text, label in texts:
-            _run(conn, text, label, url, lock_timeout)
+            _run(conn, watch, text, label, lock_timeout)
 
 
-def _run(conn: psycopg.Connection, text: str, label: str, url: str | None = None, lock_timeout: float = LOCK_TIMEOUT) -> None:
-    """Run one file's text in a transaction, waiting at most lock_timeout for each lock; with
-    the url, a lock timeout names the session that held the lock."""
-    watch = BlockerWatch(url, conn.info.backend_pid, after=lock_timeout / 2) if url else nullcontext()
+def _run(conn: psycopg.Connection, watch: BlockerWatch, text: str, label: str, lock_timeout: float) -> None:
+    """Run one file's text in a transaction, waiting at most lock_timeout for each lock; a lock
+    timeout names the session that held the lock."""
     try:
-        with conn.transaction():
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, round(lock_timeout * 1000))}ms",))
-            with watch:
-                conn.execute(text.encode())
+        with conn.transaction(), watch.statement():
+            set_lock_timeout(conn, lock_timeout, local=True)
+            conn.execute(text.encode())
     except errors.LockNotAvailable:
-        held_by = ", ".join(str(b) for b in getattr(watch, "found", [])) or "another session"
         raise SqlFileError(
-            f"{label}: waited {lock_timeout:g}s for a lock held by {held_by}; nothing of it was applied"
+            f"{label}: waited {lock_timeout:g}s for a lock held by {held_by(watch.found)}; nothing of it was applied"
             " (end it with inv db.kill, or allow longer with --lock-timeout)"
         ) from None
     except psycopg.Error as e:
@@ -299,28 +282,28 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
 
     A session of another role stays (ended False) unless this role may signal it."""
     with connect(url, autocommit=True) as conn:
-        try:
-            pids = _other_sessions(conn)
-        except psycopg.Error as e:
-            raise DatabaseError(f"cannot list the other sessions: {one_line(e)}") from None
-        results = []
-        for pid in pids:
-            try:
-                ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
-            except errors.InsufficientPrivilege:
-                ended = False
-            except psycopg.Error as e:
-                raise DatabaseError(f"cannot end session {pid}: {one_line(e)}") from None
-            results.append((pid, bool(ended)))
-    return results
+        return _end_sessions(conn, conn.info.dbname)
 
 
-def _other_sessions(conn: psycopg.Connection) -> list[int]:
+def _end_sessions(conn: psycopg.Connection, name: str) -> list[tuple[int, bool]]:
+    """End the client sessions on database `name` other than this one: [(pid, ended)]."""
     query = sql.SQL(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
     ).format(sql.SQL(CLIENT_SESSION))
-    return [pid for (pid,) in conn.execute(query)]
+    try:
+        pids = [pid for (pid,) in conn.execute(query, (name,))]
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot list the other sessions: {one_line(e)}") from None
+    results = []
+    for pid in pids:
+        try:
+            ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        except errors.InsufficientPrivilege:
+            ended = False  # another role's session
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot end session {pid}: {one_line(e)}") from None
+        results.append((pid, bool(ended)))
+    return results
 
 
 def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:

@@ -44,8 +44,8 @@ DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
 _TEMPLATE_PART = re.compile(r"[a-z0-9_]+")
 
 # Postgres builds the JSON: one value per statement, already decoded by psycopg's json loader.
-_ARRAY_JSON = "SELECT COALESCE(array_to_json(array_agg(row_to_json(array_row))),'[]'::json) FROM (\n{}\n) array_row"
-_OBJECT_JSON = "SELECT COALESCE(row_to_json(object_row),'{{}}'::json) FROM (\n{}\n) object_row"
+ARRAY_JSON = "SELECT COALESCE(array_to_json(array_agg(row_to_json(array_row))),'[]'::json) FROM (\n{}\n) array_row"
+OBJECT_JSON = "SELECT COALESCE(row_to_json(object_row),'{{}}'::json) FROM (\n{}\n) object_row"
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -291,10 +291,10 @@ class Database:
 
     def query_array_json(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
         """The query's rows as a list of dicts (JSON built by Postgres; [] when none)."""
-        return self._fetchone(_ARRAY_JSON.format(sql), params)[0]
+        return self._fetchone(ARRAY_JSON.format(sql), params)[0]
 
     def query_object_json(self, sql: str, params: Params = None) -> dict[str, Any]:
         """The query's first row as a dict (JSON built by Postgres; {} when none)."""
-        row = self._fetchone(_OBJECT_JSON.format(sql), params)
+        row = self._fetchone(OBJECT_JSON.format(sql), params)
         # With no row under it the wrapper returns no row at all, so COALESCE never runs.
         return {} if row is None else row[0]

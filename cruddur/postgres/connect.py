@@ -1,4 +1,5 @@
-"""Opening a connection: the one connect(), application name, timeout rule and session filter."""
+"""Opening a connection: the one connect(), application name, timeout rule, session filter,
+the lock_timeout setting and session advisory locks."""
 
 from __future__ import annotations
 
@@ -35,3 +36,20 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
             reason += " (create it with: inv db.create, or inv db.setup)"
             raise NoSuchDatabase(f"cannot connect to {urls.describe(url)}: {reason}") from None
         raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
+
+
+def set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool = False) -> None:
+    """Let each statement wait at most `seconds` for a lock (libpq's milliseconds, at least 1;
+    0 would mean no bound); `local`: until the end of the current transaction only."""
+    conn.execute("SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local))
+
+
+def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None) -> bool:
+    """Take the session advisory lock named `key`, held until the connection closes: wait up to
+    `wait` seconds (psycopg.errors.LockNotAvailable when that runs out), or with None only try;
+    whether it was taken."""
+    if wait is None:
+        return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+    set_lock_timeout(conn, wait)
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    return True

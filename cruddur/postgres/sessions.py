@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import psycopg
 from psycopg import sql
@@ -79,37 +82,62 @@ def blockers(conn: psycopg.Connection, pid: int) -> list[Blocker]:
     return [Blocker(*row) for row in conn.execute(BLOCKERS_SQL, (pid,)).fetchall()]
 
 
+def held_by(found: list[Blocker]) -> str:
+    """Who held a lock that a statement waited for, for its error message: "session 123 ('psql',
+    idle in transaction, for 12.3s)", several joined by commas; "another session" when the watch
+    saw none (the wait was too short to look, or the holder had ended)."""
+    return ", ".join(str(blocker) for blocker in found) or "another session"
+
+
 class BlockerWatch:
-    """Remembers who blocks session `pid` while a statement of it runs, to name them when its
-    lock_timeout fires (by then the wait is over and pg_blocking_pids is empty).
+    """Remembers who blocks session `pid`'s current statement, seen from a second connection while
+    it waits, to name them when its lock_timeout fires (by then the wait is over and
+    pg_blocking_pids is empty).
 
-    The watch starts only once the statement has run `after` seconds, on a connection of its
-    own, so a statement that does not wait costs nothing."""
+    One watch serves many statements: wrap each in statement(). It opens its connection only for
+    a statement still running after a quarter of `lock_timeout` (0.5 s at most), so statements
+    that do not wait cost nothing."""
 
-    POLL_SECONDS = 0.1
+    POLL_SECONDS = 0.05
 
-    def __init__(self, url: str, pid: int, after: float):
-        self.url, self.pid = url, pid
+    def __init__(self, url: str, pid: int, lock_timeout: float):
+        self.url, self.pid, self.after = url, pid, min(0.5, lock_timeout / 4)
         self.found: list[Blocker] = []
+        self._since: float | None = None
         self._stop = threading.Event()
-        self._timer = threading.Timer(after, self._watch)
-        self._timer.daemon = True
+        self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def __enter__(self) -> BlockerWatch:
-        self._timer.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
-        self._timer.cancel()
-        if self._timer.is_alive():
-            self._timer.join(CONNECT_TIMEOUT)
+        self._thread.join(CONNECT_TIMEOUT)
+
+    @contextmanager
+    def statement(self) -> Iterator[BlockerWatch]:
+        """Watch the statement run inside; `found` then names who blocked it, if anyone did."""
+        self.found = []
+        self._since = time.monotonic()
+        try:
+            yield self
+        finally:
+            self._since = None
 
     def _watch(self) -> None:
+        conn = None
         try:
-            with connect(self.url, autocommit=True) as conn:
-                while not self._stop.is_set():
-                    self.found = blockers(conn, self.pid) or self.found
-                    self._stop.wait(self.POLL_SECONDS)
+            while not self._stop.wait(self.POLL_SECONDS):
+                since = self._since
+                if since is None or time.monotonic() - since < self.after:
+                    continue
+                conn = conn or connect(self.url, autocommit=True)
+                found = blockers(conn, self.pid)
+                if found and self._since == since:  # still the statement that was waiting
+                    self.found = found
         except (DatabaseError, psycopg.Error):
             pass  # a best-effort diagnosis: the statement's own error still says what happened
+        finally:
+            if conn is not None:
+                conn.close()

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.aws.test_cognito import add_cognito_user, add_row, ids_by_handle
-from tests import helpers
-from tests.aws_support import assert_one_line_error, server_client
+from tests.aws_support import server_client
+from tests.helpers import assert_one_line_error
 
 
 def table_row(output: str, *cells: str) -> bool:
@@ -102,8 +102,7 @@ def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv,
 
     refused = inv("cognito.sync", "--prod", env={**env, "PROD_CONNECTION_URL": schema_url})
 
-    line = helpers.assert_one_line_error(refused)
-    assert line.startswith("refused: set cognito_user_id from Cognito in database ")
+    line = assert_one_line_error(refused, prefix="refused: set cognito_user_id from Cognito in database ")
     assert line.endswith("needs confirmation; run it on a terminal or pass --yes")
     assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown"}
 

@@ -7,7 +7,6 @@ import zipfile
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from cruddur.aws import lambda_deploy
 from cruddur.config import Settings
@@ -49,14 +48,9 @@ def create_function(session_or_kwargs: dict, name: str = FUNCTION, runtime: str 
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield boto3.client("lambda", region_name=REGION)
+def aws(mocked_aws, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_LAMBDA", raising=False)
+    return boto3.client("lambda", region_name=REGION)
 
 
 def test_deploy_uploads_the_package_and_aligns_handler_and_runtime(aws, lambda_zip):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws_support import ThrottlingAws, assert_one_line_error, server_client
+from tests.aws_support import ThrottlingAws, server_client
 from tests.aws_support import set_instance_status
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Terminal, assert_one_line_error
 
 PASSWORD = "s3cret:pass#word"
 
@@ -171,25 +171,24 @@ def test_url_says_how_to_keep_the_setting_in_a_codespace(inv, env, created, work
     assert kept == ([keep] if keep else [])
 
 
-def test_stop_start_and_polite_repeats(inv, env, rds, created):
-    stopped = inv("rds.stop", env=env)
-    assert stopped.returncode == 0, stopped.stderr
-    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "stopped"
-    again = inv("rds.stop", env=env)
+def assert_moves_once(inv, env, rds, task, status):
+    moved = inv(task, env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == status
+    again = inv(task, env=env)
     assert (again.returncode, again.stdout, again.stderr) == (
-        0, "cruddur-db-instance is already stopped; nothing to do\n", "")
+        0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
+
+
+def test_stop_start_and_polite_repeats(inv, env, rds, created):
+    assert_moves_once(inv, env, rds, "rds.stop", "stopped")
 
     # Waiting cannot make a stopped instance available: one line saying what will.
     dead_end = "cruddur-db-instance is stopped; it will not become available by itself: run inv rds.start"
     assert_one_line_error(inv("rds.wait", env=env), dead_end)
     assert_one_line_error(inv("rds.create", "--wait", env=env), dead_end)
 
-    started = inv("rds.start", env=env)
-    assert started.returncode == 0, started.stderr
-    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == "available"
-    again = inv("rds.start", env=env)
-    assert (again.returncode, again.stdout, again.stderr) == (
-        0, "cruddur-db-instance is already available; nothing to do\n", "")
+    assert_moves_once(inv, env, rds, "rds.start", "available")
     waited = inv("rds.wait", env=env)
     assert waited.returncode == 0 and "cruddur-db-instance: available at " in waited.stdout
 
@@ -231,48 +230,13 @@ def test_throttling_is_one_line(inv, env, throttling_aws: ThrottlingAws):
 
 
 def run_on_a_terminal(args, env, answers, timeout=60):
-    """Run `inv ARGS` with a pseudo-terminal as its controlling terminal; answer each prompt in turn.
-
-    Returns (exit code, everything the terminal showed)."""
-    import fcntl
-    import os
-    import select
-    import subprocess
-    import sys
-    import termios
-    import time
-    from pathlib import Path
-
-    controller, terminal = os.openpty()
-
-    def take_the_terminal():
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("inv")), *args], cwd=ROOT, env=env,
-        stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True, preexec_fn=take_the_terminal,
-    )
-    os.close(terminal)
-    shown, pending = b"", list(answers)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-        while pending and pending[0][0].encode() in shown.split(b"\n")[-1]:
-            prompt, answer = pending.pop(0)
-            shown += b"\n"  # so the same prompt is not answered twice
-            os.write(controller, answer.encode() + b"\n")
-        if process.poll() is not None and not ready:
-            break
-    os.close(controller)
-    return process.wait(timeout=10), shown.decode(errors="replace")
+    """Run `inv ARGS` on a terminal; answer each prompt in turn. (exit code, all the terminal showed)"""
+    terminal = Terminal(args, env)
+    for prompt, answer in answers:
+        terminal.read_until(prompt, timeout)
+        terminal.type(answer + "\n")
+    code, shown, _ = terminal.finish(timeout)
+    return code, shown
 
 
 def test_create_asks_for_the_password_twice_on_a_terminal_without_echo(base_env, env, rds):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, assert_one_line_error, foreign_rules, make_db_group, rule_state, server_client
-from tests.helpers import ROOT
+from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, foreign_rules, make_db_group, rule_state, server_client
+from tests.helpers import ROOT, assert_one_line_error
 
 
 

@@ -3,7 +3,6 @@ and the database's state afterwards."""
 
 import json
 import os
-import pty
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ import pytest
 from psycopg import conninfo
 
 from cruddur.postgres import local_server, urls
-from tests.helpers import INV, ROOT, assert_one_line_error, closed_port_url, table_count
+from tests.helpers import INV, ROOT, Terminal, assert_one_line_error, closed_port_url, table_count, taken_port
 
 
 def db_exists(url):
@@ -104,15 +103,9 @@ def test_prod_drop_with_yes(inv, database_url):
 
 def run_on_terminal(args, env, typed):
     """Run inv with stdin on a pseudo-terminal, type a line, return (exit code, stdout, stderr)."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [str(INV), *args], cwd=ROOT, env=env, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    os.close(slave)
-    os.write(master, typed.encode() + b"\n")
-    out, err = process.communicate(timeout=60)
-    os.close(master)
-    return process.returncode, out, err
+    terminal = Terminal(args, env, pipe_output=True)
+    terminal.type(typed + "\n")
+    return terminal.finish()
 
 
 @pytest.mark.parametrize("typed, dropped", [("wrong", False), ("DBNAME", True)])
@@ -308,12 +301,7 @@ def test_the_pasted_export_line_reaches_the_server_over_tcp(inv, base_env):
 
 
 def test_a_taken_port_is_one_line(inv):
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         line = assert_one_line_error(inv("db.up", env={"CRUDDUR_PGPORT": str(port)}))
     assert line == f"error: port {port} on 127.0.0.1 is taken (another PostgreSQL?); choose another one: export CRUDDUR_PGPORT={port + 1}"
     line = assert_one_line_error(inv("db.up", env={"CRUDDUR_PGPORT": "54x"}))
@@ -370,44 +358,18 @@ def test_status_of_a_url_says_whether_it_answers(inv, database_url):
 
 
 def test_ctrl_c_in_psql_cancels_the_query_not_the_session(base_env, schema_url):
-    import fcntl
-    import select
-    import termios
     import time
 
-    def take_terminal():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    master, slave = pty.openpty()
-    session = subprocess.Popen(
-        [str(INV), "db.connect"], cwd=ROOT, env={**base_env, "CONNECTION_URL": schema_url, "TERM": "dumb", "PSQL_PAGER": "cat"},
-        stdin=slave, stdout=slave, stderr=slave, preexec_fn=take_terminal,
-    )
-    os.close(slave)
-    seen = b""
-
-    def read_until(marker: bytes, timeout: float = 30) -> None:
-        nonlocal seen
-        deadline = time.monotonic() + timeout
-        while marker not in seen:
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    seen += os.read(master, 4096)
-                except OSError:
-                    break
-
-    read_until(b"=#")
-    os.write(master, b"SELECT pg_sleep(30);\n")
+    session = Terminal(["db.connect"], {**base_env, "CONNECTION_URL": schema_url, "TERM": "dumb", "PSQL_PAGER": "cat"})
+    session.read_until("=#")
+    session.type("SELECT pg_sleep(30);\n")
     time.sleep(1)
-    os.write(master, b"\x03")  # Ctrl-C, as the terminal sends it
-    read_until(b"canceling statement due to user request")
-    os.write(master, b"SELECT 6 * 7 AS answer;\n")
-    read_until(b"42")
-    os.write(master, b"\\q\n")
-    assert session.wait(timeout=30) == 0
-    os.close(master)
+    session.type("\x03")  # Ctrl-C, as the terminal sends it
+    session.read_until("canceling statement due to user request")
+    session.type("SELECT 6 * 7 AS answer;\n")
+    session.read_until("42")
+    session.type("\\q\n")
+    assert session.finish(30)[0] == 0
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a killed postmaster, and a system without /proc."""
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ import pytest
 
 from cruddur.errors import DatabaseError
 from cruddur.postgres import local_server
-from tests.helpers import free_port
+from tests.helpers import free_port, taken_port
 
 
 @pytest.fixture
@@ -68,10 +67,7 @@ def test_tcp_takes_the_password_file_and_refuses_another(pgdata):
 
 
 def test_a_taken_port_is_one_clear_line(pgdata):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         with pytest.raises(DatabaseError) as raised:
             local_server.start(pgdata, port)
     assert str(raised.value) == (

@@ -179,7 +179,7 @@ def test_a_lock_timeout_names_the_blocking_session_and_applies_nothing(database_
         with pytest.raises(SqlFileError) as failure:
             migrations.migrate(database_url, folder, lock_timeout=1)
     message = str(failure.value)
-    assert message.startswith(f"{path}: 55P03 canceling statement due to lock timeout; blocked by pid {pid} (application 'long report', idle in transaction, for ")
+    assert message.startswith(f"{path}: 55P03 canceling statement due to lock timeout; the lock was held by session {pid} ('long report', idle in transaction, for ")
     assert message.endswith("; nothing of it was applied; nothing else was applied")
     assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
 

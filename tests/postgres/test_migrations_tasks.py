@@ -119,8 +119,8 @@ def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev, schema_url):
         holder.execute("SELECT * FROM users")
         line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev))
         pid = holder.info.backend_pid
-    assert f"sql/migrations/{BIO.version}_add_bio_to_users.sql: 55P03 canceling statement due to lock timeout; blocked by pid {pid}" in line
-    assert "(application 'report" in line and "', idle in transaction, for " in line
+    assert f"sql/migrations/{BIO.version}_add_bio_to_users.sql: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}" in line
+    assert "('report" in line and "', idle in transaction, for " in line
     assert "\x1b" not in line  # other people's text never reaches the terminal raw
     assert applied_versions(schema_url) == []
 
@@ -142,7 +142,7 @@ def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, schema_ur
     add_user(schema_url, "keeper")
     before = (applied_versions(schema_url), schema_only(schema_url))
     result = inv(*task, "--prod", env=prod)
-    line = assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes")
+    line = assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes", prefix="refused: ")
     assert f"prod database {urls.describe(schema_url)}" in line
     assert (applied_versions(schema_url), schema_only(schema_url)) == before
     assert table_count(schema_url, "users") == 1

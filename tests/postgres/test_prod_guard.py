@@ -56,8 +56,7 @@ def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, t
     with psycopg.connect(prod_url) as other_client:  # db.kill would end it
         result = inv(*task, "--prod", env={"PROD_CONNECTION_URL": prod_url})
         other_client.execute("SELECT 1")
-    line = assert_one_line_error(result)
-    assert line.startswith("refused: ")
+    line = assert_one_line_error(result, prefix="refused: ")
     assert f"database {urls.dbname(prod_url)!r} on prod database {urls.describe(prod_url)} needs confirmation" in line
     assert line.endswith("run it on a terminal or pass --yes")
     if task[0] in PLAN_FIRST:
