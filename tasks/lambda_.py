@@ -5,7 +5,7 @@ import sys
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
-from ._cli import JSON_HELP, app_database, byte_size, console, number, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, settings, task
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -127,10 +127,11 @@ def attach(c, name=FUNCTION_NAME):
 @task(
     help={
         "event": "a Cognito event JSON file (default lambda/events/confirm_sign_up.json)",
-        "prod": "use PROD_CONNECTION_URL instead of the local database",
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
     }
 )
-def invoke(c, event=None, prod=False):
+def invoke(c, event=None, prod=False, yes=False):
     """Run the handler locally on a sample event; show the row."""
     from pathlib import Path
 
@@ -139,6 +140,8 @@ def invoke(c, event=None, prod=False):
     from cruddur.lambda_build import local as lambda_local
     where = app_database(prod)
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
+    lambda_local.read_event(event_path)  # a bad event file is reported before anyone is asked to confirm
+    guard_prod(where, f"save the user of {event_path.name} in", yes)
     # Everything below but the fixed words comes from the event or the database: shown as plain
     # text, never read as rich markup (a name holding "[/]" would otherwise crash the print).
     out = console()
