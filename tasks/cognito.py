@@ -61,6 +61,10 @@ def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
 
     rows = [
         *(("updated", u.handle, f"{u.old} -> {u.new}") for u in plan.updated),
+        *(
+            ("handle held by another Cognito user", h.handle, f"{h.cognito_user_id} holds it, not {h.sub}; not applied")
+            for h in plan.handle_held
+        ),
         *(("sub used by another row", s.handle, f"{s.sub} is already {s.held_by}'s; not applied") for s in plan.sub_in_use),
         *(("several Cognito users", u.preferred_username, f"{u.username} ({u.sub}); not applied") for u in plan.ambiguous),
         *(("Cognito user, no row", u.preferred_username, f"{u.username} ({u.sub})") for u in plan.no_row),
@@ -84,6 +88,7 @@ def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
         "Cognito users with no row": len(plan.no_row),
         "rows with no Cognito user": len(plan.no_cognito_user),
         "without preferred_username (skipped)": len(plan.no_preferred_username),
+        "handle held by another Cognito user (not applied)": len(plan.handle_held),
         "sub used by another row (not applied)": len(plan.sub_in_use),
         "several Cognito users for one handle (not applied)": len(plan.ambiguous),
     }
