@@ -1,6 +1,6 @@
 """The Cognito user pool: list its users, match them to the users table."""
 
-from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, printable, settings, task
 
 
 def _pool_users():
@@ -26,7 +26,7 @@ def users(c, json_=False):
     for user in found:
         created = user.created.strftime("%Y-%m-%d %H:%M") if user.created else ""
         cells = (user.username, user.sub, user.preferred_username or "-", user.email or "", user.status, created)
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(printable(cell)) for cell in cells))
     console().print(table)
 
 
@@ -40,22 +40,57 @@ def users(c, json_=False):
 )
 def sync(c, prod=False, dry_run=False, yes=False, json_=False):
     """Set users.cognito_user_id from Cognito, matching handle to preferred_username."""
+    from rich.text import Text
+
     from cruddur.aws import cognito
+
     where = app_database(prod)
     pool, found = _pool_users()
-    # Plan first (read only), so the prod question is asked only when there is something to change.
+    # Plan first (read only): shown before the prod question, which is about this plan, and
+    # asked only when there is something to change.
     plan = cognito.sync(where.url, found, dry_run=True)
-    if not plan.nothing_to_do and not dry_run:
-        if where.prod:
-            guard_prod(where, "set cognito_user_id from Cognito in", yes)
-        plan = cognito.sync(where.url, found)
+    if plan.nothing_to_do or dry_run:
+        _report(plan, pool, str(where), dry_run, json_)
+        return
+    if where.prod:
+        # With --json the plan goes to stderr: stdout stays one JSON document.
+        _show_plan(plan, pool, str(where), console(stderr=json_))
+        console(stderr=json_).print(Text(f"will update {len(plan.updated)} row(s) on the {where}"))
+        guard_prod(where, "set cognito_user_id from Cognito in", yes)
+    applied = cognito.sync(where.url, found)
+    if where.prod and not json_:
+        _show_applied(applied, plan, str(where))
+        return
+    _report(applied, pool, str(where), dry_run, json_)
+
+
+def _report(plan, pool: str, where: str, dry_run: bool, json_: bool) -> None:
     if json_:
         print_json({"dry_run": dry_run, **plan.__dict__})
         return
-    _show_plan(plan, pool, str(where), dry_run)
+    out = console()
+    _show_plan(plan, pool, where, out)
+    if plan.nothing_to_do:
+        out.print("nothing to do")
+    elif dry_run:
+        out.print("dry run: nothing changed")
 
 
-def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
+def _show_applied(applied, planned, where: str) -> None:
+    """After the question: what was written (the rows were planned again under lock, so a
+    sign-up in between shows here)."""
+    from rich.text import Text
+
+    out = console()
+    out.print(Text(f"updated {len(applied.updated)} row(s) on the {where}"))
+    if set(applied.updated) != set(planned.updated):
+        out.print("the users table changed since the plan above: this is what was applied")
+        _show_plan(applied, "Cognito", where, out)
+
+
+def _show_plan(plan, pool: str, where: str, out) -> None:
+    """The plan's table (names and handles are other people's text: shown through printable())
+    and its counts."""
     from rich.table import Table
     from rich.text import Text
 
@@ -74,13 +109,12 @@ def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
             for r in plan.no_cognito_user
         ),
     ]
-    out = console()
     if rows:
         table = Table(title=Text(f"{pool} -> public.users on the {where}"))
         for column in ("", "handle", "detail"):
             table.add_column(column)
         for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
+            table.add_row(*(Text(printable(cell)) for cell in row))
         out.print(table)
     counts = {
         "updated": len(plan.updated),
@@ -94,7 +128,3 @@ def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
     }
     for label, count in counts.items():
         out.print(Text(f"  {count:>5}  {label}"))
-    if plan.nothing_to_do:
-        out.print("nothing to do")
-    elif dry_run:
-        out.print("dry run: nothing changed")
