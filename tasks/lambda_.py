@@ -5,7 +5,7 @@ import sys
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, task
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -142,22 +142,23 @@ def invoke(c, event=None, prod=False, yes=False):
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
     lambda_local.read_event(event_path)  # a bad event file is reported before anyone is asked to confirm
     guard_prod(where, f"save the user of {event_path.name} in", yes)
-    # Everything below but the fixed words comes from the event or the database: shown as plain
-    # text, never read as rich markup (a name holding "[/]" would otherwise crash the print).
+    # Everything below but the fixed words comes from the event or the database, written by other
+    # people: shown through printable() as plain text, never read as rich markup (a name holding
+    # "[/]" would otherwise crash the print) nor run by the terminal (an escape sequence).
     out = console()
-    out.print(Text(f"Invoking the handler with {event_path.name} on the {where}"))
+    out.print(Text(printable(f"Invoking the handler with {event_path.name} on the {where}")))
     result = lambda_local.invoke(event_path, where.url)
     for line in result.log:
-        out.print(Text(f"  log: {line}"))
+        out.print(Text(printable(f"  log: {line}")))
     out.print(f"  returned the event {'unchanged' if result.returned_unchanged else 'CHANGED'}")
     if result.row is None:
-        out.print(Text(f"  no users row for sub {result.sub}"))
+        out.print(Text(printable(f"  no users row for sub {result.sub}")))
         return
     from rich.table import Table
 
-    table = Table(title=Text(f"public.users where cognito_user_id = {result.sub}"))
+    table = Table(title=Text(printable(f"public.users where cognito_user_id = {result.sub}")))
     table.add_column("column")
     table.add_column("value")
     for column, value in result.row.items():
-        table.add_row(Text(column), Text(str(value)))
+        table.add_row(Text(column), Text(printable(value)))
     out.print(table)

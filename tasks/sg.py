@@ -6,7 +6,7 @@ the tasks and their help says the value.
 
 import sys
 
-from ._cli import JSON_HELP, console, print_json, settings, task
+from ._cli import JSON_HELP, console, print_json, printable, settings, task
 
 IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
 
@@ -107,22 +107,23 @@ def show(c, identifier=None, json_=False):
         rows = [{**vars(r), "managed": r.rule_id == managed} for r in rules]
         print_json({"group_id": group_id, "group_name": group.get("GroupName"), "vpc_id": group.get("VpcId"), "rules": rows})
         return
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
+    # Group names, descriptions and DB_SG_RULE_ID are other people's text: plain, escaped.
     title = f"{group_id} ({group.get('GroupName', '')}, {group.get('VpcId') or 'no VPC'}): inbound rules"
-    table = Table(title=escape(title))
+    table = Table(title=Text(printable(title)))
     for column in ("", "rule", "protocol", "ports", "source", "description"):
         table.add_column(column)
     for r in rules:
         mark = "*" if r.rule_id == managed else ""
-        table.add_row(mark, r.rule_id, r.protocol_name, r.ports, escape(r.source), escape(r.description))
+        table.add_row(*(Text(printable(cell)) for cell in (mark, r.rule_id, r.protocol_name, r.ports, r.source, r.description)))
     out = console()
     out.print(table)
     if managed and managed not in {r.rule_id for r in rules}:
-        out.print(f"DB_SG_RULE_ID {escape(managed)} is not an inbound rule of {group_id}")
+        out.print(Text(printable(f"DB_SG_RULE_ID {managed} is not an inbound rule of {group_id}")))
     elif managed:
-        out.print(f"* the rule sg.update manages ({escape(where)})")
+        out.print(Text(printable(f"* the rule sg.update manages ({where})")))
     else:
         out.print("sg.update manages no rule here yet; inv sg.update adds one")
 

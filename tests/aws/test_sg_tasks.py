@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, foreign_rules, make_db_group, rule_state, server_client
+from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, add_rule, foreign_rules, make_db_group, rule_state, server_client
 from tests.helpers import ROOT, assert_one_line_error
 
 
@@ -132,6 +132,22 @@ def test_show_marks_the_managed_rule(inv, account):
     assert "*" in managed and OLD_CIDR in managed and "5432" in managed
     assert "*" not in other and "192.0.2.0/24" in other
     assert "the rule sg.update manages" in result.stdout
+
+
+def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(inv, account):
+    ec2, group, env = account
+    # EC2 answers in XML, which cannot carry C0 controls; a bidi override it carries.
+    described = "[red]ops[/] \u202egnp.exe"
+    add_rule(ec2, group.group_id, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                   "IpRanges": [{"CidrIp": "198.51.100.0/24", "Description": described}]})  # fmt: skip
+
+    result = inv("sg.show", env=env)
+    document = json.loads(inv("sg.show", "--json", env=env).stdout)
+
+    assert result.returncode == 0, result.stderr
+    assert "\u202e" not in result.stdout
+    assert "[red]ops[/] \\u202egnp.exe" in result.stdout
+    assert described in {r["description"] for r in document["rules"]}
 
 
 def test_show_json(inv, account):

@@ -149,6 +149,19 @@ def test_invoke_shows_values_that_look_like_markup_verbatim(inv, schema_url, tmp
     assert users(schema_url)[0][0] == "Zathras [/] [bold]the[/bold] [red]one"
 
 
+def test_invoke_shows_control_characters_in_the_row_escaped(inv, schema_url, tmp_path):
+    hostile = "Zathras \x1b]0;pwned\x07\x1b[2J"
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(sample_event(name=hostile)))
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "Zathras \\x1b]0;pwned\\x07\\x1b[2J" in result.stdout
+    assert users(schema_url)[0][0] == hostile
+
+
 @pytest.mark.parametrize(
     "request_value", [None, {}, {"userAttributes": None}, {"userAttributes": ["sub"]}, "user"],
     ids=["null request", "no userAttributes", "null userAttributes", "userAttributes a list", "request a string"],
