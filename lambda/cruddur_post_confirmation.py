@@ -156,6 +156,15 @@ def _user_values(attributes: dict | None) -> dict[str, str]:
 
 
 def _connect(connection_url: str) -> psycopg.Connection:
+    try:
+        return _open_connection(connection_url)
+    except UnicodeError:
+        # psycopg decodes the URL's percent codes as UTF-8 before libpq sees it, and its own error
+        # is no psycopg.Error: it would escape as a traceback (and be no retryable UserNotSaved).
+        raise psycopg.ProgrammingError("CONNECTION_URL holds a percent code that is not UTF-8") from None
+
+
+def _open_connection(connection_url: str) -> psycopg.Connection:
     return psycopg.connect(
         connection_url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
