@@ -46,33 +46,28 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
 
     where = app_database(prod)
     pool, found = _pool_users()
-    # Plan first (read only): shown before the prod question, which is about this plan, and
-    # asked only when there is something to change.
-    plan = cognito.sync(where.url, found, dry_run=True)
-    if plan.nothing_to_do or dry_run:
-        _report(plan, pool, str(where), dry_run, json_)
-        return
-    if where.prod:
+    # On production the plan comes first (read only): shown before the question, which is about
+    # it, and the question is asked only when there is something to change.
+    plan = cognito.sync(where.url, found, dry_run=dry_run or where.prod)
+    if where.prod and not plan.nothing_to_do and not dry_run:
         # With --json the plan goes to stderr: stdout stays one JSON document.
-        _show_plan(plan, pool, str(where), console(stderr=json_))
-        console(stderr=json_).print(Text(f"will update {len(plan.updated)} row(s) on the {where}"))
+        shown = console(stderr=json_)
+        _show_plan(plan, pool, str(where), shown)
+        shown.print(Text(f"will update {len(plan.updated)} row(s) on the {where}"))
         guard_prod(where, "set cognito_user_id from Cognito in", yes)
-    applied = cognito.sync(where.url, found)
-    if where.prod and not json_:
-        _show_applied(applied, plan, str(where))
-        return
-    _report(applied, pool, str(where), dry_run, json_)
-
-
-def _report(plan, pool: str, where: str, dry_run: bool, json_: bool) -> None:
+        applied = cognito.sync(where.url, found)
+        if not json_:
+            _show_applied(applied, plan, str(where))
+            return
+        plan = applied
     if json_:
-        print_json({"dry_run": dry_run, **plan.__dict__})
+        print_json(plan)
         return
     out = console()
-    _show_plan(plan, pool, where, out)
+    _show_plan(plan, pool, str(where), out)
     if plan.nothing_to_do:
         out.print("nothing to do")
-    elif dry_run:
+    elif plan.dry_run:
         out.print("dry run: nothing changed")
 
 

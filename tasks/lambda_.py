@@ -45,7 +45,7 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
 
     result = _build(runtime, arch, Path(output) if output else None)
     if json_:
-        print_json({**result.__dict__, "path": str(result.path)})
+        print_json(result)
         return
     _show_package(result)
 

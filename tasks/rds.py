@@ -167,7 +167,7 @@ def status(c, identifier=None, json_=False):
 
     instance = _library().get_instance(clients.client("rds"), _identifier(identifier))
     if json_:
-        print_json(instance.as_dict())
+        print_json(instance)
         return
     from rich.table import Table
 

@@ -6,7 +6,7 @@ Functions take a cognito-idp (or Lambda) client from cruddur.aws.clients; boto3 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -110,6 +110,8 @@ class SyncPlan:
     # Rows holding another real Cognito id: only a placeholder is replaced, as the sign-up
     # trigger refuses such a handle too (handle-taken). Reported, not applied.
     handle_held: list[HandleHeld] = field(default_factory=list)
+    dry_run: bool = False  # planned only: nothing was written
+
     ambiguous: list[CognitoUser] = field(default_factory=list)  # several users claim one handle
 
     @property
@@ -157,7 +159,7 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
             with conn.transaction():
                 set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
                 found = conn.execute("SELECT handle, cognito_user_id FROM public.users FOR UPDATE").fetchall()
-                plan = plan_sync(cognito_users, [Row(*row) for row in found])
+                plan = replace(plan_sync(cognito_users, [Row(*row) for row in found]), dry_run=dry_run)
                 if not dry_run and plan.updated:
                     with conn.cursor() as cursor:
                         cursor.executemany(

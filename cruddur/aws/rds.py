@@ -171,25 +171,6 @@ class Instance:
         return f"postgresql://{quote(self.username, safe='')}:{secret}@{self.host}:{self.port}/{self.db_name or 'postgres'}"
 
 
-    def as_dict(self) -> dict:
-        return {
-            "identifier": self.identifier,
-            "status": self.status,
-            "endpoint": self.host,
-            "port": self.port,
-            "engine": self.engine,
-            "engine_version": self.engine_version,
-            "instance_class": self.instance_class,
-            "storage_gb": self.storage_gb,
-            "storage_type": self.storage_type,
-            "publicly_accessible": self.public,
-            "security_groups": list(self.security_groups),
-            "master_username": self.username,
-            "db_name": self.db_name,
-            "master_user_secret_arn": self.secret_arn,
-            "engine_lifecycle_support": self.lifecycle_support,
-        }
-
 
 def find_instance(rds: Any, identifier: str) -> Instance | None:
     check_identifier(identifier)

@@ -155,8 +155,8 @@ def test_show_json(inv, account):
     result = inv("sg.show", "--json", env=env)
     document = json.loads(result.stdout)
     assert document["group_id"] == group.group_id
-    marked = {r["rule_id"]: r["managed"] for r in document["rules"]}
-    assert marked == {group.rule_id: True, group.other_rule_id: False}
+    assert document["managed_rule_id"] == group.rule_id
+    assert {r["rule_id"] for r in document["rules"]} == {group.rule_id, group.other_rule_id}
 
 
 def a_gp_command(folder: Path) -> str:
@@ -337,7 +337,7 @@ def test_show_without_ids_marks_the_rule_sg_update_added(inv, instance_group):
     assert "sg.update manages no rule here yet" in inv("sg.show", env=env).stdout
     inv("sg.update", env=env)
     document = json.loads(inv("sg.show", "--json", env=env).stdout)
-    managed = [r for r in document["rules"] if r["managed"]]
+    managed = [r for r in document["rules"] if r["rule_id"] == document["managed_rule_id"]]
     assert [(r["source"], r["description"]) for r in managed] == [(f"{GOOD_IP}/32", "cruddur-ops: inv sg.update")]
     assert document["group_id"] == group.group_id
 
