@@ -69,7 +69,7 @@ def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITEC
     from rich.text import Text
 
     from cruddur.aws import clients, lambda_deploy
-    from cruddur.aws.rds import DEFAULT_IDENTIFIER
+    from cruddur.aws.rds import chosen_identifier
     from cruddur.lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS
     from cruddur.postgres.target import resolve
 
@@ -81,7 +81,7 @@ def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITEC
         role = lambda_deploy.role_arn(config, role_arn)
         subnets, groups = _ids(subnet_ids), _ids(security_group_ids)
         if not (subnets and groups):
-            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), instance or DEFAULT_IDENTIFIER)
+            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), chosen_identifier(instance))
             subnets, groups = subnets or found_subnets, groups or found_groups
         return lambda_deploy.NewFunction(role, subnets, groups, seconds)
 

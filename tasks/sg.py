@@ -11,12 +11,6 @@ from ._cli import JSON_HELP, console, print_json, printable, settings, task
 IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
 
 
-def _identifier(identifier):
-    from cruddur.aws.rds import DEFAULT_IDENTIFIER
-
-    return identifier or DEFAULT_IDENTIFIER
-
-
 @task()
 def ip(c):
     """Print the public IP sg.update would allow, and its source."""
@@ -41,6 +35,7 @@ def update(c, description=None, identifier=None, dry_run=False):
     """
     from cruddur.aws import clients, public_ip
     from cruddur.aws import security_group as sg
+    from cruddur.aws.rds import chosen_identifier
     from cruddur.errors import ConfigError
 
     config = settings()
@@ -62,7 +57,7 @@ def update(c, description=None, identifier=None, dry_run=False):
         change = sg.plan_update(ec2, group_id, rule_id, found.address, description)
     else:
         # Reading the instance's groups changes nothing, and says first when AWS is not set up yet.
-        managed = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        managed = sg.find_managed(clients.client("rds"), ec2, chosen_identifier(identifier))
         found = public_ip.lookup(config)
         if managed.rule:
             change = sg.plan_update(ec2, managed.group_id, managed.rule.rule_id, found.address)
@@ -91,6 +86,7 @@ def show(c, identifier=None, json_=False):
     """Show the inbound rules of the database's group, the one sg.update manages marked."""
     from cruddur.aws import clients
     from cruddur.aws import security_group as sg
+    from cruddur.aws.rds import chosen_identifier
 
     config = settings()
     ec2 = clients.client("ec2")
@@ -99,7 +95,7 @@ def show(c, identifier=None, json_=False):
         managed = config.db_sg_rule_id
         where = "DB_SG_RULE_ID"
     else:
-        found = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        found = sg.find_managed(clients.client("rds"), ec2, chosen_identifier(identifier))
         group_id, managed = found.group_id, found.rule and found.rule.rule_id
         where = f"marked {sg.MANAGED_DESCRIPTION!r}"
     group, rules = sg.inbound_rules(ec2, group_id)
@@ -133,8 +129,9 @@ def discover(c, identifier=None):
     """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance (sg.update needs neither)."""
     from cruddur.aws import clients
     from cruddur.aws import security_group as sg
+    from cruddur.aws.rds import chosen_identifier
 
-    found = sg.discover(clients.client("rds"), clients.client("ec2"), _identifier(identifier))
+    found = sg.discover(clients.client("rds"), clients.client("ec2"), chosen_identifier(identifier))
     print(f"# {found.instance}: group {found.group_id}, rule {found.rule.rule_id}: {found.rule}", file=sys.stderr)
     pairs = (("DB_SG_ID", found.group_id), ("DB_SG_RULE_ID", found.rule.rule_id))
     for name, value in pairs:

@@ -40,6 +40,11 @@ AVAILABILITY_ZONE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d[a-z]")
 PASSWORD_FORBIDDEN = set("/'\"@ ")
 
 
+def chosen_identifier(identifier: str | None) -> str:
+    """The instance a task acts on: the one its --identifier names, else DEFAULT_IDENTIFIER."""
+    return identifier or DEFAULT_IDENTIFIER
+
+
 def check_identifier(value: str, what: str = "DB instance identifier") -> str:
     """RDS's rule: 1-63 letters, digits or hyphens; a letter first; no trailing or double hyphen."""
     if not IDENTIFIER.fullmatch(value) or value.endswith("-"):
