@@ -57,7 +57,7 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
         guard_prod(where, "set cognito_user_id from Cognito in", yes)
         applied = cognito.sync(where.url, found)
         if not json_:
-            _show_applied(applied, plan, str(where))
+            _show_applied(applied, plan, pool, str(where))
             return
         plan = applied
     if json_:
@@ -71,7 +71,7 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
         out.print("dry run: nothing changed")
 
 
-def _show_applied(applied, planned, where: str) -> None:
+def _show_applied(applied, planned, pool: str, where: str) -> None:
     """After the question: what was written (the rows were planned again under lock, so a
     sign-up in between shows here)."""
     from rich.text import Text
@@ -80,7 +80,7 @@ def _show_applied(applied, planned, where: str) -> None:
     out.print(Text(f"updated {len(applied.updated)} row(s) on the {where}"))
     if set(applied.updated) != set(planned.updated):
         out.print("the users table changed since the plan above: this is what was applied")
-        _show_plan(applied, "Cognito", where, out)
+        _show_plan(applied, pool, where, out)
 
 
 def _show_plan(plan, pool: str, where: str, out) -> None:
