@@ -18,7 +18,10 @@ CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
 # Cognito gives a trigger 5 s in all. A cold start spends at most CONNECT_TIMEOUT_SECONDS
 # connecting and STATEMENT_TIMEOUT_MS in the statement (LOCK_TIMEOUT_MS of it waiting for a lock,
-# say behind a migration): 3.5 s at worst, and an error Cognito retries rather than a timeout.
+# say behind a migration): 3.5 s at worst. A warm call whose reused connection turns out dead
+# spends up to TCP_USER_TIMEOUT_MS finding out, then connects and runs the statement again:
+# 1 + 2 + 1.5 = 4.5 s at worst. Either way an error Cognito retries rather than a timeout (a server
+# lost after acknowledging the statement is bounded by the function's own 5 s timeout only).
 CONNECT_TIMEOUT_SECONDS = 2  # libpq's smallest (it reads 1 as 2)
 LOCK_TIMEOUT_MS = 1000
 STATEMENT_TIMEOUT_MS = 1500
@@ -156,6 +159,15 @@ def _user_values(attributes: dict | None) -> dict[str, str]:
 
 
 def _connect(connection_url: str) -> psycopg.Connection:
+    try:
+        return _open_connection(connection_url)
+    except UnicodeError:
+        # psycopg decodes the URL's percent codes as UTF-8 before libpq sees it, and its own error
+        # is no psycopg.Error: it would escape as a traceback (and be no retryable UserNotSaved).
+        raise psycopg.ProgrammingError("CONNECTION_URL holds a percent code that is not UTF-8") from None
+
+
+def _open_connection(connection_url: str) -> psycopg.Connection:
     return psycopg.connect(
         connection_url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,

@@ -1,6 +1,6 @@
 """The Cognito user pool: list its users, match them to the users table."""
 
-from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, printable, settings, task
 
 
 def _pool_users():
@@ -26,7 +26,7 @@ def users(c, json_=False):
     for user in found:
         created = user.created.strftime("%Y-%m-%d %H:%M") if user.created else ""
         cells = (user.username, user.sub, user.preferred_username or "-", user.email or "", user.status, created)
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(printable(cell)) for cell in cells))
     console().print(table)
 
 
@@ -40,27 +40,61 @@ def users(c, json_=False):
 )
 def sync(c, prod=False, dry_run=False, yes=False, json_=False):
     """Set users.cognito_user_id from Cognito, matching handle to preferred_username."""
+    from rich.text import Text
+
     from cruddur.aws import cognito
+
     where = app_database(prod)
     pool, found = _pool_users()
-    # Plan first (read only), so the prod question is asked only when there is something to change.
-    plan = cognito.sync(where.url, found, dry_run=True)
-    if not plan.nothing_to_do and not dry_run:
-        if where.prod:
-            guard_prod(where, "set cognito_user_id from Cognito in", yes)
-        plan = cognito.sync(where.url, found)
+    # On production the plan comes first (read only): shown before the question, which is about
+    # it, and the question is asked only when there is something to change.
+    plan = cognito.sync(where.url, found, dry_run=dry_run or where.prod)
+    if where.prod and not plan.nothing_to_do and not dry_run:
+        # With --json the plan goes to stderr: stdout stays one JSON document.
+        shown = console(stderr=json_)
+        _show_plan(plan, pool, str(where), shown)
+        shown.print(Text(f"will update {len(plan.updated)} row(s) on the {where}"))
+        guard_prod(where, "set cognito_user_id from Cognito in", yes)
+        applied = cognito.sync(where.url, found)
+        if not json_:
+            _show_applied(applied, plan, pool, str(where))
+            return
+        plan = applied
     if json_:
-        print_json({"dry_run": dry_run, **plan.__dict__})
+        print_json(plan)
         return
-    _show_plan(plan, pool, str(where), dry_run)
+    out = console()
+    _show_plan(plan, pool, str(where), out)
+    if plan.nothing_to_do:
+        out.print("nothing to do")
+    elif plan.dry_run:
+        out.print("dry run: nothing changed")
 
 
-def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
+def _show_applied(applied, planned, pool: str, where: str) -> None:
+    """After the question: what was written (the rows were planned again under lock, so a
+    sign-up in between shows here)."""
+    from rich.text import Text
+
+    out = console()
+    out.print(Text(f"updated {len(applied.updated)} row(s) on the {where}"))
+    if set(applied.updated) != set(planned.updated):
+        out.print("the users table changed since the plan above: this is what was applied")
+        _show_plan(applied, pool, where, out)
+
+
+def _show_plan(plan, pool: str, where: str, out) -> None:
+    """The plan's table (names and handles are other people's text: shown through printable())
+    and its counts."""
     from rich.table import Table
     from rich.text import Text
 
     rows = [
         *(("updated", u.handle, f"{u.old} -> {u.new}") for u in plan.updated),
+        *(
+            ("handle held by another Cognito user", h.handle, f"{h.cognito_user_id} holds it, not {h.sub}; not applied")
+            for h in plan.handle_held
+        ),
         *(("sub used by another row", s.handle, f"{s.sub} is already {s.held_by}'s; not applied") for s in plan.sub_in_use),
         *(("several Cognito users", u.preferred_username, f"{u.username} ({u.sub}); not applied") for u in plan.ambiguous),
         *(("Cognito user, no row", u.preferred_username, f"{u.username} ({u.sub})") for u in plan.no_row),
@@ -70,13 +104,12 @@ def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
             for r in plan.no_cognito_user
         ),
     ]
-    out = console()
     if rows:
         table = Table(title=Text(f"{pool} -> public.users on the {where}"))
         for column in ("", "handle", "detail"):
             table.add_column(column)
         for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
+            table.add_row(*(Text(printable(cell)) for cell in row))
         out.print(table)
     counts = {
         "updated": len(plan.updated),
@@ -84,12 +117,9 @@ def _show_plan(plan, pool: str, where: str, dry_run: bool) -> None:
         "Cognito users with no row": len(plan.no_row),
         "rows with no Cognito user": len(plan.no_cognito_user),
         "without preferred_username (skipped)": len(plan.no_preferred_username),
+        "handle held by another Cognito user (not applied)": len(plan.handle_held),
         "sub used by another row (not applied)": len(plan.sub_in_use),
         "several Cognito users for one handle (not applied)": len(plan.ambiguous),
     }
     for label, count in counts.items():
         out.print(Text(f"  {count:>5}  {label}"))
-    if plan.nothing_to_do:
-        out.print("nothing to do")
-    elif dry_run:
-        out.print("dry run: nothing changed")

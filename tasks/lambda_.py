@@ -5,7 +5,7 @@ import sys
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
-from ._cli import JSON_HELP, app_database, byte_size, console, number, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, task
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -45,7 +45,7 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
 
     result = _build(runtime, arch, Path(output) if output else None)
     if json_:
-        print_json({**result.__dict__, "path": str(result.path)})
+        print_json(result)
         return
     _show_package(result)
 
@@ -69,7 +69,7 @@ def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITEC
     from rich.text import Text
 
     from cruddur.aws import clients, lambda_deploy
-    from cruddur.aws.rds import DEFAULT_IDENTIFIER
+    from cruddur.aws.rds import chosen_identifier
     from cruddur.lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS
     from cruddur.postgres.target import resolve
 
@@ -81,7 +81,7 @@ def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITEC
         role = lambda_deploy.role_arn(config, role_arn)
         subnets, groups = _ids(subnet_ids), _ids(security_group_ids)
         if not (subnets and groups):
-            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), instance or DEFAULT_IDENTIFIER)
+            found_subnets, found_groups = lambda_deploy.database_vpc(clients.client("rds"), chosen_identifier(instance))
             subnets, groups = subnets or found_subnets, groups or found_groups
         return lambda_deploy.NewFunction(role, subnets, groups, seconds)
 
@@ -127,10 +127,11 @@ def attach(c, name=FUNCTION_NAME):
 @task(
     help={
         "event": "a Cognito event JSON file (default lambda/events/confirm_sign_up.json)",
-        "prod": "use PROD_CONNECTION_URL instead of the local database",
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
     }
 )
-def invoke(c, event=None, prod=False):
+def invoke(c, event=None, prod=False, yes=False):
     """Run the handler locally on a sample event; show the row."""
     from pathlib import Path
 
@@ -139,22 +140,25 @@ def invoke(c, event=None, prod=False):
     from cruddur.lambda_build import local as lambda_local
     where = app_database(prod)
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
-    # Everything below but the fixed words comes from the event or the database: shown as plain
-    # text, never read as rich markup (a name holding "[/]" would otherwise crash the print).
+    lambda_local.read_event(event_path)  # a bad event file is reported before anyone is asked to confirm
+    guard_prod(where, f"save the user of {event_path.name} in", yes)
+    # Everything below but the fixed words comes from the event or the database, written by other
+    # people: shown through printable() as plain text, never read as rich markup (a name holding
+    # "[/]" would otherwise crash the print) nor run by the terminal (an escape sequence).
     out = console()
-    out.print(Text(f"Invoking the handler with {event_path.name} on the {where}"))
+    out.print(Text(printable(f"Invoking the handler with {event_path.name} on the {where}")))
     result = lambda_local.invoke(event_path, where.url)
     for line in result.log:
-        out.print(Text(f"  log: {line}"))
+        out.print(Text(printable(f"  log: {line}")))
     out.print(f"  returned the event {'unchanged' if result.returned_unchanged else 'CHANGED'}")
     if result.row is None:
-        out.print(Text(f"  no users row for sub {result.sub}"))
+        out.print(Text(printable(f"  no users row for sub {result.sub}")))
         return
     from rich.table import Table
 
-    table = Table(title=Text(f"public.users where cognito_user_id = {result.sub}"))
+    table = Table(title=Text(printable(f"public.users where cognito_user_id = {result.sub}")))
     table.add_column("column")
     table.add_column("value")
     for column, value in result.row.items():
-        table.add_row(Text(column), Text(str(value)))
+        table.add_row(Text(column), Text(printable(value)))
     out.print(table)

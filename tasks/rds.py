@@ -22,9 +22,6 @@ def _library():
     return rds
 
 
-def _identifier(identifier):
-    return identifier or _library().DEFAULT_IDENTIFIER
-
 
 def _url_command(identifier) -> str:
     chosen = "" if identifier == _library().DEFAULT_IDENTIFIER else f" --identifier {identifier}"
@@ -165,9 +162,9 @@ def status(c, identifier=None, json_=False):
     """Show the instance: status, endpoint, engine version, class, groups."""
     from cruddur.aws import clients
 
-    instance = _library().get_instance(clients.client("rds"), _identifier(identifier))
+    instance = _library().get_instance(clients.client("rds"), _library().chosen_identifier(identifier))
     if json_:
-        print_json(instance.as_dict())
+        print_json(instance)
         return
     from rich.table import Table
 
@@ -197,7 +194,7 @@ def wait(c, identifier=None, timeout=None):
     from cruddur.aws import clients
 
     timeout = number(timeout, "--timeout", _library().DEFAULT_WAIT_TIMEOUT)
-    instance = _wait(clients.client("rds"), _identifier(identifier), timeout)
+    instance = _wait(clients.client("rds"), _library().chosen_identifier(identifier), timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
     _next("inv sg.update")
 
@@ -217,7 +214,7 @@ def url(c, identifier=None, show_password=False):
     from cruddur.aws import clients
     from cruddur.errors import ConfigError
 
-    identifier = _identifier(identifier)
+    identifier = _library().chosen_identifier(identifier)
     config = settings()
     instance = _library().get_instance(clients.client("rds"), identifier)
     if not instance.host:
@@ -260,7 +257,7 @@ def _move(action: str, identifier):
     """Stop or start the instance; the instance after the move, or None when it was already there."""
     from cruddur.aws import clients
 
-    instance, moved = getattr(_library(), action)(clients.client("rds"), _identifier(identifier))
+    instance, moved = getattr(_library(), action)(clients.client("rds"), _library().chosen_identifier(identifier))
     if not moved:
         print(f"{instance.identifier} is already {instance.status}; nothing to do")
         return None
@@ -283,7 +280,7 @@ def delete(c, identifier=None, skip_final_snapshot=False, yes=False):
 
     library = _library()
     client = clients.client("rds")
-    instance = library.get_instance(client, _identifier(identifier))
+    instance = library.get_instance(client, library.chosen_identifier(identifier))
     snapshot_note = "without a final snapshot" if skip_final_snapshot else "keeping a final snapshot"
     where = f"{instance.endpoint} in {clients.region(client)} ({snapshot_note})"
     confirm_destructive(f"delete RDS instance {instance.identifier}", instance.identifier, where, yes)

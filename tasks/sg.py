@@ -6,15 +6,9 @@ the tasks and their help says the value.
 
 import sys
 
-from ._cli import JSON_HELP, console, print_json, settings, task
+from ._cli import JSON_HELP, console, print_json, printable, settings, task
 
 IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
-
-
-def _identifier(identifier):
-    from cruddur.aws.rds import DEFAULT_IDENTIFIER
-
-    return identifier or DEFAULT_IDENTIFIER
 
 
 @task()
@@ -41,6 +35,7 @@ def update(c, description=None, identifier=None, dry_run=False):
     """
     from cruddur.aws import clients, public_ip
     from cruddur.aws import security_group as sg
+    from cruddur.aws.rds import chosen_identifier
     from cruddur.errors import ConfigError
 
     config = settings()
@@ -62,7 +57,7 @@ def update(c, description=None, identifier=None, dry_run=False):
         change = sg.plan_update(ec2, group_id, rule_id, found.address, description)
     else:
         # Reading the instance's groups changes nothing, and says first when AWS is not set up yet.
-        managed = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        managed = sg.find_managed(clients.client("rds"), ec2, chosen_identifier(identifier))
         found = public_ip.lookup(config)
         if managed.rule:
             change = sg.plan_update(ec2, managed.group_id, managed.rule.rule_id, found.address)
@@ -91,6 +86,7 @@ def show(c, identifier=None, json_=False):
     """Show the inbound rules of the database's group, the one sg.update manages marked."""
     from cruddur.aws import clients
     from cruddur.aws import security_group as sg
+    from cruddur.aws.rds import chosen_identifier
 
     config = settings()
     ec2 = clients.client("ec2")
@@ -99,30 +95,31 @@ def show(c, identifier=None, json_=False):
         managed = config.db_sg_rule_id
         where = "DB_SG_RULE_ID"
     else:
-        found = sg.find_managed(clients.client("rds"), ec2, _identifier(identifier))
+        found = sg.find_managed(clients.client("rds"), ec2, chosen_identifier(identifier))
         group_id, managed = found.group_id, found.rule and found.rule.rule_id
         where = f"marked {sg.MANAGED_DESCRIPTION!r}"
     group, rules = sg.inbound_rules(ec2, group_id)
     if json_:
-        rows = [{**vars(r), "managed": r.rule_id == managed} for r in rules]
-        print_json({"group_id": group_id, "group_name": group.get("GroupName"), "vpc_id": group.get("VpcId"), "rules": rows})
+        print_json({"group_id": group_id, "group_name": group.get("GroupName"), "vpc_id": group.get("VpcId"),
+                    "managed_rule_id": managed, "rules": rules})  # fmt: skip
         return
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
+    # Group names, descriptions and DB_SG_RULE_ID are other people's text: plain, escaped.
     title = f"{group_id} ({group.get('GroupName', '')}, {group.get('VpcId') or 'no VPC'}): inbound rules"
-    table = Table(title=escape(title))
+    table = Table(title=Text(printable(title)))
     for column in ("", "rule", "protocol", "ports", "source", "description"):
         table.add_column(column)
     for r in rules:
         mark = "*" if r.rule_id == managed else ""
-        table.add_row(mark, r.rule_id, r.protocol_name, r.ports, escape(r.source), escape(r.description))
+        table.add_row(*(Text(printable(cell)) for cell in (mark, r.rule_id, r.protocol_name, r.ports, r.source, r.description)))
     out = console()
     out.print(table)
     if managed and managed not in {r.rule_id for r in rules}:
-        out.print(f"DB_SG_RULE_ID {escape(managed)} is not an inbound rule of {group_id}")
+        out.print(Text(printable(f"DB_SG_RULE_ID {managed} is not an inbound rule of {group_id}")))
     elif managed:
-        out.print(f"* the rule sg.update manages ({escape(where)})")
+        out.print(Text(printable(f"* the rule sg.update manages ({where})")))
     else:
         out.print("sg.update manages no rule here yet; inv sg.update adds one")
 
@@ -132,8 +129,9 @@ def discover(c, identifier=None):
     """Print DB_SG_ID and DB_SG_RULE_ID, found from the RDS instance (sg.update needs neither)."""
     from cruddur.aws import clients
     from cruddur.aws import security_group as sg
+    from cruddur.aws.rds import chosen_identifier
 
-    found = sg.discover(clients.client("rds"), clients.client("ec2"), _identifier(identifier))
+    found = sg.discover(clients.client("rds"), clients.client("ec2"), chosen_identifier(identifier))
     print(f"# {found.instance}: group {found.group_id}, rule {found.rule.rule_id}: {found.rule}", file=sys.stderr)
     pairs = (("DB_SG_ID", found.group_id), ("DB_SG_RULE_ID", found.rule.rule_id))
     for name, value in pairs:

@@ -6,7 +6,7 @@ Functions take a cognito-idp (or Lambda) client from cruddur.aws.clients; boto3 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -83,6 +83,13 @@ class SubInUse:
 
 
 @dataclass(frozen=True)
+class HandleHeld:
+    handle: str
+    cognito_user_id: str  # the row's real Cognito id, someone else's
+    sub: str  # the Cognito user whose preferred_username names the row
+
+
+@dataclass(frozen=True)
 class Row:
     handle: str
     cognito_user_id: str
@@ -100,6 +107,11 @@ class SyncPlan:
     no_cognito_user: list[Row] = field(default_factory=list)  # rows no Cognito user matches
     no_preferred_username: list[CognitoUser] = field(default_factory=list)  # skipped
     sub_in_use: list[SubInUse] = field(default_factory=list)  # reported, not applied
+    # Rows holding another real Cognito id: only a placeholder is replaced, as the sign-up
+    # trigger refuses such a handle too (handle-taken). Reported, not applied.
+    handle_held: list[HandleHeld] = field(default_factory=list)
+    dry_run: bool = False  # planned only: nothing was written
+
     ambiguous: list[CognitoUser] = field(default_factory=list)  # several users claim one handle
 
     @property
@@ -125,6 +137,8 @@ def plan_sync(cognito_users: Iterable[CognitoUser], rows: Iterable[Row]) -> Sync
             plan.ambiguous.extend(users)
         elif id_of[handle] == users[0].sub:
             plan.already_right.append(handle)
+        elif not is_placeholder(id_of[handle]):
+            plan.handle_held.append(HandleHeld(handle, id_of[handle], users[0].sub))
         elif users[0].sub in handle_of:
             plan.sub_in_use.append(SubInUse(handle, users[0].sub, handle_of[users[0].sub]))
         else:
@@ -145,7 +159,7 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
             with conn.transaction():
                 set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
                 found = conn.execute("SELECT handle, cognito_user_id FROM public.users FOR UPDATE").fetchall()
-                plan = plan_sync(cognito_users, [Row(*row) for row in found])
+                plan = replace(plan_sync(cognito_users, [Row(*row) for row in found]), dry_run=dry_run)
                 if not dry_run and plan.updated:
                     with conn.cursor() as cursor:
                         cursor.executemany(

@@ -40,6 +40,11 @@ AVAILABILITY_ZONE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d[a-z]")
 PASSWORD_FORBIDDEN = set("/'\"@ ")
 
 
+def chosen_identifier(identifier: str | None) -> str:
+    """The instance a task acts on: the one its --identifier names, else DEFAULT_IDENTIFIER."""
+    return identifier or DEFAULT_IDENTIFIER
+
+
 def check_identifier(value: str, what: str = "DB instance identifier") -> str:
     """RDS's rule: 1-63 letters, digits or hyphens; a letter first; no trailing or double hyphen."""
     if not IDENTIFIER.fullmatch(value) or value.endswith("-"):
@@ -170,25 +175,6 @@ class Instance:
         secret = quote(password, safe="") if password else MASK
         return f"postgresql://{quote(self.username, safe='')}:{secret}@{self.host}:{self.port}/{self.db_name or 'postgres'}"
 
-
-    def as_dict(self) -> dict:
-        return {
-            "identifier": self.identifier,
-            "status": self.status,
-            "endpoint": self.host,
-            "port": self.port,
-            "engine": self.engine,
-            "engine_version": self.engine_version,
-            "instance_class": self.instance_class,
-            "storage_gb": self.storage_gb,
-            "storage_type": self.storage_type,
-            "publicly_accessible": self.public,
-            "security_groups": list(self.security_groups),
-            "master_username": self.username,
-            "db_name": self.db_name,
-            "master_user_secret_arn": self.secret_arn,
-            "engine_lifecycle_support": self.lifecycle_support,
-        }
 
 
 def find_instance(rds: Any, identifier: str) -> Instance | None:

@@ -92,7 +92,7 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
             found = cursor.fetchone()
             row = dict(zip([column.name for column in cursor.description], found)) if found else None
     except psycopg.Error as e:
-        raise DatabaseError(f"could not read the users row back: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read the users row back: {type(e).__name__}: {one_line(e)}") from None
     return Invocation(event.get("triggerSource"), sub, returned == original, row, lines.lines)
 
 

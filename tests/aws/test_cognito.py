@@ -118,6 +118,22 @@ def test_sync_sets_ids_over_several_pages_and_reports_every_category(idp, schema
     assert (ids["moved-handle"], ids["old-handle"], ids["notyet"]) == ("MOCK-moved", moved, "MOCK-notyet")
 
 
+def test_sync_replaces_only_placeholders_and_reports_a_handle_another_user_holds(idp, schema_url):
+    pool = make_pool(idp)
+    owner = add_cognito_user(idp, pool["Id"], "andrew", "andrewbrown")
+    add_row(schema_url, "andrewbrown", owner)
+    # The row keeps the real id of an earlier sign-up, since deleted from the pool; a new Cognito
+    # user naming that handle does not take it over (the sign-up trigger refuses it too).
+    idp.admin_delete_user(UserPoolId=pool["Id"], Username="andrew")
+    newcomer = add_cognito_user(idp, pool["Id"], "impostor", "andrewbrown")
+
+    plan = cognito.sync(schema_url, cognito.list_users(idp, pool["Id"]))
+
+    assert plan.updated == [] and plan.nothing_to_do
+    assert plan.handle_held == [cognito.HandleHeld("andrewbrown", owner, newcomer)]
+    assert ids_by_handle(schema_url) == {"andrewbrown": owner}
+
+
 def test_a_second_sync_has_nothing_to_do(idp, schema_url):
     pool = make_pool(idp)
     add_cognito_user(idp, pool["Id"], "andrew", "andrewbrown")
@@ -183,11 +199,13 @@ def test_the_plan_sorts_everyone_once_keeps_ids_unique_and_converges(case):
 
     placed = [*plan.no_row, *plan.no_preferred_username, *plan.ambiguous]
     by_handle = {u.preferred_username: u for u in users}
-    placed += [by_handle[h] for h in (*plan.already_right, *(u.handle for u in plan.updated), *(s.handle for s in plan.sub_in_use))]
+    placed += [by_handle[h] for h in (*plan.already_right, *(u.handle for u in plan.updated), *(s.handle for s in plan.sub_in_use),
+                                      *(h.handle for h in plan.handle_held))]  # fmt: skip
     assert sorted(u.username for u in placed) == sorted(u.username for u in users)
     assert {r.handle for r in plan.no_cognito_user} == {r.handle for r in rows} - {u.preferred_username for u in users}
     ids = {r.handle: r.cognito_user_id for r in rows}
     ids.update({u.handle: u.new for u in plan.updated})
+    assert all(cognito.is_placeholder(u.old) for u in plan.updated)  # a real id is never overwritten
     assert len(set(ids.values())) == len(ids)  # UNIQUE (cognito_user_id) holds after the updates
     assert cognito.plan_sync(users, [Row(h, i) for h, i in ids.items()]).nothing_to_do
 

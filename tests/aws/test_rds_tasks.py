@@ -135,7 +135,7 @@ def test_status_table(inv, env, created):
 def test_status_json(inv, env, created):
     document = json.loads(inv("rds.status", "--json", env=env).stdout)
     assert document["status"] == "available"
-    assert document["endpoint"] == created["Endpoint"]["Address"]
+    assert (document["host"], document["port"]) == (created["Endpoint"]["Address"], 5432)
     assert document["security_groups"] == [g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, foreign_rules, make_db_group, rule_state, server_client
+from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, add_rule, foreign_rules, make_db_group, rule_state, server_client
 from tests.helpers import ROOT, assert_one_line_error
 
 
@@ -134,13 +134,29 @@ def test_show_marks_the_managed_rule(inv, account):
     assert "the rule sg.update manages" in result.stdout
 
 
+def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(inv, account):
+    ec2, group, env = account
+    # EC2 answers in XML, which cannot carry C0 controls; a bidi override it carries.
+    described = "[red]ops[/] \u202egnp.exe"
+    add_rule(ec2, group.group_id, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                   "IpRanges": [{"CidrIp": "198.51.100.0/24", "Description": described}]})  # fmt: skip
+
+    result = inv("sg.show", env=env)
+    document = json.loads(inv("sg.show", "--json", env=env).stdout)
+
+    assert result.returncode == 0, result.stderr
+    assert "\u202e" not in result.stdout
+    assert "[red]ops[/] \\u202egnp.exe" in result.stdout
+    assert described in {r["description"] for r in document["rules"]}
+
+
 def test_show_json(inv, account):
     _, group, env = account
     result = inv("sg.show", "--json", env=env)
     document = json.loads(result.stdout)
     assert document["group_id"] == group.group_id
-    marked = {r["rule_id"]: r["managed"] for r in document["rules"]}
-    assert marked == {group.rule_id: True, group.other_rule_id: False}
+    assert document["managed_rule_id"] == group.rule_id
+    assert {r["rule_id"] for r in document["rules"]} == {group.rule_id, group.other_rule_id}
 
 
 def a_gp_command(folder: Path) -> str:
@@ -321,7 +337,7 @@ def test_show_without_ids_marks_the_rule_sg_update_added(inv, instance_group):
     assert "sg.update manages no rule here yet" in inv("sg.show", env=env).stdout
     inv("sg.update", env=env)
     document = json.loads(inv("sg.show", "--json", env=env).stdout)
-    managed = [r for r in document["rules"] if r["managed"]]
+    managed = [r for r in document["rules"] if r["rule_id"] == document["managed_rule_id"]]
     assert [(r["source"], r["description"]) for r in managed] == [(f"{GOOD_IP}/32", "cruddur-ops: inv sg.update")]
     assert document["group_id"] == group.group_id
 

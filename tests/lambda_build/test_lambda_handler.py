@@ -6,11 +6,10 @@ import copy
 import functools
 import json
 import logging
-import time
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cruddur.errors import hide_quoted
@@ -106,25 +105,22 @@ def test_an_empty_attribute_is_missing_too(post_confirmation, schema_url):
     assert users(schema_url) == []
 
 
-def test_an_unreachable_database_raises_within_cognitos_five_seconds(post_confirmation):
-    started = time.monotonic()
-
+@pytest.mark.timeout(30)  # a hang guard; the handler's time budget is measured in bench/
+def test_an_unreachable_database_raises_a_retryable_error(post_confirmation):
     with pytest.raises(post_confirmation.UserNotSaved) as raised:
         post_confirmation.handle(sample_event(), f"postgresql://postgres@127.0.0.1:{free_port()}/cruddur")
 
-    assert time.monotonic() - started < 5  # Cognito's own limit: a functional bound
     assert "OperationalError: connection failed" in str(raised.value)
     # libpq's own text may quote a malformed URL's password: it is not chained for a traceback to show.
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
-def test_a_server_that_never_answers_is_given_up_on_within_five_seconds(post_confirmation, silent_port):
-    started = time.monotonic()
-
-    with pytest.raises(post_confirmation.UserNotSaved):
+@pytest.mark.timeout(30)  # a hang guard: without connect_timeout the OS would wait minutes
+def test_a_server_that_never_answers_is_given_up_on_by_connect_timeout(post_confirmation, silent_port):
+    with pytest.raises(post_confirmation.UserNotSaved) as raised:
         post_confirmation.handle(sample_event(), f"postgresql://postgres@127.0.0.1:{silent_port}/cruddur")
 
-    assert time.monotonic() - started < 5  # connect_timeout, not the OS's minutes-long default
+    assert "timeout expired" in str(raised.value)  # libpq's connect_timeout gave up, nothing else
 
 
 def test_a_handle_held_by_another_real_user_is_handle_taken_without_personal_data(post_confirmation, schema_url, caplog):
@@ -217,6 +213,7 @@ def _hold_users_lock(url: str) -> psycopg.Connection:
     return holder
 
 
+@pytest.mark.timeout(30)  # a hang guard: without lock_timeout the handler would wait for the holder
 @pytest.mark.parametrize("warm", [False, True], ids=["cold start", "warm connection"])
 def test_a_locked_users_table_fails_fast_once_without_a_retry(post_confirmation, schema_url, caplog, warm):
     if warm:
@@ -226,15 +223,12 @@ def test_a_locked_users_table_fails_fast_once_without_a_retry(post_confirmation,
     caplog.clear()
     holder = _hold_users_lock(schema_url)
     try:
-        started = time.monotonic()
         with pytest.raises(post_confirmation.UserNotSaved) as raised:
             post_confirmation.handle(sample_event(), schema_url)
-        elapsed = time.monotonic() - started
     finally:
         holder.close()
 
-    # lock_timeout fired (1 s): well inside Cognito's 5 s, and not spent twice on a retry.
-    assert elapsed < 2 * post_confirmation.LOCK_TIMEOUT_MS / 1000
+    # lock_timeout fired, once: one failed attempt, on the same connection when warm.
     assert "LockNotAvailable (SQLSTATE 55P03)" in str(raised.value)
     assert [record.getMessage().split("outcome=")[1].split()[0] for record in caplog.records] == ["failed"]
     if warm:
@@ -242,6 +236,7 @@ def test_a_locked_users_table_fails_fast_once_without_a_retry(post_confirmation,
     assert len(users(schema_url)) == (1 if warm else 0)
 
 
+@pytest.mark.timeout(30)
 def test_a_slow_statement_is_cut_by_statement_timeout_without_a_retry(post_confirmation, schema_url):
     post_confirmation.handle(sample_event(), schema_url)
     first_pid = _backend_pid(schema_url)
@@ -251,12 +246,11 @@ def test_a_slow_statement_is_cut_by_statement_timeout_without_a_retry(post_confi
             " BEGIN PERFORM pg_sleep(10); RETURN NEW; END $$;"
             "CREATE TRIGGER slow BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION slow()"
         )
-    started = time.monotonic()
 
     with pytest.raises(post_confirmation.UserNotSaved) as raised:
         post_confirmation.handle(sample_event(), schema_url)
 
-    assert time.monotonic() - started < 2 * post_confirmation.STATEMENT_TIMEOUT_MS / 1000
+    # statement_timeout cut it (without it the insert would succeed after 10 s), with no retry.
     assert "QueryCanceled (SQLSTATE 57014)" in str(raised.value)
     assert _backend_pid(schema_url) == first_pid
     assert len(users(schema_url)) == 1
@@ -374,6 +368,21 @@ def test_a_malformed_url_keeps_its_password_out_of_the_log_and_the_error(post_co
         assert fragment not in text
 
 
+def test_a_percent_code_that_is_not_utf8_is_a_retryable_error_and_one_log_line(post_confirmation, caplog):
+    import traceback
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    url = f"postgresql://postgres:hidden%80@127.0.0.1:{free_port()}/cruddur"
+
+    with pytest.raises(post_confirmation.UserNotSaved, match="percent code that is not UTF-8") as raised:
+        post_confirmation.handle(sample_event(), url)
+
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert line.endswith("outcome=failed error=ProgrammingError: CONNECTION_URL holds a percent code that is not UTF-8")
+    shown = "".join(traceback.format_exception(raised.value))  # what a runtime printing the whole chain shows
+    assert "UnicodeDecodeError" not in shown and "hidden" not in shown
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.from_regex(r"""[a-z "'=@:/%]{0,40}""", fullmatch=True))
 def test_the_handlers_copy_of_hide_quoted_behaves_as_the_librarys(post_confirmation, text):
@@ -401,6 +410,8 @@ def _url_with(password: str, place: str, port: int) -> str:
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(password=PASSWORDS, place=st.sampled_from(["user-info raw", "user-info encoded", "query raw", "query encoded"]))
+@example(password="000%80", place="user-info raw")  # not UTF-8 once decoded: psycopg's UnicodeDecodeError
+@example(password="000%80", place="query raw")
 def test_no_password_reaches_the_log_or_the_error(post_confirmation, caplog, password, place):
     import re
     import traceback

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from cruddur.lambda_build import local as lambda_local
-from tests.helpers import ROOT, assert_one_line_error, free_port
+from cruddur.postgres import urls
+from tests.helpers import ROOT, Terminal, assert_one_line_error, free_port
 from tests.lambda_support import sample_event, users
 
 
@@ -86,11 +87,30 @@ def test_invoke_prod_needs_prod_connection_url(inv):
 
 
 def test_invoke_prod_uses_prod_connection_url(inv, schema_url):
-    result = inv("lambda.invoke", "--prod", env={"PROD_CONNECTION_URL": schema_url})
+    result = inv("lambda.invoke", "--prod", "--yes", env={"PROD_CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert "on the prod database" in result.stdout
     assert len(users(schema_url)) == 1
+
+
+def test_invoke_prod_without_a_terminal_or_yes_refuses_and_saves_nothing(inv, schema_url):
+    result = inv("lambda.invoke", "--prod", env={"PROD_CONNECTION_URL": schema_url})
+
+    assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes", prefix="refused: ")
+    assert users(schema_url) == []
+
+
+@pytest.mark.parametrize("typed, saved", [("wrong", False), ("DBNAME", True)])
+def test_invoke_prod_asks_for_the_database_name_on_a_terminal(base_env, schema_url, typed, saved):
+    name = urls.dbname(schema_url)
+    terminal = Terminal(["lambda.invoke", "--prod"], {**base_env, "PROD_CONNECTION_URL": schema_url}, pipe_output=True)
+    terminal.type(typed.replace("DBNAME", name) + "\n")
+    code, _, err = terminal.finish()
+
+    assert f"About to save the user of confirm_sign_up.json in database {name!r}" in err
+    assert (code == 0) is saved, err
+    assert len(users(schema_url)) == (1 if saved else 0)
 
 
 def test_invoke_on_a_database_without_the_schema_says_what_to_do(inv, database_url):
@@ -127,6 +147,19 @@ def test_invoke_shows_values_that_look_like_markup_verbatim(inv, schema_url, tmp
     assert "Zathras [/] [bold]the[/bold] [red]one" in result.stdout
     assert "with [red]odd [b]name.json on the dev database" in result.stdout
     assert users(schema_url)[0][0] == "Zathras [/] [bold]the[/bold] [red]one"
+
+
+def test_invoke_shows_control_characters_in_the_row_escaped(inv, schema_url, tmp_path):
+    hostile = "Zathras \x1b]0;pwned\x07\x1b[2J"
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(sample_event(name=hostile)))
+
+    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "Zathras \\x1b]0;pwned\\x07\\x1b[2J" in result.stdout
+    assert users(schema_url)[0][0] == hostile
 
 
 @pytest.mark.parametrize(

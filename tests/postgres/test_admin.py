@@ -225,31 +225,29 @@ def test_include_server_processes(database_url):
 
 
 def test_wait_until_ready(database_url):
-    assert admin.wait_until_ready(database_url, timeout=5) < 5
+    admin.wait_until_ready(database_url, timeout=5)  # returns: no DatabaseError
     unreachable = closed_port_url()
     with pytest.raises(DatabaseError, match=f"^gave up after 0.5s: cannot connect to {urls.describe(unreachable)}: "):
         admin.wait_until_ready(unreachable, timeout=0.5, interval=0.1)
 
 
 def test_a_missing_database_counts_as_ready(database_url):
-    assert admin.wait_until_ready(urls.with_dbname(database_url, "no_such_db"), timeout=5) < 5
+    admin.wait_until_ready(urls.with_dbname(database_url, "no_such_db"), timeout=5)  # returns: no DatabaseError
 
 
+@pytest.mark.timeout(30)  # a hang guard: without lock_timeout the load would wait for the holder
 def test_a_file_load_behind_a_lock_gives_up_and_names_the_holder(schema_url):
     add_user(schema_url, "kept")
     with psycopg.connect(schema_url, application_name="report-writer") as holder:
         holder.execute("SELECT count(*) FROM users")  # an open transaction holds a lock on users
-        started = time.monotonic()
         with pytest.raises(SqlFileError) as failure:
             admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=1)
-        took = time.monotonic() - started
         message = str(failure.value)
         assert message.startswith(
             f"sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid}"
             " ('report-writer', idle in transaction, for "
         )
         assert message.endswith("s); nothing of it was applied (end it with inv db.kill, or allow longer with --lock-timeout)")
-        assert 1 <= took < 3
         holder.rollback()
     assert table_count(schema_url, "users") == 1  # the schema was not replaced
 
