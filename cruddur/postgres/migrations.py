@@ -24,7 +24,7 @@ from psycopg import errors, sql
 from .admin import describe_sql_error, run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, held_by
-from ..errors import MigrationError, SqlFileError
+from ..errors import MigrationError, SqlFileError, one_line
 
 LOCK_TIMEOUT = 5.0  # seconds a migration's statement may queue for a table lock
 RUN_LOCK_WAIT = 120.0  # seconds a run waits for another run on the same database to end
@@ -157,18 +157,34 @@ def new_migration(directory: Path, name: str, now: datetime | None = None) -> Pa
 
 
 def read_applied(conn: psycopg.Connection) -> dict[str, dict]:
-    """schema_migrations' rows by version; empty when there is no table (it is never created here)."""
-    if conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None:
-        return {}
-    cursor = conn.execute("SELECT * FROM public.schema_migrations")
-    names = [column.name for column in cursor.description]
-    return {row["version"]: row for row in (dict(zip(names, values)) for values in cursor)}
+    """schema_migrations' rows by version; empty when there is no table (it is never created here).
+    MigrationError in one line when it cannot be read (no permission, a lock timeout)."""
+    try:
+        if conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None:
+            return {}
+        cursor = conn.execute("SELECT * FROM public.schema_migrations")
+        names = [column.name for column in cursor.description]
+        return {row["version"]: row for row in (dict(zip(names, values)) for values in cursor)}
+    except psycopg.Error as e:
+        raise MigrationError(f"cannot read public.schema_migrations: {one_line(e)}; nothing was done") from None
+
+
+def _create_table(conn: psycopg.Connection, watch: BlockerWatch) -> None:
+    """schema_migrations with this runner's columns; one line naming the blocker when another
+    session holds a lock on it past the run's lock_timeout."""
+    with watch.statement():
+        try:
+            conn.execute(TABLE)
+        except psycopg.Error as e:
+            blocked = f"; the lock was held by {held_by(watch.found)}" if isinstance(e, errors.LockNotAvailable) else ""
+            raise MigrationError(f"cannot create or update public.schema_migrations: {one_line(e)}{blocked}; nothing was applied") from None
 
 
 def inspect(url: str, directory: Path, label_root: Path | None = None) -> tuple[list[Migration], dict[str, dict]]:
     """The migration files and the applied rows, read without a lock and without creating anything."""
     migrations = load(directory, label_root)
     with connect(url, autocommit=True) as conn:
+        set_lock_timeout(conn, LOCK_TIMEOUT)  # a run's ALTER of the table must not hold this up for ever
         return migrations, read_applied(conn)
 
 
@@ -249,7 +265,7 @@ def migrate(
         pending = plan(migrations, applied, to, allow_out_of_order)
         if not pending:
             return done
-        conn.execute(TABLE)
+        _create_table(conn, watch)
         # Each commit need not wait for its own flush to disk: the last one's waits for them all,
         # and a crash before it loses whole migrations with their rows, never half of one.
         conn.execute("SET synchronous_commit = off")

@@ -249,3 +249,37 @@ def test_dbmate_reads_and_rolls_back_what_inv_applied(inv, dev, schema_url):
     again = inv("db.migrate", env=dev)
     assert again.returncode == 0, again.stderr
     assert applied_versions(schema_url) == VERSIONS
+
+
+# -- the bookkeeping table itself, locked or unreadable --------------------------------------------
+
+
+def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev, schema_url):
+    assert inv("db.migrate", env=dev).returncode == 0
+    assert inv("db.rollback", env=dev).returncode == 0
+    with psycopg.connect(schema_url, application_name="reader") as holder:
+        holder.execute("SELECT * FROM schema_migrations")  # its share lock stays until the transaction ends
+        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev))
+        pid = holder.info.backend_pid
+    assert line.startswith("error: cannot create or update public.schema_migrations: canceling statement due to lock timeout")
+    assert f"the lock was held by session {pid} ('reader', idle in transaction, for " in line
+    assert line.endswith("; nothing was applied")
+    assert applied_versions(schema_url) == VERSIONS[:-1]
+
+
+def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url):
+    assert inv("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
+    role = "cruddur_no_reads"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-no-reads'")
+    try:
+        reader = {"CONNECTION_URL": conninfo.make_conninfo(schema_url, user=role, password="pw-no-reads")}
+        for task in (["db.migrations"], ["db.migrate"]):
+            assert_one_line_error(inv(*task, env=reader), "cannot read public.schema_migrations: permission denied for table schema_migrations")
+        status = inv("db.status", env=reader)
+        assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
