@@ -155,8 +155,14 @@ def _lock_timeout(value) -> float:
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
-    """Load sql/schema.sql in one transaction (replaces the tables)."""
-    _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
+    from cruddur.postgres import migrations
+
+    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    config = settings()
+    pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
+    if pending:
+        print(f"{len(pending)} migration(s) pending; next: inv db.migrate{' --prod' if prod else ''}")
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
@@ -165,7 +171,7 @@ def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
 
 
-def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str) -> None:
+def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str):
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
@@ -174,6 +180,7 @@ def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: s
     path, label = _sql_file(file, default)
     admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
+    return target
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP})

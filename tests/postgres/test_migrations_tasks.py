@@ -283,3 +283,17 @@ def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(inv, database_url):
+    dev = {"CONNECTION_URL": database_url}
+    assert inv("db.setup", env=dev).returncode == 0
+    loaded = inv("db.schema-load", env=dev)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines()[-1] == f"{len(VERSIONS)} migration(s) pending; next: inv db.migrate"
+    rows = json.loads(inv("db.migrations", "--json", env=dev).stdout)
+    assert [(r["version"], r["state"]) for r in rows] == [(v, "pending") for v in VERSIONS]
+    assert inv("db.migrate", env=dev).returncode == 0
+    assert applied_versions(database_url) == VERSIONS
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT bio FROM users").fetchall() == []
