@@ -249,13 +249,15 @@ def migrate(
     lock_timeout: float = LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_applied: Callable[[Applied], None] | None = None,
+    confirmed: list[str] | None = None,
 ) -> list[Applied]:
     """Apply the pending migrations in version order, each with its schema_migrations row in one
     transaction, then the table read again to prove it; what was applied (empty: nothing to do).
 
     One run at a time per database (a session advisory lock, held for the whole run); the applied
     versions are read after it is taken, so two runs started together apply each migration once.
-    A failure stops the run: that migration left no trace, the ones before it stay applied."""
+    A failure stops the run: that migration left no trace, the ones before it stay applied.
+    `confirmed`: the versions a person agreed to apply; a different plan under the lock is refused."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
     with _run(url, lock_timeout) as (conn, watch):
@@ -263,6 +265,7 @@ def migrate(
         if refuse_changed:
             refuse_changed_files(migrations, applied)
         pending = plan(migrations, applied, to, allow_out_of_order)
+        _refuse_unconfirmed(pending, confirmed, "apply")
         if not pending:
             return done
         _create_table(conn, watch)
@@ -299,14 +302,17 @@ def rollback(
     lock_timeout: float = LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_rolled_back: Callable[[Applied], None] | None = None,
+    confirmed: list[str] | None = None,
 ) -> list[Applied]:
     """Undo the newest applied migrations, newest first: `steps` of them (default 1), or every
     one newer than version `to`. Each must have a file with a down section, checked before
-    anything changes; each down section commits with the removal of its row."""
+    anything changes; each down section commits with the removal of its row.
+    `confirmed`: the versions a person agreed to undo; a different plan under the lock is refused."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
     with _run(url, lock_timeout) as (conn, watch):
         chosen = rollback_plan(migrations, read_applied(conn), steps, to)
+        _refuse_unconfirmed(chosen, confirmed, "roll back")
         for migration in chosen:
             seconds = _run_section(conn, watch, migration, migration.down, done, record=False)
             step = Applied(migration.version, migration.name, seconds)
@@ -314,6 +320,19 @@ def rollback(
             if on_rolled_back:
                 on_rolled_back(step)
     return done
+
+
+def _refuse_unconfirmed(chosen: list[Migration], confirmed: list[str] | None, verb: str) -> None:
+    """MigrationError when the plan made under the run's lock is not the one a person confirmed
+    (another run or person changed schema_migrations in between)."""
+    if confirmed is None:
+        return
+    now = [m.version for m in chosen]
+    if now != list(confirmed):
+        raise MigrationError(
+            f"the database changed since you confirmed: you confirmed to {verb} {', '.join(confirmed) or 'nothing'},"
+            f" now it would be {', '.join(now) or 'nothing'}; nothing was done, run the task again to see the new plan"
+        )
 
 
 def _wait_for_flush(conn: psycopg.Connection, bound: float = 2.0) -> None:

@@ -13,7 +13,7 @@ import pytest
 from psycopg import conninfo
 
 from cruddur.postgres import dump, migrations, urls
-from tests.helpers import INV, ROOT, add_user, assert_one_line_error, table_count
+from tests.helpers import INV, ROOT, Terminal, add_user, assert_one_line_error, table_count
 
 FOLDER = ROOT / "sql" / "migrations"
 VERSIONS = [m.version for m in migrations.load(FOLDER)]
@@ -297,3 +297,32 @@ def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_appli
     assert applied_versions(database_url) == VERSIONS
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT bio FROM users").fetchall() == []
+
+
+def columns(url, table):
+    with psycopg.connect(url) as conn:
+        return [c for (c,) in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (table,))]
+
+
+@pytest.mark.parametrize("task", ["db.migrate", "db.rollback"])
+def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, inv, schema_url, task):
+    prod = {"PROD_CONNECTION_URL": schema_url}
+    if task == "db.rollback":
+        assert inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
+    before = columns(schema_url, "users")
+    terminal = Terminal([task, "--prod", "--no-backup"], {**base_env, **prod})
+    terminal.read_until("Type")
+    # Someone else migrates (or rolls back) while the prompt waits.
+    other = inv("db.migrate" if task == "db.migrate" else "db.rollback", "--prod", "--yes", "--no-backup", env=prod)
+    assert other.returncode == 0, other.stderr
+    after_other = (columns(schema_url, "users"), applied_versions(schema_url))
+    terminal.type(urls.dbname(schema_url) + "\n")
+    code, shown, _ = terminal.finish()
+    verb = "apply" if task == "db.migrate" else "roll back"
+    assert code == 1, shown
+    assert shown.strip().splitlines()[-1] == (
+        f"error: the database changed since you confirmed: you confirmed to {verb} {BIO.version}, now it would be nothing;"
+        " nothing was done, run the task again to see the new plan"
+    )
+    assert (columns(schema_url, "users"), applied_versions(schema_url)) == after_other
+    assert columns(schema_url, "users") != before
