@@ -49,9 +49,9 @@ def default_path(directory: Path, dbname: str, now: datetime | None = None) -> P
 def dump(url: str, path: Path) -> int:
     """Write the URL's database to `path` in pg_dump's custom format; its size in bytes.
 
-    The file appears only complete: pg_dump writes beside it and the result is renamed in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    The file appears only complete: pg_dump writes beside it and the result is renamed in.
+    A path that cannot be written is one line before anything runs."""
+    partial = _writable(path)
     try:
         _run(
             "pg_dump",
@@ -59,9 +59,30 @@ def dump(url: str, path: Path) -> int:
             ["--format=custom", f"--lock-wait-timeout={int(LOCK_WAIT * 1000)}", f"--file={partial}"],
         )
         partial.replace(path)
+        return path.stat().st_size
+    except OSError as e:
+        raise DatabaseError(f"cannot write the dump to {str(path)!r}: {e.strerror}") from None
     finally:
         partial.unlink(missing_ok=True)
-    return path.stat().st_size
+
+
+def _writable(path: Path) -> Path:
+    """The file pg_dump writes before it is renamed to `path`, created empty to prove the place
+    can be written (its folders made as needed); DatabaseError in one line if not."""
+    where = f"cannot write the dump to {str(path)!r}"
+    if "\0" in str(path):
+        raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
+    if path.is_dir():
+        raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
+    partial = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.open("wb").close()
+    except FileExistsError:  # mkdir met a file where the path needs a folder
+        raise DatabaseError(f"{where}: a part of it is a file, not a folder") from None
+    except OSError as e:
+        raise DatabaseError(f"{where}: {e.strerror}") from None
+    return partial
 
 
 def restore(url: str, path: Path) -> bool:

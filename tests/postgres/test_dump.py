@@ -90,6 +90,32 @@ def test_pg_dump_is_never_older_than_the_wheels():
     assert major(dump.find_program("pg_dump")) >= major(local_server.bin_dir() / "pg_dump") == 18
 
 
+@pytest.mark.parametrize(
+    "where, reason",
+    [
+        ("folder", "it is a folder; give a file name in it"),
+        ("/proc/nope/x.dump", "No such file or directory"),
+        ("/sys/x.dump", "Permission denied"),
+        ("README.md/x.dump", "a part of it is a file, not a folder"),
+    ],
+)
+def test_dump_to_a_path_that_cannot_be_written_is_one_line(inv, schema_url, tmp_path, where, reason):
+    path = tmp_path if where == "folder" else Path(where)
+    before = sorted(tmp_path.iterdir())
+    result = inv("db.dump", "--output", str(path), env={"CONNECTION_URL": schema_url})
+    assert_one_line_error(result, f"error: cannot write the dump to {str(path)!r}: {reason}")
+    assert sorted(tmp_path.iterdir()) == before and result.stdout == ""
+
+
+def test_dump_to_a_name_with_a_nul_byte_is_one_line(schema_url, tmp_path):
+    # No command line can carry a NUL byte; a caller of the library can.
+    path = tmp_path / "a\0b.dump"
+    with pytest.raises(DatabaseError) as failure:
+        dump.dump(schema_url, path)
+    assert str(failure.value) == f"cannot write the dump to {str(path)!r}: a file name cannot hold a NUL byte"
+    assert list(tmp_path.iterdir()) == []
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(password=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=20))
 def test_the_password_goes_through_the_environment_never_argv(tmp_path, password):
