@@ -187,7 +187,6 @@ def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: s
 def setup(c, prod=False, yes=False):
     """Reset the app database: schema, migrations, seed."""
     from cruddur.postgres import admin, migrations
-    from cruddur.errors import CruddurError
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
     target = app_database(prod, recover=False)  # the rebuild finishes an interrupted swap itself
@@ -195,13 +194,11 @@ def setup(c, prod=False, yes=False):
     print(f"setting up {target}")
     config = settings()
     schema, seed = _sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")
-    try:
-        existed = admin.replace_database(
-            target.url,
-            lambda scratch: migrations.build(scratch, schema, config.sql_dir / "migrations", seed, label_root=config.sql_dir.parent),
-        )
-    except CruddurError as e:
-        raise CruddurError(f"{e}; {target.dbname} was left as it was") from None
+    # A failure says itself what became of the database (left as it was, or swapped in all the same).
+    existed = admin.replace_database(
+        target.url,
+        lambda scratch: migrations.build(scratch, schema, config.sql_dir / "migrations", seed, label_root=config.sql_dir.parent),
+    )
     print("  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql")
     print(f"  {'replaced' if existed else 'created'} {target.dbname}")
     print(f"ready in {time.monotonic() - started:.2f}s")
