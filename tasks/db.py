@@ -122,6 +122,9 @@ def create(c, prod=False):
     from cruddur.postgres import admin
 
     target = app_database(prod)
+    if target.prod and admin.interrupted_swap(target.url):
+        # Creating the name now would leave the set-aside database to be dropped as a leftover.
+        raise Exit(f"error: {target.dbname} is in a half-done swap; finish it first with a write task (inv db.migrate --prod, say)", code=1)
     if admin.create_database(target.url):
         print(f"created {target}")
     else:

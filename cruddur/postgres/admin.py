@@ -110,6 +110,17 @@ def recover_swap(url: str) -> str | None:
         return _recover(conn, name)
 
 
+def interrupted_swap(url: str) -> bool:
+    """Whether an interrupted rebuild left a swap of the URL's database half done, found without
+    renaming or dropping anything (False while a rebuild is running: it finishes its own swap)."""
+    name = _refuse_maintenance_db(url)
+    with _maintenance(url) as conn:
+        if not _take_swap_lock(conn, name, wait=None):
+            return False
+        found = conn.execute("SELECT count(*) FROM pg_database WHERE datname = ANY(%s)", (list(swap_names(name)),)).fetchone()[0]
+        return found > 0
+
+
 def _swap_in(conn: psycopg.Connection, name: str, scratch: str, aside: str, reached: list[str]) -> bool:
     existed = _exists(conn, name)
     if existed:
@@ -158,7 +169,7 @@ def _clean_up_after_failure(conn: psycopg.Connection, name: str, reached: str) -
     except (psycopg.Error, DatabaseError):
         # The failure already raised is the one to report; the next rebuild or db task cleans up.
         if reached == "aside":
-            return f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap"
+            return f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)"
         if reached == "in":
             return f"{name!r} was replaced; the old database is still there as {aside!r} and the next db task drops it"
         return f"{name!r} was left as it was"

@@ -151,7 +151,7 @@ def test_a_swap_stopped_after_the_old_database_was_set_aside_says_so_and_the_nex
             admin.replace_database(old_database, build)
         message = str(failure.value)
         assert message.startswith(f"cannot rename database {scratch!r} to {name!r}: other sessions keep connecting to it; ")
-        assert message.endswith(f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap")
+        assert message.endswith(f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)")
         assert "left as it was" not in message
         assert databases_like(old_database) == sorted([scratch, aside])
     finally:
@@ -159,3 +159,30 @@ def test_a_swap_stopped_after_the_old_database_was_set_aside_says_so_and_the_nex
             holder.close()
     assert admin.recover_swap(old_database) == f"finished an interrupted swap: the rebuilt database is now {name!r}; dropped the leftover {aside!r}"
     assert handles(old_database) == ["new"]
+
+
+def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_write_finishes_it(inv, old_database):
+    prod = {"PROD_CONNECTION_URL": old_database}
+    name = urls.dbname(old_database)
+    scratch, aside = admin.swap_names(name)
+    killed = inv("db.setup", "--prod", "--yes", env={**prod, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": "aside"})
+    assert killed.returncode == -9, killed.stderr
+    half_done = sorted([scratch, aside])
+    assert databases_like(old_database) == half_done
+    notice = (
+        f"{name}: an interrupted db.setup or db.restore left a swap half done; it is left alone here."
+        " A write task on --prod (inv db.migrate --prod, say) finishes it after you confirm"
+    )
+    for task in (["db.sessions", "--json"], ["db.migrations"], ["db.connect", "-c", "SELECT 1"]):
+        result = inv(*task, "--prod", env=prod)
+        assert result.stderr.splitlines()[0] == notice, result.stderr
+        assert databases_like(old_database) == half_done
+    refused = inv("db.migrate", "--prod", env=prod)
+    assert refused.returncode == 1 and "refused: finish the interrupted swap of database" in refused.stderr, refused.stderr
+    assert databases_like(old_database) == half_done
+    finished = inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{name}: finished an interrupted swap: the rebuilt database is now {name!r}" in finished.stderr
+    assert finished.stdout.splitlines()[-1] == f"nothing to do: prod database {urls.describe(old_database)} is up to date"
+    assert databases_like(old_database) == [name]
+    assert handles(old_database) == ["andrewbrown", "bayko"]
