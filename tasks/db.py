@@ -116,15 +116,13 @@ def connect(c, prod=False, command=None):
         raise Exit(code=code)
 
 
-@task(help={"prod": PROD_HELP})
-def create(c, prod=False):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
+def create(c, prod=False, yes=False):
     """Create the app database (an existing one is kept)."""
     from cruddur.postgres import admin
 
     target = app_database(prod)
-    if target.prod and admin.interrupted_swap(target.url):
-        # Creating the name now would leave the set-aside database to be dropped as a leftover.
-        raise Exit(f"error: {target.dbname} is in a half-done swap; finish it first with a write task (inv db.migrate --prod, say)", code=1)
+    guard_prod(target, "create", yes)  # on prod it also finishes a half-done swap before the name is taken
     if admin.create_database(target.url):
         print(f"created {target}")
     else:
