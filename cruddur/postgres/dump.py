@@ -160,8 +160,11 @@ def _run(program: str, url: str | None, args: list[str]) -> None:
 
 def _failure(program: str, url: str | None, stderr: str, code: int, env: dict[str, str]) -> str:
     """'<program> failed on <where>: <its first line>', with no password in it."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
     password = env.get("PGPASSWORD")
-    reason = scrub(one_line(lines[0] if lines else f"exit code {code}"), {password: MASK} if password else {})
+    # The password can appear only where the tool echoes a connection string: scrubbed as a
+    # standalone piece of text there (before whitespace is folded, which could split it).
+    stderr = scrub(stderr, {password: MASK} if password else {}, standalone=True)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    reason = one_line(lines[0] if lines else f"exit code {code}")
     where = f" on {urls.describe(url)}" if url else ""
     return f"{program} failed{where}: {reason.removeprefix(program + ': ')}"
