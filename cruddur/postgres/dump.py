@@ -93,23 +93,40 @@ def restore(url: str, path: Path) -> bool:
     if not path.is_file():
         raise DatabaseError(f"{path}: no such file")
     try:
-        _run("pg_restore", None, ["--list", str(path)])
+        listing = _run("pg_restore", None, ["--list", str(path)])
     except DatabaseError as e:
         raise DatabaseError(f"{path} is not a readable pg_dump custom-format file ({e}); nothing changed") from None
-    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path))
+    source = _DUMPED_FROM.search(listing)
+    source_major = int(source.group(1)) if source else 0
+    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path, source_major))
 
 
 # Owners and grants name the source server's roles (RDS's, say), which need not exist here.
 _RESTORE_OPTIONS = ["--no-owner", "--no-privileges"]
 
 
-def _restore_into(url: str, path: Path) -> None:
+# pg_restore --list's header: the server the dump was taken from.
+_DUMPED_FROM = re.compile(r"^;\s*Dumped from database version: (\d+)", re.MULTILINE)
+
+
+def _restore_into(url: str, path: Path, source_major: int) -> None:
     with connect(url) as conn:
         server_version = conn.info.server_version
-    if server_version >= 170000:
-        _run("pg_restore", url, [*_RESTORE_OPTIONS, "--exit-on-error", "--single-transaction", str(path)])
-    else:
-        _restore_through_psql(url, path)
+    try:
+        if server_version >= 170000:
+            _run("pg_restore", url, [*_RESTORE_OPTIONS, "--exit-on-error", "--single-transaction", str(path)])
+        else:
+            _restore_through_psql(url, path)
+    except DatabaseError as e:
+        server_major = server_version // 10000
+        if server_major >= source_major:
+            raise
+        # A dump from a newer server may use syntax and features an older one lacks.
+        raise DatabaseError(
+            f"{e} (this server is PostgreSQL {server_major}, older than the PostgreSQL {source_major} the dump was"
+            f" taken from: restore it into PostgreSQL {source_major} or newer, or move the data from the older"
+            " server to the newer one instead)"
+        ) from None
 
 
 def _restore_through_psql(url: str, path: Path) -> None:
@@ -144,7 +161,7 @@ def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT)), {**os.environ, **extra_env}
 
 
-def _run(program: str, url: str | None, args: list[str]) -> None:
+def _run(program: str, url: str | None, args: list[str]) -> str:
     argv = [str(find_program(program)), *args]
     env = dict(os.environ)
     if url is not None:
@@ -156,6 +173,7 @@ def _run(program: str, url: str | None, args: list[str]) -> None:
         raise DatabaseError(f"cannot run {argv[0]}: {e.strerror}") from None
     if result.returncode:
         raise DatabaseError(_failure(program, url, result.stderr, result.returncode, env))
+    return result.stdout
 
 
 def _failure(program: str, url: str | None, stderr: str, code: int, env: dict[str, str]) -> str:

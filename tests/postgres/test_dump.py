@@ -3,8 +3,10 @@ password never reaches a command line."""
 
 import os
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from cruddur.errors import MASK, DatabaseError
 from cruddur.postgres import dump, local_server, urls
-from tests.helpers import add_user, assert_one_line_error
+from tests.helpers import add_user, assert_one_line_error, free_port
 
 
 def handles(url):
@@ -167,3 +169,32 @@ def urls_quote(text):
     from urllib.parse import quote
 
     return quote(text, safe="")
+
+
+def test_restoring_a_newer_servers_dump_into_an_older_server_says_why_in_one_line(inv, server_url, schema_url, tmp_path):
+    with psycopg.connect(server_url) as conn:
+        older = conn.info.server_version // 10000
+    if older >= 18:
+        pytest.skip(
+            f"the test server is PostgreSQL {older}, not older than the embedded 18 that writes the dump;"
+            " this runs where TEST_DATABASE_URL is an older server (CI's TCP pass, Debian's PostgreSQL 15)"
+        )
+    # The embedded PostgreSQL 18, on its own, writes a dump with a column only 18 knows (virtual).
+    folder = Path(tempfile.mkdtemp(prefix="cruddur-pg18-"))
+    path = tmp_path / "from-18.dump"
+    try:
+        newer = local_server.start(folder / "pgdata", free_port())
+        with psycopg.connect(newer, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE newer")
+        with psycopg.connect(urls.with_dbname(newer, "newer")) as conn:
+            conn.execute("CREATE TABLE prices (net int, gross int GENERATED ALWAYS AS (net * 2) VIRTUAL)")
+        dump.dump(urls.with_dbname(newer, "newer"), path)
+    finally:
+        local_server.stop(folder / "pgdata")
+        shutil.rmtree(folder, ignore_errors=True)
+    add_user(schema_url, "keeper")
+    line = assert_one_line_error(inv("db.restore", str(path), env={"CONNECTION_URL": schema_url}))
+    assert f"this server is PostgreSQL {older}, older than the PostgreSQL 18 the dump was taken from:" in line
+    assert "restore it into PostgreSQL 18 or newer" in line
+    assert line.endswith(f"{urls.dbname(schema_url)!r} was left as it was")
+    assert handles(schema_url) == ["keeper"]
