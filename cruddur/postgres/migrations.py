@@ -166,7 +166,7 @@ def read_applied(conn: psycopg.Connection) -> dict[str, dict]:
         names = [column.name for column in cursor.description]
         return {row["version"]: row for row in (dict(zip(names, values)) for values in cursor)}
     except psycopg.Error as e:
-        raise MigrationError(f"cannot read public.schema_migrations: {one_line(e)}; nothing was done") from None
+        raise MigrationError(f"cannot read public.schema_migrations: {one_line(e)}") from None
 
 
 def _create_table(conn: psycopg.Connection, watch: BlockerWatch) -> None:
