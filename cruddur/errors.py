@@ -6,6 +6,8 @@ copy of `hide_quoted` (it ships alone); a test proves the two behave the same.
 
 from __future__ import annotations
 
+import re
+
 
 MASK = "****"
 
@@ -35,10 +37,16 @@ def hide_quoted(text: str) -> str:
     return text
 
 
-def scrub(text: str, secrets: dict[str, str]) -> str:
-    """The text with each secret (longest first) replaced by what stands for it."""
+def scrub(text: str, secrets: dict[str, str], standalone: bool = False) -> str:
+    """The text with each secret (longest first) replaced by what stands for it.
+
+    standalone: only where the secret is not part of a longer word (as in a URL, a conninfo or
+    quotes a tool echoes), so a short one ("d") leaves the tool's own words ("pg_dump") alone."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, secrets[secret])
+        if standalone:
+            text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", lambda _, shown=secrets[secret]: shown, text)
+        else:
+            text = text.replace(secret, secrets[secret])
     return text
 
 

@@ -3,6 +3,8 @@
 
 DROP TABLE IF EXISTS public.activities;
 DROP TABLE IF EXISTS public.users;
+-- The migrations' record goes with the tables they changed: after this file none is applied.
+DROP TABLE IF EXISTS public.schema_migrations;
 
 CREATE TABLE public.users (
   uuid            uuid        PRIMARY KEY DEFAULT gen_random_uuid(),

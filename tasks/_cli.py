@@ -135,15 +135,24 @@ def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> No
 
 def guard_prod(target, action: str, yes: bool) -> None:
     """Every task that writes to --prod calls this before its first write: on production it asks
-    for the database name (or --yes) and refuses with no terminal; elsewhere it does nothing."""
+    for the database name (or --yes) and refuses with no terminal, then finishes a swap that an
+    interrupted db.setup or db.restore left half done; elsewhere it does nothing."""
     if target.prod:
         confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
+        _recover_swap(target)
+
+
+SWAP_FOUND = (
+    "{dbname}: an interrupted db.setup or db.restore left a swap half done; it is left alone here."
+    " A write task on --prod (inv db.migrate --prod, say) finishes it after you confirm"
+)
 
 
 def app_database(prod: bool, recover: bool = True):
     """The database a db task acts on (cruddur.postgres.target decides). With recover, a swap
     that an interrupted db.setup or db.restore left half done is finished or undone first, so
-    no task ever finds the app database missing because of it."""
+    no task ever finds the app database missing because of it. Never on production: there
+    renaming and dropping databases waits for guard_prod's confirmation, and this only says so."""
     from cruddur.postgres import admin
     from cruddur.postgres.target import resolve
 
@@ -154,14 +163,36 @@ def app_database(prod: bool, recover: bool = True):
             " Stop it with: inv db.down",
             file=sys.stderr,
         )
-    if recover:
+    if recover and not target.prod:
+        _recover_swap(target)
+    elif recover:
         try:
-            done = admin.recover_swap(target.url)
+            found = admin.interrupted_swap(target.url)
         except CruddurError:
-            done = None  # the task's own connection reports what is wrong, with the app database's name
-        if done:
-            print(f"{target.dbname}: {done}", file=sys.stderr)
+            found = False  # the task's own connection reports what is wrong, with the app database's name
+        if found:
+            print(SWAP_FOUND.format(dbname=target.dbname), file=sys.stderr)
     return target
+
+
+def finish_swap_first(target, yes: bool) -> None:
+    """For a prod write task that reads the database before it asks: an interrupted swap is
+    finished first, after its own confirmation (the app database may be missing until then)."""
+    from cruddur.postgres import admin
+
+    if target.prod and admin.interrupted_swap(target.url):
+        guard_prod(target, "finish the interrupted swap of", yes)
+
+
+def _recover_swap(target) -> None:
+    from cruddur.postgres import admin
+
+    try:
+        done = admin.recover_swap(target.url)
+    except CruddurError:
+        done = None  # the task's own connection reports what is wrong, with the app database's name
+    if done:
+        print(f"{target.dbname}: {done}", file=sys.stderr)
 
 
 def byte_size(size: int) -> str:

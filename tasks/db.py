@@ -116,12 +116,13 @@ def connect(c, prod=False, command=None):
         raise Exit(code=code)
 
 
-@task(help={"prod": PROD_HELP})
-def create(c, prod=False):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP})
+def create(c, prod=False, yes=False):
     """Create the app database (an existing one is kept)."""
     from cruddur.postgres import admin
 
     target = app_database(prod)
+    guard_prod(target, "create", yes)  # on prod it also finishes a half-done swap before the name is taken
     if admin.create_database(target.url):
         print(f"created {target}")
     else:
@@ -155,8 +156,14 @@ def _lock_timeout(value) -> float:
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
-    """Load sql/schema.sql in one transaction (replaces the tables)."""
-    _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
+    from cruddur.postgres import migrations
+
+    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    config = settings()
+    pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
+    if pending:
+        print(f"{len(pending)} migration(s) pending; next: inv db.migrate{' --prod' if prod else ''}")
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
@@ -165,7 +172,7 @@ def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
 
 
-def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str) -> None:
+def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str):
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
@@ -174,13 +181,13 @@ def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: s
     path, label = _sql_file(file, default)
     admin.run_sql_file(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
+    return target
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP})
 def setup(c, prod=False, yes=False):
     """Reset the app database: schema, migrations, seed."""
     from cruddur.postgres import admin, migrations
-    from cruddur.errors import CruddurError
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
     target = app_database(prod, recover=False)  # the rebuild finishes an interrupted swap itself
@@ -188,13 +195,11 @@ def setup(c, prod=False, yes=False):
     print(f"setting up {target}")
     config = settings()
     schema, seed = _sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")
-    try:
-        existed = admin.replace_database(
-            target.url,
-            lambda scratch: migrations.build(scratch, schema, config.sql_dir / "migrations", seed, label_root=config.sql_dir.parent),
-        )
-    except CruddurError as e:
-        raise CruddurError(f"{e}; {target.dbname} was left as it was") from None
+    # A failure says itself what became of the database (left as it was, or swapped in all the same).
+    existed = admin.replace_database(
+        target.url,
+        lambda scratch: migrations.build(scratch, schema, config.sql_dir / "migrations", seed, label_root=config.sql_dir.parent),
+    )
     print("  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql")
     print(f"  {'replaced' if existed else 'created'} {target.dbname}")
     print(f"ready in {time.monotonic() - started:.2f}s")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, settings, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, finish_swap_first, guard_prod, number, print_json, settings, task
 
 LOCK_HELP = "seconds a migration may wait for a table lock before giving up (default 5)"
 NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
@@ -60,6 +60,8 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
     lock_timeout = number(lock_timeout, "--lock-timeout", default=runner.LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
     target = app_database(prod)
+    if not dry_run:
+        finish_swap_first(target, yes)
     if dry_run or prod:
         files, applied = runner.inspect(target.url, directory, root)
         if prod:
@@ -86,6 +88,7 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
         refuse_changed=prod,
         lock_timeout=lock_timeout,
         label_root=root,
+        confirmed=[m.version for m in pending] if prod else None,
         on_applied=lambda step: print(f"  applied {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
     if not done:
@@ -114,6 +117,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     lock_timeout = number(lock_timeout, "--lock-timeout", default=runner.LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
     target = app_database(prod)
+    finish_swap_first(target, yes)
     files, applied = runner.inspect(target.url, directory, root)
     chosen = runner.rollback_plan(files, applied, steps, to)
     if not chosen:
@@ -133,6 +137,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         to=to,
         lock_timeout=lock_timeout,
         label_root=root,
+        confirmed=[m.version for m in chosen] if prod else None,
         on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
 

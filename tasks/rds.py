@@ -233,7 +233,7 @@ def url(c, identifier=None, show_password=False):
     keep = config.workspace.keep_line("PROD_CONNECTION_URL", value)
     if keep:
         print(f"# to keep it: {keep}", file=sys.stderr)
-    print("# next: inv db.schema-load --prod (loads sql/schema.sql on RDS)", file=sys.stderr)
+    print("# next: inv db.schema-load --prod, then inv db.migrate --prod (the schema, then every migration, on RDS)", file=sys.stderr)
 
 
 @task(help={"identifier": IDENTIFIER_HELP})

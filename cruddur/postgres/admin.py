@@ -15,7 +15,7 @@ from psycopg import errors, sql
 from . import urls
 from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, advisory_lock, connect, set_lock_timeout
 from .sessions import BlockerWatch, held_by
-from ..errors import DatabaseError, NoSuchDatabase, SqlFileError, one_line
+from ..errors import CruddurError, DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
 LOCK_TIMEOUT = 5.0  # seconds a file load waits for a lock another session holds
@@ -76,12 +76,16 @@ def replace_database(url: str, build: Callable[[str], None]) -> bool:
         _take_swap_lock(conn, name, wait=SWAP_LOCK_WAIT)
         _recover(conn, name)
         _create(conn, scratch)
+        reached = ["build"]  # the last step taken, for the message if a later one fails
         try:
             build(urls.with_dbname(url, scratch))
             _stop_here_in_tests("built")
-            return _swap_in(conn, name, scratch, aside)
+            return _swap_in(conn, name, scratch, aside, reached)
+        except CruddurError as e:
+            e.args = (f"{e}; {_clean_up_after_failure(conn, name, reached[0])}",)
+            raise
         except BaseException:
-            _clean_up_after_failure(conn, name)
+            _clean_up_after_failure(conn, name, reached[0])
             raise
 
 
@@ -106,12 +110,25 @@ def recover_swap(url: str) -> str | None:
         return _recover(conn, name)
 
 
-def _swap_in(conn: psycopg.Connection, name: str, scratch: str, aside: str) -> bool:
+def interrupted_swap(url: str) -> bool:
+    """Whether an interrupted rebuild left a swap of the URL's database half done, found without
+    renaming or dropping anything (False while a rebuild is running: it finishes its own swap)."""
+    name = _refuse_maintenance_db(url)
+    with _maintenance(url) as conn:
+        if not _take_swap_lock(conn, name, wait=None):
+            return False
+        found = conn.execute("SELECT count(*) FROM pg_database WHERE datname = ANY(%s)", (list(swap_names(name)),)).fetchone()[0]
+        return found > 0
+
+
+def _swap_in(conn: psycopg.Connection, name: str, scratch: str, aside: str, reached: list[str]) -> bool:
     existed = _exists(conn, name)
     if existed:
         _rename(conn, name, aside, end_sessions=True)
+        reached[0] = "aside"
         _stop_here_in_tests("aside")
     _rename(conn, scratch, name)
+    reached[0] = "in"
     _stop_here_in_tests("in")
     _drop(conn, aside)
     return existed
@@ -143,11 +160,24 @@ def _recover(conn: psycopg.Connection, name: str) -> str | None:
     return "; ".join(done) or None
 
 
-def _clean_up_after_failure(conn: psycopg.Connection, name: str) -> None:
+def _clean_up_after_failure(conn: psycopg.Connection, name: str, reached: str) -> str:
+    """Bring a failed rebuild's leftovers back to one whole database (as _recover does); what the
+    user has now, given the last step of the swap that was `reached` (build, aside, in)."""
+    scratch, aside = swap_names(name)
     try:
         _recover(conn, name)
     except (psycopg.Error, DatabaseError):
-        pass  # the build's own failure is the one to report; the next rebuild or db task cleans up
+        # The failure already raised is the one to report; the next rebuild or db task cleans up.
+        if reached == "aside":
+            return f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)"
+        if reached == "in":
+            return f"{name!r} was replaced; the old database is still there as {aside!r} and the next db task drops it"
+        return f"{name!r} was left as it was"
+    if reached == "aside":
+        return f"{name!r} was replaced all the same: the swap was finished"
+    if reached == "in":
+        return f"{name!r} was replaced; the old database was dropped on a second try"
+    return f"{name!r} was left as it was"
 
 
 def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> bool:

