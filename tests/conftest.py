@@ -44,6 +44,10 @@ PROJECT_VARIABLES = {
     "LAMBDA_ROLE_ARN",
 }
 
+# A terminal's size, which a developer's shell may export and pytest-xdist sets in its workers
+# (80x24): output is piped here, and tests that want a width set COLUMNS themselves.
+TERMINAL_SIZE = {"COLUMNS", "LINES"}
+
 
 @pytest.fixture(scope="session")
 def server_url():
@@ -91,7 +95,7 @@ def schema_url(database_url):
 def base_env():
     """The environment for a subprocess: the project's variables cleared, the embedded
     server's data in a temporary folder, AWS pointed nowhere real."""
-    env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES and not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES | TERMINAL_SIZE and not k.startswith("AWS_")}
     # Not under pytest's tmp_path either: another pytest run resets that tree to mode 0700,
     # locking out the server's own account when the tests run as root.
     folder = Path(tempfile.mkdtemp(prefix="cruddur-test-"))
@@ -158,6 +162,9 @@ def _run_program(args) -> int:
     import tasks
     from invoke import Program
 
+    # Parsing a task's flags consumes its help texts (a process runs once; this one runs many).
+    every_task = [tasks.ns[name] for name in tasks.ns.task_names]
+    help_texts = [dict(task.help) for task in every_task]
     try:
         Program(namespace=tasks.ns, binary="inv").run(["inv", *args])
     except SystemExit as e:
@@ -168,6 +175,9 @@ def _run_program(args) -> int:
     except Exception:
         traceback.print_exc()  # an unexpected bug: the traceback a user would see, exit code 1
         return 1
+    finally:
+        for task, texts in zip(every_task, help_texts):
+            task.help = texts
     return 0
 
 
