@@ -428,7 +428,7 @@ def busy_database(database_url):
     blocked.start()
     with psycopg.connect(database_url, autocommit=True) as probe:
         for _ in range(100):
-            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]:
+            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").fetchone()[0]:
                 break
             time.sleep(0.05)
     yield holder.info.backend_pid, waiter.info.backend_pid, query
