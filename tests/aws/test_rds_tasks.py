@@ -1,4 +1,5 @@
-"""`inv rds.*` as a user runs it: a subprocess against moto's server mode."""
+"""`inv rds.*` as a user runs it, against moto's server mode: in-process (run_task), and as a
+subprocess for a sample of failures, the password prompts and the first-time walk."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""`inv sg.*` as a user runs it: a subprocess against moto's server mode and IP services on 127.0.0.1."""
+"""`inv sg.*` as a user runs it, against moto's server mode and IP services on 127.0.0.1: in-process
+(run_task), and as a subprocess for a sample of failures and the workspace start-up."""
 
 import json
 import os

@@ -1,5 +1,6 @@
-"""The db tasks as a user runs them: `inv db.*` in a subprocess, checked by exit code, output
-and the database's state afterwards."""
+"""The db tasks as a user runs them, checked by exit code, output and the database's state
+afterwards: in-process (run_task), and `inv db.*` in a subprocess for a sample of failures, psql,
+terminals, Ctrl-C and the first start of the embedded server."""
 
 import json
 import os
