@@ -5,6 +5,7 @@ proves nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -200,29 +201,25 @@ def _replace_environment(patch: pytest.MonkeyPatch, environ: dict[str, str]) -> 
         patch.setenv(name, value)
 
 
-class _process_state_restored:
+@contextlib.contextmanager
+def _process_state_restored():
     """What a task run could leave behind in this process, put back afterwards: warning filters
     (and warnings shown on stderr, as in a fresh interpreter), logging handlers, the SIGINT handler."""
-
-    def __enter__(self):
-        self.warnings = warnings.catch_warnings()
-        self.warnings.__enter__()
+    handlers = {logger: list(logger.handlers) for logger in _loggers()}
+    sigint = signal.getsignal(signal.SIGINT)
+    with warnings.catch_warnings():
         warnings.resetwarnings()
-        # A fresh interpreter's default filters, then its way of showing a warning: on stderr.
-        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        # A fresh interpreter's default filters, in its order, and its way of showing a warning.
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__", append=True)
         for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
-            warnings.filterwarnings("ignore", category=category)
+            warnings.filterwarnings("ignore", category=category, append=True)
         warnings.showwarning = _show_warning
-        self.handlers = {logger: list(logger.handlers) for logger in _loggers()}
-        self.sigint = signal.getsignal(signal.SIGINT)
-        return self
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.sigint)
-        for logger in _loggers():
-            logger.handlers[:] = self.handlers.get(logger, [])
-        self.warnings.__exit__(*exc)
-        return False
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, sigint)
+            for logger in _loggers():
+                logger.handlers[:] = handlers.get(logger, [])
 
 
 def _loggers() -> list[logging.Logger]:
