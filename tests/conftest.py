@@ -50,6 +50,28 @@ PROJECT_VARIABLES = {
 TERMINAL_SIZE = {"COLUMNS", "LINES"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_botocore_data_loader():
+    """botocore parses its JSON models and endpoints (megabytes) afresh for each session, and the
+    library makes a session per client, as a process of its own does once. This process runs
+    hundreds of tasks and tests: its sessions share one loader (the files are read-only), unless
+    AWS_DATA_PATH points a session at other files."""
+    from botocore import loaders, session
+
+    shared = loaders.create_loader()
+
+    def register(self):
+        def loader():
+            data_path = self.get_config_variable("data_path")
+            return loaders.create_loader(data_path) if data_path else shared
+
+        self._components.lazy_register_component("data_loader", loader)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session.Session, "_register_data_loader", register)
+        yield
+
+
 @pytest.fixture(scope="session")
 def server_url():
     """A URL to the maintenance database of a real server: TEST_DATABASE_URL, or an embedded one."""
