@@ -175,6 +175,20 @@ def no_network_for_pip(monkeypatch):
     monkeypatch.setenv("PIP_TIMEOUT", "2")
 
 
+def test_a_build_leaves_other_builds_partial_files_alone(lambda_zip, lambda_wheel_cache, tmp_path):
+    output = tmp_path / "fn.zip"
+    # Half-written zips of builds running at the same time (the pid is one no process has).
+    others = [tmp_path / "fn.zip.partial", tmp_path / "fn.zip.4194305.partial"]
+    for other in others:
+        other.write_bytes(b"half a zip")
+
+    built = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, output, lambda_wheel_cache)
+
+    assert [other.read_bytes() for other in others] == [b"half a zip"] * 2
+    assert built.code_sha256 == lambda_zip.code_sha256 == lambda_package.code_sha256(output.read_bytes())
+    assert sorted(tmp_path.iterdir()) == sorted([output, *others])
+
+
 def test_a_rebuild_from_the_wheel_cache_works_offline(lambda_zip, lambda_wheel_cache, tmp_path, no_network_for_pip):
     rebuilt = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "offline.zip", lambda_wheel_cache)
 
