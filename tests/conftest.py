@@ -1,14 +1,22 @@
-"""Shared fixtures: one real PostgreSQL per test session, a throwaway database per test,
-and `inv` run as a subprocess the way a user types it."""
+"""Shared fixtures: one real PostgreSQL per test session (per xdist worker), a throwaway database
+per test, and a task run either as `inv` in a subprocess, the way a user types it, or in this
+process through Invoke's own Program (milliseconds instead of ~0.3 s) where the process boundary
+proves nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import traceback
 import uuid
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -36,6 +44,39 @@ PROJECT_VARIABLES = {
     "AWS_COGNITO_USER_POOL_ID",
     "LAMBDA_ROLE_ARN",
 }
+
+# A terminal's size, which a developer's shell may export and pytest-xdist sets in its workers
+# (80x24): output is piped here, and tests that want a width set COLUMNS themselves.
+TERMINAL_SIZE = {"COLUMNS", "LINES"}
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's default): two workers per CPU. Much of a test's time is waiting (for
+    PostgreSQL, a child process, a timeout that must pass), and a second worker per CPU fills it:
+    on two cores, four workers took 71 s where two took 91 s."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_botocore_data_loader():
+    """botocore parses its JSON models and endpoints (megabytes) afresh for each session, and the
+    library makes a session per client, as a process of its own does once. This process runs
+    hundreds of tasks and tests: its sessions share one loader (the files are read-only), unless
+    AWS_DATA_PATH points a session at other files."""
+    from botocore import loaders, session
+
+    shared = loaders.create_loader()
+
+    def register(self):
+        def loader():
+            data_path = self.get_config_variable("data_path")
+            return loaders.create_loader(data_path) if data_path else shared
+
+        self._components.lazy_register_component("data_loader", loader)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session.Session, "_register_data_loader", register)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +125,7 @@ def schema_url(database_url):
 def base_env():
     """The environment for a subprocess: the project's variables cleared, the embedded
     server's data in a temporary folder, AWS pointed nowhere real."""
-    env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES and not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES | TERMINAL_SIZE and not k.startswith("AWS_")}
     # Not under pytest's tmp_path either: another pytest run resets that tree to mode 0700,
     # locking out the server's own account when the tests run as root.
     folder = Path(tempfile.mkdtemp(prefix="cruddur-test-"))
@@ -117,3 +158,102 @@ def inv(base_env):
 
     yield run
     local_server.stop(Path(base_env["CRUDDUR_PGDATA"]))
+
+
+@pytest.fixture
+def run_task(base_env, monkeypatch):
+    """Run a task in this process as `inv ARGS...` would from the repository root, with the same
+    environment as the `inv` fixture; returns a CompletedProcess (returncode, stdout, stderr).
+
+    For tests where the process boundary proves nothing. What a real `inv` run proves stays with
+    the `inv` fixture: start-up imports, a sample of exit codes and stderr lines per collection,
+    terminals, signals, and what a child process inherits (psql's output and environment)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None):
+        stdout = _Capture(errors="strict")  # as Python's stdout on a pipe
+        stderr = _Capture(errors="backslashreplace")  # as Python's stderr always
+        with monkeypatch.context() as patch, _process_state_restored():
+            _replace_environment(patch, {**base_env, **(env or {})})
+            patch.chdir(ROOT)
+            patch.setattr(sys, "stdin", io.StringIO(input or ""))
+            patch.setattr(sys, "stdout", stdout)
+            patch.setattr(sys, "stderr", stderr)
+            code = _run_program(args)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return subprocess.CompletedProcess([str(INV), *args], code, stdout.text(), stderr.text())
+
+    yield run
+    local_server.stop(Path(base_env["CRUDDUR_PGDATA"]))
+
+
+def _run_program(args) -> int:
+    """Invoke's Program on the project's namespace, as `inv` runs it; the exit code it would give."""
+    import tasks
+    from invoke import Program
+
+    # Parsing a task's flags consumes its help texts (a process runs once; this one runs many).
+    every_task = [tasks.ns[name] for name in tasks.ns.task_names]
+    help_texts = [dict(task.help) for task in every_task]
+    try:
+        Program(namespace=tasks.ns, binary="inv").run(["inv", *args])
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()  # an unexpected bug: the traceback a user would see, exit code 1
+        return 1
+    finally:
+        for task, texts in zip(every_task, help_texts):
+            task.help = texts
+    return 0
+
+
+class _Capture(io.TextIOWrapper):
+    """A text stream over bytes, encoding as a child's UTF-8 pipe does (it refuses a lone surrogate)."""
+
+    def __init__(self, errors: str):
+        super().__init__(io.BytesIO(), encoding="utf-8", errors=errors, write_through=True)
+
+    def text(self) -> str:
+        self.flush()
+        return self.buffer.getvalue().decode("utf-8")
+
+
+def _replace_environment(patch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
+    for name in list(os.environ):
+        if name not in environ:
+            patch.delenv(name)
+    for name, value in environ.items():
+        patch.setenv(name, value)
+
+
+@contextlib.contextmanager
+def _process_state_restored():
+    """What a task run could leave behind in this process, put back afterwards: warning filters
+    (and warnings shown on stderr, as in a fresh interpreter), logging handlers, the SIGINT handler."""
+    handlers = {logger: list(logger.handlers) for logger in _loggers()}
+    sigint = signal.getsignal(signal.SIGINT)
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        # A fresh interpreter's default filters, in its order, and its way of showing a warning.
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__", append=True)
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=category, append=True)
+        warnings.showwarning = _show_warning
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, sigint)
+            for logger in _loggers():
+                logger.handlers[:] = handlers.get(logger, [])
+
+
+def _loggers() -> list[logging.Logger]:
+    return [logging.root, *(item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger))]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

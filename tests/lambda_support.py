@@ -7,12 +7,12 @@ for all the modules that use them."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+import os
 import platform
-import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from cruddur.lambda_build import local as lambda_local, package as lambda_package
+from cruddur.lambda_build.defaults import FUNCTION_NAME
 from tests import helpers
-from tests.helpers import free_port, taken_port
+from tests.helpers import taken_port
 
 # The zip the tests run must load on this machine: its Python version and architecture.
 LOCAL_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -62,24 +63,57 @@ def silent_port():
         yield port
 
 
-@pytest.fixture(scope="session")
-def lambda_wheel_cache():
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-wheels-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+# The one other runtime the tests build for (no byte code in its zip): the next Python.
+OTHER_RUNTIME = "python3.12" if LOCAL_RUNTIME != "python3.12" else "python3.13"
+# A build may wait this long for another worker's download of the wheels.
+WHEELS_LOCK_TIMEOUT = 600
+
+
+def shared_folder(tmp_path_factory) -> Path:
+    """A folder all the workers of this test run share (pytest-xdist gives each worker a base
+    temp of its own inside the run's), and that a run of its own alone uses."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
-def lambda_zip(lambda_wheel_cache):
-    """The function's zip, built once for this machine's Python and architecture."""
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-zip-"))
-    yield lambda_package.build(
-        runtime=LOCAL_RUNTIME,
-        architecture=LOCAL_ARCHITECTURE,
-        output=folder / "cruddur-post-confirmation.zip",
-        wheel_cache=lambda_wheel_cache,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+def lambda_build_cache(tmp_path_factory):
+    """The run's wheel cache, filled once for all the workers (the first one downloads under a
+    file lock, the others wait and reuse it), and the function's zip for this machine's Python
+    and architecture, built once beside it. Nothing is written in the checkout."""
+    from filelock import FileLock
+
+    folder = shared_folder(tmp_path_factory) / "lambda-build"
+    folder.mkdir(exist_ok=True)
+    cache, described = folder / "wheels", folder / "package.json"
+    with FileLock(folder / "lock", timeout=WHEELS_LOCK_TIMEOUT):
+        if not described.exists():
+            # The other runtime's wheels too: two tests build for it, on any worker.
+            lambda_package.build(OTHER_RUNTIME, LOCAL_ARCHITECTURE, folder / "other.zip", cache)
+            built = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, folder / "cruddur-post-confirmation.zip", cache)
+            described.write_text(json.dumps({**dataclasses.asdict(built), "path": str(built.path)}))
+    document = json.loads(described.read_text())
+    return cache, lambda_package.Package(**{**document, "path": Path(document["path"])})
+
+
+@pytest.fixture(scope="session")
+def lambda_wheel_cache(lambda_build_cache):
+    return lambda_build_cache[0]
+
+
+@pytest.fixture(scope="session")
+def lambda_zip(lambda_build_cache):
+    """The function's zip, built once per run for this machine's Python and architecture (read only)."""
+    return lambda_build_cache[1]
+
+
+@pytest.fixture
+def lambda_build_defaults(monkeypatch, tmp_path, lambda_wheel_cache):
+    """Builds that name no output or cache (the lambda tasks run in-process) write their zip in
+    this test's folder and take wheels from the run's cache, never the checkout's dist/ and .cache/."""
+    monkeypatch.setattr(lambda_package, "DEFAULT_OUTPUT", tmp_path / "dist" / lambda_package.DEFAULT_OUTPUT.name)
+    monkeypatch.setattr(lambda_package, "DEFAULT_WHEEL_CACHE", lambda_wheel_cache)
+    return lambda_package.DEFAULT_OUTPUT
 
 
 class FakeLambda(helpers.LocalHttpServer):
@@ -88,7 +122,7 @@ class FakeLambda(helpers.LocalHttpServer):
 
     def __init__(self, code_sha256: str = "", runtime: str = lambda_package.DEFAULT_RUNTIME, handler: str = lambda_package.HANDLER):
         self.configuration = {
-            "FunctionName": lambda_package.FUNCTION_NAME, "CodeSha256": code_sha256, "Runtime": runtime,
+            "FunctionName": FUNCTION_NAME, "CodeSha256": code_sha256, "Runtime": runtime,
             "Handler": handler, "State": "Active", "LastUpdateStatus": "Successful",
         }  # fmt: skip
         self.reads = self.code_uploads = self.configuration_updates = 0

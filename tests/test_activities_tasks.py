@@ -24,8 +24,8 @@ def messages(url):
         return [row[0] for row in conn.execute("SELECT message FROM activities ORDER BY created_at")]
 
 
-def test_create_activity_json(inv, seeded_url):
-    result = inv(
+def test_create_activity_json(run_task, seeded_url):
+    result = run_task(
         "db.create-activity", "--handle", "bayko", "--message", "from the CLI", "--ttl", "3-hours", "--json",
         env={"CONNECTION_URL": seeded_url},
     )
@@ -37,8 +37,8 @@ def test_create_activity_json(inv, seeded_url):
     assert messages(seeded_url) == ["This was imported as seed data!", "from the CLI"]
 
 
-def test_create_activity_panel(inv, seeded_url):
-    result = inv("db.create-activity", "--handle", "andrewbrown", "--message", "panel please", env={"CONNECTION_URL": seeded_url})
+def test_create_activity_panel(run_task, seeded_url):
+    result = run_task("db.create-activity", "--handle", "andrewbrown", "--message", "panel please", env={"CONNECTION_URL": seeded_url})
     assert result.returncode == 0, result.stderr
     assert "activity created" in result.stdout
     assert "panel please" in result.stdout
@@ -62,8 +62,8 @@ def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
     assert messages(seeded_url) == ["This was imported as seed data!"]
 
 
-def test_create_activity_unknown_handle_json(inv, seeded_url):
-    result = inv(
+def test_create_activity_unknown_handle_json(run_task, seeded_url):
+    result = run_task(
         "db.create-activity", "--handle", "ghost", "--message", "boo", "--json", env={"CONNECTION_URL": seeded_url}
     )
     assert result.returncode == 1
@@ -72,11 +72,11 @@ def test_create_activity_unknown_handle_json(inv, seeded_url):
     assert messages(seeded_url) == ["This was imported as seed data!"]
 
 
-def test_activities_json_newest_first(inv, seeded_url):
+def test_activities_json_newest_first(run_task, seeded_url):
     for message in ("second", "third"):
-        created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+        created = run_task("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
         assert created.returncode == 0, created.stderr
-    result = inv("db.activities", "--json", env={"CONNECTION_URL": seeded_url})
+    result = run_task("db.activities", "--json", env={"CONNECTION_URL": seeded_url})
     assert result.returncode == 0, result.stderr
     feed = json.loads(result.stdout)
     assert [a["message"] for a in feed] == ["third", "second", "This was imported as seed data!"]
@@ -88,13 +88,13 @@ def test_activities_json_newest_first(inv, seeded_url):
         assert "T" in stamp and datetime.fromisoformat(stamp).tzinfo is not None  # ISO 8601 with offset
 
 
-def test_activities_table_and_limit(inv, seeded_url):
-    result = inv("db.activities", env={"CONNECTION_URL": seeded_url})
+def test_activities_table_and_limit(run_task, seeded_url):
+    result = run_task("db.activities", env={"CONNECTION_URL": seeded_url})
     assert result.returncode == 0, result.stderr
     assert "@andrewbrown" in result.stdout
     assert "This was imported" in result.stdout  # the table may wrap the rest
     assert "showing 1 of 1 activities" in result.stdout
-    limited = inv("db.activities", "--json", "--limit", "0", env={"CONNECTION_URL": seeded_url})
+    limited = run_task("db.activities", "--json", "--limit", "0", env={"CONNECTION_URL": seeded_url})
     assert len(json.loads(limited.stdout)) == 1  # 0: all of them, as in the library
 
 
@@ -106,15 +106,15 @@ def test_activities_table_and_limit(inv, seeded_url):
         ("-1", "error: --limit must be a number of 0 or more, not '-1'"),
     ],
 )
-def test_activities_bad_limit_is_one_line_before_connecting(inv, value, message):
+def test_activities_bad_limit_is_one_line_before_connecting(run_task, value, message):
     # The URL points at a closed port: the flag is refused before any connection is tried.
-    result = inv("db.activities", "--limit", value, env={"CONNECTION_URL": f"postgresql://127.0.0.1:{free_port()}/x"})
+    result = run_task("db.activities", "--limit", value, env={"CONNECTION_URL": f"postgresql://127.0.0.1:{free_port()}/x"})
     assert assert_one_line_error(result) == message
     assert result.stdout == ""
 
 
-def test_prod_without_its_url_names_the_variable(inv):
-    result = inv("db.activities", "--prod")
+def test_prod_without_its_url_names_the_variable(run_task):
+    result = run_task("db.activities", "--prod")
     assert result.returncode == 1
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
 
@@ -129,20 +129,20 @@ def test_unreachable_database_is_one_line_without_the_password(inv):
     assert "Traceback" not in result.stderr
 
 
-def test_messages_are_shown_verbatim_not_as_markup(inv, seeded_url):
+def test_messages_are_shown_verbatim_not_as_markup(run_task, seeded_url):
     message = "[bold]not bold[/bold] and a stray [/]"
-    created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+    created = run_task("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
     assert created.returncode == 0, created.stderr
     assert message in created.stdout
-    feed = inv("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
+    feed = run_task("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
     assert feed.returncode == 0, feed.stderr
     assert message in feed.stdout
 
 
-def test_activities_say_how_many_they_show_and_print_full_times(inv, seeded_url):
+def test_activities_say_how_many_they_show_and_print_full_times(run_task, seeded_url):
     for n in range(3):
-        inv("db.create-activity", "--handle", "bayko", "--message", f"m{n}", env={"CONNECTION_URL": seeded_url})
-    result = inv("db.activities", "--limit", "2", env={"CONNECTION_URL": seeded_url, "COLUMNS": "120"})
+        run_task("db.create-activity", "--handle", "bayko", "--message", f"m{n}", env={"CONNECTION_URL": seeded_url})
+    result = run_task("db.activities", "--limit", "2", env={"CONNECTION_URL": seeded_url, "COLUMNS": "120"})
     assert result.returncode == 0, result.stderr
     assert "showing 2 of 4 activities" in result.stdout
     with psycopg.connect(seeded_url) as conn:
@@ -175,12 +175,12 @@ def test_a_message_that_is_not_utf8_is_one_line(inv, seeded_url):
     assert messages(seeded_url) == ["This was imported as seed data!"]
 
 
-def test_control_characters_in_messages_are_shown_escaped(inv, seeded_url):
+def test_control_characters_in_messages_are_shown_escaped(run_task, seeded_url):
     message = "title\x1b]0;pwned\x07 and \x1b[2Jclear"
-    created = inv("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
+    created = run_task("db.create-activity", "--handle", "bayko", "--message", message, env={"CONNECTION_URL": seeded_url})
     assert created.returncode == 0, created.stderr
-    feed = inv("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
-    as_json = inv("db.activities", "--json", env={"CONNECTION_URL": seeded_url})
+    feed = run_task("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": "200"})
+    as_json = run_task("db.activities", "--json", env={"CONNECTION_URL": seeded_url})
     for shown in (created.stdout, feed.stdout):
         assert "\x1b" not in shown and "\x07" not in shown
         assert "title\\x1b]0;pwned\\x07 and \\x1b[2Jclear" in shown

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from ..config import PROJECT_ROOT
 from ..errors import CruddurError
 
-from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME, HANDLER
+from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, HANDLER
 
 HANDLER_FILE = PROJECT_ROOT / "lambda" / "cruddur_post_confirmation.py"
 REQUIREMENTS_FILE = PROJECT_ROOT / "lambda" / "requirements.txt"
@@ -118,14 +119,17 @@ def code_sha256(data: bytes) -> str:
 def build(
     runtime: str = DEFAULT_RUNTIME,
     architecture: str = DEFAULT_ARCHITECTURE,
-    output: Path = DEFAULT_OUTPUT,
-    wheel_cache: Path = DEFAULT_WHEEL_CACHE,
+    output: Path | None = None,
+    wheel_cache: Path | None = None,
     handler_file: Path = HANDLER_FILE,
     requirements: Path = REQUIREMENTS_FILE,
     max_zipped_bytes: int = MAX_ZIPPED_BYTES,
     max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
 ) -> Package:
-    """Build the function's zip at `output` and describe it."""
+    """Build the function's zip at `output` (default DEFAULT_OUTPUT, read at call time) and describe
+    it; wheels come from `wheel_cache` (default DEFAULT_WHEEL_CACHE)."""
+    output = DEFAULT_OUTPUT if output is None else output
+    wheel_cache = DEFAULT_WHEEL_CACHE if wheel_cache is None else wheel_cache
     target = _PipTarget(python_version(runtime), tuple(platform_tags(runtime, architecture)), architecture)
     if not handler_file.is_file():
         raise PackageError(f"the handler {handler_file} does not exist")
@@ -147,11 +151,20 @@ def build(
         raise PackageError(
             f"the zip would be {_mb(len(data))}, over Lambda's limit of {_mb(max_zipped_bytes)} for a direct upload"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(output)
+    _write_whole(output, data)
     return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture, bytecode)
+
+
+def _write_whole(output: Path, data: bytes) -> None:
+    """Write `output` so that no reader ever sees half a zip: a partial file named for this
+    process (two builds at once must not write the same one), renamed over it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f"{output.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(data)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

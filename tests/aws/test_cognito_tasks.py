@@ -25,12 +25,12 @@ def pool(moto_url):
     return idp, pool_id, {"AWS_ENDPOINT_URL": moto_url, "AWS_COGNITO_USER_POOL_ID": pool_id}
 
 
-def test_users_json_lists_every_page(inv, pool):
+def test_users_json_lists_every_page(run_task, pool):
     idp, pool_id, env = pool
     subs = {add_cognito_user(idp, pool_id, f"user{i:02}", f"handle{i:02}") for i in range(61)}
     add_cognito_user(idp, pool_id, "nameless")
 
-    result = inv("cognito.users", "--json", env=env)
+    result = run_task("cognito.users", "--json", env=env)
 
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
@@ -40,11 +40,11 @@ def test_users_json_lists_every_page(inv, pool):
     assert set(nameless) == {"username", "sub", "preferred_username", "email", "status", "created"}
 
 
-def test_users_table_shows_the_users(inv, pool):
+def test_users_table_shows_the_users(run_task, pool):
     idp, pool_id, env = pool
     sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown", "andrew@exampro.co")
 
-    result = inv("cognito.users", env=env)
+    result = run_task("cognito.users", env=env)
 
     assert result.returncode == 0, result.stderr
     assert f"{pool_id}: 1 users" in result.stdout
@@ -58,7 +58,7 @@ def test_users_without_the_pool_variable_is_one_line(inv):
     assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")
 
 
-def test_sync_prints_every_category_then_has_nothing_to_do(inv, pool, schema_url):
+def test_sync_prints_every_category_then_has_nothing_to_do(run_task, pool, schema_url):
     idp, pool_id, env = pool
     env = {**env, "CONNECTION_URL": schema_url}
     sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
@@ -66,8 +66,8 @@ def test_sync_prints_every_category_then_has_nothing_to_do(inv, pool, schema_url
     add_row(schema_url, "bayko", "MOCK-bayko")
     add_cognito_user(idp, pool_id, "anonymous")
 
-    first = inv("cognito.sync", env=env)
-    second = inv("cognito.sync", env=env)
+    first = run_task("cognito.sync", env=env)
+    second = run_task("cognito.sync", env=env)
 
     assert first.returncode == 0, first.stderr
     assert table_row(first.stdout, "updated", "andrewbrown", f"MOCK-andrewbrown -> {sub}")
@@ -82,12 +82,12 @@ def test_sync_prints_every_category_then_has_nothing_to_do(inv, pool, schema_url
     assert ids_by_handle(schema_url) == {"andrewbrown": sub, "bayko": "MOCK-bayko"}
 
 
-def test_sync_dry_run_changes_nothing(inv, pool, schema_url):
+def test_sync_dry_run_changes_nothing(run_task, pool, schema_url):
     idp, pool_id, env = pool
     add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
     add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
 
-    result = inv("cognito.sync", "--dry-run", "--json", env={**env, "CONNECTION_URL": schema_url})
+    result = run_task("cognito.sync", "--dry-run", "--json", env={**env, "CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -173,9 +173,9 @@ def test_sync_shows_control_characters_escaped(inv, pool, schema_url):
     assert table_row(result.stdout, "updated", SHOWN, "MOCK-hostile -> ")
 
 
-def test_sync_on_a_database_without_the_schema_is_one_line(inv, pool, database_url):
+def test_sync_on_a_database_without_the_schema_is_one_line(run_task, pool, database_url):
     _, _, env = pool
 
-    result = inv("cognito.sync", env={**env, "CONNECTION_URL": database_url})
+    result = run_task("cognito.sync", env={**env, "CONNECTION_URL": database_url})
 
     assert_one_line_error(result, "error: public.users does not exist (load the schema first: inv db.setup)")

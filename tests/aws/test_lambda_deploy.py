@@ -136,14 +136,14 @@ def test_an_aws_error_quoting_the_environment_never_shows_the_url_or_its_passwor
 # `inv lambda.deploy` as a user runs it, against a moto server on 127.0.0.1.
 
 
-def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(inv, moto_url):
+def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(run_task, lambda_build_defaults, moto_url):
     endpoint = {"endpoint_url": moto_url, "region_name": REGION,
                 "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
     create_function(endpoint, runtime="python3.9")
     env = {"AWS_ENDPOINT_URL": moto_url, "PROD_CONNECTION_URL": SECRET_URL}
 
-    first = inv("lambda.deploy", "--set-env", env=env, timeout=300)
-    second = inv("lambda.deploy", "--set-env", env=env, timeout=300)
+    first = run_task("lambda.deploy", "--set-env", env=env)
+    second = run_task("lambda.deploy", "--set-env", env=env)
 
     assert first.returncode == 0, first.stderr
     assert f"{FUNCTION}: code updated (CodeSha256 " in first.stdout
@@ -166,8 +166,8 @@ def test_inv_lambda_deploy_set_env_without_prod_connection_url_names_the_variabl
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
 
 
-def test_inv_lambda_deploy_creating_without_a_role_is_one_line(inv, moto_url):
-    result = inv("lambda.deploy", "--name", "nope", env={"AWS_ENDPOINT_URL": moto_url}, timeout=300)
+def test_inv_lambda_deploy_creating_without_a_role_is_one_line(run_task, lambda_build_defaults, moto_url):
+    result = run_task("lambda.deploy", "--name", "nope", env={"AWS_ENDPOINT_URL": moto_url})
 
     line = assert_one_line_error(result, "error: LAMBDA_ROLE_ARN is not set: export LAMBDA_ROLE_ARN=")
     assert line.endswith("; or pass --role-arn (the function's execution role, needed to create it)")
@@ -175,10 +175,10 @@ def test_inv_lambda_deploy_creating_without_a_role_is_one_line(inv, moto_url):
     assert functions == []
 
 
-def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(inv, environment_too_large_lambda):
+def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(run_task, lambda_build_defaults, environment_too_large_lambda):
     env = {"AWS_ENDPOINT_URL": environment_too_large_lambda.url, "PROD_CONNECTION_URL": SECRET_URL}
 
-    result = inv("lambda.deploy", "--set-env", env=env, timeout=300)
+    result = run_task("lambda.deploy", "--set-env", env=env)
 
     line = assert_one_line_error(result, "error: AWS UpdateFunctionConfiguration failed: InvalidParameterValueException:")
     assert "postgresql://cruddurroot:****@cruddur-db.example" in line
@@ -269,7 +269,7 @@ def test_an_instance_without_a_subnet_group_asks_for_the_flags(aws):
         lambda_deploy.database_vpc(rds, "bare")
 
 
-def test_inv_lambda_deploy_creates_then_attach_wires_the_pool_twice_without_change(inv, moto_url):
+def test_inv_lambda_deploy_creates_then_attach_wires_the_pool_twice_without_change(run_task, lambda_build_defaults, moto_url):
     endpoint = {"endpoint_url": moto_url, "region_name": REGION,
                 "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
     network = database_network(endpoint)
@@ -277,9 +277,9 @@ def test_inv_lambda_deploy_creates_then_attach_wires_the_pool_twice_without_chan
     pool = idp.create_user_pool(PoolName="cruddur", LambdaConfig={"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:pre"})["UserPool"]
     env = {"AWS_ENDPOINT_URL": moto_url, "LAMBDA_ROLE_ARN": network["role"], "AWS_COGNITO_USER_POOL_ID": pool["Id"]}
 
-    created = inv("lambda.deploy", "--subnet-ids", network["subnets"][0], env=env, timeout=300)
-    first = inv("lambda.attach", env=env)
-    second = inv("lambda.attach", env=env)
+    created = run_task("lambda.deploy", "--subnet-ids", network["subnets"][0], env=env)
+    first = run_task("lambda.attach", env=env)
+    second = run_task("lambda.attach", env=env)
 
     assert created.returncode == 0, created.stderr
     assert f"{FUNCTION}: code created (CodeSha256 " in created.stdout

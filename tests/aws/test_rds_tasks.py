@@ -1,4 +1,5 @@
-"""`inv rds.*` as a user runs it: a subprocess against moto's server mode."""
+"""`inv rds.*` as a user runs it, against moto's server mode: in-process (run_task), and as a
+subprocess for a sample of failures, the password prompts and the first-time walk."""
 
 import json
 import os
@@ -36,14 +37,14 @@ def assert_no_password(result):
 
 
 @pytest.fixture
-def created(inv, env, rds):
-    result = inv("rds.create", env=env)
+def created(run_task, env, rds):
+    result = run_task("rds.create", env=env)
     assert result.returncode == 0, result.stderr
     return instances(rds)["cruddur-db-instance"]
 
 
-def test_create_uses_a_current_major_and_says_what_comes_next(inv, env, rds):
-    result = inv("rds.create", "--wait", env=env)
+def test_create_uses_a_current_major_and_says_what_comes_next(run_task, env, rds):
+    result = run_task("rds.create", "--wait", env=env)
     assert result.returncode == 0, result.stderr
     assert_no_password(result)
     item = instances(rds)["cruddur-db-instance"]
@@ -56,19 +57,19 @@ def test_create_uses_a_current_major_and_says_what_comes_next(inv, env, rds):
     assert lines[-1].startswith("next: inv sg.update")
 
 
-def test_create_without_wait_says_to_wait(inv, env, rds):
-    first = inv("rds.create", env=env)
+def test_create_without_wait_says_to_wait(run_task, env, rds):
+    first = run_task("rds.create", env=env)
     assert first.stdout.splitlines()[-1].startswith("next: inv sg.update")  # moto's instance is available at once
     set_instance_status("cruddur-db-instance", "creating")
-    again = inv("rds.create", env=env)
+    again = run_task("rds.create", env=env)
     assert again.stdout.splitlines() == [
         "cruddur-db-instance already exists (postgres 17): creating; left as it is",
         "next: inv rds.wait, then inv sg.update",
     ]
 
 
-def test_create_with_overrides(inv, env, rds):
-    result = inv("rds.create", "--identifier", "cruddur-test", "--instance-class", "db.t4g.small",
+def test_create_with_overrides(run_task, env, rds):
+    result = run_task("rds.create", "--identifier", "cruddur-test", "--instance-class", "db.t4g.small",
                  "--engine-version", "15.4", "--storage", "30", "--availability-zone", "us-east-1b",
                  "--db-name", "cruddur_test", "--username", "admin_user", "--no-publicly-accessible", env=env)
     assert result.returncode == 0, result.stderr
@@ -78,8 +79,8 @@ def test_create_with_overrides(inv, env, rds):
         "db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
 
 
-def test_create_again_reports_the_existing_instance(inv, env, created):
-    result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""})
+def test_create_again_reports_the_existing_instance(run_task, env, created):
+    result = run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert result.returncode == 0, result.stderr
     assert "cruddur-db-instance already exists (postgres 17): available; left as it is" in result.stdout
 
@@ -90,29 +91,29 @@ def test_create_without_a_password_or_terminal_names_the_variable(inv, env, rds)
     assert instances(rds) == {}
 
 
-def test_create_refuses_a_password_rds_would_refuse_without_printing_it(inv, env, rds):
-    result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": "has@sign!"})
+def test_create_refuses_a_password_rds_would_refuse_without_printing_it(run_task, env, rds):
+    result = run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": "has@sign!"})
     assert_one_line_error(result, "master password")
     assert "has@sign!" not in result.stderr
     assert instances(rds) == {}
 
 
-def test_create_with_managed_password_needs_none(inv, env, rds):
-    result = inv("rds.create", "--manage-password", env={**env, "RDS_MASTER_PASSWORD": ""})
+def test_create_with_managed_password_needs_none(run_task, env, rds):
+    result = run_task("rds.create", "--manage-password", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert result.returncode == 0, result.stderr
     assert "the master password is in Secrets Manager: arn:aws:secretsmanager:" in result.stderr
     assert instances(rds)["cruddur-db-instance"]["MasterUserSecret"]["SecretArn"]
 
 
 @pytest.mark.parametrize("identifier", ["cruddur--db", "cruddur-", "9cruddur", "cruddur_db"])
-def test_create_refuses_invalid_identifiers(inv, env, rds, identifier):
-    result = inv("rds.create", "--identifier", identifier, env=env)
+def test_create_refuses_invalid_identifiers(run_task, env, rds, identifier):
+    result = run_task("rds.create", "--identifier", identifier, env=env)
     assert_one_line_error(result, f"DB instance identifier {identifier!r} is invalid")
     assert instances(rds) == {}
 
 
-def test_status_table(inv, env, created):
-    result = inv("rds.status", env=env)
+def test_status_table(run_task, env, created):
+    result = run_task("rds.status", env=env)
     assert result.returncode == 0, result.stderr
     rows = {}
     for line in result.stdout.splitlines():
@@ -132,32 +133,32 @@ def test_status_table(inv, env, created):
     }
 
 
-def test_status_json(inv, env, created):
-    document = json.loads(inv("rds.status", "--json", env=env).stdout)
+def test_status_json(run_task, env, created):
+    document = json.loads(run_task("rds.status", "--json", env=env).stdout)
     assert document["status"] == "available"
     assert (document["host"], document["port"]) == (created["Endpoint"]["Address"], 5432)
     assert document["security_groups"] == [g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]]
 
 
-def test_status_of_an_unknown_instance_says_how_to_create_it(inv, env):
-    result = inv("rds.status", env=env)
+def test_status_of_an_unknown_instance_says_how_to_create_it(run_task, env):
+    result = run_task("rds.status", env=env)
     assert_one_line_error(result, "there is no RDS instance cruddur-db-instance in us-east-1 (DBInstanceNotFound);"
                                   " inv rds.create creates it")
-    other = inv("rds.status", "--identifier", "nope", env=env)
+    other = run_task("rds.status", "--identifier", "nope", env=env)
     assert_one_line_error(other, "inv rds.create --identifier nope creates it")
 
 
-def test_url_prints_a_line_that_reads_the_password_when_pasted(inv, env, created):
+def test_url_prints_a_line_that_reads_the_password_when_pasted(run_task, env, created):
     host = created["Endpoint"]["Address"]
-    result = inv("rds.url", env=env)
+    result = run_task("rds.url", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == 'export PROD_CONNECTION_URL="$(inv rds.url --show-password)"\n'
     assert f"# that sets postgresql://cruddurroot:****@{host}:5432/cruddur" in result.stderr
     assert "# next: inv db.schema-load --prod, then inv db.migrate --prod" in result.stderr
     assert_no_password(result)
-    shown = inv("rds.url", "--show-password", env=env)
+    shown = run_task("rds.url", "--show-password", env=env)
     assert shown.stdout == f"postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur\n"
-    unknown = inv("rds.url", "--show-password", env={**env, "RDS_MASTER_PASSWORD": ""})
+    unknown = run_task("rds.url", "--show-password", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert_one_line_error(unknown, "--show-password needs the password", "RDS_MASTER_PASSWORD")
 
 
@@ -165,8 +166,8 @@ def test_url_prints_a_line_that_reads_the_password_when_pasted(inv, env, created
     ({"CODESPACES": "true"}, '# to keep it: gh secret set PROD_CONNECTION_URL --user --body "$(inv rds.url --show-password)"'),
     ({}, None),
 ])
-def test_url_says_how_to_keep_the_setting_in_a_codespace(inv, env, created, workspace_env, keep):
-    result = inv("rds.url", env={**env, **workspace_env})
+def test_url_says_how_to_keep_the_setting_in_a_codespace(run_task, env, created, workspace_env, keep):
+    result = run_task("rds.url", env={**env, **workspace_env})
     kept = [line for line in result.stderr.splitlines() if line.startswith("# to keep it")]
     assert kept == ([keep] if keep else [])
 
@@ -180,29 +181,29 @@ def assert_moves_once(inv, env, rds, task, status):
         0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
 
 
-def test_stop_start_and_polite_repeats(inv, env, rds, created):
-    assert_moves_once(inv, env, rds, "rds.stop", "stopped")
+def test_stop_start_and_polite_repeats(run_task, env, rds, created):
+    assert_moves_once(run_task, env, rds, "rds.stop", "stopped")
 
     # Waiting cannot make a stopped instance available: one line saying what will.
     dead_end = "cruddur-db-instance is stopped; it will not become available by itself: run inv rds.start"
-    assert_one_line_error(inv("rds.wait", env=env), dead_end)
-    assert_one_line_error(inv("rds.create", "--wait", env=env), dead_end)
+    assert_one_line_error(run_task("rds.wait", env=env), dead_end)
+    assert_one_line_error(run_task("rds.create", "--wait", env=env), dead_end)
 
-    assert_moves_once(inv, env, rds, "rds.start", "available")
-    waited = inv("rds.wait", env=env)
+    assert_moves_once(run_task, env, rds, "rds.start", "available")
+    waited = run_task("rds.wait", env=env)
     assert waited.returncode == 0 and "cruddur-db-instance: available at " in waited.stdout
 
 
-def test_delete_refuses_without_confirmation(inv, env, rds, created):
-    result = inv("rds.delete", env=env)
+def test_delete_refuses_without_confirmation(run_task, env, rds, created):
+    result = run_task("rds.delete", env=env)
     assert result.returncode == 1
     assert "refused: delete RDS instance cruddur-db-instance" in result.stderr
     assert "Traceback" not in result.stderr
     assert "cruddur-db-instance" in instances(rds)
 
 
-def test_delete_keeps_a_final_snapshot(inv, env, rds, created):
-    result = inv("rds.delete", "--yes", env=env)
+def test_delete_keeps_a_final_snapshot(run_task, env, rds, created):
+    result = run_task("rds.delete", "--yes", env=env)
     assert result.returncode == 0, result.stderr
     snapshot = result.stdout.split("final snapshot: ")[1].strip()
     assert snapshot.startswith("cruddur-db-instance-final-")
@@ -211,16 +212,16 @@ def test_delete_keeps_a_final_snapshot(inv, env, rds, created):
     assert instances(rds) == {}
 
 
-def test_delete_skips_the_snapshot_only_when_asked(inv, env, rds, created):
-    result = inv("rds.delete", "--yes", "--skip-final-snapshot", env=env)
+def test_delete_skips_the_snapshot_only_when_asked(run_task, env, rds, created):
+    result = run_task("rds.delete", "--yes", "--skip-final-snapshot", env=env)
     assert result.returncode == 0, result.stderr
     assert "no final snapshot (skipped)" in result.stdout
     assert rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"] == []
     assert instances(rds) == {}
 
 
-def test_delete_of_an_unknown_instance_asks_nothing(inv, env):
-    assert_one_line_error(inv("rds.delete", "--identifier", "nope", env=env), "DBInstanceNotFound")
+def test_delete_of_an_unknown_instance_asks_nothing(run_task, env):
+    assert_one_line_error(run_task("rds.delete", "--identifier", "nope", env=env), "DBInstanceNotFound")
 
 
 def test_throttling_is_one_line(inv, env, throttling_aws: ThrottlingAws):
@@ -270,9 +271,9 @@ def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, rds,
     assert instances(rds) == {}
 
 
-def test_wait_shows_each_status_then_times_out(inv, env, created):
+def test_wait_shows_each_status_then_times_out(run_task, env, created):
     set_instance_status("cruddur-db-instance", "modifying")
-    timed_out = inv("rds.wait", "--timeout", "1", env=env)
+    timed_out = run_task("rds.wait", "--timeout", "1", env=env)
     assert timed_out.returncode == 1 and "Traceback" not in timed_out.stderr
     # Off a terminal, each status is a line of its own; then the error.
     progress, error = timed_out.stderr.splitlines()
@@ -288,8 +289,8 @@ def test_wait_shows_each_status_then_times_out(inv, env, created):
     (("rds.create", "--wait", "--timeout", "abc"), "--timeout takes a number, not 'abc'"),
     (("rds.create", "--wait", "--timeout", "nan"), "--timeout must be a number of 0 or more, not 'nan'"),
 ])
-def test_create_refuses_a_bad_number_and_creates_nothing(inv, env, rds, args, message):
-    assert_one_line_error(inv(*args, env=env), message)
+def test_create_refuses_a_bad_number_and_creates_nothing(run_task, env, rds, args, message):
+    assert_one_line_error(run_task(*args, env=env), message)
     assert instances(rds) == {}
 
 
@@ -299,8 +300,8 @@ def test_create_refuses_a_bad_number_and_creates_nothing(inv, env, rds, args, me
     ("inf", "--timeout must be a number of 0 or more, not 'inf'"),
     ("-1", "--timeout must be a number of 0 or more, not '-1'"),
 ])
-def test_wait_refuses_a_bad_timeout(inv, env, value, message):
-    assert_one_line_error(inv("rds.wait", "--timeout", value, env=env), message)
+def test_wait_refuses_a_bad_timeout(run_task, env, value, message):
+    assert_one_line_error(run_task("rds.wait", "--timeout", value, env=env), message)
 
 
 # Every character RDS allows in a master password that means something to a URL or a shell.
@@ -366,14 +367,14 @@ def readme_password() -> str:
     return first_shell_word(line.split("=", 1)[1])
 
 
-def test_the_example_passwords_are_ones_rds_accepts(inv, env, rds):
+def test_the_example_passwords_are_ones_rds_accepts(run_task, env, rds):
     from cruddur.aws.rds import check_password
 
     check_password(readme_password())
-    refusal = assert_one_line_error(inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""}), "RDS_MASTER_PASSWORD")
+    refusal = assert_one_line_error(run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""}), "RDS_MASTER_PASSWORD")
     example = first_shell_word(refusal.split("export RDS_MASTER_PASSWORD=", 1)[1])
     check_password(example)
-    created = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": example})
+    created = run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": example})
     assert created.returncode == 0, created.stderr
     assert "cruddur-db-instance" in instances(rds)
 

@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import OLD_CIDR, foreign_rules, make_db_group, rule_state
+from tests.aws_support import OLD_CIDR, foreign_rules, rule_state
 from cruddur.aws import security_group as sg
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError, MissingSetting

@@ -1,4 +1,5 @@
-"""`inv sg.*` as a user runs it: a subprocess against moto's server mode and IP services on 127.0.0.1."""
+"""`inv sg.*` as a user runs it, against moto's server mode and IP services on 127.0.0.1: in-process
+(run_task), and as a subprocess for a sample of failures and the workspace start-up."""
 
 import json
 import os
@@ -29,22 +30,22 @@ def account(moto_url, ip_services):
     return ec2, group, env
 
 
-def test_update_rewrites_the_rule_then_finds_nothing_to_do(inv, account, ip_services):
+def test_update_rewrites_the_rule_then_finds_nothing_to_do(run_task, account, ip_services):
     ec2, group, env = account
-    result = inv("sg.update", env=env)
+    result = run_task("sg.update", env=env)
     assert result.returncode == 0, result.stderr
     assert f"tcp 5432 from {OLD_CIDR} (GITPOD) -> tcp 5432 from {GOOD_IP}/32 (GITPOD)" in result.stdout
     assert f"IP from {ip_services.url('good')}" in result.stdout
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == f"{GOOD_IP}/32"
 
-    again = inv("sg.update", env=env)
+    again = run_task("sg.update", env=env)
     assert again.returncode == 0, again.stderr
     assert "nothing to do" in again.stdout
 
 
-def test_update_with_gitpod_ip_and_a_description(inv, account, ip_services):
+def test_update_with_gitpod_ip_and_a_description(run_task, account, ip_services):
     ec2, group, env = account
-    result = inv("sg.update", "--description", "laptop", env={**env, "GITPOD_IP": "198.51.100.99"})
+    result = run_task("sg.update", "--description", "laptop", env={**env, "GITPOD_IP": "198.51.100.99"})
     assert result.returncode == 0, result.stderr
     assert "(IP from GITPOD_IP)" in result.stdout
     assert rule_state(ec2, group.rule_id) == {
@@ -54,26 +55,26 @@ def test_update_with_gitpod_ip_and_a_description(inv, account, ip_services):
     assert ip_services.hits == []
 
 
-def test_dry_run_shows_the_change_and_makes_none(inv, account):
+def test_dry_run_shows_the_change_and_makes_none(run_task, account):
     ec2, group, env = account
-    result = inv("sg.update", "--dry-run", env=env)
+    result = run_task("sg.update", "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     assert f"-> tcp 5432 from {GOOD_IP}/32" in result.stdout and "dry run: nothing changed" in result.stdout
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
 
 @pytest.mark.parametrize("services", [("html",), ("ipv6", "private"), ("fail", "garbage", "empty")])
-def test_no_usable_answer_changes_nothing(inv, account, ip_services, services):
+def test_no_usable_answer_changes_nothing(run_task, account, ip_services, services):
     ec2, group, env = account
-    result = inv("sg.update", env={**env, "IP_LOOKUP_URLS": ip_services.urls(*services)})
+    result = run_task("sg.update", env={**env, "IP_LOOKUP_URLS": ip_services.urls(*services)})
     assert_one_line_error(result, "could not find this workspace's public IPv4 address")
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
 
 @pytest.mark.parametrize("gitpod_ip", ["0.0.0.0", "2001:db8::1", "10.0.0.5", "<html>"])
-def test_a_bad_gitpod_ip_changes_nothing(inv, account, gitpod_ip):
+def test_a_bad_gitpod_ip_changes_nothing(run_task, account, gitpod_ip):
     ec2, group, env = account
-    result = inv("sg.update", env={**env, "GITPOD_IP": gitpod_ip})
+    result = run_task("sg.update", env={**env, "GITPOD_IP": gitpod_ip})
     assert_one_line_error(result, "GITPOD_IP is unusable")
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
@@ -85,16 +86,16 @@ def test_missing_variables_are_named_before_any_lookup(inv, account, ip_services
     assert ip_services.hits == []
 
 
-def test_an_unknown_rule_is_one_line_with_the_aws_code(inv, account):
+def test_an_unknown_rule_is_one_line_with_the_aws_code(run_task, account):
     ec2, group, env = account
-    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": "sgr-0123456789abcdef0"})
+    result = run_task("sg.update", env={**env, "DB_SG_RULE_ID": "sgr-0123456789abcdef0"})
     assert_one_line_error(result, "InvalidSecurityGroupRuleId.NotFound", "sgr-0123456789abcdef0")
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
 
-def test_an_unknown_group_is_one_line_with_the_aws_code(inv, account):
+def test_an_unknown_group_is_one_line_with_the_aws_code(run_task, account):
     _, _, env = account
-    result = inv("sg.show", env={**env, "DB_SG_ID": "sg-0123456789abcdef0"})
+    result = run_task("sg.show", env={**env, "DB_SG_ID": "sg-0123456789abcdef0"})
     assert_one_line_error(result, "InvalidGroup.NotFound")
 
 
@@ -115,17 +116,17 @@ def test_throttling_is_one_line_after_boto3_retried(inv, account, throttling_aws
     assert throttling_aws.calls == 2
 
 
-def test_ip_prints_the_address_and_its_source(inv, ip_services):
-    result = inv("sg.ip", env={"IP_LOOKUP_URLS": ip_services.urls("html", "good")})
+def test_ip_prints_the_address_and_its_source(run_task, ip_services):
+    result = run_task("sg.ip", env={"IP_LOOKUP_URLS": ip_services.urls("html", "good")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{GOOD_IP} (from {ip_services.url('good')})"
-    from_gitpod = inv("sg.ip", env={"GITPOD_IP": " 198.51.100.99 "})
+    from_gitpod = run_task("sg.ip", env={"GITPOD_IP": " 198.51.100.99 "})
     assert from_gitpod.stdout.strip() == "198.51.100.99 (from GITPOD_IP)"
 
 
-def test_show_marks_the_managed_rule(inv, account):
+def test_show_marks_the_managed_rule(run_task, account):
     _, group, env = account
-    result = inv("sg.show", env=env)
+    result = run_task("sg.show", env=env)
     assert result.returncode == 0, result.stderr
     managed = next(line for line in result.stdout.splitlines() if group.rule_id in line)
     other = next(line for line in result.stdout.splitlines() if group.other_rule_id in line)
@@ -150,9 +151,9 @@ def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(inv
     assert described in {r["description"] for r in document["rules"]}
 
 
-def test_show_json(inv, account):
+def test_show_json(run_task, account):
     _, group, env = account
-    result = inv("sg.show", "--json", env=env)
+    result = run_task("sg.show", "--json", env=env)
     document = json.loads(result.stdout)
     assert document["group_id"] == group.group_id
     assert document["managed_rule_id"] == group.rule_id
@@ -168,7 +169,7 @@ def a_gp_command(folder: Path) -> str:
 
 
 @pytest.mark.parametrize("workspace", ["shell", "gitpod", "codespaces"])
-def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(inv, account, moto_url, tmp_path, workspace):
+def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(run_task, account, moto_url, tmp_path, workspace):
     ec2, group, env = account
     server_client(moto_url, "rds").create_db_instance(
         DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
@@ -176,7 +177,7 @@ def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(inv, accoun
         VpcSecurityGroupIds=[group.group_id],
     )
     workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
-    result = inv("sg.discover", env={"AWS_ENDPOINT_URL": moto_url, **workspace_env[workspace]})
+    result = run_task("sg.discover", env={"AWS_ENDPOINT_URL": moto_url, **workspace_env[workspace]})
     assert result.returncode == 0, result.stderr
     keep = {
         "shell": [],
@@ -199,15 +200,15 @@ def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(inv, accoun
                    " gh secret set DB_SG_RULE_ID --user --body sgr-0123456789abcdef0, or add it in GitHub >"
                    " Settings > Codespaces)"),
 ])
-def test_a_missing_setting_says_how_to_keep_it_in_the_workspace_in_use(inv, account, tmp_path, workspace, hint):
+def test_a_missing_setting_says_how_to_keep_it_in_the_workspace_in_use(run_task, account, tmp_path, workspace, hint):
     _, _, env = account
     workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
-    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": "", **workspace_env[workspace]})
+    result = run_task("sg.update", env={**env, "DB_SG_RULE_ID": "", **workspace_env[workspace]})
     assert assert_one_line_error(result) == hint
 
 
-def test_discover_of_an_unknown_instance(inv, moto_url):
-    result = inv("sg.discover", "--identifier", "nope", env={"AWS_ENDPOINT_URL": moto_url})
+def test_discover_of_an_unknown_instance(run_task, moto_url):
+    result = run_task("sg.discover", "--identifier", "nope", env={"AWS_ENDPOINT_URL": moto_url})
     assert_one_line_error(result, "DBInstanceNotFound")
 
 
@@ -251,18 +252,18 @@ def test_a_new_workspace_runs_sg_update_and_warns_without_blocking(base_env, tmp
     ("AWS_MAX_ATTEMPTS", "0", ("AWS_MAX_ATTEMPTS", "greater than or equal to 1")),
     ("AWS_RETRY_MODE", "bogus", ("AWS_RETRY_MODE", "bogus")),
 ])
-def test_a_malformed_aws_variable_is_one_line_naming_it(inv, account, variable, value, fragments):
+def test_a_malformed_aws_variable_is_one_line_naming_it(run_task, account, variable, value, fragments):
     ec2, group, env = account
-    result = inv("sg.update", env={**env, "AWS_REGION": "", variable: value})
+    result = run_task("sg.update", env={**env, "AWS_REGION": "", variable: value})
     assert_one_line_error(result, *fragments)
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
 
-def test_update_refuses_the_all_traffic_from_itself_rule_and_changes_nothing(inv, account):
+def test_update_refuses_the_all_traffic_from_itself_rule_and_changes_nothing(run_task, account):
     ec2, group, env = account
     self_rule = foreign_rules(ec2, group.group_id)["self"]
     before = rule_state(ec2, self_rule)
-    result = inv("sg.update", env={**env, "DB_SG_RULE_ID": self_rule})
+    result = run_task("sg.update", env={**env, "DB_SG_RULE_ID": self_rule})
     assert_one_line_error(result, f"refusing to rewrite rule {self_rule} (all traffic from {group.group_id})",
                           "inv sg.discover")
     assert rule_state(ec2, self_rule) == before
@@ -289,11 +290,11 @@ def inbound_state(ec2, group_id) -> dict[str, dict]:
     return {r["SecurityGroupRuleId"]: rule_state(ec2, r["SecurityGroupRuleId"]) for r in rules if not r["IsEgress"]}
 
 
-def test_update_without_ids_adds_its_own_rule_then_rewrites_only_that_one(inv, instance_group):
+def test_update_without_ids_adds_its_own_rule_then_rewrites_only_that_one(run_task, instance_group):
     ec2, group, env = instance_group
     before = inbound_state(ec2, group.group_id)
 
-    added = inv("sg.update", env=env)
+    added = run_task("sg.update", env=env)
     assert added.returncode == 0, added.stderr
     after = inbound_state(ec2, group.group_id)
     (new_id,) = set(after) - set(before)
@@ -307,43 +308,43 @@ def test_update_without_ids_adds_its_own_rule_then_rewrites_only_that_one(inv, i
         "next: inv rds.url",
     ]
 
-    moved = inv("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
+    moved = run_task("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
     assert moved.returncode == 0, moved.stderr
     assert f"{new_id} in {group.group_id}: tcp 5432 from {GOOD_IP}/32" in moved.stdout
     again = inbound_state(ec2, group.group_id)
     assert set(again) == set(after) and {k: again[k] for k in before} == before
     assert again[new_id]["CidrIpv4"] == "198.51.100.99/32"
 
-    same = inv("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
+    same = run_task("sg.update", env={**env, "GITPOD_IP": "198.51.100.99"})
     assert "nothing to do" in same.stdout and inbound_state(ec2, group.group_id) == again
 
 
-def test_update_without_ids_takes_no_description(inv, instance_group):
+def test_update_without_ids_takes_no_description(run_task, instance_group):
     ec2, group, env = instance_group
     before = inbound_state(ec2, group.group_id)
-    result = inv("sg.update", "--description", "laptop", env=env)
+    result = run_task("sg.update", "--description", "laptop", env=env)
     assert_one_line_error(result, "--description needs DB_SG_ID and DB_SG_RULE_ID")
     assert inbound_state(ec2, group.group_id) == before
 
 
-def test_update_without_ids_or_instance_says_how_to_create_it(inv, moto_url, ip_services):
-    result = inv("sg.update", env={"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good")})
+def test_update_without_ids_or_instance_says_how_to_create_it(run_task, moto_url, ip_services):
+    result = run_task("sg.update", env={"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good")})
     assert_one_line_error(result, "there is no RDS instance cruddur-db-instance", "inv rds.create creates it")
     assert ip_services.hits == []
 
 
-def test_show_without_ids_marks_the_rule_sg_update_added(inv, instance_group):
+def test_show_without_ids_marks_the_rule_sg_update_added(run_task, instance_group):
     ec2, group, env = instance_group
-    assert "sg.update manages no rule here yet" in inv("sg.show", env=env).stdout
-    inv("sg.update", env=env)
-    document = json.loads(inv("sg.show", "--json", env=env).stdout)
+    assert "sg.update manages no rule here yet" in run_task("sg.show", env=env).stdout
+    run_task("sg.update", env=env)
+    document = json.loads(run_task("sg.show", "--json", env=env).stdout)
     managed = [r for r in document["rules"] if r["rule_id"] == document["managed_rule_id"]]
     assert [(r["source"], r["description"]) for r in managed] == [(f"{GOOD_IP}/32", "cruddur-ops: inv sg.update")]
     assert document["group_id"] == group.group_id
 
 
 @pytest.mark.parametrize("setting", ["config file", "defaults mode", "CA bundle"])
-def test_an_aws_setting_botocore_cannot_use_is_one_line(inv, account, tmp_path, throttling_aws, setting):
+def test_an_aws_setting_botocore_cannot_use_is_one_line(run_task, account, tmp_path, throttling_aws, setting):
     ec2, group, env = account
     not_ini = tmp_path / "config"
     not_ini.write_text("this is not an INI file\n")
@@ -354,6 +355,6 @@ def test_an_aws_setting_botocore_cannot_use_is_one_line(inv, account, tmp_path, 
         "CA bundle": ({"AWS_CA_BUNDLE": str(tmp_path / "missing.pem"), "AWS_ENDPOINT_URL": https_endpoint}, "SSLError"),
     }
     extra, name = variables[setting]
-    result = inv("sg.update", env={**env, **extra})
+    result = run_task("sg.update", env={**env, **extra})
     assert_one_line_error(result, f"({name})")
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR

@@ -12,8 +12,8 @@ from tests.helpers import ROOT, Terminal, assert_one_line_error, free_port
 from tests.lambda_support import sample_event, users
 
 
-def test_invoke_inserts_the_sample_user_and_shows_the_row(inv, schema_url):
-    result = inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+def test_invoke_inserts_the_sample_user_and_shows_the_row(run_task, schema_url):
+    result = run_task("lambda.invoke", env={"CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     sample = json.loads(lambda_local.DEFAULT_EVENT.read_text())["request"]["userAttributes"]
@@ -25,19 +25,19 @@ def test_invoke_inserts_the_sample_user_and_shows_the_row(inv, schema_url):
         assert shown in result.stdout
 
 
-def test_invoke_twice_keeps_one_row(inv, schema_url):
-    inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
-    again = inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+def test_invoke_twice_keeps_one_row(run_task, schema_url):
+    run_task("lambda.invoke", env={"CONNECTION_URL": schema_url})
+    again = run_task("lambda.invoke", env={"CONNECTION_URL": schema_url})
 
     assert again.returncode == 0, again.stderr
     assert "outcome=already-present" in again.stdout
     assert len(users(schema_url)) == 1
 
 
-def test_invoke_a_forgot_password_event_inserts_nothing(inv, schema_url):
+def test_invoke_a_forgot_password_event_inserts_nothing(run_task, schema_url):
     path = lambda_local.EVENTS_DIR / "confirm_forgot_password.json"
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert "outcome=skipped" in result.stdout
@@ -45,23 +45,23 @@ def test_invoke_a_forgot_password_event_inserts_nothing(inv, schema_url):
     assert users(schema_url) == []
 
 
-def test_invoke_an_event_missing_an_attribute_is_one_line(inv, schema_url, tmp_path):
+def test_invoke_an_event_missing_an_attribute_is_one_line(run_task, schema_url, tmp_path):
     event = sample_event()
     del event["request"]["userAttributes"]["email"]
     path = tmp_path / "no_email.json"
     path.write_text(json.dumps(event))
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     assert result.returncode == 1
     assert result.stderr.strip() == "error: no_email.json: request.userAttributes.email is missing or empty"
     assert users(schema_url) == []
 
 
-def test_invoke_a_file_that_is_not_an_event(inv, schema_url, tmp_path):
-    missing = inv("lambda.invoke", "--event", str(tmp_path / "nope.json"), env={"CONNECTION_URL": schema_url})
+def test_invoke_a_file_that_is_not_an_event(run_task, schema_url, tmp_path):
+    missing = run_task("lambda.invoke", "--event", str(tmp_path / "nope.json"), env={"CONNECTION_URL": schema_url})
     (tmp_path / "bad.json").write_text("{not json")
-    bad = inv("lambda.invoke", "--event", str(tmp_path / "bad.json"), env={"CONNECTION_URL": schema_url})
+    bad = run_task("lambda.invoke", "--event", str(tmp_path / "bad.json"), env={"CONNECTION_URL": schema_url})
 
     assert (missing.returncode, bad.returncode) == (1, 1)
     assert missing.stderr.strip() == f"error: no event file at {tmp_path / 'nope.json'}"
@@ -79,8 +79,8 @@ def test_invoke_on_an_unreachable_database_is_one_line_without_the_password(inv)
     assert "hunter2-secret" not in result.stdout + result.stderr
 
 
-def test_invoke_prod_needs_prod_connection_url(inv):
-    result = inv("lambda.invoke", "--prod")
+def test_invoke_prod_needs_prod_connection_url(run_task):
+    result = run_task("lambda.invoke", "--prod")
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set")
@@ -125,7 +125,6 @@ def test_invoke_on_a_database_without_the_schema_says_what_to_do(inv, database_u
 def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
     import subprocess
     import sys
-    from pathlib import Path
 
     probe = "import sys, tasks.lambda_; print(sorted({'boto3', 'psycopg', 'rich', 'requests'} & set(sys.modules)))"
     result = subprocess.run(
@@ -136,12 +135,12 @@ def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
     assert result.stdout.strip() == "[]"
 
 
-def test_invoke_shows_values_that_look_like_markup_verbatim(inv, schema_url, tmp_path):
+def test_invoke_shows_values_that_look_like_markup_verbatim(run_task, schema_url, tmp_path):
     event = sample_event(name="Zathras [/] [bold]the[/bold] [red]one")
     path = tmp_path / "[red]odd [b]name.json"
     path.write_text(json.dumps(event))
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert "Zathras [/] [bold]the[/bold] [red]one" in result.stdout
@@ -166,26 +165,26 @@ def test_invoke_shows_control_characters_in_the_row_escaped(inv, schema_url, tmp
     "request_value", [None, {}, {"userAttributes": None}, {"userAttributes": ["sub"]}, "user"],
     ids=["null request", "no userAttributes", "null userAttributes", "userAttributes a list", "request a string"],
 )
-def test_invoke_an_event_without_a_user_attributes_object_is_one_line(inv, schema_url, tmp_path, request_value):
+def test_invoke_an_event_without_a_user_attributes_object_is_one_line(run_task, schema_url, tmp_path, request_value):
     event = sample_event()
     event["request"] = request_value
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(event))
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     line = assert_one_line_error(result)
     assert line == f"error: {path}: request.userAttributes is missing or not a JSON object"
     assert users(schema_url) == []
 
 
-def test_invoke_claims_the_seeded_row_of_its_handle(inv, schema_url):
-    seeded = inv("db.seed", env={"CONNECTION_URL": schema_url})
+def test_invoke_claims_the_seeded_row_of_its_handle(run_task, schema_url):
+    seeded = run_task("db.seed", env={"CONNECTION_URL": schema_url})
     assert seeded.returncode == 0, seeded.stderr
     path = lambda_local.EVENTS_DIR / "confirm_sign_up_seeded_handle.json"
     sub = json.loads(path.read_text())["request"]["userAttributes"]["sub"]
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert f"sub={sub} outcome=claimed" in result.stdout
@@ -193,31 +192,31 @@ def test_invoke_claims_the_seeded_row_of_its_handle(inv, schema_url):
     assert len(users(schema_url)) == 2  # the seed's two users, one of them now real
 
 
-def test_invoke_a_handle_another_user_owns_is_one_line_and_changes_nothing(inv, schema_url):
-    inv("lambda.invoke", env={"CONNECTION_URL": schema_url})
+def test_invoke_a_handle_another_user_owns_is_one_line_and_changes_nothing(run_task, schema_url):
+    run_task("lambda.invoke", env={"CONNECTION_URL": schema_url})
     before = users(schema_url)
     path = lambda_local.EVENTS_DIR / "confirm_sign_up_handle_taken.json"
     sub = json.loads(path.read_text())["request"]["userAttributes"]["sub"]
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     line = assert_one_line_error(result)
     assert line == f"error: user {sub} not saved: another user already has the handle"
     assert users(schema_url) == before
 
 
-def test_invoke_given_a_directory_is_one_line(inv, schema_url, tmp_path):
-    result = inv("lambda.invoke", "--event", str(tmp_path), env={"CONNECTION_URL": schema_url})
+def test_invoke_given_a_directory_is_one_line(run_task, schema_url, tmp_path):
+    result = run_task("lambda.invoke", "--event", str(tmp_path), env={"CONNECTION_URL": schema_url})
 
     assert assert_one_line_error(result) == f"error: {tmp_path} is a directory, not an event file"
 
 
 @pytest.mark.parametrize("depth", [2_000, 200_000])
-def test_invoke_deeply_nested_json_is_one_line(inv, schema_url, tmp_path, depth):
+def test_invoke_deeply_nested_json_is_one_line(run_task, schema_url, tmp_path, depth):
     path = tmp_path / "deep.json"
     path.write_text('{"request": ' + "[" * depth + "]" * depth + "}")
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     assert assert_one_line_error(result) == f"error: {path} nests too deeply to be a Cognito event"
     assert users(schema_url) == []

@@ -17,7 +17,7 @@ import pytest
 from cruddur.lambda_build import package as lambda_package
 from cruddur.lambda_build.package import PackageError
 from tests.helpers import ROOT, free_port
-from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, sample_event, users
+from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, OTHER_RUNTIME, sample_event, users
 
 
 # Run in a child that sees only the zip's contents and the standard library: -E ignores PYTHON*
@@ -113,7 +113,7 @@ def test_the_byte_code_is_what_the_runtime_uses_from_a_read_only_folder(lambda_z
 
 
 def test_a_runtime_other_than_the_building_python_gets_no_byte_code_and_says_so(lambda_wheel_cache, tmp_path):
-    other = "python3.12" if LOCAL_RUNTIME != "python3.12" else "python3.13"
+    other = OTHER_RUNTIME
 
     built = lambda_package.build(other, LOCAL_ARCHITECTURE, tmp_path / "other.zip", lambda_wheel_cache)
 
@@ -173,6 +173,20 @@ def no_network_for_pip(monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "2")
+
+
+def test_a_build_leaves_other_builds_partial_files_alone(lambda_zip, lambda_wheel_cache, tmp_path):
+    output = tmp_path / "fn.zip"
+    # Half-written zips of builds running at the same time (the pid is one no process has).
+    others = [tmp_path / "fn.zip.partial", tmp_path / "fn.zip.4194305.partial"]
+    for other in others:
+        other.write_bytes(b"half a zip")
+
+    built = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, output, lambda_wheel_cache)
+
+    assert [other.read_bytes() for other in others] == [b"half a zip"] * 2
+    assert built.code_sha256 == lambda_zip.code_sha256 == lambda_package.code_sha256(output.read_bytes())
+    assert sorted(tmp_path.iterdir()) == sorted([output, *others])
 
 
 def test_a_rebuild_from_the_wheel_cache_works_offline(lambda_zip, lambda_wheel_cache, tmp_path, no_network_for_pip):
@@ -236,15 +250,19 @@ def test_platform_tags_follow_the_runtimes_os():
     assert "manylinux_2_28_x86_64" not in old
 
 
-def test_inv_lambda_package_prints_path_size_files_and_code_sha256(inv):
-    result = inv("lambda.package", "--runtime", LOCAL_RUNTIME, "--arch", LOCAL_ARCHITECTURE, timeout=300)
+def test_the_default_output_is_dist_in_the_checkout():
+    assert lambda_package.DEFAULT_OUTPUT == ROOT / "dist" / "cruddur-post-confirmation.zip"
+
+
+def test_inv_lambda_package_prints_path_size_files_and_code_sha256(run_task, lambda_build_defaults):
+    result = run_task("lambda.package", "--runtime", LOCAL_RUNTIME, "--arch", LOCAL_ARCHITECTURE)
 
     assert result.returncode == 0, result.stderr
-    zip_path = ROOT / "dist" / "cruddur-post-confirmation.zip"
+    zip_path = lambda_build_defaults
     data = zip_path.read_bytes()
     with zipfile.ZipFile(zip_path) as archive:
         files = len(archive.namelist())
-    assert "dist/cruddur-post-confirmation.zip" in result.stdout
+    assert result.stdout.splitlines()[0] == str(zip_path)
     assert f"{len(data):,} bytes" in result.stdout
     assert f"files       {files}" in result.stdout
     assert base64.b64encode(hashlib.sha256(data).digest()).decode() in result.stdout
@@ -259,31 +277,29 @@ def test_inv_lambda_package_with_a_bad_runtime_is_one_line(inv):
     )
 
 
-def test_inv_lambda_package_json_is_the_package(inv):
-    result = inv("lambda.package", "--json", timeout=300)
+def test_inv_lambda_package_json_is_the_package(run_task, lambda_build_defaults):
+    result = run_task("lambda.package", "--json")
 
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    data = (ROOT / "dist" / "cruddur-post-confirmation.zip").read_bytes()
+    data = lambda_build_defaults.read_bytes()
     assert document["code_sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
     assert (document["runtime"], document["architecture"], document["bytecode"]) == (LOCAL_RUNTIME, "x86_64", True)
-    assert document["size"] == len(data) and document["path"].endswith("dist/cruddur-post-confirmation.zip")
+    assert document["size"] == len(data) and document["path"] == str(lambda_build_defaults)
 
 
-def test_inv_lambda_package_for_another_python_says_so_in_one_line(inv):
-    other = "python3.12" if LOCAL_RUNTIME != "python3.12" else "python3.13"
-
-    result = inv("lambda.package", "--runtime", other, timeout=300)
+def test_inv_lambda_package_for_another_python_says_so_in_one_line(run_task, lambda_build_defaults):
+    result = run_task("lambda.package", "--runtime", OTHER_RUNTIME)
 
     assert result.returncode == 0, result.stderr
     assert f"no byte code in the zip: it is built by Python {LOCAL_RUNTIME[6:]}" in result.stderr
     assert len([line for line in result.stderr.splitlines() if "byte code" in line]) == 1
 
 
-def test_the_package_summary_prints_a_path_with_brackets_verbatim(tmp_path, inv):
+def test_the_package_summary_prints_a_path_with_brackets_verbatim(tmp_path, run_task, lambda_build_defaults):
     odd = tmp_path / "out[" / "]odd [b]name.zip"  # the path reads "out[/]odd [b]name.zip"
 
-    result = inv("lambda.package", "--output", str(odd), timeout=300)
+    result = run_task("lambda.package", "--output", str(odd))
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == str(odd)

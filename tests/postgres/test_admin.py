@@ -178,7 +178,6 @@ def _ignore(fn, *args):
 
 
 def _wait_for(probe, attempts=50):
-    import time
 
     for _ in range(attempts):
         found = probe()

@@ -1,5 +1,6 @@
-"""The db tasks as a user runs them: `inv db.*` in a subprocess, checked by exit code, output
-and the database's state afterwards."""
+"""The db tasks as a user runs them, checked by exit code, output and the database's state
+afterwards: in-process (run_task), and `inv db.*` in a subprocess for a sample of failures, psql,
+terminals, Ctrl-C and the first start of the embedded server."""
 
 import json
 import re
@@ -28,10 +29,10 @@ def dev(database_url):
     return {"CONNECTION_URL": database_url}
 
 
-def test_setup_builds_the_database_even_while_a_client_holds_it(inv, dev, database_url):
+def test_setup_builds_the_database_even_while_a_client_holds_it(run_task, dev, database_url):
     holder = psycopg.connect(database_url)
     holder.execute("SELECT 1")
-    result = inv("db.setup", env=dev)
+    result = run_task("db.setup", env=dev)
     assert result.returncode == 0, result.stderr
     name = urls.dbname(database_url)
     assert result.stdout.startswith(
@@ -44,7 +45,7 @@ def test_setup_builds_the_database_even_while_a_client_holds_it(inv, dev, databa
     assert table_count(database_url, "activities") == 1
     assert holder.closed or holder.broken or _is_dead(holder)
     holder.close()
-    again = inv("db.setup", env=dev)
+    again = run_task("db.setup", env=dev)
     assert again.returncode == 0, again.stderr
     assert table_count(database_url, "users") == 2
 
@@ -57,18 +58,18 @@ def _is_dead(conn):
     return False
 
 
-def test_create_and_drop_are_idempotent(inv, dev, database_url):
+def test_create_and_drop_are_idempotent(run_task, dev, database_url):
     holders = [psycopg.connect(database_url) for _ in range(2)]
-    assert inv("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}, ending 2 sessions that held it\n"
+    assert run_task("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}, ending 2 sessions that held it\n"
     assert all(_is_dead(holder) for holder in holders)
     assert not db_exists(database_url)
-    assert inv("db.create", env=dev).returncode == 0
-    assert inv("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}\n"
+    assert run_task("db.create", env=dev).returncode == 0
+    assert run_task("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}\n"
     assert not db_exists(database_url)
-    missing = inv("db.drop", env=dev)
+    missing = run_task("db.drop", env=dev)
     assert (missing.returncode, missing.stdout) == (0, f"dev database {urls.describe(database_url)} does not exist; nothing to drop\n")
-    assert inv("db.create", env=dev).stdout == f"created dev database {urls.describe(database_url)}\n"
-    existing = inv("db.create", env=dev)
+    assert run_task("db.create", env=dev).stdout == f"created dev database {urls.describe(database_url)}\n"
+    existing = run_task("db.create", env=dev)
     assert (existing.returncode, existing.stdout) == (0, f"dev database {urls.describe(database_url)} already exists; left as it is\n")
     assert db_exists(database_url)
 
@@ -88,16 +89,16 @@ def test_a_bad_seed_changes_nothing(inv, dev, schema_url, tmp_path):
     assert table_count(schema_url, "users") == 0
 
 
-def test_schema_load_and_seed(inv, dev, database_url):
-    assert inv("db.schema-load", env=dev).returncode == 0
+def test_schema_load_and_seed(run_task, dev, database_url):
+    assert run_task("db.schema-load", env=dev).returncode == 0
     assert table_count(database_url, "users") == 0
-    result = inv("db.seed", env=dev)
+    result = run_task("db.seed", env=dev)
     assert result.stdout == f"loaded sql/seed.sql into dev database {urls.describe(database_url)}\n"
     assert table_count(database_url, "users") == 2
 
 
-def test_prod_drop_with_yes(inv, database_url):
-    result = inv("db.drop", "--prod", "--yes", env={"PROD_CONNECTION_URL": database_url})
+def test_prod_drop_with_yes(run_task, database_url):
+    result = run_task("db.drop", "--prod", "--yes", env={"PROD_CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
     assert not db_exists(database_url)
 
@@ -129,9 +130,9 @@ def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, type
         ({"CONNECTION_URL": closed_port_url()}, "error: cannot connect to postgres@127.0.0.1:"),
     ],
 )
-def test_bad_urls_give_one_line_without_the_password(inv, env, expected):
+def test_bad_urls_give_one_line_without_the_password(run_task, env, expected):
     for task in ("db.create", "db.setup", "db.sessions"):
-        line = assert_one_line_error(inv(task, env=env))
+        line = assert_one_line_error(run_task(task, env=env))
         assert line.startswith(expected)
         assert "s3cr3t-pw" not in line
 
@@ -149,11 +150,11 @@ def test_missing_variable_is_named(inv):
     )
 
 
-def test_sessions_table_and_json(inv, dev, database_url):
+def test_sessions_table_and_json(run_task, dev, database_url):
     with psycopg.connect(database_url, application_name="flask-app"):
-        table = inv("db.sessions", env=dev)
-        listed = inv("db.sessions", "--json", env=dev)
-        everything = inv("db.sessions", "--all", "--json", env=dev)
+        table = run_task("db.sessions", env=dev)
+        listed = run_task("db.sessions", "--json", env=dev)
+        everything = run_task("db.sessions", "--all", "--json", env=dev)
     assert table.returncode == 0, table.stderr
     assert "flask-app" in table.stdout and "session(s); * marks this one" in table.stdout
     rows = json.loads(listed.stdout)
@@ -181,40 +182,40 @@ def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev, database_url):
     assert "Traceback" not in err
 
 
-def test_sessions_show_other_clients_text_verbatim(inv, dev, database_url):
+def test_sessions_show_other_clients_text_verbatim(run_task, dev, database_url):
     with psycopg.connect(database_url, application_name="app[/]", autocommit=True) as conn:
         conn.execute("SELECT '[bold]not markup[/bold] [/]'")
-        table = inv("db.sessions", env=dev)
+        table = run_task("db.sessions", env=dev)
     assert table.returncode == 0, table.stderr
     assert "app[/]" in table.stdout
     assert "[bold]not markup[/bold]" in table.stdout
 
 
-def test_kill_ends_other_sessions(inv, dev, database_url):
+def test_kill_ends_other_sessions(run_task, dev, database_url):
     holder = psycopg.connect(database_url)
     pid = holder.info.backend_pid
-    result = inv("db.kill", env=dev)
+    result = run_task("db.kill", env=dev)
     assert result.stdout == f"ended session {pid}\n"
     assert _is_dead(holder)
-    assert inv("db.kill", env=dev).stdout == f"no other sessions on dev database {urls.describe(database_url)}\n"
+    assert run_task("db.kill", env=dev).stdout == f"no other sessions on dev database {urls.describe(database_url)}\n"
 
 
-def test_wait(inv, dev):
-    assert inv("db.wait", "--timeout", "5", env=dev).returncode == 0
+def test_wait(run_task, dev):
+    assert run_task("db.wait", "--timeout", "5", env=dev).returncode == 0
     unreachable = closed_port_url()
-    line = assert_one_line_error(inv("db.wait", "--timeout", "1", env={"CONNECTION_URL": unreachable}))
+    line = assert_one_line_error(run_task("db.wait", "--timeout", "1", env={"CONNECTION_URL": unreachable}))
     assert line.startswith(f"error: gave up after 1.0s: cannot connect to {urls.describe(unreachable)}: ")
 
 
-def test_up_with_an_unreachable_url_waits_and_names_the_users_database(inv):
+def test_up_with_an_unreachable_url_waits_and_names_the_users_database(run_task):
     unreachable = closed_port_url().replace("/cruddur", "/my_app")
-    line = assert_one_line_error(inv("db.up", env={"CONNECTION_URL": unreachable}))
+    line = assert_one_line_error(run_task("db.up", env={"CONNECTION_URL": unreachable}))
     assert line.startswith(f"error: gave up after 5.0s: cannot connect to {urls.describe(unreachable)}: ")
     assert urls.describe(unreachable).endswith("/my_app") and "s3cr3t-pw" not in line
 
 
-def test_up_with_a_reachable_url(inv, dev, database_url):
-    result = inv("db.up", env=dev)
+def test_up_with_a_reachable_url(run_task, dev, database_url):
+    result = run_task("db.up", env=dev)
     assert (result.returncode, result.stdout) == (
         0, f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while it is set\n"
     )
@@ -280,10 +281,10 @@ def test_embedded_default_up_setup_down(inv, base_env):
     assert "keeps running" in seeded.stderr
 
 
-def test_the_pasted_export_line_reaches_the_server_over_tcp(inv, base_env):
-    up = inv("db.up")
+def test_the_pasted_export_line_reaches_the_server_over_tcp(run_task, base_env):
+    up = run_task("db.up")
     assert up.returncode == 0, up.stderr
-    assert inv("db.setup").returncode == 0
+    assert run_task("db.setup").returncode == 0
     export_line = up.stdout.splitlines()[-1]
     check = (
         "import os, psycopg\n"
@@ -296,28 +297,28 @@ def test_the_pasted_export_line_reaches_the_server_over_tcp(inv, base_env):
     assert (pasted.returncode, pasted.stdout) == (0, "('127.0.0.1', 2)\n"), pasted.stderr
     # the same URL with another password is refused, and db tasks say so in one line
     wrong = local_server.tcp_url(int(base_env["CRUDDUR_PGPORT"]), "cruddur", "not-the-password")
-    line = assert_one_line_error(inv("db.seed", env={"CONNECTION_URL": wrong}))
+    line = assert_one_line_error(run_task("db.seed", env={"CONNECTION_URL": wrong}))
     assert 'password authentication failed for user "postgres"' in line
     assert "not-the-password" not in line
 
 
-def test_a_taken_port_is_one_line(inv):
+def test_a_taken_port_is_one_line(run_task):
     with taken_port() as port:
-        line = assert_one_line_error(inv("db.up", env={"CRUDDUR_PGPORT": str(port)}))
+        line = assert_one_line_error(run_task("db.up", env={"CRUDDUR_PGPORT": str(port)}))
     assert line == f"error: port {port} on 127.0.0.1 is taken (another PostgreSQL?); choose another one: export CRUDDUR_PGPORT={port + 1}"
-    line = assert_one_line_error(inv("db.up", env={"CRUDDUR_PGPORT": "54x"}))
+    line = assert_one_line_error(run_task("db.up", env={"CRUDDUR_PGPORT": "54x"}))
     assert line == "error: CRUDDUR_PGPORT must be a TCP port number (1-65535), not '54x'"
 
 
-def test_status_starts_nothing(inv, base_env):
+def test_status_starts_nothing(run_task, base_env):
     pgdata = Path(base_env["CRUDDUR_PGDATA"])
     port = base_env["CRUDDUR_PGPORT"]
-    fresh = inv("db.status")
+    fresh = run_task("db.status")
     assert fresh.returncode == 0, fresh.stderr
     assert "server        no data folder yet (inv db.up creates it)\n" in fresh.stdout
     assert not pgdata.exists()
-    assert inv("db.setup").returncode == 0
-    running = inv("db.status")
+    assert run_task("db.setup").returncode == 0
+    running = run_task("db.status")
     assert running.stdout == (
         "environment   local (the embedded server; CONNECTION_URL is unset)\n"
         f"server        running, PostgreSQL {running.stdout.split('PostgreSQL ', 1)[1].split(chr(10))[0]}\n"
@@ -327,32 +328,32 @@ def test_status_starts_nothing(inv, base_env):
         "app database  cruddur: exists\n"
         f"migrations    {len(list((ROOT / 'sql' / 'migrations').glob('*.sql')))} applied\n"
     )
-    as_json = json.loads(inv("db.status", "--json").stdout)
+    as_json = json.loads(run_task("db.status", "--json").stdout)
     assert as_json["answers"] is True and as_json["database_exists"] is True
     assert as_json["server_version"].startswith("18")
     assert as_json["data_bytes"] > 1_000_000
-    assert inv("db.down").returncode == 0
-    stopped = inv("db.status", "--json")
+    assert run_task("db.down").returncode == 0
+    stopped = run_task("db.status", "--json")
     assert json.loads(stopped.stdout)["answers"] is False
     assert json.loads(stopped.stdout)["server_version"] == "18"
     assert not (pgdata / "postmaster.pid").exists()
 
 
-def test_status_of_a_url_says_whether_it_answers(inv, database_url):
+def test_status_of_a_url_says_whether_it_answers(run_task, database_url):
 
-    answers = json.loads(inv("db.status", "--json", env={"CONNECTION_URL": database_url}).stdout)
+    answers = json.loads(run_task("db.status", "--json", env={"CONNECTION_URL": database_url}).stdout)
     assert (answers["environment"], answers["answers"], answers["database_exists"]) == ("dev", True, True)
     # An empty database: every migration pending, and reading them created no table.
     assert answers["migrations"] == {"pending": len(list((ROOT / "sql" / "migrations").glob("*.sql")))}
-    pending = inv("db.status", env={"CONNECTION_URL": database_url})
+    pending = run_task("db.status", env={"CONNECTION_URL": database_url})
     assert "migrations    1 pending; inv db.migrate applies them\n" in pending.stdout
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None
-    missing = inv("db.status", "--prod", env={"PROD_CONNECTION_URL": urls.with_dbname(database_url, "no_such_db")})
+    missing = run_task("db.status", "--prod", env={"PROD_CONNECTION_URL": urls.with_dbname(database_url, "no_such_db")})
     assert "server        answers, PostgreSQL " in missing.stdout
     assert "app database  no_such_db: does not exist (inv db.setup creates it)\n" in missing.stdout
     unreachable = closed_port_url()
-    silent = inv("db.status", env={"CONNECTION_URL": unreachable})
+    silent = run_task("db.status", env={"CONNECTION_URL": unreachable})
     assert silent.returncode == 0
     assert f"server        does not answer: cannot connect to {urls.describe(unreachable)}: " in silent.stdout
     assert "s3cr3t-pw" not in silent.stdout and "****" in silent.stdout
@@ -391,7 +392,7 @@ def busy_database(database_url):
     blocked.start()
     with psycopg.connect(database_url, autocommit=True) as probe:
         for _ in range(100):
-            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]:
+            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").fetchone()[0]:
                 break
             time.sleep(0.05)
     yield holder.info.backend_pid, waiter.info.backend_pid, query
@@ -402,9 +403,9 @@ def busy_database(database_url):
 
 
 @pytest.mark.parametrize("columns", [80, 120])
-def test_sessions_fit_the_width_with_the_most_wanted_columns(inv, dev, busy_database, columns):
+def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev, busy_database, columns):
     holder, waiter, query = busy_database
-    result = inv("db.sessions", env={**dev, "COLUMNS": str(columns)})
+    result = run_task("db.sessions", env={**dev, "COLUMNS": str(columns)})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert all(len(line) <= columns and line == line.rstrip() for line in lines), result.stdout
@@ -417,19 +418,19 @@ def test_sessions_fit_the_width_with_the_most_wanted_columns(inv, dev, busy_data
     assert "LOCK TABLE t /* \\x1b]0;pwn" in held  # escaped, then cut
 
 
-def test_sessions_json_keeps_everything_exact(inv, dev, busy_database):
+def test_sessions_json_keeps_everything_exact(run_task, dev, busy_database):
     holder, waiter, query = busy_database
-    rows = {row["pid"]: row for row in json.loads(inv("db.sessions", "--json", env=dev).stdout)}
+    rows = {row["pid"]: row for row in json.loads(run_task("db.sessions", "--json", env=dev).stdout)}
     assert rows[holder]["query"] == "LOCK TABLE t /* \x1b]0;pwned\x07 */"
     assert rows[waiter]["query"] == query
     assert rows[waiter]["blocked_by"] == [holder]
 
 
-def test_connect_checks_the_server_and_database_first(inv, database_url):
+def test_connect_checks_the_server_and_database_first(run_task, database_url):
     missing = urls.with_dbname(database_url, "no_such_db")
-    line = assert_one_line_error(inv("db.connect", env={"CONNECTION_URL": missing}))
+    line = assert_one_line_error(run_task("db.connect", env={"CONNECTION_URL": missing}))
     assert line.startswith("error: cannot connect to ") and 'database "no_such_db" does not exist' in line
-    line = assert_one_line_error(inv("db.connect", env={"CONNECTION_URL": closed_port_url()}))
+    line = assert_one_line_error(run_task("db.connect", env={"CONNECTION_URL": closed_port_url()}))
     assert line.startswith("error: cannot connect to postgres@127.0.0.1:") and "s3cr3t-pw" not in line
 
 
@@ -439,10 +440,10 @@ def test_connect_keeps_psqls_own_exit_code_for_errors_in_the_session(inv, schema
     assert "division by zero" in result.stderr
 
 
-def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(inv, dev, schema_url):
+def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_task, dev, schema_url):
     with psycopg.connect(schema_url, application_name="report-writer") as holder:
         holder.execute("SELECT count(*) FROM users")  # an open transaction holds a lock on users
-        result = inv("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})
+        result = run_task("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})
         line = assert_one_line_error(result)
         assert line.startswith(
             f"error: sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
@@ -451,6 +452,6 @@ def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(inv, d
 
 
 @pytest.mark.parametrize("task", ["db.schema-load", "db.seed"])
-def test_a_bad_lock_timeout_is_one_line_before_connecting(inv, task):
-    result = inv(task, "--lock-timeout", "soon", env={"CONNECTION_URL": closed_port_url()})
+def test_a_bad_lock_timeout_is_one_line_before_connecting(run_task, task):
+    result = run_task(task, "--lock-timeout", "soon", env={"CONNECTION_URL": closed_port_url()})
     assert assert_one_line_error(result) == "error: --lock-timeout takes a number, not 'soon'"

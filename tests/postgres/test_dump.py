@@ -25,24 +25,24 @@ def handles(url):
         return sorted(h for (h,) in conn.execute("SELECT handle FROM users"))
 
 
-def test_dump_then_restore_round_trip(inv, schema_url, tmp_path):
+def test_dump_then_restore_round_trip(run_task, schema_url, tmp_path):
     dev = {"CONNECTION_URL": schema_url}
     add_user(schema_url, "keeper")
     path = tmp_path / "keep.dump"
-    result = inv("db.dump", "--output", str(path), env=dev)
+    result = run_task("db.dump", "--output", str(path), env=dev)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"dumped dev database {urls.describe(schema_url)} to {path} (") and result.stdout.endswith(" kB)\n")
     assert path.read_bytes().startswith(b"PGDMP")  # pg_dump's custom format
     assert not path.with_name(path.name + ".partial").exists()
     add_user(schema_url, "after_the_dump")
-    restored = inv("db.restore", str(path), env=dev)
+    restored = run_task("db.restore", str(path), env=dev)
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.splitlines()[-1] == f"  replaced {urls.dbname(schema_url)} from {path}"
     assert handles(schema_url) == ["keeper"]
 
 
-def test_dump_defaults_to_the_backups_folder_with_the_database_and_utc_time(inv, schema_url):
-    result = inv("db.dump", env={"CONNECTION_URL": schema_url})
+def test_dump_defaults_to_the_backups_folder_with_the_database_and_utc_time(run_task, schema_url):
+    result = run_task("db.dump", env={"CONNECTION_URL": schema_url})
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.split(" to ", 1)[1].rsplit(" (", 1)[0])
     try:
@@ -63,8 +63,8 @@ def test_restoring_a_corrupt_file_leaves_the_database_untouched(inv, schema_url,
     assert handles(schema_url) == ["keeper"]
 
 
-def test_restoring_a_missing_file_is_one_line(inv, schema_url, tmp_path):
-    assert_one_line_error(inv("db.restore", str(tmp_path / "none.dump"), env={"CONNECTION_URL": schema_url}), "none.dump: no such file")
+def test_restoring_a_missing_file_is_one_line(run_task, schema_url, tmp_path):
+    assert_one_line_error(run_task("db.restore", str(tmp_path / "none.dump"), env={"CONNECTION_URL": schema_url}), "none.dump: no such file")
 
 
 def test_a_restore_that_fails_half_way_leaves_the_database_and_no_scratch(schema_url, tmp_path):

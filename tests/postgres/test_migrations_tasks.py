@@ -46,20 +46,20 @@ def dev(schema_url):
     return {"CONNECTION_URL": schema_url}
 
 
-def test_migrate_applies_the_pending_migrations_then_has_nothing_to_do(inv, dev, schema_url):
-    result = inv("db.migrate", env=dev)
+def test_migrate_applies_the_pending_migrations_then_has_nothing_to_do(run_task, dev, schema_url):
+    result = run_task("db.migrate", env=dev)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"migrating dev database {urls.describe(schema_url)}"
     assert lines[1].startswith(f"  applied {BIO.version}_add_bio_to_users (") and lines[1].endswith(" ms)")
     assert lines[-1] == f"{len(VERSIONS)} applied; {urls.dbname(schema_url)} is at version {VERSIONS[-1]}"
     assert applied_versions(schema_url) == VERSIONS
-    again = inv("db.migrate", env=dev)
+    again = run_task("db.migrate", env=dev)
     assert (again.returncode, again.stdout.splitlines()[-1]) == (0, f"nothing to do: {urls.dbname(schema_url)} is up to date")
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(inv, dev, schema_url):
-    result = inv("db.migrate", "--dry-run", env=dev)
+def test_dry_run_prints_the_plan_and_changes_nothing(run_task, dev, schema_url):
+    result = run_task("db.migrate", "--dry-run", env=dev)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"would apply {len(VERSIONS)} migration(s) to dev database {urls.describe(schema_url)}:\n" + "".join(
         f"  {m.version}_{m.name}\n" for m in migrations.load(FOLDER)
@@ -76,41 +76,41 @@ def test_two_migrates_at_once_both_succeed_and_apply_each_migration_once(base_en
     assert applied_versions(schema_url) == VERSIONS
 
 
-def test_status_table_json_and_check(inv, dev, schema_url):
-    pending = inv("db.migrations", "--check", env=dev)
+def test_status_table_json_and_check(run_task, dev, schema_url):
+    pending = run_task("db.migrations", "--check", env=dev)
     assert pending.returncode == 1
     assert pending.stderr.strip() == f"{len(VERSIONS)} migration(s) pending on dev database {urls.describe(schema_url)}"
     assert pending.stdout.splitlines()[0].split() == ["version", "name", "state", "applied", "at", "(UTC)"]
     assert pending.stdout.splitlines()[1].split() == [BIO.version, "add_bio_to_users", "pending"]
     assert applied_versions(schema_url) == []  # reading never creates the table
-    assert inv("db.migrate", env=dev).returncode == 0
-    rows = json.loads(inv("db.migrations", "--json", env=dev).stdout)
+    assert run_task("db.migrate", env=dev).returncode == 0
+    rows = json.loads(run_task("db.migrations", "--json", env=dev).stdout)
     assert [(r["version"], r["name"], r["state"]) for r in rows] == [(m.version, m.name, "applied") for m in migrations.load(FOLDER)]
     assert all(r["applied_at"] for r in rows)
-    assert inv("db.migrations", "--check", env=dev).returncode == 0
+    assert run_task("db.migrations", "--check", env=dev).returncode == 0
 
 
-def test_rollback_undoes_the_newest_and_refuses_two_ways_of_counting(inv, dev, schema_url):
-    assert inv("db.migrate", env=dev).returncode == 0
-    assert_one_line_error(inv("db.rollback", "--steps", "1", "--to", VERSIONS[0], env=dev), "give --steps or --to, not both")
-    assert_one_line_error(inv("db.rollback", "--steps", "0", env=dev), "--steps must be a number of 1 or more")
-    result = inv("db.rollback", env=dev)
+def test_rollback_undoes_the_newest_and_refuses_two_ways_of_counting(run_task, dev, schema_url):
+    assert run_task("db.migrate", env=dev).returncode == 0
+    assert_one_line_error(run_task("db.rollback", "--steps", "1", "--to", VERSIONS[0], env=dev), "give --steps or --to, not both")
+    assert_one_line_error(run_task("db.rollback", "--steps", "0", env=dev), "--steps must be a number of 1 or more")
+    result = run_task("db.rollback", env=dev)
     assert result.returncode == 0, result.stderr
     assert f"  rolled back {VERSIONS[-1]}_" in result.stdout
     assert applied_versions(schema_url) == VERSIONS[:-1]
 
 
-def test_a_pending_migration_older_than_the_newest_applied_is_refused(inv, dev, schema_url):
+def test_a_pending_migration_older_than_the_newest_applied_is_refused(run_task, dev, schema_url):
     with psycopg.connect(schema_url) as conn:
         conn.execute(migrations.TABLE)
         conn.execute("INSERT INTO schema_migrations (version) VALUES ('29991231000000')")
-    line = assert_one_line_error(inv("db.migrate", env=dev))
+    line = assert_one_line_error(run_task("db.migrate", env=dev))
     assert line == (
         f"error: sql/migrations/{VERSIONS[0]}_{BIO.name}.sql is pending but older than the newest applied version 29991231000000"
         " (a branch merged late?); check it, then run with --allow-out-of-order"
     )
     assert applied_versions(schema_url) == ["29991231000000"]
-    assert inv("db.migrate", "--allow-out-of-order", env=dev).returncode == 0
+    assert run_task("db.migrate", "--allow-out-of-order", env=dev).returncode == 0
     assert applied_versions(schema_url) == [*VERSIONS, "29991231000000"]
 
 
@@ -125,9 +125,9 @@ def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev, schema_url):
     assert applied_versions(schema_url) == []
 
 
-def test_new_migration_refuses_a_bad_name_in_one_line(inv):
+def test_new_migration_refuses_a_bad_name_in_one_line(run_task):
     before = sorted(FOLDER.iterdir())
-    assert_one_line_error(inv("db.new-migration", "Add Bio"), "migration name 'Add Bio': use lowercase words joined by underscores")
+    assert_one_line_error(run_task("db.new-migration", "Add Bio"), "migration name 'Add Bio': use lowercase words joined by underscores")
     assert sorted(FOLDER.iterdir()) == before
 
 
@@ -149,10 +149,10 @@ def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, schema_ur
     assert "backup" not in result.stdout
 
 
-def test_prod_migrate_prints_the_plan_then_backs_up_then_applies(inv, schema_url):
+def test_prod_migrate_prints_the_plan_then_backs_up_then_applies(run_task, schema_url):
     prod = {"PROD_CONNECTION_URL": schema_url}
     add_user(schema_url, "keeper")
-    result = inv("db.migrate", "--prod", "--yes", env=prod)
+    result = run_task("db.migrate", "--prod", "--yes", env=prod)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"will apply {len(VERSIONS)} migration(s) to prod database {urls.describe(schema_url)}:"
@@ -168,38 +168,38 @@ def test_prod_migrate_prints_the_plan_then_backs_up_then_applies(inv, schema_url
     assert applied_versions(schema_url) == VERSIONS
 
 
-def test_prod_migrate_refuses_an_applied_file_that_changed(inv, schema_url):
+def test_prod_migrate_refuses_an_applied_file_that_changed(run_task, schema_url):
     prod = {"PROD_CONNECTION_URL": schema_url}
-    assert inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
+    assert run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
     with psycopg.connect(schema_url) as conn:
         conn.execute("UPDATE schema_migrations SET checksum = 'what it was' WHERE version = %s", (BIO.version,))
-    status = json.loads(inv("db.migrations", "--json", "--prod", env=prod).stdout)
+    status = json.loads(run_task("db.migrations", "--json", "--prod", env=prod).stdout)
     assert [r["state"] for r in status if r["version"] == BIO.version] == ["applied-but-file-changed"]
-    line = assert_one_line_error(inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod))
+    line = assert_one_line_error(run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod))
     assert line == f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate (restore the file as it was)"
 
 
 # -- db.setup and the invariant ------------------------------------------------------------------
 
 
-def test_setup_applies_every_migration_and_shows_them_applied(inv, database_url):
+def test_setup_applies_every_migration_and_shows_them_applied(run_task, database_url):
     dev = {"CONNECTION_URL": database_url}
-    assert inv("db.setup", env=dev).returncode == 0
+    assert run_task("db.setup", env=dev).returncode == 0
     assert applied_versions(database_url) == VERSIONS
-    assert inv("db.migrations", "--check", env=dev).returncode == 0
+    assert run_task("db.migrations", "--check", env=dev).returncode == 0
 
 
-def test_a_baseline_database_migrated_has_the_schema_of_a_fresh_setup_and_keeps_its_rows(inv, server_url, schema_url):
+def test_a_baseline_database_migrated_has_the_schema_of_a_fresh_setup_and_keeps_its_rows(run_task, server_url, schema_url):
     fresh = urls.with_dbname(schema_url, urls.dbname(schema_url) + "_fresh")
     with psycopg.connect(schema_url) as conn:
         conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
     add_user(schema_url, "keeper")
-    assert inv("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
+    assert run_task("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
     try:
-        assert inv("db.setup", env={"CONNECTION_URL": fresh}).returncode == 0
+        assert run_task("db.setup", env={"CONNECTION_URL": fresh}).returncode == 0
         assert schema_only(schema_url) == schema_only(fresh)
     finally:
-        inv("db.drop", env={"CONNECTION_URL": fresh})
+        run_task("db.drop", env={"CONNECTION_URL": fresh})
     with psycopg.connect(schema_url) as conn:
         assert sorted(h for (h,) in conn.execute("SELECT handle FROM users")) == ["andrewbrown", "bayko", "keeper"]
     assert table_count(schema_url, "activities") == 1
@@ -227,26 +227,26 @@ def dbmate(url, *args):
     return subprocess.run([found, "--migrations-dir", str(FOLDER), "--no-dump-schema", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_dbmate_applies_our_files_and_inv_shows_them_applied(inv, dev, schema_url):
+def test_dbmate_applies_our_files_and_inv_shows_them_applied(run_task, dev, schema_url):
     up = dbmate(schema_url, "up")
     assert up.returncode == 0, up.stderr
     assert applied_versions(schema_url) == VERSIONS
-    rows = json.loads(inv("db.migrations", "--json", env=dev).stdout)
+    rows = json.loads(run_task("db.migrations", "--json", env=dev).stdout)
     assert [(r["version"], r["state"]) for r in rows] == [(v, "applied") for v in VERSIONS]
-    assert inv("db.migrations", "--check", env=dev).returncode == 0
-    assert inv("db.migrate", env=dev).stdout.splitlines()[-1].startswith("nothing to do")
+    assert run_task("db.migrations", "--check", env=dev).returncode == 0
+    assert run_task("db.migrate", env=dev).stdout.splitlines()[-1].startswith("nothing to do")
 
 
-def test_dbmate_reads_and_rolls_back_what_inv_applied(inv, dev, schema_url):
-    assert inv("db.migrate", env=dev).returncode == 0
+def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev, schema_url):
+    assert run_task("db.migrate", env=dev).returncode == 0
     status = dbmate(schema_url, "status")
     assert status.returncode == 0, status.stderr
     assert f"[X] {BIO.version}_add_bio_to_users.sql" in status.stdout
-    assert f"Pending: 0" in status.stdout
+    assert "Pending: 0" in status.stdout
     down = dbmate(schema_url, "rollback")
     assert down.returncode == 0, down.stderr
     assert applied_versions(schema_url) == VERSIONS[:-1]
-    again = inv("db.migrate", env=dev)
+    again = run_task("db.migrate", env=dev)
     assert again.returncode == 0, again.stderr
     assert applied_versions(schema_url) == VERSIONS
 
