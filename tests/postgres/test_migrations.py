@@ -258,8 +258,10 @@ def test_ctrl_c_during_a_migration_leaves_it_pending_and_the_earlier_applied(dat
     )
     run = subprocess.Popen([sys.executable, "-c", script, database_url, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert run.stdout.readline().strip() == "20260101000000"
-    with psycopg.connect(database_url) as conn:  # wait until the second one is running
+    # Autocommit: a transaction reads pg_stat_activity once and would never see the second start.
+    with psycopg.connect(database_url, autocommit=True) as conn:  # wait until the second one is running
         while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid() AND datname = current_database()").fetchone():
+            assert run.poll() is None, run.stderr.read()
             time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=20)
