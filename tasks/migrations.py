@@ -71,13 +71,10 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
             print(f"nothing to do: {target} is up to date")
             return
         print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
-        for migration in pending:
-            print(f"  {migration.version}_{migration.name}")
+        _list(pending)
         if dry_run:
             return
-        guard_prod(target, f"apply {len(pending)} migration(s) to", yes)
-        if not no_backup:
-            _backup(target)
+        _confirm_and_back_up(target, f"apply {len(pending)} migration(s) to", yes, no_backup)
     else:
         print(f"migrating {target}")
     done = runner.migrate(
@@ -125,11 +122,8 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         return
     print(f"rolling back {len(chosen)} migration(s) on {target}:")
     if prod:
-        for migration in chosen:
-            print(f"  {migration.version}_{migration.name}")
-        guard_prod(target, f"roll back {len(chosen)} migration(s) of", yes)
-        if not no_backup:
-            _backup(target)
+        _list(chosen)
+        _confirm_and_back_up(target, f"roll back {len(chosen)} migration(s) of", yes, no_backup)
     runner.rollback(
         target.url,
         directory,
@@ -141,6 +135,18 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
 
+
+
+def _list(plan) -> None:
+    for migration in plan:
+        print(f"  {migration.version}_{migration.name}")
+
+
+def _confirm_and_back_up(target, action: str, yes: bool, no_backup: bool) -> None:
+    """On production: the guard, then a backup unless --no-backup (its path printed)."""
+    guard_prod(target, action, yes)
+    if not no_backup:
+        _backup(target)
 
 @task(
     help={
