@@ -55,9 +55,9 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
         _show_plan(plan, pool, str(where), shown)
         shown.print(Text(f"will update {len(plan.updated)} row(s) on the {where}"))
         guard_prod(where, "set cognito_user_id from Cognito in", yes)
-        applied = cognito.sync(where.url, found)
+        applied = cognito.sync(where.url, found, confirmed=plan.updated)
         if not json_:
-            _show_applied(applied, plan, pool, str(where))
+            console().print(Text(f"updated {len(applied.updated)} row(s) on the {where}"))
             return
         plan = applied
     if json_:
@@ -69,18 +69,6 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
         out.print("nothing to do")
     elif plan.dry_run:
         out.print("dry run: nothing changed")
-
-
-def _show_applied(applied, planned, pool: str, where: str) -> None:
-    """After the question: what was written (the rows were planned again under lock, so a
-    sign-up in between shows here)."""
-    from rich.text import Text
-
-    out = console()
-    out.print(Text(f"updated {len(applied.updated)} row(s) on the {where}"))
-    if set(applied.updated) != set(planned.updated):
-        out.print("the users table changed since the plan above: this is what was applied")
-        _show_plan(applied, pool, where, out)
 
 
 def _show_plan(plan, pool: str, where: str, out) -> None:

@@ -147,9 +147,14 @@ def plan_sync(cognito_users: Iterable[CognitoUser], rows: Iterable[Row]) -> Sync
     return plan
 
 
-def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = False) -> SyncPlan:
+def sync(
+    connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = False, confirmed: list[Update] | None = None
+) -> SyncPlan:
     """Plan against the rows as they are, and apply the updates, in one transaction (the rows
-    are locked meanwhile, so a sign-up cannot slip in between the plan and the updates)."""
+    are locked meanwhile, so a sign-up cannot slip in between the plan and the updates).
+
+    With `confirmed` (the updates a user agreed to), a plan that differs under the lock is
+    refused and nothing changes: only what was confirmed is ever written."""
     import psycopg
 
     from ..postgres.connect import connect, set_lock_timeout
@@ -160,6 +165,11 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
                 set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
                 found = conn.execute("SELECT handle, cognito_user_id FROM public.users FOR UPDATE").fetchall()
                 plan = replace(plan_sync(cognito_users, [Row(*row) for row in found]), dry_run=dry_run)
+                if confirmed is not None and set(plan.updated) != set(confirmed):
+                    raise DatabaseError(
+                        f"public.users changed since you confirmed: {len(plan.updated)} row(s) would change now,"
+                        f" not the {len(confirmed)} shown; nothing changed, run it again to see the new plan"
+                    )
                 if not dry_run and plan.updated:
                     with conn.cursor() as cursor:
                         cursor.executemany(

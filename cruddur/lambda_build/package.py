@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -158,13 +159,18 @@ def build(
 def _write_whole(output: Path, data: bytes) -> None:
     """Write `output` so that no reader ever sees half a zip: a partial file named for this
     process (two builds at once must not write the same one), renamed over it."""
-    output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f"{output.name}.{os.getpid()}.partial")
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         partial.write_bytes(data)
         partial.replace(output)
+    except FileExistsError:  # mkdir met a file where the path needs a folder
+        raise PackageError(f"cannot write the zip to {str(output)!r}: a part of it is a file, not a folder") from None
+    except OSError as e:
+        raise PackageError(f"cannot write the zip to {str(output)!r}: {e.strerror}") from None
     finally:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # where the path cannot be written, no partial file was left either
+            partial.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -72,10 +72,10 @@ def _writable(path: Path) -> Path:
     where = f"cannot write the dump to {str(path)!r}"
     if "\0" in str(path):
         raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
-    if path.is_dir():
-        raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
     partial = path.with_name(path.name + ".partial")
     try:
+        if path.is_dir():
+            raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         partial.open("wb").close()
     except FileExistsError:  # mkdir met a file where the path needs a folder
@@ -90,7 +90,11 @@ def restore(url: str, path: Path) -> bool:
 
     The file is checked first, then restored into a scratch database that is swapped in only when
     the whole restore succeeded: a bad file leaves the database exactly as it was."""
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name too long, say: pathlib raises rather than answer False
+        raise DatabaseError(f"{path}: {e.strerror}") from None
+    if not found:
         raise DatabaseError(f"{path}: no such file")
     try:
         listing = _run("pg_restore", None, ["--list", str(path)])

@@ -148,6 +148,24 @@ def test_a_second_sync_has_nothing_to_do(idp, schema_url):
     assert ids_by_handle(schema_url) == after_first
 
 
+def test_a_plan_that_changed_since_it_was_confirmed_is_refused_and_changes_nothing(idp, schema_url):
+    pool = make_pool(idp)
+    add_cognito_user(idp, pool["Id"], "andrew", "andrewbrown")
+    add_cognito_user(idp, pool["Id"], "bayko", "bayko")
+    add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
+    users = cognito.list_users(idp, pool["Id"])
+    shown = cognito.sync(schema_url, users, dry_run=True)
+    add_row(schema_url, "bayko", "MOCK-bayko")  # while the user reads the plan
+
+    with pytest.raises(DatabaseError, match="changed since you confirmed: 2 row"):
+        cognito.sync(schema_url, users, confirmed=shown.updated)
+
+    assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown", "bayko": "MOCK-bayko"}
+    fresh = cognito.sync(schema_url, users, dry_run=True)
+    applied = cognito.sync(schema_url, users, confirmed=fresh.updated)
+    assert sorted(u.handle for u in applied.updated) == ["andrewbrown", "bayko"]
+
+
 def test_a_dry_run_changes_nothing(idp, schema_url):
     pool = make_pool(idp)
     add_cognito_user(idp, pool["Id"], "andrew", "andrewbrown")

@@ -16,7 +16,7 @@ import pytest
 
 from cruddur.lambda_build import package as lambda_package
 from cruddur.lambda_build.package import PackageError
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, assert_one_line_error, free_port
 from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, OTHER_RUNTIME, sample_event, users
 
 
@@ -294,6 +294,16 @@ def test_inv_lambda_package_for_another_python_says_so_in_one_line(run_task, lam
     assert result.returncode == 0, result.stderr
     assert f"no byte code in the zip: it is built by Python {LOCAL_RUNTIME[6:]}" in result.stderr
     assert len([line for line in result.stderr.splitlines() if "byte code" in line]) == 1
+
+
+@pytest.mark.parametrize(
+    "where, reason", [("README.md/x.zip", "a part of it is a file, not a folder"), ("x" * 300 + ".zip", "File name too long")]
+)
+def test_a_zip_that_cannot_be_written_is_one_line(run_task, lambda_build_defaults, where, reason):
+    result = run_task("lambda.package", "--output", where)
+
+    assert_one_line_error(result, f"error: cannot write the zip to {where!r}: {reason}")
+    assert not list(ROOT.glob("x*.zip*"))
 
 
 def test_the_package_summary_prints_a_path_with_brackets_verbatim(tmp_path, run_task, lambda_build_defaults):

@@ -108,6 +108,7 @@ def test_an_older_pg_dump_on_path_is_passed_over_and_the_dump_works(inv, base_en
         ("/proc/nope/x.dump", "No such file or directory"),
         ("/sys/x.dump", "Permission denied"),
         ("README.md/x.dump", "a part of it is a file, not a folder"),
+        ("x" * 300 + ".dump", "File name too long"),
     ],
 )
 def test_dump_to_a_path_that_cannot_be_written_is_one_line(inv, schema_url, tmp_path, where, reason):
