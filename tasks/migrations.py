@@ -85,7 +85,7 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
         refuse_changed=prod,
         lock_timeout=lock_timeout,
         label_root=root,
-        confirmed=[m.version for m in pending] if prod else None,
+        confirmed=pending if prod else None,
         on_applied=lambda step: print(f"  applied {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
     if not done:
@@ -131,7 +131,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         to=to,
         lock_timeout=lock_timeout,
         label_root=root,
-        confirmed=[m.version for m in chosen] if prod else None,
+        confirmed=chosen if prod else None,
         on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
 

@@ -249,7 +249,7 @@ def migrate(
     lock_timeout: float = LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_applied: Callable[[Applied], None] | None = None,
-    confirmed: list[str] | None = None,
+    confirmed: list[Migration] | None = None,
 ) -> list[Applied]:
     """Apply the pending migrations in version order, each with its schema_migrations row in one
     transaction, then the table read again to prove it; what was applied (empty: nothing to do).
@@ -257,7 +257,8 @@ def migrate(
     One run at a time per database (a session advisory lock, held for the whole run); the applied
     versions are read after it is taken, so two runs started together apply each migration once.
     A failure stops the run: that migration left no trace, the ones before it stay applied.
-    `confirmed`: the versions a person agreed to apply; a different plan under the lock is refused."""
+    `confirmed`: the migrations a person agreed to apply; a different plan under the lock (another
+    run, or a file edited while the question waited) is refused."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
     with _run(url, lock_timeout) as (conn, watch):
@@ -302,12 +303,12 @@ def rollback(
     lock_timeout: float = LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_rolled_back: Callable[[Applied], None] | None = None,
-    confirmed: list[str] | None = None,
+    confirmed: list[Migration] | None = None,
 ) -> list[Applied]:
     """Undo the newest applied migrations, newest first: `steps` of them (default 1), or every
     one newer than version `to`. Each must have a file with a down section, checked before
     anything changes; each down section commits with the removal of its row.
-    `confirmed`: the versions a person agreed to undo; a different plan under the lock is refused."""
+    `confirmed`: the migrations a person agreed to undo; a different plan under the lock is refused."""
     migrations = load(directory, label_root)
     done: list[Applied] = []
     with _run(url, lock_timeout) as (conn, watch):
@@ -322,17 +323,18 @@ def rollback(
     return done
 
 
-def _refuse_unconfirmed(chosen: list[Migration], confirmed: list[str] | None, verb: str) -> None:
-    """MigrationError when the plan made under the run's lock is not the one a person confirmed
-    (another run or person changed schema_migrations in between)."""
-    if confirmed is None:
+def _refuse_unconfirmed(chosen: list[Migration], confirmed: list[Migration] | None, verb: str) -> None:
+    """MigrationError when the plan made under the run's lock is not the one a person confirmed:
+    another run changed schema_migrations in between, or a file of the plan was edited."""
+    if confirmed is None or chosen == list(confirmed):
         return
-    now = [m.version for m in chosen]
-    if now != list(confirmed):
-        raise MigrationError(
-            f"the database changed since you confirmed: you confirmed to {verb} {', '.join(confirmed) or 'nothing'},"
-            f" now it would be {', '.join(now) or 'nothing'}; nothing was done, run the task again to see the new plan"
-        )
+    shown, now = (", ".join(m.version for m in plan) or "nothing" for plan in (confirmed, chosen))
+    edited = [m.label for m in chosen if m.version in {c.version for c in confirmed} and m not in confirmed]
+    what = f"{', '.join(edited)} changed" if edited else "the database changed"
+    raise MigrationError(
+        f"{what} since you confirmed: you confirmed to {verb} {shown}, now it would be {now};"
+        " nothing was done, run the task again to see the new plan"
+    )
 
 
 def _wait_for_flush(conn: psycopg.Connection, bound: float = 2.0) -> None:

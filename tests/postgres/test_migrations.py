@@ -268,3 +268,15 @@ def test_ctrl_c_during_a_migration_leaves_it_pending_and_the_earlier_applied(dat
     assert "KeyboardInterrupt" in err
     assert tables(database_url) == {"one", "schema_migrations"}
     assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
+
+
+def test_a_file_edited_after_the_plan_was_confirmed_is_refused_and_nothing_is_applied(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    confirmed = migrations.plan(migrations.load(folder), {})
+    write(folder, "20260101000000", "one", "DROP TABLE IF EXISTS users; CREATE TABLE one (a int);", "DROP TABLE one;")
+
+    with pytest.raises(MigrationError, match=r"20260101000000_one\.sql changed since you confirmed: you confirmed to apply 20260101000000, now it would be 20260101000000; nothing was done"):
+        migrations.migrate(database_url, folder, confirmed=confirmed)
+
+    assert tables(database_url) == set()
+    assert migrations.migrate(database_url, folder, confirmed=migrations.plan(migrations.load(folder), {}))
