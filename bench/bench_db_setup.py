@@ -14,12 +14,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from psycopg import sql
+
 from _database import start_server
 from _timing import compare, time_command
 
 from cruddur.postgres import local_server, migrations, psql, urls
 
 ROOT = Path(__file__).resolve().parent.parent
+# The psql baseline records each migration as dbmate would.
+RECORD = sql.SQL("\nINSERT INTO public.schema_migrations (version) VALUES ({});\n")
 
 
 def main(rounds: int) -> None:
@@ -37,7 +41,7 @@ def main(rounds: int) -> None:
         migration_step.write_text(
             migrations.TABLE
             + "".join(
-                f"{m.up.sql}\nINSERT INTO public.schema_migrations (version) VALUES ('{m.version}');\n"
+                m.up.sql + RECORD.format(sql.Literal(m.version)).as_string(None)
                 for m in migrations.load(ROOT / "sql" / "migrations")
             )
         )

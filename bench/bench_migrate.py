@@ -34,7 +34,10 @@ def write_migrations(count: int) -> list[Path]:
     paths = []
     for n in range(count):
         path = FOLDER / f"{PREFIX}{n:010d}_bench_{n}.sql"
-        path.write_text(f"-- migrate:up\nCREATE TABLE bench_{n} (id int PRIMARY KEY, note text);\n\n-- migrate:down\nDROP TABLE bench_{n};\n")
+        table = sql.Identifier(f"bench_{n}")
+        up = sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text);").format(table).as_string(None)
+        down = sql.SQL("DROP TABLE {};").format(table).as_string(None)
+        path.write_text(f"-- migrate:up\n{up}\n\n-- migrate:down\n{down}\n")
         paths.append(path)
     return paths
 

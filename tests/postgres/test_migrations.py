@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import psycopg
+from psycopg import sql
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,14 @@ def write(folder, version, name, up, down="", up_options="", down_options=""):
     path = folder / f"{version}_{name}.sql"
     path.write_text(f"-- migrate:up {up_options}\n{up}\n\n-- migrate:down {down_options}\n{down}\n")
     return path
+
+
+def write_table(folder, day: int, first: str = ""):
+    """Migration 2026010<day>000000_t<day>: creates table t<day>, its down section drops it."""
+    table = sql.Identifier(f"t{day}")
+    up = sql.SQL("CREATE TABLE {} (a int);").format(table).as_string(None)
+    down = sql.SQL("DROP TABLE {};").format(table).as_string(None)
+    return write(folder, f"2026010{day}000000", f"t{day}", f"{first} {up}".strip(), down)
 
 
 @pytest.fixture
@@ -118,7 +127,7 @@ def test_an_applied_version_without_its_file_is_shown_missing(database_url, fold
 
 def test_migrate_to_stops_at_that_version(database_url, folder):
     for day in (1, 2, 3):
-        write(folder, f"2026010{day}000000", f"t{day}", f"CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
+        write_table(folder, day)
     assert [s.version for s in migrations.migrate(database_url, folder, to="20260102000000")] == ["20260101000000", "20260102000000"]
     assert tables(database_url) == {"t1", "t2", "schema_migrations"}
     with pytest.raises(MigrationError, match="^--to 20990101000000: no migration file has that version$"):
@@ -139,7 +148,7 @@ def test_rollback_of_two_steps_undoes_the_newest_first(database_url, folder):
 
 def test_rollback_to_a_version_keeps_that_version(database_url, folder):
     for day in (1, 2, 3):
-        write(folder, f"2026010{day}000000", f"t{day}", f"CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
+        write_table(folder, day)
     migrations.migrate(database_url, folder)
     assert [s.version for s in migrations.rollback(database_url, folder, to="20260101000000")] == ["20260103000000", "20260102000000"]
     assert tables(database_url) == {"t1", "schema_migrations"}
@@ -186,7 +195,7 @@ def test_a_lock_timeout_names_the_blocking_session_and_applies_nothing(database_
 
 def test_two_runs_at_once_apply_each_migration_once(database_url, folder):
     for day in (1, 2, 3):
-        write(folder, f"2026010{day}000000", f"t{day}", f"SELECT pg_sleep(0.2); CREATE TABLE t{day} (a int);", f"DROP TABLE t{day};")
+        write_table(folder, day, first="SELECT pg_sleep(0.2);")
     with ThreadPoolExecutor(2) as pool:  # an exception in either run fails the test here
         results = list(pool.map(lambda _: migrations.migrate(database_url, folder), range(2)))
     assert sorted(len(done) for done in results) == [0, 3]
