@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from cruddur.postgres import dump, migrations, urls
 from tests.helpers import INV, ROOT, Terminal, add_user, assert_one_line_error, table_count
@@ -269,10 +269,9 @@ def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev, sc
 
 def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url):
     assert inv("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
-    role = "cruddur_no_reads"
+    role = "no_reads_" + urls.dbname(schema_url)[-12:]  # roles are server-wide: one per test
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f"DROP ROLE IF EXISTS {role}")
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-no-reads'")
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-no-reads'").format(sql.Identifier(role)))
     try:
         reader = {"CONNECTION_URL": conninfo.make_conninfo(schema_url, user=role, password="pw-no-reads")}
         for task in (["db.migrations"], ["db.migrate"]):
@@ -281,8 +280,8 @@ def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url
         assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(inv, database_url):
