@@ -2,6 +2,7 @@
 --yes it refuses in one line and leaves the production database exactly as it was."""
 
 import psycopg
+from psycopg import sql
 import pytest
 
 from cruddur.postgres import urls
@@ -43,7 +44,7 @@ def snapshot(url: str) -> dict:
             " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
         ).fetchall()
         rows = {
-            table: conn.execute(f"SELECT * FROM public.{table} ORDER BY 1").fetchall()  # noqa: S608 (our names)
+            table: conn.execute(sql.SQL("SELECT * FROM public.{} ORDER BY 1").format(sql.Identifier(table))).fetchall()
             for table in ("users", "activities")
         }
         oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()

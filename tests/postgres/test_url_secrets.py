@@ -96,7 +96,7 @@ def role_url(server_url):
     params = psycopg.conninfo.conninfo_to_dict(server_url)
     host = params.get("host") or "localhost"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {name} LOGIN")
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(name)))
 
     def set_password(password: str) -> None:
         with psycopg.connect(server_url, autocommit=True) as conn:
@@ -109,7 +109,7 @@ def role_url(server_url):
 
     yield make, set_password
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"DROP ROLE IF EXISTS {name}")
+        conn.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(name)))
 
 
 @given(passwords, placements, spellings)
