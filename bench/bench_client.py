@@ -32,8 +32,8 @@ import psycopg
 from _database import start_server
 from psycopg import sql
 
-from cruddur.postgres import local_server, urls
 from cruddur.activities import HOME_FEED_LIMIT, TTLS, create_activity, home_activities
+from cruddur.postgres import local_server, urls
 from cruddur.postgres.client import ARRAY_JSON, OBJECT_JSON, Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument(
-        "--synchronous-commit", choices=["on", "off"], default="on",
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default="on",
         help="off: commits do not wait for the WAL flush, so disk noise leaves the client's own cost",
     )
     args = parser.parse_args()
@@ -92,9 +94,7 @@ def main() -> None:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             admin.execute(
-                sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(
-                    sql.Identifier(name), sql.Literal(args.synchronous_commit)
-                )
+                sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(sql.Identifier(name), sql.Literal(args.synchronous_commit))
             )
         url = urls.with_dbname(server, name)
         try:
@@ -113,8 +113,7 @@ def bench(url: str, rounds: int, batch: int) -> None:
     with psycopg.connect(url) as conn:
         version = conn.info.server_version
         sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
-    print(f"PostgreSQL {version}, psycopg {psycopg.__version__}, synchronous_commit={sync}, "
-          f"{rounds} rounds x {batch} operations, medians")
+    print(f"PostgreSQL {version}, psycopg {psycopg.__version__}, synchronous_commit={sync}, {rounds} rounds x {batch} operations, medians")
 
     ttl = TTLS["7-days"]
     params = {"handle": "andrewbrown", "message": "bench", "ttl_seconds": ttl.total_seconds()}
@@ -130,9 +129,7 @@ def bench(url: str, rounds: int, batch: int) -> None:
     object_json = OBJECT_JSON.format(checked.template("activities", "object"))
 
     def original_two_statements():
-        new_uuid = raw_two.execute(
-            ORIGINAL_INSERT, {"handle": "andrewbrown", "message": "bench", "expires_at": None}
-        ).fetchone()[0]
+        new_uuid = raw_two.execute(ORIGINAL_INSERT, {"handle": "andrewbrown", "message": "bench", "expires_at": None}).fetchone()[0]
         raw_two.commit()
         row = raw_two.execute(object_json, {"uuid": new_uuid}).fetchone()[0]
         raw_two.commit()
@@ -154,10 +151,7 @@ def bench(url: str, rounds: int, batch: int) -> None:
         results = run_alternating(
             {
                 "raw psycopg, original 2 statements, 1 conn": original_two_statements,
-                **{
-                    f"client create_activity ({label})": creator(pool)
-                    for label, pool in pools.items()
-                },
+                **{f"client create_activity ({label})": creator(pool) for label, pool in pools.items()},
             },
             rounds,
             batch,
@@ -188,7 +182,7 @@ def bench(url: str, rounds: int, batch: int) -> None:
         for limit, feed_batch in ((HOME_FEED_LIMIT, batch), (None, max(batch // 20, 5))):
             results = run_alternating(
                 {
-                    "raw psycopg, same statement, 1 conn": lambda: raw_one.execute(home_json, {"limit": limit}).fetchone()[0],
+                    "raw psycopg, same statement, 1 conn": lambda limit=limit: raw_one.execute(home_json, {"limit": limit}).fetchone()[0],
                     **{f"client home_activities ({label})": feeder(pool, limit) for label, pool in pools.items()},
                 },
                 rounds,

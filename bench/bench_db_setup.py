@@ -14,10 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from psycopg import sql
-
 from _database import start_server
 from _timing import compare, time_command
+from psycopg import sql
 
 from cruddur.postgres import local_server, migrations, psql, urls
 
@@ -41,8 +40,7 @@ def main(rounds: int) -> None:
         migration_step.write_text(
             migrations.TABLE
             + "".join(
-                m.up.sql + RECORD.format(sql.Literal(m.version)).as_string(None)
-                for m in migrations.load(ROOT / "sql" / "migrations")
+                m.up.sql + RECORD.format(sql.Literal(m.version)).as_string(None) for m in migrations.load(ROOT / "sql" / "migrations")
             )
         )
         script = f"""
@@ -58,7 +56,9 @@ def main(rounds: int) -> None:
         def baseline():
             return time_command(["bash", "-c", script], cwd=ROOT, env=env)
 
-        compare("inv db.setup (embedded default) vs psql steps", lambda: time_command(inv, cwd=ROOT, env=embedded_env), baseline, rounds, 1.6)
+        compare(
+            "inv db.setup (embedded default) vs psql steps", lambda: time_command(inv, cwd=ROOT, env=embedded_env), baseline, rounds, 1.6
+        )
         compare("inv db.setup (CONNECTION_URL)   vs psql steps", lambda: time_command(inv, cwd=ROOT, env=dev_env), baseline, rounds, 1.6)
     finally:
         local_server.stop(pgdata)

@@ -27,7 +27,9 @@ import zipfile
 from pathlib import Path
 
 from _database import ROOT, schema_database
-from cruddur.lambda_build import local as lambda_local, package as lambda_package
+
+from cruddur.lambda_build import local as lambda_local
+from cruddur.lambda_build import package as lambda_package
 
 CHILD = """
 import json, sys, time
@@ -63,9 +65,14 @@ def cold_start(task_dir: Path, url: str) -> dict:
     """One new process in the task folder (the first entry of its path, as /var/task is on Lambda)."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "-E", "-s", "-S", "-B", "-c", CHILD], cwd=task_dir, input=json.dumps(event()),
-        capture_output=True, text=True, check=True, env={"CONNECTION_URL": url, "PATH": os.environ.get("PATH", "")},
-    )  # fmt: skip
+        [sys.executable, "-E", "-s", "-S", "-B", "-c", CHILD],
+        cwd=task_dir,
+        input=json.dumps(event()),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"CONNECTION_URL": url, "PATH": os.environ.get("PATH", "")},
+    )
     result = json.loads(child.stdout)
     result["process"] = time.perf_counter() - started
     return result
@@ -106,8 +113,10 @@ def main() -> None:
             print(f"  {'import + first call':<34}{ms(a):>16}{ms(b):>12}{a / b:>8.2f}x   (target <= 0.7x, aim <= 0.6x)")
             a, b = statistics.median(r["process"] for r in new), statistics.median(r["process"] for r in old)
             print(f"  {'whole process':<34}{ms(a):>16}{ms(b):>12}{a / b:>8.2f}x")
-            print(f"\nzip: {package.size:,} bytes = {package.size / 1e6:.2f} MB ({package.size / 6e6:.2f}x the 6 MB target),"
-                  f" {package.unzipped_size / 2**20:.1f} MiB unzipped, {package.files} files")  # fmt: skip
+            print(
+                f"\nzip: {package.size:,} bytes = {package.size / 1e6:.2f} MB ({package.size / 6e6:.2f}x the 6 MB target),"
+                f" {package.unzipped_size / 2**20:.1f} MiB unzipped, {package.files} files"
+            )
         finally:
             for path in tmp.rglob("*"):  # writable again, so that the folder can be removed
                 if path.is_dir():

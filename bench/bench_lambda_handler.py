@@ -17,8 +17,8 @@ import time
 import uuid
 
 import psycopg
-
 from _database import schema_database
+
 from cruddur.lambda_build import local as lambda_local
 
 INSERT = """

@@ -46,20 +46,28 @@ def main() -> None:
             shas.add(package.code_sha256)
 
         print(f"package build for {args.runtime} on {args.arch}")
-        print(f"  cold wheel cache (pip download + install), {len(cold)} builds: "
-              f"median {statistics.median(cold):.2f} s   min {min(cold):.2f} s   max {max(cold):.2f} s")  # fmt: skip
-        print(f"  warm wheel cache (offline install),        {len(warm)} builds: "
-              f"median {statistics.median(warm):.2f} s   min {min(warm):.2f} s   max {max(warm):.2f} s")  # fmt: skip
+        print(
+            f"  cold wheel cache (pip download + install), {len(cold)} builds: "
+            f"median {statistics.median(cold):.2f} s   min {min(cold):.2f} s   max {max(cold):.2f} s"
+        )
+        print(
+            f"  warm wheel cache (offline install),        {len(warm)} builds: "
+            f"median {statistics.median(warm):.2f} s   min {min(warm):.2f} s   max {max(warm):.2f} s"
+        )
         print(f"  ratio warm/cold (median)                   {statistics.median(warm) / statistics.median(cold):.2f}x")
         print(f"  distinct CodeSha256 over all {len(cold) + len(warm)} builds: {len(shas)} ({', '.join(sorted(shas))})")
 
         with zipfile.ZipFile(package.path) as archive:
             biggest = sorted(archive.infolist(), key=lambda info: info.compress_size, reverse=True)[:5]
         print("\nzip size")
-        print(f"  zipped     {package.size:>10,} bytes = {package.size / 1e6:.2f} MB = {package.size / 2**20:.2f} MiB"
-              f"   ({package.size / 6e6:.2f}x the 6 MB target, {package.size / 4e6:.2f}x the 4 MB aim)")  # fmt: skip
-        print(f"  unzipped   {package.unzipped_size:>10,} bytes = {package.unzipped_size / 2**20:.2f} MiB"
-              f"   ({package.unzipped_size / lambda_package.MAX_UNZIPPED_BYTES:.3f}x Lambda's 250 MB)")  # fmt: skip
+        print(
+            f"  zipped     {package.size:>10,} bytes = {package.size / 1e6:.2f} MB = {package.size / 2**20:.2f} MiB"
+            f"   ({package.size / 6e6:.2f}x the 6 MB target, {package.size / 4e6:.2f}x the 4 MB aim)"
+        )
+        print(
+            f"  unzipped   {package.unzipped_size:>10,} bytes = {package.unzipped_size / 2**20:.2f} MiB"
+            f"   ({package.unzipped_size / lambda_package.MAX_UNZIPPED_BYTES:.3f}x Lambda's 250 MB)"
+        )
         print(f"  files      {package.files}")
         print("  largest entries (zipped):")
         for info in biggest:

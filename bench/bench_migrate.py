@@ -79,7 +79,9 @@ def main(rounds: int) -> None:
 
             return run
 
-        compare("inv db.migrate, 200 pending   vs dbmate up    ", fresh_then([inv, "db.migrate"]), fresh_then([*dbmate_args, "up"]), rounds, 1.0)
+        compare(
+            "inv db.migrate, 200 pending   vs dbmate up    ", fresh_then([inv, "db.migrate"]), fresh_then([*dbmate_args, "up"]), rounds, 1.0
+        )
 
         for path in written:
             path.unlink()

@@ -74,24 +74,46 @@ def main(rounds: int) -> None:
     endpoint = f"http://{host}:{port}"
     echo = EchoService()
     try:
-        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        ec2 = boto3.client(
+            "ec2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
         vpc_id = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
         group_id = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc_id)["GroupId"]
-        rule_id = ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "198.51.100.10/32"}]}
-        ])["SecurityGroupRules"][0]["SecurityGroupRuleId"]
-        boto3.client("rds", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_db_instance(
-            DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
-            MasterUsername="cruddurroot", MasterUserPassword="Long-Secret-2024", AllocatedStorage=20,
-            VpcSecurityGroupIds=[group_id])
-        project = {"CONNECTION_URL", "PROD_CONNECTION_URL", "DB_SG_ID", "DB_SG_RULE_ID", "GITPOD_IP",
-                   "IP_LOOKUP_URLS", "RDS_MASTER_PASSWORD"}
+        rule_id = ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "198.51.100.10/32"}]}],
+        )["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+        boto3.client(
+            "rds", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        ).create_db_instance(
+            DBInstanceIdentifier="cruddur-db-instance",
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            MasterUsername="cruddurroot",
+            MasterUserPassword="Long-Secret-2024",
+            AllocatedStorage=20,
+            VpcSecurityGroupIds=[group_id],
+        )
+        project = {
+            "CONNECTION_URL",
+            "PROD_CONNECTION_URL",
+            "DB_SG_ID",
+            "DB_SG_RULE_ID",
+            "GITPOD_IP",
+            "IP_LOOKUP_URLS",
+            "RDS_MASTER_PASSWORD",
+        }
         env = {k: v for k, v in os.environ.items() if k not in project and not k.startswith("AWS_")}
-        env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
-                   DB_SG_ID=group_id, DB_SG_RULE_ID=rule_id, IP_LOOKUP_URLS=echo.url)
+        env.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            DB_SG_ID=group_id,
+            DB_SG_RULE_ID=rule_id,
+            IP_LOOKUP_URLS=echo.url,
+        )
 
         compare(
             "inv --list, lazy vs eager boto3+requests",

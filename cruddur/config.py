@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ConfigError, MissingSetting
 
@@ -29,9 +29,9 @@ DEFAULT_IP_LOOKUP_URLS = (
 class Workspace(Enum):
     """Where the tool runs, which decides how a user keeps a setting across restarts."""
 
-    GITPOD = "gitpod"          # the gp command exists (Gitpod's own `gp env` keeps variables)
+    GITPOD = "gitpod"  # the gp command exists (Gitpod's own `gp env` keeps variables)
     CODESPACES = "codespaces"  # GitHub sets CODESPACES=true; Codespaces secrets keep variables
-    SHELL = "shell"            # anywhere else: the shell profile or an .env file
+    SHELL = "shell"  # anywhere else: the shell profile or an .env file
 
     @classmethod
     def detect(cls, environ: Mapping[str, str]) -> Workspace:
@@ -68,23 +68,17 @@ def _env(name: str, example: str = "...", **kwargs):
 @dataclass(frozen=True)
 class Settings:
     # Secrets stay out of repr(): a Settings in a traceback must not leak them.
-    connection_url: str | None = _env(
-        "CONNECTION_URL", "postgresql://postgres:password@localhost:5432/cruddur", default=None, repr=False
-    )
+    connection_url: str | None = _env("CONNECTION_URL", "postgresql://postgres:password@localhost:5432/cruddur", default=None, repr=False)
     prod_connection_url: str | None = _env(
         "PROD_CONNECTION_URL", "postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur", default=None, repr=False
     )
     db_sg_id: str | None = _env("DB_SG_ID", "sg-0123456789abcdef0", default=None)
     db_sg_rule_id: str | None = _env("DB_SG_RULE_ID", "sgr-0123456789abcdef0", default=None)
     gitpod_ip: str | None = _env("GITPOD_IP", "203.0.113.7", default=None)
-    ip_lookup_urls: tuple[str, ...] = _env(
-        "IP_LOOKUP_URLS", "https://checkip.amazonaws.com", default=DEFAULT_IP_LOOKUP_URLS
-    )
+    ip_lookup_urls: tuple[str, ...] = _env("IP_LOOKUP_URLS", "https://checkip.amazonaws.com", default=DEFAULT_IP_LOOKUP_URLS)
     rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'Long-Secret-2024'", default=None, repr=False)
     aws_cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", "us-east-1_AbCdEfGhI", default=None)
-    lambda_role_arn: str | None = _env(
-        "LAMBDA_ROLE_ARN", "arn:aws:iam::123456789012:role/cruddur-post-confirmation", default=None
-    )
+    lambda_role_arn: str | None = _env("LAMBDA_ROLE_ARN", "arn:aws:iam::123456789012:role/cruddur-post-confirmation", default=None)
     pgdata: Path = _env("CRUDDUR_PGDATA", "/path/to/pgdata", default=PROJECT_ROOT / ".pgdata")
     # Kept as typed: only the tasks that start the embedded server check it (see local_port).
     pgport: str = _env("CRUDDUR_PGPORT", "5433", default="5432")

@@ -121,9 +121,7 @@ def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> No
     if yes:
         return
     if not sys.stdin.isatty():
-        raise Exit(
-            f"refused: {action} on {where} needs confirmation; run it on a terminal or pass --yes", code=1
-        )
+        raise Exit(f"refused: {action} on {where} needs confirmation; run it on a terminal or pass --yes", code=1)
     print(f"About to {action} on {where}.", file=sys.stderr)
     try:
         typed = input(f"Type {expected!r} to confirm: ")
@@ -159,8 +157,7 @@ def app_database(prod: bool, recover: bool = True):
     target = resolve(settings(), prod)
     if target.started_server:
         print(
-            f"started the local PostgreSQL (data in {settings().pgdata}); it keeps running after this task."
-            " Stop it with: inv db.down",
+            f"started the local PostgreSQL (data in {settings().pgdata}); it keeps running after this task. Stop it with: inv db.down",
             file=sys.stderr,
         )
     if recover and not target.prod:

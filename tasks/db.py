@@ -8,7 +8,21 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, show, task
+from ._cli import (
+    JSON_HELP,
+    PROD_HELP,
+    YES_HELP,
+    app_database,
+    byte_size,
+    console,
+    guard_prod,
+    number,
+    print_json,
+    printable,
+    settings,
+    show,
+    task,
+)
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -80,7 +94,11 @@ def status(c, prod=False, json_=False):
 def _status_lines(found) -> list[tuple[str, str]]:
     server = f"PostgreSQL {found.server_version}" if found.server_version else "PostgreSQL"
     if found.environment == "local":
-        state = f"running, {server}" if found.answers else f"{found.reason}" + (f"; data folder of PostgreSQL {found.server_version}" if found.server_version else "")
+        state = (
+            f"running, {server}"
+            if found.answers
+            else f"{found.reason}" + (f"; data folder of PostgreSQL {found.server_version}" if found.server_version else "")
+        )
         lines = [("environment", "local (the embedded server; CONNECTION_URL is unset)"), ("server", state), ("url", found.url)]
         if found.tcp_url and found.tcp_url != found.url:
             lines.append(("tcp", f"{found.tcp_url} (password in {found.password_file})"))
@@ -92,7 +110,9 @@ def _status_lines(found) -> list[tuple[str, str]]:
         state = f"answers, {server}" if found.answers else f"does not answer: {found.reason}"
         lines = [("environment", found.environment), ("server", state), ("url", found.url)]
     if found.database_exists is None:
-        database = f"{found.database}: unknown while the server is not running" if found.environment == "local" else f"{found.database}: unknown"
+        database = (
+            f"{found.database}: unknown while the server is not running" if found.environment == "local" else f"{found.database}: unknown"
+        )
     else:
         database = f"{found.database}: {'exists' if found.database_exists else 'does not exist (inv db.setup creates it)'}"
     lines.append(("app database", database))
@@ -280,10 +300,7 @@ def _session_cells(row: dict) -> dict[str, str]:
 
 def _session_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
     """Each shown column's width: by priority, while they fit; the query gets what is left."""
-    natural = {
-        header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6)
-        for header, widest in _SESSION_COLUMNS
-    }
+    natural = {header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6) for header, widest in _SESSION_COLUMNS}
     # The query keeps about a third of the width before less wanted columns are added.
     reserve = min(natural["query"], max(_QUERY_MIN, width // 3))
     chosen, used = {}, -_GAP
@@ -314,9 +331,12 @@ def _sessions_table(rows: list[dict], width: int):
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, column_width in widths.items():
         table.add_column(
-            header, width=column_width, no_wrap=True, overflow="ellipsis",
+            header,
+            width=column_width,
+            no_wrap=True,
+            overflow="ellipsis",
             style="bold red" if header == "blocked by" else None,
-        )  # fmt: skip
+        )
     for row in cells:
         table.add_row(*(Text(row[header]) for header in widths))  # Text: never read as markup
     summary = f"{len(rows)} session(s); * marks this one; --json shows every field and the whole query"

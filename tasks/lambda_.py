@@ -5,7 +5,20 @@ import sys
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, guard_prod, number, print_json, printable, settings, task
+from ._cli import (
+    JSON_HELP,
+    PROD_HELP,
+    YES_HELP,
+    app_database,
+    byte_size,
+    console,
+    guard_prod,
+    number,
+    print_json,
+    printable,
+    settings,
+    task,
+)
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -38,7 +51,14 @@ def _show_package(package) -> None:
     out.print(f"  CodeSha256  {package.code_sha256}")
 
 
-@task(help={"runtime": RUNTIME_HELP, "arch": ARCH_HELP, "output": "where to write the zip (default dist/cruddur-post-confirmation.zip)", "json_": JSON_HELP})
+@task(
+    help={
+        "runtime": RUNTIME_HELP,
+        "arch": ARCH_HELP,
+        "output": "where to write the zip (default dist/cruddur-post-confirmation.zip)",
+        "json_": JSON_HELP,
+    }
+)
 def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, json_=False):
     """Build the function's reproducible zip in dist/."""
     from pathlib import Path
@@ -63,8 +83,18 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
         "timeout": "creating: the function's timeout in seconds (default 5: Cognito waits no longer)",
     }
 )
-def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, set_env=False, role_arn=None,
-           instance=None, subnet_ids=None, security_group_ids=None, timeout=None):  # fmt: skip
+def deploy(
+    c,
+    name=FUNCTION_NAME,
+    runtime=DEFAULT_RUNTIME,
+    arch=DEFAULT_ARCHITECTURE,
+    set_env=False,
+    role_arn=None,
+    instance=None,
+    subnet_ids=None,
+    security_group_ids=None,
+    timeout=None,
+):
     """Upload the zip to the function (creating it when missing), unless it already runs it."""
     from rich.text import Text
 
@@ -91,10 +121,7 @@ def deploy(c, name=FUNCTION_NAME, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITEC
         deployment = lambda_deploy.deploy(result, function=name, connection_url=connection_url, new_function=new_function)
     out.print(Text(f"{name}: code {deployment.code} (CodeSha256 {deployment.code_sha256})"))
     if deployment.changed:
-        shown = [
-            "CONNECTION_URL (from PROD_CONNECTION_URL)" if setting == "CONNECTION_URL" else setting
-            for setting in deployment.changed
-        ]
+        shown = ["CONNECTION_URL (from PROD_CONNECTION_URL)" if setting == "CONNECTION_URL" else setting for setting in deployment.changed]
         out.print(Text(f"{name}: configuration {'set' if deployment.code == 'created' else 'updated'}: {', '.join(shown)}"))
     elif deployment.code != "created":
         out.print(Text(f"{name}: configuration unchanged"))
@@ -138,6 +165,7 @@ def invoke(c, event=None, prod=False, yes=False):
     from rich.text import Text
 
     from cruddur.lambda_build import local as lambda_local
+
     where = app_database(prod)
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
     lambda_local.read_event(event_path)  # a bad event file is reported before anyone is asked to confirm

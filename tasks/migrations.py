@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, byte_size, console, finish_swap_first, guard_prod, number, print_json, settings, task
+from ._cli import (
+    JSON_HELP,
+    PROD_HELP,
+    YES_HELP,
+    app_database,
+    byte_size,
+    console,
+    finish_swap_first,
+    guard_prod,
+    number,
+    print_json,
+    settings,
+    task,
+)
 
 LOCK_HELP = "seconds a migration may wait for a table lock before giving up (default 5)"
 NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
@@ -136,7 +150,6 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     )
 
 
-
 def _list(plan) -> None:
     for migration in plan:
         print(f"  {migration.version}_{migration.name}")
@@ -147,6 +160,7 @@ def _confirm_and_back_up(target, action: str, yes: bool, no_backup: bool) -> Non
     guard_prod(target, action, yes)
     if not no_backup:
         _backup(target)
+
 
 @task(
     help={
@@ -177,9 +191,8 @@ def migrations(c, prod=False, json_=False, check=False):
 
 
 def _applied_at(row) -> str:
-    from datetime import timezone
 
-    return row.applied_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if row.applied_at else ""
+    return row.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if row.applied_at else ""
 
 
 def _print_plain(rows) -> None:

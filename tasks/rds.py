@@ -22,7 +22,6 @@ def _library():
     return rds
 
 
-
 def _url_command(identifier) -> str:
     chosen = "" if identifier == _library().DEFAULT_IDENTIFIER else f" --identifier {identifier}"
     return f"inv rds.url{chosen}"
@@ -222,8 +221,7 @@ def url(c, identifier=None, show_password=False):
     if show_password:
         if not config.rds_master_password:
             raise ConfigError(
-                "--show-password needs the password: export RDS_MASTER_PASSWORD='...'"
-                " (a password RDS manages stays in Secrets Manager)"
+                "--show-password needs the password: export RDS_MASTER_PASSWORD='...' (a password RDS manages stays in Secrets Manager)"
             )
         print(instance.connection_url(config.rds_master_password))
         return

@@ -100,8 +100,15 @@ def show(c, identifier=None, json_=False):
         where = f"marked {sg.MANAGED_DESCRIPTION!r}"
     group, rules = sg.inbound_rules(ec2, group_id)
     if json_:
-        print_json({"group_id": group_id, "group_name": group.get("GroupName"), "vpc_id": group.get("VpcId"),
-                    "managed_rule_id": managed, "rules": rules})  # fmt: skip
+        print_json(
+            {
+                "group_id": group_id,
+                "group_name": group.get("GroupName"),
+                "vpc_id": group.get("VpcId"),
+                "managed_rule_id": managed,
+                "rules": rules,
+            }
+        )
         return
     from rich.table import Table
     from rich.text import Text

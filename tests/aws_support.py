@@ -172,8 +172,7 @@ def foreign_rules(ec2, group_id: str) -> dict[str, str]:
     permissions = {
         "self": {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]},
         "group": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": group_id}]},
-        "prefix list": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
-                        "PrefixListIds": [{"PrefixListId": prefix_list_id}]},
+        "prefix list": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "PrefixListIds": [{"PrefixListId": prefix_list_id}]},
         "all traffic": {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
         "udp": {"IpProtocol": "udp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
         "ipv6": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/64"}]},
@@ -271,4 +270,3 @@ def throttling_aws():
     endpoint = ThrottlingAws()
     yield endpoint
     endpoint.close()
-

@@ -24,7 +24,6 @@ import pytest
 from psycopg import sql
 
 from cruddur.postgres import local_server, urls
-
 from tests.helpers import INV, ROOT, free_port
 
 # Fixtures for the AWS (moto, IP services) and Lambda tests, registered once for every module.
@@ -189,8 +188,9 @@ def run_task(base_env, monkeypatch):
 
 def _run_program(args) -> int:
     """Invoke's Program on the project's namespace, as `inv` runs it; the exit code it would give."""
-    import tasks
     from invoke import Program
+
+    import tasks
 
     # Parsing a task's flags consumes its help texts (a process runs once; this one runs many).
     every_task = [tasks.ns[name] for name in tasks.ns.task_names]

@@ -77,8 +77,15 @@ class Terminal:
         self.controller, terminal = os.openpty()
         output = subprocess.PIPE if pipe_output else terminal
         self.process = subprocess.Popen(
-            [str(INV), *args], cwd=ROOT, env=env, stdin=terminal, stdout=output, stderr=output, text=pipe_output,
-            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            [str(INV), *args],
+            cwd=ROOT,
+            env=env,
+            stdin=terminal,
+            stdout=output,
+            stderr=output,
+            text=pipe_output,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
         os.close(terminal)
         self.shown = b""

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cruddur.lambda_build import local as lambda_local, package as lambda_package
+from cruddur.lambda_build import local as lambda_local
+from cruddur.lambda_build import package as lambda_package
 from cruddur.lambda_build.defaults import FUNCTION_NAME
 from tests import helpers
 from tests.helpers import taken_port
@@ -43,9 +44,7 @@ def sample_event(file: str = "confirm_sign_up.json", **attributes: str) -> dict:
 
 def users(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT display_name, email, handle, cognito_user_id FROM public.users ORDER BY created_at"
-        ).fetchall()
+        return conn.execute("SELECT display_name, email, handle, cognito_user_id FROM public.users ORDER BY created_at").fetchall()
 
 
 @pytest.fixture
@@ -122,9 +121,13 @@ class FakeLambda(helpers.LocalHttpServer):
 
     def __init__(self, code_sha256: str = "", runtime: str = lambda_package.DEFAULT_RUNTIME, handler: str = lambda_package.HANDLER):
         self.configuration = {
-            "FunctionName": FUNCTION_NAME, "CodeSha256": code_sha256, "Runtime": runtime,
-            "Handler": handler, "State": "Active", "LastUpdateStatus": "Successful",
-        }  # fmt: skip
+            "FunctionName": FUNCTION_NAME,
+            "CodeSha256": code_sha256,
+            "Runtime": runtime,
+            "Handler": handler,
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+        }
         self.reads = self.code_uploads = self.configuration_updates = 0
         endpoint = self
 
@@ -169,9 +172,12 @@ class FakeLambda(helpers.LocalHttpServer):
         import boto3
 
         return boto3.client(
-            "lambda", endpoint_url=self.url, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )  # fmt: skip
+            "lambda",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
 
 class EnvironmentTooLargeLambda(FakeLambda):

@@ -2,7 +2,7 @@
 codes, the exact JSON shapes, the home feed's order, and many threads on one pool."""
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -88,11 +88,9 @@ def test_expires_at_minus_created_at_is_the_ttl(db, schema_url, ttl):
     assert created.tzinfo is not None and expires.tzinfo is not None  # ISO 8601 with its offset
     assert expires - created == TTLS[ttl]
     with psycopg.connect(schema_url) as conn:
-        interval = conn.execute(
-            "SELECT expires_at - created_at FROM activities WHERE uuid = %s", (data["uuid"],)
-        ).fetchone()[0]
+        interval = conn.execute("SELECT expires_at - created_at FROM activities WHERE uuid = %s", (data["uuid"],)).fetchone()[0]
     assert interval == TTLS[ttl]
-    assert abs(datetime.now(timezone.utc) - created) < timedelta(minutes=5)
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=5)
 
 
 def test_get_activity_unknown_is_empty(db):
@@ -213,9 +211,16 @@ bad_text = st.builds(lambda a, b: a + "\x00" + b, st.text(max_size=5), st.text(m
     lambda a, surrogate: a + surrogate, st.text(max_size=5), st.sampled_from(["\udcff", "\ud800", "\udfff"])
 )
 CODES = {
-    "ttl_blank", "user_handle_blank", "user_handle_not_text", "user_handle_invalid_characters",
-    "message_blank", "message_not_text", "message_invalid_characters", "message_exceed_max_chars", "user_not_found",
-}  # fmt: skip
+    "ttl_blank",
+    "user_handle_blank",
+    "user_handle_not_text",
+    "user_handle_invalid_characters",
+    "message_blank",
+    "message_not_text",
+    "message_invalid_characters",
+    "message_exceed_max_chars",
+    "user_not_found",
+}
 
 
 @given(

@@ -1,7 +1,7 @@
 """`inv db.create-activity` and `inv db.activities` as a user runs them, on a real database."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -26,7 +26,14 @@ def messages(url):
 
 def test_create_activity_json(run_task, seeded_url):
     result = run_task(
-        "db.create-activity", "--handle", "bayko", "--message", "from the CLI", "--ttl", "3-hours", "--json",
+        "db.create-activity",
+        "--handle",
+        "bayko",
+        "--message",
+        "from the CLI",
+        "--ttl",
+        "3-hours",
+        "--json",
         env={"CONNECTION_URL": seeded_url},
     )
     assert result.returncode == 0, result.stderr
@@ -48,7 +55,13 @@ def test_create_activity_panel(run_task, seeded_url):
 
 def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
     result = inv(
-        "db.create-activity", "--handle", "", "--message", "x" * 281, "--ttl", "2-weeks",
+        "db.create-activity",
+        "--handle",
+        "",
+        "--message",
+        "x" * 281,
+        "--ttl",
+        "2-weeks",
         env={"CONNECTION_URL": seeded_url},
     )
     assert result.returncode == 1
@@ -63,9 +76,7 @@ def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
 
 
 def test_create_activity_unknown_handle_json(run_task, seeded_url):
-    result = run_task(
-        "db.create-activity", "--handle", "ghost", "--message", "boo", "--json", env={"CONNECTION_URL": seeded_url}
-    )
+    result = run_task("db.create-activity", "--handle", "ghost", "--message", "boo", "--json", env={"CONNECTION_URL": seeded_url})
     assert result.returncode == 1
     assert json.loads(result.stdout) == {"errors": ["user_not_found"], "data": {"handle": "ghost", "message": "boo"}}
     assert "user_not_found (no user has the handle 'ghost')" in result.stderr
@@ -81,8 +92,16 @@ def test_activities_json_newest_first(run_task, seeded_url):
     feed = json.loads(result.stdout)
     assert [a["message"] for a in feed] == ["third", "second", "This was imported as seed data!"]
     assert set(feed[0]) == {
-        "uuid", "display_name", "handle", "message", "replies_count", "reposts_count", "likes_count",
-        "reply_to_activity_uuid", "expires_at", "created_at",
+        "uuid",
+        "display_name",
+        "handle",
+        "message",
+        "replies_count",
+        "reposts_count",
+        "likes_count",
+        "reply_to_activity_uuid",
+        "expires_at",
+        "created_at",
     }
     for stamp in (feed[0]["created_at"], feed[0]["expires_at"]):
         assert "T" in stamp and datetime.fromisoformat(stamp).tzinfo is not None  # ISO 8601 with offset
@@ -147,7 +166,7 @@ def test_activities_say_how_many_they_show_and_print_full_times(run_task, seeded
     assert "showing 2 of 4 activities" in result.stdout
     with psycopg.connect(seeded_url) as conn:
         newest = conn.execute("SELECT created_at FROM activities ORDER BY created_at DESC LIMIT 1").fetchone()[0]
-    assert f"{newest.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" in result.stdout  # date, year, zone
+    assert f"{newest.astimezone(UTC):%Y-%m-%d %H:%M} UTC" in result.stdout  # date, year, zone
     assert all(line == line.rstrip() for line in result.stdout.splitlines())
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from cruddur.postgres import urls
 from cruddur.config import Settings
 from cruddur.errors import ConfigError, MissingSetting
+from cruddur.postgres import urls
 
 
 def test_settings_read_the_scripts_variable_names(tmp_path):
@@ -26,18 +26,24 @@ def test_settings_read_the_scripts_variable_names(tmp_path):
 def test_a_missing_setting_names_the_variable():
     with pytest.raises(MissingSetting) as missing:
         Settings.from_env({}).require("db_sg_rule_id")
-    assert str(missing.value) == (
-        "DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
-    )
+    assert str(missing.value) == ("DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0")
 
 
 @pytest.mark.parametrize(
     "url, masked, described",
     [
-        ("postgresql://postgres:pa:ss%40word@db.example.com:5432/cruddur", "postgresql://postgres:****@db.example.com:5432/cruddur", "postgres@db.example.com:5432/cruddur"),
+        (
+            "postgresql://postgres:pa:ss%40word@db.example.com:5432/cruddur",
+            "postgresql://postgres:****@db.example.com:5432/cruddur",
+            "postgres@db.example.com:5432/cruddur",
+        ),
         ("postgresql://cruddur@db/cruddur?sslmode=require", "postgresql://cruddur@db/cruddur?sslmode=require", "cruddur@db/cruddur"),
         ("postgresql://postgres:@/cruddur?host=/tmp/pg", "postgresql://postgres@/cruddur?host=/tmp/pg", "postgres@/tmp/pg/cruddur"),
-        ("host=db.example.com password=secret dbname=cruddur", "password=**** dbname=cruddur host=db.example.com", "db.example.com/cruddur"),
+        (
+            "host=db.example.com password=secret dbname=cruddur",
+            "password=**** dbname=cruddur host=db.example.com",
+            "db.example.com/cruddur",
+        ),
         # Rewritten from what libpq read: the password, wherever it was, shows as **** in the user-info.
         ("postgresql://u@db/cruddur?password=secret&sslmode=require", "postgresql://u:****@db/cruddur?sslmode=require", "u@db/cruddur"),
     ],
@@ -57,7 +63,19 @@ def test_with_dbname_keeps_everything_else():
     assert urls.parse(moved)["dbname"] == "postgres" and urls.parse(moved)["host"] == "/tmp/pg"
 
 
-@pytest.mark.parametrize("bad", ["postgresql://u:hun/ter2@h/db", "postgresql://u:%ffhunter2@h/db", 'postgresql://u:q"%zzhunter2@h/db', "postgres//u:hunter2@h/db", "postgresql://u:hunter2@x@h/db", "postgresql://u:hunter2@[bad/db", "postgresql://u:hunter2@h:port/db", "postgresql://u:hunter2@h/db?nope=1"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "postgresql://u:hun/ter2@h/db",
+        "postgresql://u:%ffhunter2@h/db",
+        'postgresql://u:q"%zzhunter2@h/db',
+        "postgres//u:hunter2@h/db",
+        "postgresql://u:hunter2@x@h/db",
+        "postgresql://u:hunter2@[bad/db",
+        "postgresql://u:hunter2@h:port/db",
+        "postgresql://u:hunter2@h/db?nope=1",
+    ],
+)
 def test_malformed_urls_never_echo_their_secrets(bad):
     with pytest.raises(ConfigError) as failure:
         urls.parse(bad, "CONNECTION_URL")

@@ -41,8 +41,9 @@ def test_an_in_process_run_leaves_the_process_as_it_found_it(run_task, database_
         "cwd": os.getcwd(),
         "streams": (sys.stdin, sys.stdout, sys.stderr),
         "help": {name: dict(tasks.ns[name].help) for name in tasks.ns.task_names},
-        "handlers": {name: list(logger.handlers) for name, logger in logging.root.manager.loggerDict.items()
-                     if isinstance(logger, logging.Logger)},
+        "handlers": {
+            name: list(logger.handlers) for name, logger in logging.root.manager.loggerDict.items() if isinstance(logger, logging.Logger)
+        },
         "filters": list(warnings.filters),
     }
     for args in [("db.sessions", "--json"), ("db.activities", "--limit", "x"), ("lambda.invoke",), ("db.sessions", "-h")]:

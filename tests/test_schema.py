@@ -36,8 +36,7 @@ def test_activities_need_a_real_user_and_reply_to_an_activity(schema_url):
         insert_user(conn)
         with pytest.raises(errors.ForeignKeyViolation):
             conn.execute(
-                "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid)"
-                " SELECT uuid, 'reply', gen_random_uuid() FROM users"
+                "INSERT INTO activities (user_uuid, message, reply_to_activity_uuid) SELECT uuid, 'reply', gen_random_uuid() FROM users"
             )
 
 
@@ -45,8 +44,7 @@ def test_column_types(schema_url):
     with psycopg.connect(schema_url) as conn:
         types = dict(
             conn.execute(
-                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = 'public'"
+                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'"
             ).fetchall()
         )
         feed_indexes = conn.execute(

@@ -17,7 +17,12 @@ def imported_by_inv(base_env, *args, env=None) -> set[str]:
     """Top-level names of the modules `inv ARGS` imports, read from python -X importtime."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", str(INV), *args],
-        cwd=ROOT, env={**base_env, **(env or {})}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env={**base_env, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
@@ -35,8 +40,9 @@ def loaded_after(code: str) -> set[str]:
 def test_the_editable_install_adds_a_path_not_an_import_hook_to_every_start(tmp_path):
     # setuptools' default editable mode installs a finder module that site imports at every
     # interpreter start in the venv; pyproject's package-dir makes it a plain .pth path entry.
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import cruddur"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import cruddur"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "import time:" in result.stderr
     assert "__editable__" not in result.stderr
@@ -64,8 +70,7 @@ def test_loading_the_namespace_imports_no_aws_or_http_library():
 
 # Every module of the library, sub-packages included, by its import name.
 LIBRARY_MODULES = sorted(
-    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    for p in (ROOT / "cruddur").rglob("*.py")
+    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in (ROOT / "cruddur").rglob("*.py")
 )
 
 

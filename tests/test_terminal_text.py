@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from tasks._cli import print_json, printable
 
 # Any text, weighted towards what terminals act on: ESC sequences, BEL, C1 controls, bidi overrides.
-controls = st.sampled_from(["\x1b", "\x1b]0;title\x07", "\x1b[2J", "\x07", "\x00", "\r", "\n", "\x9b", "\x7f", "\u202e", "\u2028", "\udcff"])
+controls = st.sampled_from(
+    ["\x1b", "\x1b]0;title\x07", "\x1b[2J", "\x07", "\x00", "\r", "\n", "\x9b", "\x7f", "\u202e", "\u2028", "\udcff"]
+)
 texts = st.lists(st.text(max_size=8) | controls, max_size=8).map("".join)
 
 

@@ -6,15 +6,22 @@ the environment itself; nothing here overrides them. boto3 is imported only when
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import Settings
 from ..errors import AwsError, one_line
 
 THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
-BAD_CREDENTIALS = {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken",
-                   "SignatureDoesNotMatch", "InvalidAccessKeyId"}
+BAD_CREDENTIALS = {
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+}
 
 
 def client(service: str) -> Any:
@@ -33,9 +40,7 @@ def client(service: str) -> Any:
             # botocore converts it with int() only while building the client; ask first, to name it.
             core.get_config_variable("max_attempts")
         except ValueError:
-            raise AwsError(
-                "AWS_MAX_ATTEMPTS (or max_attempts in the AWS config file) must be a whole number such as 3"
-            ) from None
+            raise AwsError("AWS_MAX_ATTEMPTS (or max_attempts in the AWS config file) must be a whole number such as 3") from None
         try:
             session = boto3.session.Session(botocore_session=core)
             return session.client(service, config=Config(connect_timeout=10, read_timeout=60))
@@ -45,7 +50,7 @@ def client(service: str) -> Any:
             if isinstance(e, boto.BotoCoreError) or not str(e).startswith(prefix):
                 raise
             raise AwsError(
-                f"AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{service.upper()}) {str(e)[len(prefix):]!r} is not a URL:"
+                f"AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{service.upper()}) {str(e)[len(prefix) :]!r} is not a URL:"
                 " give a full one such as http://localhost:4566"
             ) from None
 
@@ -79,8 +84,7 @@ def translated() -> Iterator[None]:
     except (boto.NoCredentialsError, boto.PartialCredentialsError) as e:
         how = _workspace().how_to_set("AWS_ACCESS_KEY_ID", "...")
         raise AwsError(
-            f"no AWS credentials ({type(e).__name__}: {one_line(e)}): {how}, and the same for"
-            " AWS_SECRET_ACCESS_KEY (or set AWS_PROFILE)"
+            f"no AWS credentials ({type(e).__name__}: {one_line(e)}): {how}, and the same for AWS_SECRET_ACCESS_KEY (or set AWS_PROFILE)"
         ) from None
     except boto.ProfileNotFound as e:
         raise AwsError(f"{one_line(e)} (ProfileNotFound): fix AWS_PROFILE or ~/.aws/config") from None
@@ -94,9 +98,7 @@ def translated() -> Iterator[None]:
     except (boto.InvalidMaxRetryAttemptsError, boto.InvalidRetryModeError) as e:
         raise AwsError(f"{one_line(e)} (fix AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, or the AWS config file)") from None
     except boto.NoRegionError:
-        raise AwsError(
-            f"no AWS region (NoRegionError): {_workspace().how_to_set('AWS_DEFAULT_REGION', 'us-east-1')}"
-        ) from None
+        raise AwsError(f"no AWS region (NoRegionError): {_workspace().how_to_set('AWS_DEFAULT_REGION', 'us-east-1')}") from None
     except (boto.ConnectionError, boto.HTTPClientError) as e:
         raise AwsError(f"could not reach AWS ({type(e).__name__}): {one_line(e)}") from None
     except boto.WaiterError:

@@ -6,13 +6,14 @@ Functions take a cognito-idp (or Lambda) client from cruddur.aws.clients; boto3 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
-from .clients import translated
 from ..config import Settings
 from ..errors import ConfigError, DatabaseError, one_line
+from .clients import translated
 
 # Seeded users carry a Cognito id starting with this (sql/seed.sql's 'MOCK-...') until the real
 # person signs up. The Lambda handler holds the same rule (it ships alone); a test keeps them alike.
@@ -147,9 +148,7 @@ def plan_sync(cognito_users: Iterable[CognitoUser], rows: Iterable[Row]) -> Sync
     return plan
 
 
-def sync(
-    connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = False, confirmed: list[Update] | None = None
-) -> SyncPlan:
+def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = False, confirmed: list[Update] | None = None) -> SyncPlan:
     """Plan against the rows as they are, and apply the updates, in one transaction (the rows
     are locked meanwhile, so a sign-up cannot slip in between the plan and the updates).
 
@@ -257,7 +256,5 @@ def _settings_kept(cognito: Any, pool: dict) -> dict:
     kept = {name: pool[name] for name in members if name in pool and name not in ("UserPoolId", "LambdaConfig")}
     if "AdminCreateUserConfig" in kept:
         # Deprecated, and refused next to PasswordPolicy.TemporaryPasswordValidityDays, which replaced it.
-        kept["AdminCreateUserConfig"] = {
-            k: v for k, v in kept["AdminCreateUserConfig"].items() if k != "UnusedAccountValidityDays"
-        }
+        kept["AdminCreateUserConfig"] = {k: v for k, v in kept["AdminCreateUserConfig"].items() if k != "UnusedAccountValidityDays"}
     return kept

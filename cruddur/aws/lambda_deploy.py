@@ -8,16 +8,17 @@ boto3 is imported here only, on the deploy path. Credentials and region are boto
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from ..postgres import urls
-from . import clients
 from ..config import Settings
 from ..errors import MASK, AwsError, ConfigError, MissingSetting, one_line, scrub
 from ..lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS, FUNCTION_NAME
 from ..lambda_build.package import Package
+from ..postgres import urls
+from . import clients
 
 CONNECTION_VARIABLE = "CONNECTION_URL"
 
@@ -97,9 +98,7 @@ def deploy(
     if current.get("CodeSha256") != package.code_sha256:
         zipped = package.path.read_bytes()
         with clients.translated():
-            updated = lambda_client.update_function_code(
-                FunctionName=function, ZipFile=zipped, Architectures=[package.architecture]
-            )
+            updated = lambda_client.update_function_code(FunctionName=function, ZipFile=zipped, Architectures=[package.architecture])
         _wait_updated(lambda_client, function)
         if updated.get("CodeSha256") != package.code_sha256:
             raise AwsError(

@@ -122,7 +122,8 @@ def _ask_services(urls: tuple[str, ...], timeout, deadline: float) -> PublicIp:
         budget = min(remaining, _per_service(timeout))
         answers: queue.SimpleQueue = queue.SimpleQueue()
 
-        def ask(url=url):
+        # Bound now: a late answer from this service must not land in the next service's queue.
+        def ask(url=url, answers=answers):
             try:
                 answers.put(_ask(url, timeout))
             except BaseException as bug:  # handed to the caller, traceback and all
@@ -140,9 +141,7 @@ def _ask_services(urls: tuple[str, ...], timeout, deadline: float) -> PublicIp:
         if found:
             return found
         failures.append(failure)
-    raise IpLookupError(
-        "could not find this workspace's public IPv4 address (" + "; ".join(failures) + "); set GITPOD_IP"
-    )
+    raise IpLookupError("could not find this workspace's public IPv4 address (" + "; ".join(failures) + "); set GITPOD_IP")
 
 
 def _per_service(timeout) -> float:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
-from .clients import error_from_response, region, translated
 from ..errors import MASK, AwsError, ConfigError
+from .clients import error_from_response, region, translated
 
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
 # A major version: RDS picks its current default minor for it. 17 is in RDS standard support.
@@ -49,8 +50,7 @@ def check_identifier(value: str, what: str = "DB instance identifier") -> str:
     """RDS's rule: 1-63 letters, digits or hyphens; a letter first; no trailing or double hyphen."""
     if not IDENTIFIER.fullmatch(value) or value.endswith("-"):
         raise ConfigError(
-            f"{what} {value!r} is invalid: 1-63 letters, digits or hyphens, starting with a letter,"
-            " without a trailing or double hyphen"
+            f"{what} {value!r} is invalid: 1-63 letters, digits or hyphens, starting with a letter, without a trailing or double hyphen"
         )
     return value
 
@@ -176,7 +176,6 @@ class Instance:
         return f"postgresql://{quote(self.username, safe='')}:{secret}@{self.host}:{self.port}/{self.db_name or 'postgres'}"
 
 
-
 def find_instance(rds: Any, identifier: str) -> Instance | None:
     check_identifier(identifier)
     from botocore.exceptions import ClientError
@@ -233,9 +232,7 @@ def version_key(version: str) -> tuple[int, ...]:
 def offered_versions(rds: Any, major: str) -> list[str]:
     """The PostgreSQL versions RDS offers for new instances of `major` here, newest first."""
     with translated():
-        pages = rds.get_paginator("describe_db_engine_versions").paginate(
-            Engine="postgres", DBParameterGroupFamily=f"postgres{major}"
-        )
+        pages = rds.get_paginator("describe_db_engine_versions").paginate(Engine="postgres", DBParameterGroupFamily=f"postgres{major}")
         versions = {v["EngineVersion"] for page in pages for v in page["DBEngineVersions"]}
     return sorted(versions, key=version_key, reverse=True)
 
@@ -256,8 +253,7 @@ def version_refused(rds: Any, options: CreateOptions, refused: AwsError) -> AwsE
         )
     newest = ", ".join(offered[:OFFERED_SHOWN])
     return AwsError(
-        f"{wanted}; the newest {major}.x it offers: {newest} (pass --engine-version {major} to get its"
-        " default minor, or one of these)",
+        f"{wanted}; the newest {major}.x it offers: {newest} (pass --engine-version {major} to get its default minor, or one of these)",
         refused.code,
     )
 
@@ -294,8 +290,7 @@ def wait_available(
             # boto3's waiter keeps polling these, but nothing brings a stopped instance back but a start.
             if status in STOPPED:
                 raise AwsError(
-                    f"RDS instance {identifier} is {status}; it will not become available by itself:"
-                    " run inv rds.start, then wait again"
+                    f"RDS instance {identifier} is {status}; it will not become available by itself: run inv rds.start, then wait again"
                 ) from None
         on_status(status)
         remaining = deadline - time.monotonic()
@@ -324,7 +319,7 @@ def _move(rds: Any, identifier: str, already: set[str], action: Callable[..., di
 
 
 def final_snapshot_identifier(identifier: str, now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     return check_identifier(f"{identifier}-final-{stamp}", "snapshot identifier")
 
 

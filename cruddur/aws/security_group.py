@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .clients import translated
 from ..config import Settings
 from ..errors import AwsError, ConfigError
+from .clients import translated
 
 POSTGRES_PORT = 5432
 DEFAULT_DESCRIPTION = "GITPOD"  # the bootcamp's rule
@@ -40,9 +40,7 @@ def check_rule_id(value: str, variable: str = "DB_SG_RULE_ID") -> str:
 
 def check_description(value: str) -> str:
     if not DESCRIPTION.fullmatch(value):
-        raise ConfigError(
-            f"description {value!r} is not allowed: up to 255 of letters, digits, spaces and ._-:/()#,@[]+=&;{{}}!$*"
-        )
+        raise ConfigError(f"description {value!r} is not allowed: up to 255 of letters, digits, spaces and ._-:/()#,@[]+=&;{{}}!$*")
     return value
 
 
@@ -142,9 +140,7 @@ def managed_rule_ids(settings: Settings) -> tuple[str, str]:
     return check_group_id(settings.require("db_sg_id")), check_rule_id(settings.require("db_sg_rule_id"))
 
 
-def plan_update(
-    ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Address, description: str | None = None
-) -> Change:
+def plan_update(ec2: Any, group_id: str, rule_id: str, address: ipaddress.IPv4Address, description: str | None = None) -> Change:
     """What updating the managed rule to admit `address` would change (nothing is changed).
 
     Without a `description`, the rule keeps its own."""

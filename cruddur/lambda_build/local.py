@@ -85,8 +85,7 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
     try:
         with connect(connection_url) as conn:
             cursor = conn.execute(
-                "SELECT uuid, display_name, handle, email, cognito_user_id, created_at"
-                " FROM public.users WHERE cognito_user_id = %s",
+                "SELECT uuid, display_name, handle, email, cognito_user_id, created_at FROM public.users WHERE cognito_user_id = %s",
                 (sub,),
             )
             found = cursor.fetchone()

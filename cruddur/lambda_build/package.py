@@ -27,7 +27,6 @@ from pathlib import Path, PurePosixPath
 
 from ..config import PROJECT_ROOT
 from ..errors import CruddurError
-
 from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, HANDLER
 
 HANDLER_FILE = PROJECT_ROOT / "lambda" / "cruddur_post_confirmation.py"
@@ -102,9 +101,7 @@ def platform_tags(runtime: str, architecture: str) -> list[str]:
     try:
         machine = ARCHITECTURES[architecture]
     except KeyError:
-        raise PackageError(
-            f"architecture {architecture!r} is not one of Lambda's: {', '.join(ARCHITECTURES)}"
-        ) from None
+        raise PackageError(f"architecture {architecture!r} is not one of Lambda's: {', '.join(ARCHITECTURES)}") from None
     minor = int(python_version(runtime).split(".")[1])
     # python3.12 and later run on Amazon Linux 2023 (glibc 2.34), older ones on Amazon Linux 2 (2.26).
     glibc_minor = 34 if minor >= 12 else 26
@@ -144,14 +141,10 @@ def build(
         entries = _entries(site)
     unzipped = sum(len(data) for data in entries.values())
     if unzipped > max_unzipped_bytes:
-        raise PackageError(
-            f"the function would unzip to {_mb(unzipped)}, over Lambda's limit of {_mb(max_unzipped_bytes)}"
-        )
+        raise PackageError(f"the function would unzip to {_mb(unzipped)}, over Lambda's limit of {_mb(max_unzipped_bytes)}")
     data = _zip(entries)
     if len(data) > max_zipped_bytes:
-        raise PackageError(
-            f"the zip would be {_mb(len(data))}, over Lambda's limit of {_mb(max_zipped_bytes)} for a direct upload"
-        )
+        raise PackageError(f"the zip would be {_mb(len(data))}, over Lambda's limit of {_mb(max_zipped_bytes)} for a direct upload")
     _write_whole(output, data)
     return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture, bytecode)
 
@@ -183,10 +176,12 @@ class _PipTarget:
         platforms = [option for tag in self.platforms for option in ("--platform", tag)]
         return [
             *platforms,
-            "--implementation", "cp",
-            "--python-version", self.python_version,
+            "--implementation",
+            "cp",
+            "--python-version",
+            self.python_version,
             "--only-binary=:all:",
-        ]  # fmt: skip
+        ]
 
     def __str__(self) -> str:
         return f"Python {self.python_version} on Linux {self.architecture}"
@@ -195,8 +190,7 @@ class _PipTarget:
 def _install(requirements: Path, site: Path, wheel_cache: Path, target: _PipTarget) -> None:
     """pip-install the requirements for the target platform into `site`, from the wheel cache;
     download into the cache first only when it lacks something."""
-    install = ["install", "--target", str(site), "--no-compile", "--no-warn-script-location",
-               "-r", str(requirements), *target.options()]  # fmt: skip
+    install = ["install", "--target", str(site), "--no-compile", "--no-warn-script-location", "-r", str(requirements), *target.options()]
     offline = ["--no-index", "--find-links", str(wheel_cache)]
     if wheel_cache.is_dir() and any(wheel_cache.glob("*.whl")):
         if _pip(install + offline).returncode == 0:
@@ -217,10 +211,11 @@ def _compile(site: Path) -> None:
     (checked against the source, so a function edited in the console still runs its edit), and
     naming its source under /var/task. A fresh interpreter compiles, as the runtime's would."""
     result = subprocess.run(
-        [sys.executable, "-E", "-s", "-m", "compileall", "-q", "-d", TASK_ROOT,
-         "--invalidation-mode", "checked-hash", str(site)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-E", "-s", "-m", "compileall", "-q", "-d", TASK_ROOT, "--invalidation-mode", "checked-hash", str(site)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         raise PackageError(f"compiling the zip's byte code failed: {(lines or ['exit code ' + str(result.returncode)])[-1]}")

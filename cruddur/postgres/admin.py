@@ -6,16 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import psycopg
 from psycopg import errors, sql
 
+from ..errors import CruddurError, DatabaseError, NoSuchDatabase, SqlFileError, one_line
 from . import urls
 from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, advisory_lock, connect, set_lock_timeout
 from .sessions import BlockerWatch, held_by
-from ..errors import CruddurError, DatabaseError, NoSuchDatabase, SqlFileError, one_line
 
 MAINTENANCE_DB = "postgres"
 LOCK_TIMEOUT = 5.0  # seconds a file load waits for a lock another session holds
@@ -186,7 +186,9 @@ def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> 
     try:
         taken = advisory_lock(conn, f"cruddur rebuild {name}", wait)
     except errors.LockNotAvailable:
-        raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends") from None
+        raise DatabaseError(
+            f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends"
+        ) from None
     # The renames and drops that follow wait for the database's lock no longer than this.
     set_lock_timeout(conn, SWAP_STEP_WAIT)
     return taken
@@ -317,9 +319,9 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
 
 def _end_sessions(conn: psycopg.Connection, name: str) -> list[tuple[int, bool]]:
     """End the client sessions on database `name` other than this one: [(pid, ended)]."""
-    query = sql.SQL(
-        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND ({}) ORDER BY pid"
-    ).format(sql.SQL(CLIENT_SESSION))
+    query = sql.SQL("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND ({}) ORDER BY pid").format(
+        sql.SQL(CLIENT_SESSION)
+    )
     try:
         pids = [pid for (pid,) in conn.execute(query, (name,))]
     except psycopg.Error as e:

@@ -29,10 +29,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from . import urls
-from .connect import CONNECT_TIMEOUT, connect_timeout
 from ..config import PROJECT_ROOT, Settings
 from ..errors import CruddurError, DatabaseError, one_line
+from . import urls
+from .connect import CONNECT_TIMEOUT, connect_timeout
 
 sql_log = logging.getLogger("cruddur.sql")
 # Without a handler anywhere, Python prints warnings to stderr itself (logging.lastResort): a
@@ -141,8 +141,7 @@ class Database:
         except PoolTimeout:
             self.pool.close(timeout=0)
             raise DatabaseUnavailable(
-                f"could not connect to {self.where} within {timeout:g}s: the server accepted one connection,"
-                " then no more"
+                f"could not connect to {self.where} within {timeout:g}s: the server accepted one connection, then no more"
             ) from None
         sql_log.debug("pool %s open on %s", self.pool.name, self.where)
         return self
@@ -220,8 +219,7 @@ class Database:
             return self.pool.getconn(timeout=timeout)
         except PoolTimeout:
             raise DatabaseUnavailable(
-                f"no free connection to {self.where} within {timeout or self.pool.timeout:g}s "
-                f"(pool of {self.pool.max_size})"
+                f"no free connection to {self.where} within {timeout or self.pool.timeout:g}s (pool of {self.pool.max_size})"
             ) from None
         except PoolClosed:
             raise ClientClosed(f"the database client for {self.where} is not open") from None
@@ -258,9 +256,7 @@ class Database:
                 raise DatabaseUnavailable(f"lost the connection to {self.where}: {one_line(e)}") from e
             if e.sqlstate is None:
                 raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
-            raise QueryError(
-                f"query failed: {e.diag.message_primary or one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate
-            ) from e
+            raise QueryError(f"query failed: {e.diag.message_primary or one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate) from e
         except BaseException:
             self.pool.putconn(conn)
             raise

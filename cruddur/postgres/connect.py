@@ -7,8 +7,8 @@ import math
 
 import psycopg
 
-from . import urls
 from ..errors import DatabaseError, NoSuchDatabase, one_line
+from . import urls
 
 APPLICATION_NAME = "cruddur-ops"
 CONNECT_TIMEOUT = 5.0  # seconds: how long a task waits for a server before saying why not
@@ -27,9 +27,7 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
     """A connection, or DatabaseError saying why not (server down, auth, no such database)."""
     urls.parse(url)
     try:
-        return psycopg.connect(
-            url, autocommit=autocommit, connect_timeout=connect_timeout(timeout), application_name=APPLICATION_NAME
-        )
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout(timeout), application_name=APPLICATION_NAME)
     except psycopg.OperationalError as e:
         reason = one_line(e).removeprefix("connection failed: ")
         if f'database "{urls.dbname(url)}" does not exist' in reason:

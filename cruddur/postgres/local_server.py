@@ -169,7 +169,9 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
         try:
             embedded.pg_ctl(
                 ["-w", "-t", str(remaining), "-o", options, "-l", str(log), "start"],
-                pgdata=pgdata, user=_server_user(), timeout=remaining + 5,
+                pgdata=pgdata,
+                user=_server_user(),
+                timeout=remaining + 5,
             )
             break
         except (subprocess.SubprocessError, OSError) as e:

@@ -12,19 +12,19 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import psycopg
 from psycopg import errors, sql
 
+from ..errors import MigrationError, SqlFileError, one_line
 from .admin import describe_sql_error, run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, held_by
-from ..errors import MigrationError, SqlFileError, one_line
 
 LOCK_TIMEOUT = 5.0  # seconds a migration's statement may queue for a table lock
 RUN_LOCK_WAIT = 120.0  # seconds a run waits for another run on the same database to end
@@ -147,7 +147,7 @@ def new_migration(directory: Path, name: str, now: datetime | None = None) -> Pa
     """Write an empty migration with both sections; its path."""
     if not _NAME.match(name):
         raise MigrationError(f"migration name {name!r}: use lowercase words joined by underscores, e.g. add_bio_to_users")
-    version = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
+    version = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
     for existing in directory.glob(f"{version}_*.sql"):
         raise MigrationError(f"{existing.name} already has version {version}; wait a second and try again")
@@ -352,7 +352,9 @@ def _wait_for_flush(conn: psycopg.Connection, bound: float = 2.0) -> None:
         pass  # the server flushes on its own within moments (wal_writer_delay)
 
 
-def rollback_plan(migrations: list[Migration], applied: dict[str, dict], steps: int | None = None, to: str | None = None) -> list[Migration]:
+def rollback_plan(
+    migrations: list[Migration], applied: dict[str, dict], steps: int | None = None, to: str | None = None
+) -> list[Migration]:
     """The migrations a rollback undoes, newest first; MigrationError if any cannot be undone."""
     newest_first = sorted(applied, key=_order, reverse=True)
     if to is not None:
@@ -396,7 +398,9 @@ def _run_section(conn, watch: BlockerWatch, migration: Migration, section: Secti
             if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 conn.execute("ROLLBACK")
             first_line = section.first_line - text.count("\n", 0, len(text) - len(section.sql))
-            raise SqlFileError(_failure(migration, text, first_line, section, e, watch.found, done, "applied" if record else "rolled back")) from None
+            raise SqlFileError(
+                _failure(migration, text, first_line, section, e, watch.found, done, "applied" if record else "rolled back")
+            ) from None
     return time.perf_counter() - started
 
 
@@ -409,11 +413,22 @@ _INSERT = sql.SQL(
 _DELETE = sql.SQL("DELETE FROM public.schema_migrations WHERE version = {version}")
 
 
-def _failure(migration: Migration, text: str, first_line: int, section: Section, error: psycopg.Error, blockers: list[Blocker], done: list[Applied], verb: str) -> str:
+def _failure(
+    migration: Migration,
+    text: str,
+    first_line: int,
+    section: Section,
+    error: psycopg.Error,
+    blockers: list[Blocker],
+    done: list[Applied],
+    verb: str,
+) -> str:
     message = describe_sql_error(migration.label, text, error, first_line)
     if isinstance(error, errors.LockNotAvailable):
         message += f"; the lock was held by {held_by(blockers)}"
-    message += f"; nothing of it was {verb}" if section.transaction else "; it ran outside a transaction (transaction:false): check what it left"
+    message += (
+        f"; nothing of it was {verb}" if section.transaction else "; it ran outside a transaction (transaction:false): check what it left"
+    )
     if done:
         message += f"; {', '.join(step.version for step in done)} of this run stay{'s' if len(done) == 1 else ''} {verb}"
     else:
@@ -436,4 +451,3 @@ def _run(url: str, lock_timeout: float):
         set_lock_timeout(conn, lock_timeout)
         yield conn, watch
         # Closing the connection releases the lock.
-

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from psycopg import conninfo
 
-from . import urls
 from ..errors import CruddurError
+from . import urls
 
 
 def find_psql(prefer_bundled: bool = False) -> Path:

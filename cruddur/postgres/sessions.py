@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import psycopg
 from psycopg import sql
 
-from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
 from ..errors import DatabaseError, one_line
+from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
 
 SESSIONS_SQL = sql.SQL("""
 SELECT pid,

@@ -8,10 +8,10 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import MASK, CruddurError, DatabaseError, NoSuchDatabase
 from . import local_server, migrations, urls
 from .admin import MAINTENANCE_DB
 from .connect import CONNECT_TIMEOUT, connect
-from ..errors import MASK, CruddurError, DatabaseError, NoSuchDatabase
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,9 @@ def local(pgdata: Path, port: int, migrations_dir: Path | None = None) -> Status
     try:
         version, exists = _ask(url, urls.DEFAULT_DBNAME)
     except DatabaseError as e:
-        return Status(url=urls.mask(app_url), answers=False, reason=str(e), server_version=None, database_exists=None, tcp_url=tcp, **common)
+        return Status(
+            url=urls.mask(app_url), answers=False, reason=str(e), server_version=None, database_exists=None, tcp_url=tcp, **common
+        )
     found = Status(url=urls.mask(app_url), answers=True, reason=None, server_version=version, database_exists=exists, tcp_url=tcp, **common)
     return _with_migrations(found, app_url, migrations_dir)
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from . import local_server, urls
 from ..config import Settings
+from . import local_server, urls
 
 
 class Environment(Enum):
-    PROD = "prod"    # PROD_CONNECTION_URL, with --prod
-    DEV = "dev"      # CONNECTION_URL
+    PROD = "prod"  # PROD_CONNECTION_URL, with --prod
+    DEV = "dev"  # CONNECTION_URL
     LOCAL = "local"  # the embedded server, with neither
 
     def __str__(self) -> str:

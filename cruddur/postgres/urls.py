@@ -18,7 +18,6 @@ EXPECTED = "expected postgresql://user:password@host:5432/cruddur"
 SCHEMES = ("postgresql://", "postgres://")
 
 
-
 def is_url(text: str) -> bool:
     """Whether the connection string is a URL (else libpq's key=value form)."""
     return text.startswith(SCHEMES)
@@ -33,9 +32,7 @@ def parse(url: str, variable: str = "the connection URL") -> dict[str, str]:
     except ProgrammingError as e:
         raise ConfigError(f"{variable} is malformed: {hide_quoted(one_line(e))} ({EXPECTED})") from None
     except UnicodeDecodeError:
-        raise ConfigError(
-            f"{variable} is malformed: a percent-encoded part is not UTF-8 text ({EXPECTED})"
-        ) from None
+        raise ConfigError(f"{variable} is malformed: a percent-encoded part is not UTF-8 text ({EXPECTED})") from None
     for port in (params.get("port") or "5432").split(","):
         if not port.isdigit():
             # The port is not quoted: a password with a raw "/" ends up here.
@@ -52,9 +49,7 @@ def _refuse_misread_credentials(url: str, variable: str) -> None:
     if at < 0:
         return
     if "/" in rest[:at] or "@" in rest[at + 1 :]:
-        raise ConfigError(
-            f"{variable} is malformed: write a '/' in the user or password as %2F and an '@' as %40 ({EXPECTED})"
-        )
+        raise ConfigError(f"{variable} is malformed: write a '/' in the user or password as %2F and an '@' as %40 ({EXPECTED})")
 
 
 def dbname(url: str) -> str:
@@ -135,7 +130,4 @@ def _unparse(params: dict[str, str], keep: str = "") -> str:
         netloc = ",".join(entries)
     dbname = params.pop("dbname", "")
     query = "&".join(f"{quote(key, safe='')}={encoded(value, safe='/:,')}" for key, value in params.items())
-    return (
-        f"postgresql://{userinfo + '@' if userinfo else ''}{netloc}/{quote(dbname, safe='')}"
-        + (f"?{query}" if query else "")
-    )
+    return f"postgresql://{userinfo + '@' if userinfo else ''}{netloc}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")

@@ -217,8 +217,15 @@ def test_the_plan_sorts_everyone_once_keeps_ids_unique_and_converges(case):
 
     placed = [*plan.no_row, *plan.no_preferred_username, *plan.ambiguous]
     by_handle = {u.preferred_username: u for u in users}
-    placed += [by_handle[h] for h in (*plan.already_right, *(u.handle for u in plan.updated), *(s.handle for s in plan.sub_in_use),
-                                      *(h.handle for h in plan.handle_held))]  # fmt: skip
+    placed += [
+        by_handle[h]
+        for h in (
+            *plan.already_right,
+            *(u.handle for u in plan.updated),
+            *(s.handle for s in plan.sub_in_use),
+            *(h.handle for h in plan.handle_held),
+        )
+    ]
     assert sorted(u.username for u in placed) == sorted(u.username for u in users)
     assert {r.handle for r in plan.no_cognito_user} == {r.handle for r in rows} - {u.preferred_username for u in users}
     ids = {r.handle: r.cognito_user_id for r in rows}
@@ -248,8 +255,7 @@ def cognito_statements(function: str) -> list[dict]:
 def test_attach_sets_the_trigger_grants_invoke_and_keeps_the_pools_other_settings(idp):
     arn = make_function()
     pre_sign_up = "arn:aws:lambda:us-east-1:123456789012:function:pre-sign-up"
-    pool = make_pool(idp, LambdaConfig={"PreSignUp": pre_sign_up}, MfaConfiguration="OFF",
-                     EmailVerificationSubject="Your Cruddur code")  # fmt: skip
+    pool = make_pool(idp, LambdaConfig={"PreSignUp": pre_sign_up}, MfaConfiguration="OFF", EmailVerificationSubject="Your Cruddur code")
 
     attachment = cognito.attach(idp, clients.client("lambda"), pool["Id"], "cruddur-post-confirmation")
 

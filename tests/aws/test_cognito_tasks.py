@@ -14,8 +14,11 @@ from tests.helpers import assert_one_line_error
 
 def table_row(output: str, *cells: str) -> bool:
     """Some line of a rich table holds these cells, in this order."""
-    return any([cell.strip() for cell in line.split("│")][1 : len(cells) + 1][:-1] == list(cells[:-1])
-               and line.split("│")[len(cells)].strip().startswith(cells[-1]) for line in output.splitlines())  # fmt: skip
+    return any(
+        [cell.strip() for cell in line.split("│")][1 : len(cells) + 1][:-1] == list(cells[:-1])
+        and line.split("│")[len(cells)].strip().startswith(cells[-1])
+        for line in output.splitlines()
+    )
 
 
 @pytest.fixture
@@ -73,8 +76,14 @@ def test_sync_prints_every_category_then_has_nothing_to_do(run_task, pool, schem
     assert table_row(first.stdout, "updated", "andrewbrown", f"MOCK-andrewbrown -> {sub}")
     assert table_row(first.stdout, "row, no Cognito user", "bayko", "MOCK-bayko (placeholder: not signed up yet)")
     assert table_row(first.stdout, "no preferred_username", "-", "anonymous (")
-    for count, label in [(1, "updated"), (0, "already right"), (0, "Cognito users with no row"), (1, "rows with no Cognito user"),
-                         (1, "without preferred_username (skipped)"), (0, "sub used by another row (not applied)")]:  # fmt: skip
+    for count, label in [
+        (1, "updated"),
+        (0, "already right"),
+        (0, "Cognito users with no row"),
+        (1, "rows with no Cognito user"),
+        (1, "without preferred_username (skipped)"),
+        (0, "sub used by another row (not applied)"),
+    ]:
         assert f"{count:>5}  {label}\n" in first.stdout
     assert "Traceback" not in first.stderr
     assert second.returncode == 0, second.stderr

@@ -16,7 +16,6 @@ from tests.aws_support import server_client
 from tests.helpers import assert_one_line_error
 from tests.lambda_support import EnvironmentTooLargeLambda, FinishingUpdateLambda
 
-
 REGION = "us-east-1"
 FUNCTION = "cruddur-post-confirmation"
 SECRET_URL = "postgresql://cruddurroot:s3cr3t-Pa55@cruddur-db.example.us-east-1.rds.amazonaws.com:5432/cruddur"
@@ -137,8 +136,7 @@ def test_an_aws_error_quoting_the_environment_never_shows_the_url_or_its_passwor
 
 
 def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(run_task, lambda_build_defaults, moto_url):
-    endpoint = {"endpoint_url": moto_url, "region_name": REGION,
-                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
+    endpoint = {"endpoint_url": moto_url, "region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     create_function(endpoint, runtime="python3.9")
     env = {"AWS_ENDPOINT_URL": moto_url, "PROD_CONNECTION_URL": SECRET_URL}
 
@@ -175,7 +173,9 @@ def test_inv_lambda_deploy_creating_without_a_role_is_one_line(run_task, lambda_
     assert functions == []
 
 
-def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(run_task, lambda_build_defaults, environment_too_large_lambda):
+def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(
+    run_task, lambda_build_defaults, environment_too_large_lambda
+):
     env = {"AWS_ENDPOINT_URL": environment_too_large_lambda.url, "PROD_CONNECTION_URL": SECRET_URL}
 
     result = run_task("lambda.deploy", "--set-env", env=env)
@@ -212,13 +212,18 @@ def database_network(region_kwargs: dict) -> dict:
     rds = boto3.client("rds", **region_kwargs)
     rds.create_db_subnet_group(DBSubnetGroupName="cruddur-db", DBSubnetGroupDescription="db", SubnetIds=subnets)
     rds.create_db_instance(
-        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
-        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
-        DBSubnetGroupName="cruddur-db", VpcSecurityGroupIds=[group],
-    )  # fmt: skip
-    role = boto3.client("iam", **region_kwargs).create_role(
-        RoleName="cruddur-post-confirmation-role", AssumeRolePolicyDocument="{}"
-    )["Role"]["Arn"]
+        DBInstanceIdentifier="cruddur-db-instance",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="a-long-secret",
+        AllocatedStorage=20,
+        DBSubnetGroupName="cruddur-db",
+        VpcSecurityGroupIds=[group],
+    )
+    role = boto3.client("iam", **region_kwargs).create_role(RoleName="cruddur-post-confirmation-role", AssumeRolePolicyDocument="{}")[
+        "Role"
+    ]["Arn"]
     return {"subnets": subnets, "group": group, "role": role}
 
 
@@ -262,19 +267,26 @@ def test_the_role_comes_from_the_flag_then_lambda_role_arn_else_one_line():
 
 def test_an_instance_without_a_subnet_group_asks_for_the_flags(aws):
     rds = boto3.client("rds", region_name=REGION)
-    rds.create_db_instance(DBInstanceIdentifier="bare", DBInstanceClass="db.t3.micro", Engine="postgres",
-                           MasterUsername="root", MasterUserPassword="a-long-secret", AllocatedStorage=20)  # fmt: skip
+    rds.create_db_instance(
+        DBInstanceIdentifier="bare",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="root",
+        MasterUserPassword="a-long-secret",
+        AllocatedStorage=20,
+    )
 
     with pytest.raises(AwsError, match=r"RDS instance bare shows no (subnets|VPC security group); pass --subnet-ids"):
         lambda_deploy.database_vpc(rds, "bare")
 
 
 def test_inv_lambda_deploy_creates_then_attach_wires_the_pool_twice_without_change(run_task, lambda_build_defaults, moto_url):
-    endpoint = {"endpoint_url": moto_url, "region_name": REGION,
-                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
+    endpoint = {"endpoint_url": moto_url, "region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     network = database_network(endpoint)
     idp = boto3.client("cognito-idp", **endpoint)
-    pool = idp.create_user_pool(PoolName="cruddur", LambdaConfig={"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:pre"})["UserPool"]
+    pool = idp.create_user_pool(PoolName="cruddur", LambdaConfig={"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:pre"})[
+        "UserPool"
+    ]
     env = {"AWS_ENDPOINT_URL": moto_url, "LAMBDA_ROLE_ARN": network["role"], "AWS_COGNITO_USER_POOL_ID": pool["Id"]}
 
     created = run_task("lambda.deploy", "--subnet-ids", network["subnets"][0], env=env)

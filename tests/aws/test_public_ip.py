@@ -2,9 +2,9 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url
-from cruddur.config import Settings
 from cruddur.aws.public_ip import IpLookupError, lookup, parse_public_ipv4
+from cruddur.config import Settings
+from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url
 
 
 def settings_for(urls: str = "", gitpod_ip: str = "") -> Settings:
@@ -85,8 +85,15 @@ def test_when_every_service_fails_the_error_lists_each_reason(ip_services):
         lookup(settings_for(ip_services.urls(*names)), timeout=FAST_TIMEOUT)
     message = str(caught.value)
     assert "\n" not in message
-    for expected in ("HTML page", "IPv6 address (2001:db8::7)", "10.1.2.3 is a private address", "HTTP 500",
-                     "no answer in time", "not an IP address: 'hello, world'", "set GITPOD_IP"):
+    for expected in (
+        "HTML page",
+        "IPv6 address (2001:db8::7)",
+        "10.1.2.3 is a private address",
+        "HTTP 500",
+        "no answer in time",
+        "not an IP address: 'hello, world'",
+        "set GITPOD_IP",
+    ):
         assert expected in message
     assert [hit.lstrip("/") for hit in ip_services.hits] == list(names)
 

@@ -1,15 +1,15 @@
 """The RDS library against moto in-process; the tasks are in test_rds_tasks.py."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.aws_support import set_instance_status
 from cruddur.aws import rds as library
 from cruddur.errors import AwsError, ConfigError
+from tests.aws_support import set_instance_status
 
 PASSWORD = "s3cret:pass#word"
 
@@ -29,10 +29,19 @@ def test_create_uses_the_bootcamp_defaults_on_a_current_major(rds):
     assert created and instance.identifier == "cruddur-db-instance"
     item = describe(rds)
     expected = {
-        "DBInstanceClass": "db.t3.micro", "Engine": "postgres", "EngineVersion": "17",
-        "MasterUsername": "cruddurroot", "AllocatedStorage": 20, "AvailabilityZone": "us-east-1a",
-        "BackupRetentionPeriod": 0, "MultiAZ": False, "DBName": "cruddur", "StorageType": "gp2",
-        "PubliclyAccessible": True, "StorageEncrypted": True, "DeletionProtection": False,
+        "DBInstanceClass": "db.t3.micro",
+        "Engine": "postgres",
+        "EngineVersion": "17",
+        "MasterUsername": "cruddurroot",
+        "AllocatedStorage": 20,
+        "AvailabilityZone": "us-east-1a",
+        "BackupRetentionPeriod": 0,
+        "MultiAZ": False,
+        "DBName": "cruddur",
+        "StorageType": "gp2",
+        "PubliclyAccessible": True,
+        "StorageEncrypted": True,
+        "DeletionProtection": False,
     }
     assert {k: item.get(k) for k in expected} == expected
     assert item["Endpoint"]["Port"] == 5432
@@ -54,14 +63,26 @@ def test_extended_support_only_when_asked(rds):
 
 def test_create_takes_the_overrides(rds):
     options = library.CreateOptions(
-        identifier="cruddur-test", instance_class="db.t4g.small", engine_version="15.4", storage_gb=30,
-        availability_zone="us-east-1b", db_name="cruddur_test", username="admin_user", publicly_accessible=False,
+        identifier="cruddur-test",
+        instance_class="db.t4g.small",
+        engine_version="15.4",
+        storage_gb=30,
+        availability_zone="us-east-1b",
+        db_name="cruddur_test",
+        username="admin_user",
+        publicly_accessible=False,
     )
     library.create(rds, options, lambda: PASSWORD)
     item = describe(rds, "cruddur-test")
-    assert (item["DBInstanceClass"], item["EngineVersion"], item["AllocatedStorage"], item["AvailabilityZone"],
-            item["DBName"], item["MasterUsername"], item["PubliclyAccessible"]) == (
-        "db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
+    assert (
+        item["DBInstanceClass"],
+        item["EngineVersion"],
+        item["AllocatedStorage"],
+        item["AvailabilityZone"],
+        item["DBName"],
+        item["MasterUsername"],
+        item["PubliclyAccessible"],
+    ) == ("db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
 
 
 def test_create_is_idempotent_and_asks_for_no_password_the_second_time(rds):
@@ -79,9 +100,19 @@ def test_manage_password_lets_rds_keep_it(rds):
     assert describe(rds)["MasterUserSecret"]["SecretArn"] == instance.secret_arn
 
 
-@pytest.mark.parametrize("identifier", [
-    "", "1cruddur", "cruddur-", "cruddur--db", "cruddur_db", "cruddur.db", "c" * 64, "crüddur",
-])
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "",
+        "1cruddur",
+        "cruddur-",
+        "cruddur--db",
+        "cruddur_db",
+        "cruddur.db",
+        "c" * 64,
+        "crüddur",
+    ],
+)
 def test_invalid_identifiers_are_refused_before_aws(rds, identifier):
     with pytest.raises(ConfigError, match="identifier"):
         library.create(rds, library.CreateOptions(identifier=identifier), lambda: PASSWORD)
@@ -93,14 +124,17 @@ def test_valid_identifiers_pass(identifier):
     assert library.check_identifier(identifier) == identifier
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("instance_class", "t3.micro", "instance class"),
-    ("engine_version", "fourteen", "engine version"),
-    ("availability_zone", "us-east-1", "availability zone"),
-    ("db_name", "cruddur-db", "database name"),
-    ("username", "1root", "master username"),
-    ("storage_gb", 10, "storage 10 GB"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("instance_class", "t3.micro", "instance class"),
+        ("engine_version", "fourteen", "engine version"),
+        ("availability_zone", "us-east-1", "availability zone"),
+        ("db_name", "cruddur-db", "database name"),
+        ("username", "1root", "master username"),
+        ("storage_gb", 10, "storage 10 GB"),
+    ],
+)
 def test_invalid_options_are_refused_before_aws(rds, field, value, message):
     with pytest.raises(ConfigError, match=message):
         library.create(rds, library.CreateOptions(**{field: value}), lambda: PASSWORD)
@@ -190,7 +224,7 @@ def test_delete_keeps_a_final_snapshot_unless_skipped(rds):
 
 
 def test_final_snapshot_identifiers_follow_the_identifier_rules():
-    at = datetime(2026, 11, 25, 22, 30, 5, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 25, 22, 30, 5, tzinfo=UTC)
     name = library.final_snapshot_identifier("cruddur-db-instance", at)
     assert name == "cruddur-db-instance-final-20261125-223005"
 
@@ -211,9 +245,14 @@ REFUSAL = "Cannot find version 14.6 for postgres"
 
 def engine_version(version: str) -> dict:
     return {
-        "Engine": "postgres", "EngineVersion": version, "DBParameterGroupFamily": "postgres14",
-        "DBEngineDescription": "PostgreSQL", "DBEngineVersionDescription": f"PostgreSQL {version}-R1",
-        "Status": "available", "SupportedEngineModes": ["provisioned"], "SupportsReadReplica": True,
+        "Engine": "postgres",
+        "EngineVersion": version,
+        "DBParameterGroupFamily": "postgres14",
+        "DBEngineDescription": "PostgreSQL",
+        "DBEngineVersionDescription": f"PostgreSQL {version}-R1",
+        "Status": "available",
+        "SupportedEngineModes": ["provisioned"],
+        "SupportsReadReplica": True,
     }
 
 
@@ -226,8 +265,7 @@ def stubbed(aws_env):
 
     client = clients.client("rds")
     with Stubber(client) as stubber:
-        stubber.add_client_error("describe_db_instances", "DBInstanceNotFound",
-                                 "DBInstance cruddur-db-instance not found.", 404)
+        stubber.add_client_error("describe_db_instances", "DBInstanceNotFound", "DBInstance cruddur-db-instance not found.", 404)
         stubber.add_client_error("create_db_instance", "InvalidParameterCombination", REFUSAL, 400)
         yield client, stubber
         stubber.assert_no_pending_responses()
@@ -239,8 +277,7 @@ FAMILY_14 = {"Engine": "postgres", "DBParameterGroupFamily": "postgres14"}
 def test_a_refused_version_lists_the_newest_ones_rds_offers_for_that_major(stubbed):
     client, stubber = stubbed
     offered = ["14.9", "14.15", "14.20", "14.17", "14.18", "14.19", "14.10"]
-    stubber.add_response("describe_db_engine_versions",
-                         {"DBEngineVersions": [engine_version(v) for v in offered]}, FAMILY_14)
+    stubber.add_response("describe_db_engine_versions", {"DBEngineVersions": [engine_version(v) for v in offered]}, FAMILY_14)
     with pytest.raises(AwsError) as caught:
         library.create(client, library.CreateOptions(engine_version="14.6"), lambda: PASSWORD)
     assert str(caught.value) == (
@@ -258,17 +295,20 @@ def test_a_refused_major_that_rds_no_longer_offers_points_at_the_default(stubbed
 
 def test_when_rds_will_not_list_versions_the_refusal_is_its_own_message(stubbed):
     client, stubber = stubbed
-    stubber.add_client_error("describe_db_engine_versions", "AccessDenied",
-                             "User is not authorized to perform: rds:DescribeDBEngineVersions", 403,
-                             expected_params=FAMILY_14)
+    stubber.add_client_error(
+        "describe_db_engine_versions",
+        "AccessDenied",
+        "User is not authorized to perform: rds:DescribeDBEngineVersions",
+        403,
+        expected_params=FAMILY_14,
+    )
     with pytest.raises(AwsError) as caught:
         library.create(client, library.CreateOptions(engine_version="14.6"), lambda: PASSWORD)
     assert str(caught.value) == f"AWS CreateDBInstance failed: InvalidParameterCombination: {REFUSAL}"
 
 
 # Every password RDS accepts: printable ASCII without / ' " @ or a space, 8 to 128 characters.
-RDS_PASSWORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/'\"@"),
-                        min_size=8, max_size=128)
+RDS_PASSWORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/'\"@"), min_size=8, max_size=128)
 
 
 @given(RDS_PASSWORDS)
@@ -278,10 +318,23 @@ def test_any_password_rds_accepts_comes_back_whole_from_the_url(password):
     parser every db task uses, as exactly that password."""
     library.check_password(password)
     instance = library.Instance(
-        identifier="cruddur-db-instance", status="available", engine="postgres", engine_version="17",
-        instance_class="db.t3.micro", storage_gb=20, storage_type="gp2", public=True, username="cruddurroot",
-        db_name="cruddur", host="cruddur-db-instance.abc.us-east-1.rds.amazonaws.com", port=5432,
+        identifier="cruddur-db-instance",
+        status="available",
+        engine="postgres",
+        engine_version="17",
+        instance_class="db.t3.micro",
+        storage_gb=20,
+        storage_type="gp2",
+        public=True,
+        username="cruddurroot",
+        db_name="cruddur",
+        host="cruddur-db-instance.abc.us-east-1.rds.amazonaws.com",
+        port=5432,
     )
     assert conninfo_to_dict(instance.connection_url(password)) == {
-        "host": instance.host, "port": "5432", "dbname": "cruddur", "user": "cruddurroot", "password": password,
+        "host": instance.host,
+        "port": "5432",
+        "dbname": "cruddur",
+        "user": "cruddurroot",
+        "password": password,
     }

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws_support import ThrottlingAws, server_client
-from tests.aws_support import set_instance_status
+from tests.aws_support import ThrottlingAws, server_client, set_instance_status
 from tests.helpers import ROOT, Terminal, assert_one_line_error
 
 PASSWORD = "s3cret:pass#word"
@@ -48,10 +47,19 @@ def test_create_uses_a_current_major_and_says_what_comes_next(run_task, env, rds
     assert result.returncode == 0, result.stderr
     assert_no_password(result)
     item = instances(rds)["cruddur-db-instance"]
-    assert (item["DBInstanceClass"], item["EngineVersion"], item["DBName"], item["MasterUsername"],
-            item["AllocatedStorage"], item["StorageType"], item["PubliclyAccessible"], item["StorageEncrypted"],
-            item["BackupRetentionPeriod"], item["MultiAZ"], item["DeletionProtection"]) == (
-        "db.t3.micro", "17", "cruddur", "cruddurroot", 20, "gp2", True, True, 0, False, False)
+    assert (
+        item["DBInstanceClass"],
+        item["EngineVersion"],
+        item["DBName"],
+        item["MasterUsername"],
+        item["AllocatedStorage"],
+        item["StorageType"],
+        item["PubliclyAccessible"],
+        item["StorageEncrypted"],
+        item["BackupRetentionPeriod"],
+        item["MultiAZ"],
+        item["DeletionProtection"],
+    ) == ("db.t3.micro", "17", "cruddur", "cruddurroot", 20, "gp2", True, True, 0, False, False)
     lines = result.stdout.splitlines()
     assert lines[0] == "creating cruddur-db-instance (postgres 17, db.t3.micro): available"
     assert lines[-1].startswith("next: inv sg.update")
@@ -69,14 +77,36 @@ def test_create_without_wait_says_to_wait(run_task, env, rds):
 
 
 def test_create_with_overrides(run_task, env, rds):
-    result = run_task("rds.create", "--identifier", "cruddur-test", "--instance-class", "db.t4g.small",
-                 "--engine-version", "15.4", "--storage", "30", "--availability-zone", "us-east-1b",
-                 "--db-name", "cruddur_test", "--username", "admin_user", "--no-publicly-accessible", env=env)
+    result = run_task(
+        "rds.create",
+        "--identifier",
+        "cruddur-test",
+        "--instance-class",
+        "db.t4g.small",
+        "--engine-version",
+        "15.4",
+        "--storage",
+        "30",
+        "--availability-zone",
+        "us-east-1b",
+        "--db-name",
+        "cruddur_test",
+        "--username",
+        "admin_user",
+        "--no-publicly-accessible",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     item = instances(rds)["cruddur-test"]
-    assert (item["DBInstanceClass"], item["EngineVersion"], item["AllocatedStorage"], item["AvailabilityZone"],
-            item["DBName"], item["MasterUsername"], item["PubliclyAccessible"]) == (
-        "db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
+    assert (
+        item["DBInstanceClass"],
+        item["EngineVersion"],
+        item["AllocatedStorage"],
+        item["AvailabilityZone"],
+        item["DBName"],
+        item["MasterUsername"],
+        item["PubliclyAccessible"],
+    ) == ("db.t4g.small", "15.4", 30, "us-east-1b", "cruddur_test", "admin_user", False)
 
 
 def test_create_again_reports_the_existing_instance(run_task, env, created):
@@ -142,8 +172,9 @@ def test_status_json(run_task, env, created):
 
 def test_status_of_an_unknown_instance_says_how_to_create_it(run_task, env):
     result = run_task("rds.status", env=env)
-    assert_one_line_error(result, "there is no RDS instance cruddur-db-instance in us-east-1 (DBInstanceNotFound);"
-                                  " inv rds.create creates it")
+    assert_one_line_error(
+        result, "there is no RDS instance cruddur-db-instance in us-east-1 (DBInstanceNotFound); inv rds.create creates it"
+    )
     other = run_task("rds.status", "--identifier", "nope", env=env)
     assert_one_line_error(other, "inv rds.create --identifier nope creates it")
 
@@ -162,10 +193,13 @@ def test_url_prints_a_line_that_reads_the_password_when_pasted(run_task, env, cr
     assert_one_line_error(unknown, "--show-password needs the password", "RDS_MASTER_PASSWORD")
 
 
-@pytest.mark.parametrize("workspace_env, keep", [
-    ({"CODESPACES": "true"}, '# to keep it: gh secret set PROD_CONNECTION_URL --user --body "$(inv rds.url --show-password)"'),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "workspace_env, keep",
+    [
+        ({"CODESPACES": "true"}, '# to keep it: gh secret set PROD_CONNECTION_URL --user --body "$(inv rds.url --show-password)"'),
+        ({}, None),
+    ],
+)
 def test_url_says_how_to_keep_the_setting_in_a_codespace(run_task, env, created, workspace_env, keep):
     result = run_task("rds.url", env={**env, **workspace_env})
     kept = [line for line in result.stderr.splitlines() if line.startswith("# to keep it")]
@@ -177,8 +211,7 @@ def assert_moves_once(inv, env, rds, task, status):
     assert moved.returncode == 0, moved.stderr
     assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == status
     again = inv(task, env=env)
-    assert (again.returncode, again.stdout, again.stderr) == (
-        0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
+    assert (again.returncode, again.stdout, again.stderr) == (0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
 
 
 def test_stop_start_and_polite_repeats(run_task, env, rds, created):
@@ -260,11 +293,14 @@ def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
     assert instances(rds) == {}
 
 
-@pytest.mark.parametrize("variable, value, fragment", [
-    ("AWS_DEFAULT_REGION", "us east 1", "AWS_DEFAULT_REGION"),
-    ("AWS_ENDPOINT_URL", "localhost:4566", "AWS_ENDPOINT_URL"),
-    ("AWS_MAX_ATTEMPTS", "abc", "AWS_MAX_ATTEMPTS"),
-])
+@pytest.mark.parametrize(
+    "variable, value, fragment",
+    [
+        ("AWS_DEFAULT_REGION", "us east 1", "AWS_DEFAULT_REGION"),
+        ("AWS_ENDPOINT_URL", "localhost:4566", "AWS_ENDPOINT_URL"),
+        ("AWS_MAX_ATTEMPTS", "abc", "AWS_MAX_ATTEMPTS"),
+    ],
+)
 def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, rds, variable, value, fragment):
     result = inv("rds.create", env={**env, variable: value})
     assert_one_line_error(result, fragment)
@@ -281,25 +317,31 @@ def test_wait_shows_each_status_then_times_out(run_task, env, created):
     assert error == "error: timed out after 1s: RDS instance cruddur-db-instance is still modifying"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("rds.create", "--storage", "abc"), "--storage takes a whole number, not 'abc'"),
-    (("rds.create", "--storage", "20.5"), "--storage takes a whole number, not '20.5'"),
-    (("rds.create", "--storage", "-5"), "--storage must be a number of 0 or more"),
-    (("rds.create", "--storage", "5"), "storage 5 GB is out of range"),
-    (("rds.create", "--wait", "--timeout", "abc"), "--timeout takes a number, not 'abc'"),
-    (("rds.create", "--wait", "--timeout", "nan"), "--timeout must be a number of 0 or more, not 'nan'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("rds.create", "--storage", "abc"), "--storage takes a whole number, not 'abc'"),
+        (("rds.create", "--storage", "20.5"), "--storage takes a whole number, not '20.5'"),
+        (("rds.create", "--storage", "-5"), "--storage must be a number of 0 or more"),
+        (("rds.create", "--storage", "5"), "storage 5 GB is out of range"),
+        (("rds.create", "--wait", "--timeout", "abc"), "--timeout takes a number, not 'abc'"),
+        (("rds.create", "--wait", "--timeout", "nan"), "--timeout must be a number of 0 or more, not 'nan'"),
+    ],
+)
 def test_create_refuses_a_bad_number_and_creates_nothing(run_task, env, rds, args, message):
     assert_one_line_error(run_task(*args, env=env), message)
     assert instances(rds) == {}
 
 
-@pytest.mark.parametrize("value, message", [
-    ("abc", "--timeout takes a number, not 'abc'"),
-    ("nan", "--timeout must be a number of 0 or more, not 'nan'"),
-    ("inf", "--timeout must be a number of 0 or more, not 'inf'"),
-    ("-1", "--timeout must be a number of 0 or more, not '-1'"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("abc", "--timeout takes a number, not 'abc'"),
+        ("nan", "--timeout must be a number of 0 or more, not 'nan'"),
+        ("inf", "--timeout must be a number of 0 or more, not 'inf'"),
+        ("-1", "--timeout must be a number of 0 or more, not '-1'"),
+    ],
+)
 def test_wait_refuses_a_bad_timeout(run_task, env, value, message):
     assert_one_line_error(run_task("rds.wait", "--timeout", value, env=env), message)
 
@@ -311,8 +353,15 @@ AWKWARD_PASSWORD = "a%41#?:[]$x`!&;=b\\c*~"
 def pasted(line: str, env: dict) -> str:
     """What PROD_CONNECTION_URL holds after the user pastes `line` into a shell."""
     shell_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$PROD_CONNECTION_URL"'], cwd=ROOT, env=shell_env,
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    result = subprocess.run(
+        ["bash", "-c", f'{line}\nprintf %s "$PROD_CONNECTION_URL"'],
+        cwd=ROOT,
+        env=shell_env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return result.stdout
 
@@ -325,8 +374,7 @@ def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url,
     from cruddur.config import Settings
     from cruddur.postgres import target
 
-    env = {"AWS_ENDPOINT_URL": moto_url, "RDS_MASTER_PASSWORD": AWKWARD_PASSWORD,
-           "IP_LOOKUP_URLS": ip_services.urls("good")}
+    env = {"AWS_ENDPOINT_URL": moto_url, "RDS_MASTER_PASSWORD": AWKWARD_PASSWORD, "IP_LOOKUP_URLS": ip_services.urls("good")}
     outputs = []
     for command, next_step in [
         (["rds.create", "--wait"], "next: inv sg.update"),
@@ -350,8 +398,13 @@ def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url,
     chosen = target.resolve(Settings.from_env({"PROD_CONNECTION_URL": url}), prod=True)
     assert chosen.prod
     parts = conninfo_to_dict(chosen.url)
-    assert parts == {"host": item["Endpoint"]["Address"], "port": "5432", "dbname": "cruddur",
-                     "user": "cruddurroot", "password": AWKWARD_PASSWORD}
+    assert parts == {
+        "host": item["Endpoint"]["Address"],
+        "port": "5432",
+        "dbname": "cruddur",
+        "user": "cruddurroot",
+        "password": AWKWARD_PASSWORD,
+    }
 
 
 def first_shell_word(text: str) -> str:
@@ -362,8 +415,7 @@ def first_shell_word(text: str) -> str:
 
 
 def readme_password() -> str:
-    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
-                if line.startswith("export RDS_MASTER_PASSWORD="))
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("export RDS_MASTER_PASSWORD="))
     return first_shell_word(line.split("=", 1)[1])
 
 
@@ -394,10 +446,16 @@ def test_the_flags_help_states_the_librarys_defaults():
 
     defaults = library.CreateOptions()
     help_of = tasks.rds.create.help
-    for flag, value in [("identifier", defaults.identifier), ("instance_class", defaults.instance_class),
-                        ("engine_version", defaults.engine_version), ("storage", defaults.storage_gb),
-                        ("availability_zone", defaults.availability_zone), ("db_name", defaults.db_name),
-                        ("username", defaults.username), ("timeout", int(library.DEFAULT_WAIT_TIMEOUT))]:
+    for flag, value in [
+        ("identifier", defaults.identifier),
+        ("instance_class", defaults.instance_class),
+        ("engine_version", defaults.engine_version),
+        ("storage", defaults.storage_gb),
+        ("availability_zone", defaults.availability_zone),
+        ("db_name", defaults.db_name),
+        ("username", defaults.username),
+        ("timeout", int(library.DEFAULT_WAIT_TIMEOUT)),
+    ]:
         assert f"(default {value})" in help_of[flag], flag
     for module_task in (tasks.rds.status, tasks.rds.url, tasks.sg.update, tasks.sg.discover):
         assert f"(default {library.DEFAULT_IDENTIFIER})" in module_task.help["identifier"]

@@ -4,10 +4,10 @@ import ipaddress
 
 import pytest
 
-from tests.aws_support import OLD_CIDR, foreign_rules, rule_state
 from cruddur.aws import security_group as sg
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError, MissingSetting
+from tests.aws_support import OLD_CIDR, foreign_rules, rule_state
 
 NEW_IP = ipaddress.IPv4Address("203.0.113.7")
 
@@ -19,8 +19,12 @@ def test_plan_and_apply_rewrite_the_rule_in_place(ec2, db_group):
     assert str(change.after) == "tcp 5432 from 203.0.113.7/32 (GITPOD)"
     sg.apply(ec2, change)
     assert rule_state(ec2, db_group.rule_id) == {
-        "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": "203.0.113.7/32",
-        "CidrIpv6": None, "Description": "GITPOD",
+        "IpProtocol": "tcp",
+        "FromPort": 5432,
+        "ToPort": 5432,
+        "CidrIpv4": "203.0.113.7/32",
+        "CidrIpv6": None,
+        "Description": "GITPOD",
     }
 
 
@@ -63,12 +67,15 @@ def test_an_unknown_group_is_an_aws_error_with_its_code(ec2):
         sg.inbound_rules(ec2, "sg-0123456789abcdef0")
 
 
-@pytest.mark.parametrize("group_id, rule_id, message", [
-    ("sg-123", "sgr-0123456789abcdef0", "DB_SG_ID 'sg-123' is not a security group id"),
-    ("0123456789abcdef0", "sgr-0123456789abcdef0", "is not a security group id"),
-    ("sg-0123456789abcdef0", "sg-0123456789abcdef0", "DB_SG_RULE_ID 'sg-0123456789abcdef0' is not a security group rule id"),
-    ("sg-0123456789abcdef0", "sgr-0123456789ABCDEF0", "is not a security group rule id"),
-])
+@pytest.mark.parametrize(
+    "group_id, rule_id, message",
+    [
+        ("sg-123", "sgr-0123456789abcdef0", "DB_SG_ID 'sg-123' is not a security group id"),
+        ("0123456789abcdef0", "sgr-0123456789abcdef0", "is not a security group id"),
+        ("sg-0123456789abcdef0", "sg-0123456789abcdef0", "DB_SG_RULE_ID 'sg-0123456789abcdef0' is not a security group rule id"),
+        ("sg-0123456789abcdef0", "sgr-0123456789ABCDEF0", "is not a security group rule id"),
+    ],
+)
 def test_malformed_ids_are_refused_before_asking_aws(group_id, rule_id, message):
     settings = Settings(db_sg_id=group_id, db_sg_rule_id=rule_id)
     with pytest.raises(ConfigError, match=message):
@@ -105,8 +112,12 @@ def test_inbound_rules_lists_the_group_without_egress(ec2, db_group):
 
 def create_instance(rds, group_ids, identifier="cruddur-db-instance"):
     rds.create_db_instance(
-        DBInstanceIdentifier=identifier, DBInstanceClass="db.t3.micro", Engine="postgres",
-        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        DBInstanceIdentifier=identifier,
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="a-long-secret",
+        AllocatedStorage=20,
         VpcSecurityGroupIds=group_ids,
     )
 
@@ -129,10 +140,15 @@ def test_discover_with_several_candidates_prefers_the_gitpod_one_or_asks(rds, ec
     other = make_db_group_named(ec2, "other")  # its rule has no description
     create_instance(rds, [db_group.group_id, other.group_id])
     assert sg.discover(rds, ec2, "cruddur-db-instance").rule.rule_id == db_group.rule_id
-    ec2.modify_security_group_rules(GroupId=db_group.group_id, SecurityGroupRules=[{
-        "SecurityGroupRuleId": db_group.rule_id,
-        "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": OLD_CIDR, "Description": "x"},
-    }])
+    ec2.modify_security_group_rules(
+        GroupId=db_group.group_id,
+        SecurityGroupRules=[
+            {
+                "SecurityGroupRuleId": db_group.rule_id,
+                "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": OLD_CIDR, "Description": "x"},
+            }
+        ],
+    )
     with pytest.raises(ConfigError, match="several inbound tcp rules from IPv4 ranges admit port 5432"):
         sg.discover(rds, ec2, "cruddur-db-instance")
 

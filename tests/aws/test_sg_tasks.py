@@ -14,7 +14,6 @@ from tests.aws_support import GOOD_IP, OLD_CIDR, ThrottlingAws, add_rule, foreig
 from tests.helpers import ROOT, assert_one_line_error
 
 
-
 @pytest.fixture
 def account(moto_url, ip_services):
     """A moto account holding the bootcamp's db group, and the env that points `inv` at it."""
@@ -49,8 +48,12 @@ def test_update_with_gitpod_ip_and_a_description(run_task, account, ip_services)
     assert result.returncode == 0, result.stderr
     assert "(IP from GITPOD_IP)" in result.stdout
     assert rule_state(ec2, group.rule_id) == {
-        "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": "198.51.100.99/32",
-        "CidrIpv6": None, "Description": "laptop",
+        "IpProtocol": "tcp",
+        "FromPort": 5432,
+        "ToPort": 5432,
+        "CidrIpv4": "198.51.100.99/32",
+        "CidrIpv6": None,
+        "Description": "laptop",
     }
     assert ip_services.hits == []
 
@@ -102,8 +105,12 @@ def test_an_unknown_group_is_one_line_with_the_aws_code(run_task, account):
 def test_no_credentials_is_one_line(inv, account, tmp_path):
     ec2, group, env = account
     nowhere = str(tmp_path / "missing")
-    no_credentials = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                      "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere}
+    no_credentials = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere,
+        "AWS_CONFIG_FILE": nowhere,
+    }
     result = inv("sg.update", env={**env, **no_credentials})
     assert_one_line_error(result, "no AWS credentials (NoCredentialsError: Unable to locate credentials)")
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
@@ -139,8 +146,11 @@ def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(inv
     ec2, group, env = account
     # EC2 answers in XML, which cannot carry C0 controls; a bidi override it carries.
     described = "[red]ops[/] \u202egnp.exe"
-    add_rule(ec2, group.group_id, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                   "IpRanges": [{"CidrIp": "198.51.100.0/24", "Description": described}]})  # fmt: skip
+    add_rule(
+        ec2,
+        group.group_id,
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.0/24", "Description": described}]},
+    )
 
     result = inv("sg.show", env=env)
     document = json.loads(inv("sg.show", "--json", env=env).stdout)
@@ -172,8 +182,12 @@ def a_gp_command(folder: Path) -> str:
 def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(run_task, account, moto_url, tmp_path, workspace):
     ec2, group, env = account
     server_client(moto_url, "rds").create_db_instance(
-        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
-        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        DBInstanceIdentifier="cruddur-db-instance",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="a-long-secret",
+        AllocatedStorage=20,
         VpcSecurityGroupIds=[group.group_id],
     )
     workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
@@ -182,8 +196,10 @@ def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(run_task, a
     keep = {
         "shell": [],
         "gitpod": [f"gp env DB_SG_ID={group.group_id}", f"gp env DB_SG_RULE_ID={group.rule_id}"],
-        "codespaces": [f"gh secret set DB_SG_ID --user --body {group.group_id}",
-                       f"gh secret set DB_SG_RULE_ID --user --body {group.rule_id}"],
+        "codespaces": [
+            f"gh secret set DB_SG_ID --user --body {group.group_id}",
+            f"gh secret set DB_SG_RULE_ID --user --body {group.rule_id}",
+        ],
     }
     assert result.stdout.splitlines() == [
         f"export DB_SG_ID={group.group_id}",
@@ -192,14 +208,23 @@ def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(run_task, a
     ]
 
 
-@pytest.mark.parametrize("workspace, hint", [
-    ("shell", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"),
-    ("gitpod", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
-               " (to keep it: gp env DB_SG_RULE_ID=sgr-0123456789abcdef0)"),
-    ("codespaces", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0 (to keep it:"
-                   " gh secret set DB_SG_RULE_ID --user --body sgr-0123456789abcdef0, or add it in GitHub >"
-                   " Settings > Codespaces)"),
-])
+@pytest.mark.parametrize(
+    "workspace, hint",
+    [
+        ("shell", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"),
+        (
+            "gitpod",
+            "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
+            " (to keep it: gp env DB_SG_RULE_ID=sgr-0123456789abcdef0)",
+        ),
+        (
+            "codespaces",
+            "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0 (to keep it:"
+            " gh secret set DB_SG_RULE_ID --user --body sgr-0123456789abcdef0, or add it in GitHub >"
+            " Settings > Codespaces)",
+        ),
+    ],
+)
 def test_a_missing_setting_says_how_to_keep_it_in_the_workspace_in_use(run_task, account, tmp_path, workspace, hint):
     _, _, env = account
     workspace_env = {"shell": {}, "gitpod": {"PATH": a_gp_command(tmp_path)}, "codespaces": {"CODESPACES": "true"}}
@@ -233,25 +258,30 @@ def test_a_new_workspace_runs_sg_update_and_warns_without_blocking(base_env, tmp
     nowhere = str(tmp_path / "missing")
     env = {
         **{k: v for k, v in base_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
-        "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere,
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere,
+        "AWS_CONFIG_FILE": nowhere,
         "IP_LOOKUP_URLS": ip_services.urls("good"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}",
     }
-    result = subprocess.run(["sh", "-c", every_start], cwd=ROOT, env=env, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=60)
+    result = subprocess.run(
+        ["sh", "-c", every_start], cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "error: no AWS credentials" in result.stderr
     assert result.stdout.startswith("sg.update skipped: set AWS_ACCESS_KEY_ID")
     assert ip_services.hits == []
 
 
-@pytest.mark.parametrize("variable, value, fragments", [
-    ("AWS_DEFAULT_REGION", "us east 1", ("AWS region 'us east 1' is not a region name", "AWS_DEFAULT_REGION")),
-    ("AWS_ENDPOINT_URL", "localhost:4566", ("AWS_ENDPOINT_URL", "'localhost:4566' is not a URL")),
-    ("AWS_MAX_ATTEMPTS", "abc", ("AWS_MAX_ATTEMPTS", "must be a whole number")),
-    ("AWS_MAX_ATTEMPTS", "0", ("AWS_MAX_ATTEMPTS", "greater than or equal to 1")),
-    ("AWS_RETRY_MODE", "bogus", ("AWS_RETRY_MODE", "bogus")),
-])
+@pytest.mark.parametrize(
+    "variable, value, fragments",
+    [
+        ("AWS_DEFAULT_REGION", "us east 1", ("AWS region 'us east 1' is not a region name", "AWS_DEFAULT_REGION")),
+        ("AWS_ENDPOINT_URL", "localhost:4566", ("AWS_ENDPOINT_URL", "'localhost:4566' is not a URL")),
+        ("AWS_MAX_ATTEMPTS", "abc", ("AWS_MAX_ATTEMPTS", "must be a whole number")),
+        ("AWS_MAX_ATTEMPTS", "0", ("AWS_MAX_ATTEMPTS", "greater than or equal to 1")),
+        ("AWS_RETRY_MODE", "bogus", ("AWS_RETRY_MODE", "bogus")),
+    ],
+)
 def test_a_malformed_aws_variable_is_one_line_naming_it(run_task, account, variable, value, fragments):
     ec2, group, env = account
     result = run_task("sg.update", env={**env, "AWS_REGION": "", variable: value})
@@ -264,8 +294,7 @@ def test_update_refuses_the_all_traffic_from_itself_rule_and_changes_nothing(run
     self_rule = foreign_rules(ec2, group.group_id)["self"]
     before = rule_state(ec2, self_rule)
     result = run_task("sg.update", env={**env, "DB_SG_RULE_ID": self_rule})
-    assert_one_line_error(result, f"refusing to rewrite rule {self_rule} (all traffic from {group.group_id})",
-                          "inv sg.discover")
+    assert_one_line_error(result, f"refusing to rewrite rule {self_rule} (all traffic from {group.group_id})", "inv sg.discover")
     assert rule_state(ec2, self_rule) == before
 
 
@@ -277,8 +306,12 @@ def instance_group(moto_url, ip_services):
     group = make_db_group(ec2)
     foreign_rules(ec2, group.group_id)
     server_client(moto_url, "rds").create_db_instance(
-        DBInstanceIdentifier="cruddur-db-instance", DBInstanceClass="db.t3.micro", Engine="postgres",
-        MasterUsername="cruddurroot", MasterUserPassword="a-long-secret", AllocatedStorage=20,
+        DBInstanceIdentifier="cruddur-db-instance",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="a-long-secret",
+        AllocatedStorage=20,
         VpcSecurityGroupIds=[group.group_id],
     )
     env = {"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good"), "COLUMNS": "200"}
@@ -299,8 +332,14 @@ def test_update_without_ids_adds_its_own_rule_then_rewrites_only_that_one(run_ta
     after = inbound_state(ec2, group.group_id)
     (new_id,) = set(after) - set(before)
     assert {k: after[k] for k in before} == before  # no rule it did not create has changed
-    assert after[new_id] == {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": f"{GOOD_IP}/32",
-                             "CidrIpv6": None, "Description": "cruddur-ops: inv sg.update"}
+    assert after[new_id] == {
+        "IpProtocol": "tcp",
+        "FromPort": 5432,
+        "ToPort": 5432,
+        "CidrIpv4": f"{GOOD_IP}/32",
+        "CidrIpv6": None,
+        "Description": "cruddur-ops: inv sg.update",
+    }
     assert added.stdout.splitlines() == [
         f"{group.group_id} has no rule of this tool yet: adding tcp 5432 from {GOOD_IP}/32 (cruddur-ops: inv sg.update)"
         f" (IP from {env['IP_LOOKUP_URLS']})",

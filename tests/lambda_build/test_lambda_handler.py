@@ -17,7 +17,6 @@ from cruddur.lambda_build import local as lambda_local
 from tests.helpers import ROOT, free_port
 from tests.lambda_support import sample_event, users
 
-
 LOGGER = "cruddur_post_confirmation"
 
 
@@ -291,8 +290,7 @@ def test_a_dropped_connection_is_re_established(post_confirmation, schema_url):
     dropped = _backend_pid(schema_url)
     with psycopg.connect(schema_url) as admin:
         (terminated,) = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = %s AND datname = current_database()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
             ("cruddur-post-confirmation",),
         ).fetchone()
     assert terminated
@@ -308,8 +306,15 @@ def test_sample_events_have_cognitos_documented_shape(name):
     event = json.loads((lambda_local.EVENTS_DIR / name).read_text())
 
     assert set(event) == {
-        "version", "region", "userPoolId", "userName", "callerContext", "triggerSource", "request", "response",
-    }  # fmt: skip
+        "version",
+        "region",
+        "userPoolId",
+        "userName",
+        "callerContext",
+        "triggerSource",
+        "request",
+        "response",
+    }
     assert set(event["callerContext"]) == {"awsSdkVersion", "clientId"}
     assert event["triggerSource"] == "PostConfirmation_" + (
         "ConfirmSignUp" if name.startswith("confirm_sign_up") else "ConfirmForgotPassword"
@@ -391,9 +396,7 @@ def test_the_handlers_copy_of_hide_quoted_behaves_as_the_librarys(post_confirmat
 
 # Issue 9: no password in the handler's log line, error or traceback, for any password in any
 # place of the URL. libpq and psycopg quote the part of a URL they choke on, which may be it.
-PASSWORDS = st.text(
-    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E) | st.sampled_from("éßø中€ "), min_size=6, max_size=24
-)
+PASSWORDS = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E) | st.sampled_from("éßø中€ "), min_size=6, max_size=24)
 
 
 def _url_with(password: str, place: str, port: int) -> str:
@@ -474,9 +477,13 @@ def test_the_handler_from_the_extracted_zip_claims_and_refuses_taken_handles(lam
     events = [claim, claim, taken]
 
     child = subprocess.run(
-        [sys.executable, "-E", "-s", "-S", "-B", str(tmp_path / "task" / "run_events.py")], input=json.dumps(events),
-        capture_output=True, text=True, env={"CONNECTION_URL": schema_url}, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-E", "-s", "-S", "-B", str(tmp_path / "task" / "run_events.py")],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        env={"CONNECTION_URL": schema_url},
+        timeout=60,
+    )
 
     assert child.returncode == 0, child.stderr
     assert json.loads(child.stdout) == ["saved", "saved", "HandleTaken"]

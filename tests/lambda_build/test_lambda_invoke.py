@@ -128,9 +128,13 @@ def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):
 
     probe = "import sys, tasks.lambda_; print(sorted({'boto3', 'psycopg', 'rich', 'requests'} & set(sys.modules)))"
     result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT,
-        env=base_env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=base_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
     assert result.stdout.strip() == "[]"
 
@@ -162,7 +166,8 @@ def test_invoke_shows_control_characters_in_the_row_escaped(inv, schema_url, tmp
 
 
 @pytest.mark.parametrize(
-    "request_value", [None, {}, {"userAttributes": None}, {"userAttributes": ["sub"]}, "user"],
+    "request_value",
+    [None, {}, {"userAttributes": None}, {"userAttributes": ["sub"]}, "user"],
     ids=["null request", "no userAttributes", "null userAttributes", "userAttributes a list", "request a string"],
 )
 def test_invoke_an_event_without_a_user_attributes_object_is_one_line(run_task, schema_url, tmp_path, request_value):

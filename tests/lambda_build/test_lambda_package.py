@@ -19,7 +19,6 @@ from cruddur.lambda_build.package import PackageError
 from tests.helpers import ROOT, assert_one_line_error, free_port
 from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, OTHER_RUNTIME, sample_event, users
 
-
 # Run in a child that sees only the zip's contents and the standard library: -E ignores PYTHON*
 # variables, -s the user's site, -S site-packages (the venv's psycopg). The script sits in the
 # extracted folder, so that folder is the first entry of the child's path, as /var/task is on Lambda.
@@ -43,8 +42,12 @@ def test_the_zip_runs_on_its_own_against_the_database(lambda_zip, schema_url, tm
 
     child = subprocess.run(
         [sys.executable, "-E", "-s", "-S", str(runner)],
-        input=json.dumps(event), capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
     assert child.returncode == 0, child.stderr
     result = json.loads(child.stdout)
@@ -103,8 +106,12 @@ def test_the_byte_code_is_what_the_runtime_uses_from_a_read_only_folder(lambda_z
     )
     before = sorted(p for p in (tmp_path / "task").rglob("*.pyc"))
 
-    child = subprocess.run([sys.executable, "-E", "-s", "-S", "-B", "-X", "importtime", str(tmp_path / "task" / "probe.py")],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    child = subprocess.run(
+        [sys.executable, "-E", "-s", "-S", "-B", "-X", "importtime", str(tmp_path / "task" / "probe.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert child.returncode == 0, child.stderr
     assert sorted(p for p in (tmp_path / "task").rglob("*.pyc")) == before  # nothing written, nothing needed
@@ -207,9 +214,7 @@ def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
 
 def test_over_lambdas_zipped_limit_is_refused(lambda_wheel_cache, tmp_path):
     with pytest.raises(PackageError, match=r"the zip would be 4\.\d MB, over Lambda's limit of 1\.0 MB"):
-        lambda_package.build(
-            LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_zipped_bytes=1024 * 1024
-        )
+        lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_zipped_bytes=1024 * 1024)
     assert not (tmp_path / "big.zip").exists()
 
 
@@ -272,9 +277,7 @@ def test_inv_lambda_package_with_a_bad_runtime_is_one_line(inv):
     result = inv("lambda.package", "--runtime", "python2.7")
 
     assert result.returncode == 1
-    assert result.stderr.strip() == (
-        f"error: runtime 'python2.7' is not a Lambda Python runtime (expected e.g. {LOCAL_RUNTIME})"
-    )
+    assert result.stderr.strip() == (f"error: runtime 'python2.7' is not a Lambda Python runtime (expected e.g. {LOCAL_RUNTIME})")
 
 
 def test_inv_lambda_package_json_is_the_package(run_task, lambda_build_defaults):

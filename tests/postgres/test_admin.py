@@ -7,8 +7,8 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from cruddur.postgres import admin, urls
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
+from cruddur.postgres import admin, urls
 from cruddur.postgres.sessions import list_sessions
 from tests.helpers import ROOT, add_user, closed_port_url, table_count
 
@@ -147,9 +147,7 @@ def test_terminate_other_sessions_spares_our_own(database_url):
 def test_sessions_show_other_clients_and_blockers(database_url):
     import threading
 
-    with psycopg.connect(database_url, application_name="flask-app") as app, psycopg.connect(
-        database_url, autocommit=True
-    ) as blocked:
+    with psycopg.connect(database_url, application_name="flask-app") as app, psycopg.connect(database_url, autocommit=True) as blocked:
         app_pid, blocked_pid = app.info.backend_pid, blocked.info.backend_pid
         app.execute("CREATE TABLE t (id int)")
         app.commit()
@@ -243,8 +241,7 @@ def test_a_file_load_behind_a_lock_gives_up_and_names_the_holder(schema_url):
             admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=1)
         message = str(failure.value)
         assert message.startswith(
-            f"sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid}"
-            " ('report-writer', idle in transaction, for "
+            f"sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
         )
         assert message.endswith("s); nothing of it was applied (end it with inv db.kill, or allow longer with --lock-timeout)")
         holder.rollback()

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from cruddur.postgres import urls
-from cruddur.postgres.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
 from cruddur.config import Settings
 from cruddur.errors import DatabaseError, MissingSetting
+from cruddur.postgres import urls
+from cruddur.postgres.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
 from tests.helpers import add_user, closed_port_url, free_port
 
 
@@ -74,8 +74,7 @@ def test_open_unreachable_is_one_typed_line_without_the_password():
 def test_query_commit_returns_the_returning_value_and_commits(db, schema_url):
     add_user(schema_url, "ann")
     uuid = db.query_commit(
-        "INSERT INTO activities (user_uuid, message) "
-        "SELECT uuid, %(message)s FROM users WHERE handle = %(handle)s RETURNING uuid",
+        "INSERT INTO activities (user_uuid, message) SELECT uuid, %(message)s FROM users WHERE handle = %(handle)s RETURNING uuid",
         {"message": "hello", "handle": "ann"},
     )
     with psycopg.connect(schema_url) as other:

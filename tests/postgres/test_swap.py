@@ -25,7 +25,10 @@ def handles(url):
 
 def bio_column(url):
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'bio'").fetchone() is not None
+        return (
+            conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'bio'").fetchone()
+            is not None
+        )
 
 
 @pytest.fixture
@@ -78,7 +81,12 @@ def test_the_next_setup_also_recovers_a_half_done_swap(inv, old_database):
 
 def test_two_setups_at_once_both_succeed(old_database, base_env):
     env = {**base_env, "CONNECTION_URL": old_database}
-    runs = [subprocess.Popen([str(INV), "db.setup"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [str(INV), "db.setup"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outcomes = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
     for run in runs:
         run.stdout.close()
@@ -151,13 +159,18 @@ def test_a_swap_stopped_after_the_old_database_was_set_aside_says_so_and_the_nex
             admin.replace_database(old_database, build)
         message = str(failure.value)
         assert message.startswith(f"cannot rename database {scratch!r} to {name!r}: other sessions keep connecting to it; ")
-        assert message.endswith(f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)")
+        assert message.endswith(
+            f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)"
+        )
         assert "left as it was" not in message
         assert databases_like(old_database) == sorted([scratch, aside])
     finally:
         for holder in holders:
             holder.close()
-    assert admin.recover_swap(old_database) == f"finished an interrupted swap: the rebuilt database is now {name!r}; dropped the leftover {aside!r}"
+    assert (
+        admin.recover_swap(old_database)
+        == f"finished an interrupted swap: the rebuilt database is now {name!r}; dropped the leftover {aside!r}"
+    )
     assert handles(old_database) == ["new"]
 
 
