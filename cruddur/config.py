@@ -16,9 +16,6 @@ from pathlib import Path
 
 from .errors import ConfigError, MissingSetting
 
-# The library is installed editable from the repository, so the project's files sit beside it.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 DEFAULT_IP_LOOKUP_URLS = (
     "https://checkip.amazonaws.com",
     "https://api.ipify.org",
@@ -79,16 +76,29 @@ class Settings:
     rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'Long-Secret-2024'", default=None, repr=False)
     aws_cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", "us-east-1_AbCdEfGhI", default=None)
     lambda_role_arn: str | None = _env("LAMBDA_ROLE_ARN", "arn:aws:iam::123456789012:role/cruddur-post-confirmation", default=None)
-    pgdata: Path = _env("CRUDDUR_PGDATA", "/path/to/pgdata", default=PROJECT_ROOT / ".pgdata")
+    # The project's folder (its sql/, .pgdata/, backups/): the tasks pass their checkout; the
+    # library never guesses it from where it is installed.
+    project_dir: Path = field(default_factory=Path.cwd)
+    pgdata: Path = _env("CRUDDUR_PGDATA", "/path/to/pgdata", default=None)  # default: <project_dir>/.pgdata
     # Kept as typed: only the tasks that start the embedded server check it (see local_port).
     pgport: str = _env("CRUDDUR_PGPORT", "5433", default="5432")
-    sql_dir: Path = PROJECT_ROOT / "sql"
+    sql_dir: Path = None  # default: <project_dir>/sql (schema.sql, seed.sql, migrations/)
     workspace: Workspace = Workspace.SHELL
 
+    def __post_init__(self):
+        if self.pgdata is None:
+            object.__setattr__(self, "pgdata", self.project_dir / ".pgdata")
+        if self.sql_dir is None:
+            object.__setattr__(self, "sql_dir", self.project_dir / "sql")
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.project_dir / "backups"
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, project_dir: Path | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        values = {}
+        values = {} if project_dir is None else {"project_dir": Path(project_dir)}
         for f in fields(cls):
             name = f.metadata.get("env")
             raw = (environ.get(name) or "").strip() if name else ""
