@@ -43,6 +43,26 @@ def closed_port_url(password: str = "s3cr3t-pw") -> str:
     return f"postgresql://postgres:{password}@127.0.0.1:{free_port()}/cruddur"
 
 
+def wait_for(probe, what: str, timeout: float = 30):
+    """Poll `probe` until it returns something true, and return that; fail the test naming `what`
+    when it never does (`timeout` only bounds a hang: nothing here depends on how long it takes)."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"{what}: never happened within {timeout:g}s"
+        time.sleep(0.02)
+    return found
+
+
+def waiting_on_a_lock(url: str, query_start: str = "") -> int:
+    """How many sessions of the URL's database wait on a lock (their query starting with `query_start`)."""
+    with psycopg.connect(url, autocommit=True) as probe:
+        return probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            " AND starts_with(query, %s)",
+            (query_start,),
+        ).fetchone()[0]
+
+
 def add_user(url: str, handle: str, display_name: str = "Someone") -> None:
     with psycopg.connect(url) as conn:
         conn.execute(

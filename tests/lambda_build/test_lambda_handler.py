@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cruddur.errors import hide_quoted
+from cruddur.errors import LIBPQ_QUOTED_WORDS, hide_quoted
 from cruddur.lambda_build import local as lambda_local
 from tests.helpers import ROOT, free_port
 from tests.lambda_support import sample_event, users
@@ -388,10 +388,30 @@ def test_a_percent_code_that_is_not_utf8_is_a_retryable_error_and_one_log_line(p
     assert "UnicodeDecodeError" not in shown and "hidden" not in shown
 
 
+# Texts made of libpq's own quoted words (which hide_quoted keeps), quotes, and anything else:
+# random characters alone would almost never spell out one of those words.
+HIDE_QUOTED_TEXTS = st.lists(
+    st.sampled_from(LIBPQ_QUOTED_WORDS)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=20)
+    | st.from_regex(r"""[a-z "'=@:/%()\[\]]{0,20}""", fullmatch=True),
+    max_size=6,
+).map("".join)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.from_regex(r"""[a-z "'=@:/%]{0,40}""", fullmatch=True))
+@given(HIDE_QUOTED_TEXTS)
+@example('missing "=" after "secret" in connection info string')
 def test_the_handlers_copy_of_hide_quoted_behaves_as_the_librarys(post_confirmation, text):
     assert post_confirmation.hide_quoted(text) == hide_quoted(text)
+
+
+def test_the_hide_quoted_texts_hold_libpqs_own_words():
+    """The comparison above is only worth something if its texts can hold the words kept."""
+    from hypothesis import find
+
+    for words in LIBPQ_QUOTED_WORDS:
+        # find() fails the test when no text of the strategy holds the words.
+        find(HIDE_QUOTED_TEXTS, lambda text, words=words: words in text and "'" in text)
 
 
 # Issue 9: no password in the handler's log line, error or traceback, for any password in any

@@ -1,7 +1,7 @@
 """cruddur.postgres.admin and cruddur.postgres.sessions against a real PostgreSQL."""
 
+import re
 import threading
-import time
 
 import psycopg
 import pytest
@@ -10,7 +10,7 @@ from psycopg import conninfo, sql
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.postgres import admin, urls
 from cruddur.postgres.sessions import list_sessions
-from tests.helpers import ROOT, add_user, closed_port_url, table_count
+from tests.helpers import ROOT, add_user, closed_port_url, table_count, wait_for, waiting_on_a_lock
 
 
 def test_create_database_then_again_reports_existing(database_url):
@@ -31,9 +31,8 @@ def test_drop_database_while_a_client_holds_it(database_url):
 
 
 def test_rebuild_replaces_the_database_only_when_every_file_succeeds(schema_url, tmp_path):
-    from cruddur.config import Settings
 
-    sql_dir = Settings().sql_dir
+    sql_dir = ROOT / "sql"
     add_user(schema_url, "keeper")
     bad_seed = tmp_path / "seed.sql"
     bad_seed.write_text("INSERT INTO users (handle) VALUES ('half');\n")
@@ -85,9 +84,8 @@ def test_missing_sql_file(database_url, tmp_path):
 
 
 def test_schema_and_seed_satisfy_each_other(database_url):
-    from cruddur.config import Settings
 
-    sql_dir = Settings().sql_dir
+    sql_dir = ROOT / "sql"
     admin.run_sql_file(database_url, sql_dir / "schema.sql")
     admin.run_sql_file(database_url, sql_dir / "seed.sql")
     with psycopg.connect(database_url) as conn:
@@ -155,7 +153,7 @@ def test_sessions_show_other_clients_and_blockers(database_url):
         waiter = threading.Thread(target=_ignore, args=(blocked.execute, "SELECT * FROM t"))
         waiter.start()
         try:
-            rows = _wait_for(lambda: [r for r in list_sessions(database_url) if r["blocked_by"]])
+            rows = wait_for(lambda: [r for r in list_sessions(database_url) if r["blocked_by"]], "a session blocked by another")
             everyone = list_sessions(database_url)
         finally:
             app.rollback()
@@ -168,21 +166,18 @@ def test_sessions_show_other_clients_and_blockers(database_url):
     assert [r["this_session"] for r in everyone].count(True) == 1
 
 
+def _record(failures: list, fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:
+        failures.append(e)
+
+
 def _ignore(fn, *args):
     try:
         fn(*args)
     except psycopg.Error:
         pass
-
-
-def _wait_for(probe, attempts=50):
-
-    for _ in range(attempts):
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("condition never held")
 
 
 def test_sessions_work_for_a_non_superuser(database_url, server_url):
@@ -224,8 +219,11 @@ def test_include_server_processes(database_url):
 def test_wait_until_ready(database_url):
     admin.wait_until_ready(database_url, timeout=5)  # returns: no DatabaseError
     unreachable = closed_port_url()
-    with pytest.raises(DatabaseError, match=f"^gave up after 0.5s: cannot connect to {urls.describe(unreachable)}: "):
+    with pytest.raises(DatabaseError) as failure:
         admin.wait_until_ready(unreachable, timeout=0.5, interval=0.1)
+    # How long it took is the clock's business; that it waited out the whole timeout is not.
+    waited = re.fullmatch(rf"gave up after (\d+\.\d)s: cannot connect to {re.escape(urls.describe(unreachable))}: .+", str(failure.value))
+    assert waited and float(waited.group(1)) >= 0.5, str(failure.value)
 
 
 def test_a_missing_database_counts_as_ready(database_url):
@@ -249,12 +247,19 @@ def test_a_file_load_behind_a_lock_gives_up_and_names_the_holder(schema_url):
 
 
 def test_a_file_load_that_waits_less_than_its_timeout_goes_through(schema_url):
+    add_user(schema_url, "replaced")
     with psycopg.connect(schema_url) as holder:
         holder.execute("SELECT count(*) FROM users")
-        releaser = threading.Timer(0.3, holder.rollback)
-        releaser.start()
-        admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=5)
-        releaser.join()
+        failures = []
+        load = threading.Thread(
+            target=lambda: _record(failures, admin.run_sql_file, schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", 60)
+        )
+        load.start()
+        wait_for(lambda: waiting_on_a_lock(schema_url), "the load waiting behind the holder's lock")
+        holder.rollback()
+        load.join(60)
+    assert not load.is_alive() and failures == []
+    assert table_count(schema_url, "users") == 0  # the schema was loaded anew
 
 
 def test_sessions_and_kill_turn_a_refused_catalog_query_into_one_line(database_url):
