@@ -17,7 +17,7 @@ def one_line(text: object) -> str:
 
 
 # libpq's own quoted punctuation, kept: a password can only appear inside the quotes of a value.
-_LIBPQ_WORDS = ('separator "="', 'missing "="', 'matching "]"', '(expected ":" or "/")')
+LIBPQ_QUOTED_WORDS = ('separator "="', 'missing "="', 'matching "]"', '(expected ":" or "/")')
 
 
 def hide_quoted(text: str) -> str:
@@ -26,12 +26,12 @@ def hide_quoted(text: str) -> str:
     libpq (and others) quote the piece of a malformed URL they choke on, which may be the
     password. A password may itself hold quotes, so quoted parts cannot be told apart from the
     text between them: all of it goes. libpq's own quoted punctuation (`missing "="`) stays."""
-    for index, words in enumerate(_LIBPQ_WORDS):
+    for index, words in enumerate(LIBPQ_QUOTED_WORDS):
         text = text.replace(words, f"\0{index}\0")
     quotes = [at for at, char in enumerate(text) if char in "\"'"]
     if quotes:
         text = f'{text[: quotes[0]]}"..."{text[quotes[-1] + 1 :]}'
-    for index, words in enumerate(_LIBPQ_WORDS):
+    for index, words in enumerate(LIBPQ_QUOTED_WORDS):
         text = text.replace(f"\0{index}\0", words)
     return text
 
@@ -51,6 +51,14 @@ def scrub(text: str, secrets: dict[str, str], standalone: bool = False) -> str:
 
 class CruddurError(Exception):
     """A failure the user can fix; the CLI shows its message and exits non-zero."""
+
+
+class UsageError(CruddurError):
+    """A flag or argument that cannot be used as given."""
+
+
+class CheckFailed(CruddurError):
+    """A check the user asked for (e.g. --check) found something to fix."""
 
 
 class ConfigError(CruddurError):
@@ -76,7 +84,27 @@ class SqlFileError(DatabaseError):
     """A .sql file failed; nothing of it was applied."""
 
 
-class MigrationError(CruddurError):
+class DatabaseUnavailable(DatabaseError):
+    """No connection could be made, or none was free, within the time allowed."""
+
+
+class ClientClosed(DatabaseError):
+    """The client was used before open() or after close()."""
+
+
+class QueryError(DatabaseError):
+    """Postgres refused a statement; `sqlstate` is its five-character SQLSTATE code."""
+
+    def __init__(self, message: str, sqlstate: str | None):
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class TemplateNotFound(DatabaseError):
+    """No SQL template <group>/<name>.sql for the template asked for."""
+
+
+class MigrationError(DatabaseError):
     """A migration file is malformed, or the plan is refused (out of order, changed file, ...)."""
 
 
@@ -86,3 +114,15 @@ class AwsError(CruddurError):
     def __init__(self, message: str, code: str | None = None):
         super().__init__(message)
         self.code = code  # AWS's error code, when AWS answered with one
+
+
+class IpLookupError(CruddurError):
+    """No usable public IPv4 address."""
+
+
+class PackageError(CruddurError):
+    """The Lambda zip could not be built (pip failed, bad runtime, over Lambda's limits)."""
+
+
+class EventError(CruddurError):
+    """The sample Lambda event cannot be read, or lacks what the handler needs."""

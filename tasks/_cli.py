@@ -8,12 +8,13 @@ import math
 import os
 import re
 import sys
+from pathlib import Path
 
 import invoke
 from invoke.exceptions import Exit
 
 from cruddur.config import Settings
-from cruddur.errors import CruddurError
+from cruddur.errors import CruddurError, UsageError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON_HELP = "print JSON instead of a table (for scripts)"
@@ -47,7 +48,7 @@ def task(**options):
 
 
 def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False):
-    """A numeric flag's value, or one clear line.
+    """A numeric flag's value, or UsageError (one clear line, from the task decorator).
 
     Numeric flags are declared with default None: invoke converts a typed default itself, before
     the task runs, and a bad value would end in its traceback."""
@@ -56,9 +57,9 @@ def number(value, flag: str, default: float, minimum: float = 0, integer: bool =
     try:
         parsed = int(value) if integer else float(value)
     except ValueError:
-        raise Exit(f"error: {flag} takes a {'whole ' if integer else ''}number, not {value!r}", code=1) from None
+        raise UsageError(f"{flag} takes a {'whole ' if integer else ''}number, not {value!r}") from None
     if not math.isfinite(parsed) or parsed < minimum:
-        raise Exit(f"error: {flag} must be a number of {minimum:g} or more, not {value!r}", code=1)
+        raise UsageError(f"{flag} must be a number of {minimum:g} or more, not {value!r}")
     return parsed
 
 
@@ -90,8 +91,12 @@ def printable(text: object) -> str:
     return _UNPRINTABLE.sub(lambda found: found.group(0).encode("unicode_escape").decode("ascii"), str(text))
 
 
+# The checkout this tasks/ folder belongs to: its sql/, .pgdata/ and backups/ are the project's.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def settings() -> Settings:
-    return Settings.from_env()
+    return Settings.from_env(project_dir=PROJECT_ROOT)
 
 
 def console(stderr: bool = False):
@@ -190,12 +195,3 @@ def _recover_swap(target) -> None:
         done = None  # the task's own connection reports what is wrong, with the app database's name
     if done:
         print(f"{target.dbname}: {done}", file=sys.stderr)
-
-
-def byte_size(size: int) -> str:
-    """A size for people: '512 bytes', '1.5 kB', '12.3 MB' (units of 1024)."""
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return ""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from contextlib import closing
-from datetime import datetime
 
-from invoke.exceptions import Exit
+from cruddur.errors import UsageError
+from cruddur.formats import moment
+from cruddur.timeouts import CONNECT_TIMEOUT
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, guard_prod, number, print_json, printable, settings, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, guard_prod, number, print_json, printable, show, task
 
 # What each refusal means for someone at the command line.
 REASONS = {
@@ -23,14 +24,8 @@ REASONS = {
 
 def _open(target):
     from cruddur.postgres.client import Database
-    from cruddur.postgres.connect import CONNECT_TIMEOUT
 
-    return Database(target.url, sql_dir=settings().sql_dir, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
-
-
-def _when(iso: str | None) -> str:
-    # 2026-11-25T22:10:32.093+00:00 -> 2026-11-25 22:10 UTC: date, year and zone, to the minute
-    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M %Z}" if iso else ""
+    return Database(target.url, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
 
 
 def _refusal(errors: list[str], handle: str, ttl: str) -> str:
@@ -65,7 +60,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
     if json_:
         print_json(result)
     if result["errors"]:
-        raise Exit(f"error: activity not created: {_refusal(result['errors'], handle, ttl)}", code=1)
+        raise UsageError(f"activity not created: {_refusal(result['errors'], handle, ttl)}")
     if json_:
         return
     from rich.panel import Panel
@@ -80,8 +75,8 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
         ("uuid", activity["uuid"]),
         ("author", f"{activity['display_name']} (@{activity['handle']})"),
         ("message", activity["message"]),
-        ("created", _when(activity["created_at"])),
-        ("expires", _when(activity["expires_at"])),
+        ("created", moment(activity["created_at"])),
+        ("expires", moment(activity["expires_at"])),
         ("database", str(target)),
     ]:
         fields.add_row(label, Text(printable(value)))  # Text: a message's [brackets] are not markup
@@ -125,10 +120,10 @@ def activities(c, limit=None, json_=False, prod=False):
     for activity in feed:
         author = f"@{activity['handle']}" if activity["handle"] else "(no user)"
         table.add_row(
-            _when(activity["created_at"]),
+            moment(activity["created_at"]),
             Text(printable(author)),
             Text(printable(activity["message"])),  # not markup: users write [brackets] too
             str(activity["likes_count"]),
-            _when(activity["expires_at"]),
+            moment(activity["expires_at"]),
         )
     show(table)

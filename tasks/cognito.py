@@ -1,6 +1,8 @@
 """The Cognito user pool: list its users, match them to the users table."""
 
-from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, printable, settings, task
+from cruddur.formats import moment
+
+from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, printable, settings, show, task
 
 
 def _pool_users():
@@ -24,10 +26,10 @@ def users(c, json_=False):
     for column in ("user name", "sub", "preferred_username", "email", "status", "created"):
         table.add_column(column)
     for user in found:
-        created = user.created.strftime("%Y-%m-%d %H:%M") if user.created else ""
+        created = moment(user.created)
         cells = (user.username, user.sub, user.preferred_username or "-", user.email or "", user.status, created)
         table.add_row(*(Text(printable(cell)) for cell in cells))
-    console().print(table)
+    show(table)
 
 
 @task(
@@ -98,7 +100,7 @@ def _show_plan(plan, pool: str, where: str, out) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(*(Text(printable(cell)) for cell in row))
-        out.print(table)
+        show(table)
     counts = {
         "updated": len(plan.updated),
         "already right": len(plan.already_right),

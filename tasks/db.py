@@ -8,12 +8,14 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
+from cruddur.formats import byte_size
+from cruddur.timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SERVER_READY_TIMEOUT, SESSIONS_REFRESH_SECONDS
+
 from ._cli import (
     JSON_HELP,
     PROD_HELP,
     YES_HELP,
     app_database,
-    byte_size,
     console,
     guard_prod,
     number,
@@ -35,7 +37,6 @@ def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
 def up(c, prod=False):
     """Start the embedded local PostgreSQL; print its URL and the line that gives it to other clients."""
     from cruddur.postgres import admin, local_server, urls
-    from cruddur.postgres.connect import CONNECT_TIMEOUT
 
     target = app_database(prod, recover=False)
     # "up" only once a connection worked, not on the word of a lock file.
@@ -165,13 +166,11 @@ def drop(c, prod=False, yes=False):
         print(f"dropped {target}")
 
 
-LOCK_TIMEOUT_HELP = "seconds to wait for a lock another session holds before giving up (default 5)"
+LOCK_TIMEOUT_HELP = f"seconds to wait for a lock another session holds before giving up (default {FILE_LOAD_LOCK_TIMEOUT:g})"
 
 
 def _lock_timeout(value) -> float:
-    from cruddur.postgres.admin import LOCK_TIMEOUT
-
-    return number(value, "--lock-timeout", default=LOCK_TIMEOUT, minimum=0.001)
+    return number(value, "--lock-timeout", default=FILE_LOAD_LOCK_TIMEOUT, minimum=0.001)
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
@@ -231,14 +230,14 @@ def setup(c, prod=False, yes=False):
         "all": "include the server's own processes (checkpointer, autovacuum, ...)",
         "json": JSON_HELP,
         "watch": "refresh the table until Ctrl-C",
-        "interval": "seconds between refreshes with --watch (default 2)",
+        "interval": f"seconds between refreshes with --watch (default {SESSIONS_REFRESH_SECONDS:g})",
     }
 )
 def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
     """Show who is connected: state, waits, blockers."""
     from cruddur.postgres.sessions import list_sessions
 
-    interval = number(interval, "--interval", default=2.0, minimum=0.1)
+    interval = number(interval, "--interval", default=SESSIONS_REFRESH_SECONDS, minimum=0.1)
     url = app_database(prod).url
     if json_:
         print_json(list_sessions(url, all))
@@ -365,12 +364,12 @@ def kill(c, prod=False, yes=False):
         raise Exit(code=1)
 
 
-@task(help={"prod": PROD_HELP, "timeout": "seconds to wait before giving up (default 30)"})
+@task(help={"prod": PROD_HELP, "timeout": f"seconds to wait before giving up (default {SERVER_READY_TIMEOUT:g})"})
 def wait(c, prod=False, timeout=None):
     """Wait until the database server accepts connections."""
     from cruddur.postgres import admin
 
-    timeout = number(timeout, "--timeout", default=30.0)
+    timeout = number(timeout, "--timeout", default=SERVER_READY_TIMEOUT)
     target = app_database(prod, recover=False)
     took = admin.wait_until_ready(target.url, timeout=timeout)
     print(f"{target} accepts connections (waited {took:.1f}s)")

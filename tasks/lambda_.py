@@ -2,21 +2,24 @@
 
 import sys
 
+from cruddur.formats import byte_size
+
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
 from cruddur.lambda_build.defaults import DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, FUNCTION_NAME
 
 from ._cli import (
     JSON_HELP,
     PROD_HELP,
+    PROJECT_ROOT,
     YES_HELP,
     app_database,
-    byte_size,
     console,
     guard_prod,
     number,
     print_json,
     printable,
     settings,
+    show,
     task,
 )
 
@@ -39,8 +42,6 @@ def _build(runtime, arch, output=None):
 def _show_package(package) -> None:
     """The zip's summary: path, sizes, file count, runtime and CodeSha256."""
     from rich.text import Text
-
-    from cruddur.config import PROJECT_ROOT
 
     path = package.path.relative_to(PROJECT_ROOT) if package.path.is_relative_to(PROJECT_ROOT) else package.path
     out = console()
@@ -189,4 +190,4 @@ def invoke(c, event=None, prod=False, yes=False):
     table.add_column("value")
     for column, value in result.row.items():
         table.add_row(Text(column), Text(printable(value)))
-    out.print(table)
+    show(table)

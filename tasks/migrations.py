@@ -3,40 +3,40 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC
 from pathlib import Path
 
-from invoke.exceptions import Exit
+from cruddur.errors import CheckFailed, UsageError
+from cruddur.formats import byte_size, moment
+from cruddur.timeouts import MIGRATION_LOCK_TIMEOUT
 
 from ._cli import (
     JSON_HELP,
     PROD_HELP,
     YES_HELP,
     app_database,
-    byte_size,
-    console,
     finish_swap_first,
     guard_prod,
     number,
     print_json,
     settings,
+    show,
     task,
 )
 
-LOCK_HELP = "seconds a migration may wait for a table lock before giving up (default 5)"
+LOCK_HELP = f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g})"
 NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
 
 
 def _folders() -> tuple[Path, Path]:
     """The migrations folder, and the root that file names in messages are relative to."""
     config = settings()
-    return config.sql_dir / "migrations", config.sql_dir.parent
+    return config.sql_dir / "migrations", config.project_dir
 
 
 def _backup(target) -> None:
     from cruddur.postgres import dump
 
-    path = dump.default_path(_folders()[1] / "backups", target.dbname)
+    path = dump.default_path(settings().backups_dir, target.dbname)
     print(f"  backing up {target.dbname} to {path} ...", flush=True)
     size = dump.dump(target.url, path)
     print(f"  backup written: {path} ({byte_size(size)})")
@@ -71,7 +71,7 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
     """Apply the pending migrations, oldest first."""
     from cruddur.postgres import migrations as runner
 
-    lock_timeout = number(lock_timeout, "--lock-timeout", default=runner.LOCK_TIMEOUT, minimum=0.001)
+    lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
     target = app_database(prod)
     if not dry_run:
@@ -123,9 +123,9 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     from cruddur.postgres import migrations as runner
 
     if steps is not None and to is not None:
-        raise Exit("error: give --steps or --to, not both", code=1)
+        raise UsageError("give --steps or --to, not both")
     steps = number(steps, "--steps", default=1, minimum=1, integer=True)
-    lock_timeout = number(lock_timeout, "--lock-timeout", default=runner.LOCK_TIMEOUT, minimum=0.001)
+    lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
     target = app_database(prod)
     finish_swap_first(target, yes)
@@ -134,7 +134,8 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     if not chosen:
         print(f"nothing to do: no migration to roll back on {target}")
         return
-    print(f"rolling back {len(chosen)} migration(s) on {target}:")
+    # On prod the plan comes first: nothing is "rolling back" until the question is answered.
+    print(f"{'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
     if prod:
         _list(chosen)
         _confirm_and_back_up(target, f"roll back {len(chosen)} migration(s) of", yes, no_backup)
@@ -179,7 +180,7 @@ def migrations(c, prod=False, json_=False, check=False):
     if json_:
         print_json(rows)
     elif sys.stdout.isatty():
-        console().print(_table(rows, target))
+        show(_table(rows, target))
     else:
         # Plain columns for pipes and scripts (and fast with a thousand migrations).
         _print_plain(rows)
@@ -187,18 +188,13 @@ def migrations(c, prod=False, json_=False, check=False):
         wrong = [row for row in rows if row.state in (runner.PENDING, runner.CHANGED)]
         if wrong:
             states = sorted({row.state for row in wrong})
-            raise Exit(f"{len(wrong)} migration(s) {' or '.join(states)} on {target}", code=1)
-
-
-def _applied_at(row) -> str:
-
-    return row.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if row.applied_at else ""
+            raise CheckFailed(f"{len(wrong)} migration(s) {' or '.join(states)} on {target}")
 
 
 def _print_plain(rows) -> None:
     width = max([len(row.name) for row in rows] + [4])
-    lines = [f"{'version':<14}  {'name':<{width}}  {'state':<24}  applied at (UTC)"]
-    lines += [f"{row.version:<14}  {row.name:<{width}}  {row.state:<24}  {_applied_at(row)}".rstrip() for row in rows]
+    lines = [f"{'version':<14}  {'name':<{width}}  {'state':<24}  applied at"]
+    lines += [f"{row.version:<14}  {row.name:<{width}}  {row.state:<24}  {moment(row.applied_at)}".rstrip() for row in rows]
     print("\n".join(lines))
 
 
@@ -206,10 +202,10 @@ def _table(rows, target):
     from rich.table import Table
 
     table = Table(caption=f"{len(rows)} migration(s) on {target}", caption_justify="left")
-    for column in ("version", "name", "state", "applied at (UTC)"):
+    for column in ("version", "name", "state", "applied at"):
         table.add_column(column, no_wrap=column != "name", overflow="ellipsis")
     for row in rows:
-        table.add_row(row.version, row.name, row.state, _applied_at(row))
+        table.add_row(row.version, row.name, row.state, moment(row.applied_at))
     return table
 
 
@@ -219,7 +215,7 @@ def dump(c, prod=False, output=None):
     from cruddur.postgres import dump as backups
 
     target = app_database(prod)
-    path = Path(output) if output else backups.default_path(_folders()[1] / "backups", target.dbname)
+    path = Path(output) if output else backups.default_path(settings().backups_dir, target.dbname)
     size = backups.dump(target.url, path)
     print(f"dumped {target} to {path} ({byte_size(size)})")
 

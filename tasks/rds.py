@@ -6,10 +6,12 @@ cruddur.aws.rds default to None here and are resolved inside the task; their hel
 
 import sys
 
-from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, settings, task
+from cruddur.timeouts import RDS_WAIT_TIMEOUT
+
+from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, settings, show, task
 
 IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
-TIMEOUT_HELP = "(default 1800)"
+TIMEOUT_HELP = f"(default {RDS_WAIT_TIMEOUT:g})"
 EXTENDED_SUPPORT_SHOWN = {
     "open-source-rds-extended-support": "yes: billed after standard support ends",
     "open-source-rds-extended-support-disabled": "no: major upgrade when standard support ends",
@@ -121,7 +123,7 @@ def create(
     library = _library()
     defaults = library.CreateOptions()
     storage_gb = number(storage, "--storage", defaults.storage_gb, integer=True)
-    timeout = number(timeout, "--timeout", library.DEFAULT_WAIT_TIMEOUT)
+    timeout = number(timeout, "--timeout", RDS_WAIT_TIMEOUT)
     config = settings()
     given = dict(
         identifier=identifier,
@@ -184,7 +186,7 @@ def status(c, identifier=None, json_=False):
     )
     for name, value in rows:
         table.add_row(name, value)
-    console().print(table)
+    show(table)
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "timeout": f"give up after this many seconds {TIMEOUT_HELP}"})
@@ -192,7 +194,7 @@ def wait(c, identifier=None, timeout=None):
     """Wait until the instance is available, showing its status."""
     from cruddur.aws import clients
 
-    timeout = number(timeout, "--timeout", _library().DEFAULT_WAIT_TIMEOUT)
+    timeout = number(timeout, "--timeout", RDS_WAIT_TIMEOUT)
     instance = _wait(clients.client("rds"), _library().chosen_identifier(identifier), timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
     _next("inv sg.update")

@@ -7,6 +7,7 @@ the tasks and their help says the value.
 import sys
 
 from ._cli import JSON_HELP, console, print_json, printable, settings, task
+from ._cli import show as show_table
 
 IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
 
@@ -121,8 +122,8 @@ def show(c, identifier=None, json_=False):
     for r in rules:
         mark = "*" if r.rule_id == managed else ""
         table.add_row(*(Text(printable(cell)) for cell in (mark, r.rule_id, r.protocol_name, r.ports, r.source, r.description)))
+    show_table(table)  # this module's own `show` is the sg.show task
     out = console()
-    out.print(table)
     if managed and managed not in {r.rule_id for r in rules}:
         out.print(Text(printable(f"DB_SG_RULE_ID {managed} is not an inbound rule of {group_id}")))
     elif managed:

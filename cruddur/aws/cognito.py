@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, DatabaseError, one_line
+from ..timeouts import COGNITO_SYNC_LOCK_TIMEOUT
 from .clients import translated
 
 # Seeded users carry a Cognito id starting with this (sql/seed.sql's 'MOCK-...') until the real
@@ -22,7 +23,6 @@ PLACEHOLDER_PREFIX = "MOCK"
 POOL_ID = re.compile(r"[\w-]+_[0-9a-zA-Z]+")
 POST_CONFIRMATION = "PostConfirmation"
 COGNITO_PRINCIPAL = "cognito-idp.amazonaws.com"
-LOCK_TIMEOUT = 5.0  # seconds cognito.sync waits for the users table
 
 
 def is_placeholder(cognito_user_id: str | None) -> bool:
@@ -161,7 +161,7 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
     with connect(connection_url) as conn:
         try:
             with conn.transaction():
-                set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
+                set_lock_timeout(conn, COGNITO_SYNC_LOCK_TIMEOUT, local=True)
                 found = conn.execute("SELECT handle, cognito_user_id FROM public.users FOR UPDATE").fetchall()
                 plan = replace(plan_sync(cognito_users, [Row(*row) for row in found]), dry_run=dry_run)
                 if confirmed is not None and set(plan.updated) != set(confirmed):
@@ -177,7 +177,7 @@ def sync(connection_url: str, cognito_users: list[CognitoUser], dry_run: bool = 
                         )
         except psycopg.errors.LockNotAvailable:
             raise DatabaseError(
-                f"public.users stayed locked by another session for {LOCK_TIMEOUT:g} s"
+                f"public.users stayed locked by another session for {COGNITO_SYNC_LOCK_TIMEOUT:g} s"
                 " (a migration or db.setup?); nothing changed, run it again"
             ) from None
         except psycopg.errors.UndefinedTable:

@@ -1,7 +1,7 @@
 """Upload the post-confirmation zip to its Lambda function (creating the function when it is
 missing, in the database's VPC), and align its settings.
 
-boto3 is imported here only, on the deploy path. Credentials and region are boto3's own
+boto3 is imported inside the calls (cruddur.aws.clients), on the deploy path only. Credentials and region are boto3's own
 (AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL...).
 """
 

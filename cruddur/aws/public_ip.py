@@ -8,16 +8,15 @@ from __future__ import annotations
 import ipaddress
 import queue
 import threading
-import time
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..errors import CruddurError
+from ..errors import IpLookupError
+from ..polling import Deadline
+from ..timeouts import IP_LOOKUP_DEADLINE, IP_LOOKUP_REQUEST_TIMEOUT
 
 # (connect, read) seconds per service: a slow service costs little before the next one is tried.
-DEFAULT_TIMEOUT = (3.05, 4.0)
 # The whole look-up, all services together.
-DEFAULT_DEADLINE = 10.0
 LONGEST_ANSWER = 64  # "255.255.255.255\n" is 16; anything much longer is a page, not an address
 
 # Networks no workspace is reachable from. ipaddress's is_private would also refuse the
@@ -35,10 +34,6 @@ UNROUTABLE = tuple(
         "198.18.0.0/15",
     )
 )
-
-
-class IpLookupError(CruddurError):
-    """No usable public IPv4 address."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +86,8 @@ def _unroutable(address: ipaddress.IPv4Address) -> str | None:
 
 def lookup(
     settings: Settings,
-    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-    deadline: float = DEFAULT_DEADLINE,
+    timeout: float | tuple[float, float] = IP_LOOKUP_REQUEST_TIMEOUT,
+    deadline: float = IP_LOOKUP_DEADLINE,
 ) -> PublicIp:
     """GITPOD_IP when set (no HTTP call), else the first service in IP_LOOKUP_URLS with a good answer.
 
@@ -112,10 +107,10 @@ def _ask_services(urls: tuple[str, ...], timeout, deadline: float) -> PublicIp:
     # requests' timeouts bound each socket operation, not a whole answer: a service that sends a
     # byte a second never trips them. Each service is asked from a daemon thread instead, and
     # abandoned (it ends with the process) when the look-up's time is up.
-    ends = time.monotonic() + deadline
+    ends = Deadline(deadline)
     failures = []
     for url in urls:
-        remaining = ends - time.monotonic()
+        remaining = ends.left()
         if remaining <= 0:
             failures.append(f"{url}: not asked, the {deadline:g}s were up")
             continue

@@ -6,14 +6,14 @@ Functions take an RDS client from cruddur.aws.clients; boto3 stays out of this i
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from ..errors import MASK, AwsError, ConfigError
+from ..polling import Deadline
+from ..timeouts import RDS_POLL_SECONDS, RDS_WAIT_TIMEOUT
 from .clients import error_from_response, region, translated
 
 DEFAULT_IDENTIFIER = "cruddur-db-instance"
@@ -26,8 +26,6 @@ EXTENDED_SUPPORT = {
     True: "open-source-rds-extended-support",
 }
 OFFERED_SHOWN = 5  # how many of the versions RDS offers a refusal lists
-DEFAULT_WAIT_TIMEOUT = 30 * 60
-POLL_SECONDS = 15
 STOPPED = {"stopped", "stopping"}
 RUNNING = {"available", "starting"}
 
@@ -172,8 +170,10 @@ class Instance:
         """postgresql://user:PASSWORD@host:port/db, the password masked unless given; None without a host."""
         if not self.host:
             return None
-        secret = quote(password, safe="") if password else MASK
-        return f"postgresql://{quote(self.username, safe='')}:{secret}@{self.host}:{self.port}/{self.db_name or 'postgres'}"
+        from ..postgres import urls  # psycopg stays out of this module's import
+
+        keywords = {"user": self.username, "password": password or MASK, "host": self.host, "port": str(self.port)}
+        return urls.build({**keywords, "dbname": self.db_name or "postgres"}, keep=MASK)
 
 
 def find_instance(rds: Any, identifier: str) -> Instance | None:
@@ -261,9 +261,9 @@ def version_refused(rds: Any, options: CreateOptions, refused: AwsError) -> AwsE
 def wait_available(
     rds: Any,
     identifier: str,
-    timeout: float = DEFAULT_WAIT_TIMEOUT,
+    timeout: float = RDS_WAIT_TIMEOUT,
     on_status: Callable[[str], None] = lambda status: None,
-    poll_seconds: float = POLL_SECONDS,
+    poll_seconds: float = RDS_POLL_SECONDS,
 ) -> Instance:
     """Block until the instance is `available`; AwsError on a dead end (deleted, failed, stopped) or timeout.
 
@@ -273,7 +273,7 @@ def wait_available(
 
     check_identifier(identifier)
     waiter = rds.get_waiter("db_instance_available")
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     while True:
         try:
             with translated():
@@ -293,10 +293,8 @@ def wait_available(
                     f"RDS instance {identifier} is {status}; it will not become available by itself: run inv rds.start, then wait again"
                 ) from None
         on_status(status)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if not deadline.pause(poll_seconds):
             raise AwsError(f"timed out after {timeout:g}s: RDS instance {identifier} is still {status}")
-        time.sleep(min(poll_seconds, remaining))
 
 
 def stop(rds: Any, identifier: str) -> tuple[Instance, bool]:

@@ -9,16 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from ..config import PROJECT_ROOT
-from ..errors import CruddurError, DatabaseError, one_line
-from .package import HANDLER_FILE
+from ..errors import DatabaseError, EventError, one_line
+from .package import CHECKOUT, HANDLER_FILE
 
-EVENTS_DIR = PROJECT_ROOT / "lambda" / "events"
+EVENTS_DIR = CHECKOUT / "lambda" / "events"
 DEFAULT_EVENT = EVENTS_DIR / "confirm_sign_up.json"
-
-
-class EventError(CruddurError):
-    """The sample event cannot be read, or lacks what the handler needs."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +57,7 @@ def read_event(path: Path) -> dict:
 def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_FILE) -> Invocation:
     """Call the handler once on the event, then read back the user's row."""
     import psycopg
+    from psycopg.rows import dict_row
 
     from ..postgres.connect import connect
 
@@ -83,13 +79,11 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
 
     sub = event["request"]["userAttributes"].get("sub")
     try:
-        with connect(connection_url) as conn:
-            cursor = conn.execute(
+        with connect(connection_url) as conn, conn.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(
                 "SELECT uuid, display_name, handle, email, cognito_user_id, created_at FROM public.users WHERE cognito_user_id = %s",
                 (sub,),
-            )
-            found = cursor.fetchone()
-            row = dict(zip([column.name for column in cursor.description], found)) if found else None
+            ).fetchone()
     except psycopg.Error as e:
         raise DatabaseError(f"could not read the users row back: {type(e).__name__}: {one_line(e)}") from None
     return Invocation(event.get("triggerSource"), sub, returned == original, row, lines.lines)

@@ -14,25 +14,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..config import PROJECT_ROOT
-from ..errors import CruddurError
+from ..errors import PackageError
+from ..files import atomic_write
+from ..formats import byte_size
 from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, HANDLER
 
-HANDLER_FILE = PROJECT_ROOT / "lambda" / "cruddur_post_confirmation.py"
-REQUIREMENTS_FILE = PROJECT_ROOT / "lambda" / "requirements.txt"
-DEFAULT_OUTPUT = PROJECT_ROOT / "dist" / "cruddur-post-confirmation.zip"
-DEFAULT_WHEEL_CACHE = PROJECT_ROOT / ".cache" / "lambda-wheels"
+# The function's sources live in the checkout's lambda/ (it ships alone, not in this package):
+# packaging is work on a checkout, so these defaults name the one this module sits in.
+CHECKOUT = Path(__file__).resolve().parents[2]
+HANDLER_FILE = CHECKOUT / "lambda" / "cruddur_post_confirmation.py"
+REQUIREMENTS_FILE = CHECKOUT / "lambda" / "requirements.txt"
+DEFAULT_OUTPUT = CHECKOUT / "dist" / "cruddur-post-confirmation.zip"
+DEFAULT_WHEEL_CACHE = CHECKOUT / ".cache" / "lambda-wheels"
 # Where Lambda unpacks the zip: the path byte code names its source by (tracebacks show it).
 TASK_ROOT = "/var/task"
 
@@ -52,10 +54,6 @@ DROPPED_TOP_DIRS = {"bin", "include"}
 DROPPED_SUFFIXES = {".pyo", ".pyi", ".pxd", ".pyx", ".c", ".h"}
 DROPPED_NAMES = {"py.typed"}
 LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
-
-
-class PackageError(CruddurError):
-    """The zip could not be built (pip failed, bad runtime, over Lambda's limits)."""
 
 
 @dataclass(frozen=True)
@@ -141,29 +139,24 @@ def build(
         entries = _entries(site)
     unzipped = sum(len(data) for data in entries.values())
     if unzipped > max_unzipped_bytes:
-        raise PackageError(f"the function would unzip to {_mb(unzipped)}, over Lambda's limit of {_mb(max_unzipped_bytes)}")
+        raise PackageError(f"the function would unzip to {byte_size(unzipped)}, over Lambda's limit of {byte_size(max_unzipped_bytes)}")
     data = _zip(entries)
     if len(data) > max_zipped_bytes:
-        raise PackageError(f"the zip would be {_mb(len(data))}, over Lambda's limit of {_mb(max_zipped_bytes)} for a direct upload")
+        raise PackageError(
+            f"the zip would be {byte_size(len(data))}, over Lambda's limit of {byte_size(max_zipped_bytes)} for a direct upload"
+        )
     _write_whole(output, data)
     return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture, bytecode)
 
 
 def _write_whole(output: Path, data: bytes) -> None:
-    """Write `output` so that no reader ever sees half a zip: a partial file named for this
-    process (two builds at once must not write the same one), renamed over it."""
-    partial = output.with_name(f"{output.name}.{os.getpid()}.partial")
+    """Write `output` so that no reader ever sees half a zip."""
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        partial.replace(output)
+        atomic_write(output, data)
     except FileExistsError:  # mkdir met a file where the path needs a folder
         raise PackageError(f"cannot write the zip to {str(output)!r}: a part of it is a file, not a folder") from None
     except OSError as e:
         raise PackageError(f"cannot write the zip to {str(output)!r}: {e.strerror}") from None
-    finally:
-        with suppress(OSError):  # where the path cannot be written, no partial file was left either
-            partial.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -283,7 +276,3 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 def _mode(name: str) -> int:
     # Shared libraries keep the 755 their wheels give them; everything else is plain data.
     return EXECUTABLE_MODE if ".so" in PurePosixPath(name).suffixes else FILE_MODE
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"

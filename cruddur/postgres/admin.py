@@ -13,12 +13,13 @@ import psycopg
 from psycopg import errors, sql
 
 from ..errors import CruddurError, DatabaseError, NoSuchDatabase, SqlFileError, one_line
+from ..polling import Deadline
+from ..timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SWAP_LOCK_WAIT, SWAP_STEP_WAIT
 from . import urls
-from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, advisory_lock, connect, set_lock_timeout
+from .connect import CLIENT_SESSION, advisory_lock, connect, set_lock_timeout
 from .sessions import BlockerWatch, held_by
 
 MAINTENANCE_DB = "postgres"
-LOCK_TIMEOUT = 5.0  # seconds a file load waits for a lock another session holds
 
 
 def _maintenance(url: str) -> psycopg.Connection:
@@ -89,8 +90,6 @@ def replace_database(url: str, build: Callable[[str], None]) -> bool:
             raise
 
 
-SWAP_LOCK_WAIT = 60.0  # seconds a rebuild waits for another one of the same database
-SWAP_STEP_WAIT = 5.0  # seconds a rename or drop of the swap waits for a lock on its database
 _RENAME_ATTEMPTS = 5
 
 
@@ -239,7 +238,7 @@ def _drop(conn: psycopg.Connection, name: str) -> bool:
     return existed
 
 
-def run_sql_file(url: str, path: Path, label: str | None = None, lock_timeout: float = LOCK_TIMEOUT) -> None:
+def run_sql_file(url: str, path: Path, label: str | None = None, lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT) -> None:
     """Run a whole .sql file in one transaction: all of it, or (on SqlFileError) none of it.
 
     A lock another session holds is waited for at most `lock_timeout` seconds; then the error
@@ -247,14 +246,14 @@ def run_sql_file(url: str, path: Path, label: str | None = None, lock_timeout: f
     run_sql_files(url, [(path, label or str(path))], lock_timeout)
 
 
-def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float = LOCK_TIMEOUT) -> None:
+def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT) -> None:
     """Run (path, label) files in order on one connection, each in its own transaction.
 
     The first failure stops the run: that file is rolled back, the ones before it stay."""
     _run_texts(url, [(_read(path, label), label) for path, label in files], lock_timeout)
 
 
-def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = LOCK_TIMEOUT) -> None:
+def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT) -> None:
     with connect(url) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
         for text, label in texts:
             _run(conn, watch, text, label, lock_timeout)
@@ -343,16 +342,13 @@ def wait_until_ready(url: str, timeout: float, interval: float = 0.25) -> float:
     naming the URL's own database once `timeout` seconds have passed.
 
     A missing app database still counts as ready: the server answered."""
-    started = time.monotonic()
-    deadline = started + timeout
+    deadline = Deadline(timeout)
     while True:
         try:
-            connect(url, timeout=max(0.0, min(CONNECT_TIMEOUT, deadline - time.monotonic()))).close()
-            return time.monotonic() - started
+            connect(url, timeout=min(CONNECT_TIMEOUT, deadline.left())).close()
+            return deadline.elapsed()
         except NoSuchDatabase:
-            return time.monotonic() - started
+            return deadline.elapsed()
         except DatabaseError as e:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DatabaseError(f"gave up after {time.monotonic() - started:.1f}s: {e}") from None
-        time.sleep(min(interval, left))
+            if not deadline.pause(interval):
+                raise DatabaseError(f"gave up after {deadline.elapsed():.1f}s: {e}") from None

@@ -1,7 +1,8 @@
 """The Postgres client the Flask backend and the tasks share: a connection pool, SQL templates
-from sql/<group>/<name>.sql, and helpers that let Postgres build the JSON.
+(<group>/<name>.sql, shipped inside the package as cruddur/sql_templates/), and helpers that let
+Postgres build the JSON.
 
-    db = Database(settings.connection_url, sql_dir=settings.sql_dir)
+    db = Database(settings.connection_url)
     db.open()                      # once, at start-up: bounded wait, connection checked
     rows = db.query_array_json(db.template("activities", "home"), {"limit": 20})
     db.close()                     # or: with Database(...) as db: ...
@@ -22,6 +23,8 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from time import monotonic
 from typing import Any
@@ -29,10 +32,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from ..config import PROJECT_ROOT, Settings
-from ..errors import CruddurError, DatabaseError, one_line
+from ..config import Settings
+from ..errors import ClientClosed, DatabaseUnavailable, QueryError, TemplateNotFound, one_line
+from ..timeouts import CONNECT_TIMEOUT, POOL_CHECKOUT_TIMEOUT, POOL_CLOSE_TIMEOUT, POOL_OPEN_TIMEOUT
 from . import urls
-from .connect import CONNECT_TIMEOUT, connect_timeout
+from .connect import connect_timeout
 
 sql_log = logging.getLogger("cruddur.sql")
 # Without a handler anywhere, Python prints warnings to stderr itself (logging.lastResort): a
@@ -40,32 +44,13 @@ sql_log = logging.getLogger("cruddur.sql")
 for _logger in ("cruddur", "psycopg.pool"):
     logging.getLogger(_logger).addHandler(logging.NullHandler())
 
-DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
+# The templates ship inside the package, so any install (not only an editable one) serves them.
+PACKAGED_TEMPLATES = "cruddur.sql_templates"
 _TEMPLATE_PART = re.compile(r"[a-z0-9_]+")
 
 # Postgres builds the JSON: one value per statement, already decoded by psycopg's json loader.
 ARRAY_JSON = "SELECT COALESCE(array_to_json(array_agg(row_to_json(array_row))),'[]'::json) FROM (\n{}\n) array_row"
 OBJECT_JSON = "SELECT COALESCE(row_to_json(object_row),'{{}}'::json) FROM (\n{}\n) object_row"
-
-
-class DatabaseUnavailable(DatabaseError):
-    """No connection could be made, or none was free, within the time allowed."""
-
-
-class ClientClosed(DatabaseError):
-    """The client was used before open() or after close()."""
-
-
-class QueryError(DatabaseError):
-    """Postgres refused a statement; `sqlstate` is its five-character SQLSTATE code."""
-
-    def __init__(self, message: str, sqlstate: str | None):
-        self.sqlstate = sqlstate
-        super().__init__(message)
-
-
-class TemplateNotFound(CruddurError):
-    """No sql/<group>/<name>.sql file for the template asked for."""
 
 
 Params = Mapping[str, Any] | None
@@ -81,20 +66,21 @@ class Database:
         self,
         url: str,
         *,
-        sql_dir: Path = DEFAULT_SQL_DIR,
+        sql_dir: Path | None = None,
         min_size: int = 1,
         max_size: int = 10,
-        timeout: float = 10.0,
+        timeout: float = POOL_CHECKOUT_TIMEOUT,
         check_after: float | None = 0.5,
         name: str = "cruddur",
     ):
         """`timeout`: the longest wait for a free connection. `check_after`: a connection idle
         for longer than this many seconds is tested before it is handed out (one round trip,
         ConnectionPool.check_connection) and replaced if the server dropped it; 0 tests every
-        time, None never."""
+        time, None never. `sql_dir`: a folder of <group>/<name>.sql templates to use instead of
+        the ones shipped in the package."""
         urls.parse(url)
         self.where = urls.describe(url)
-        self.sql_dir = Path(sql_dir)
+        self.sql_dir: Traversable = files(PACKAGED_TEMPLATES) if sql_dir is None else Path(sql_dir)
         self._templates: dict[tuple[str, str], str] = {}
         self._templates_lock = threading.Lock()
         self._url = url
@@ -113,15 +99,15 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, **options) -> Database:
-        """A client for CONNECTION_URL (MissingSetting if unset), SQL from settings.sql_dir."""
-        return cls(settings.require("connection_url"), sql_dir=settings.sql_dir, **options)
+        """A client for CONNECTION_URL (MissingSetting if unset), with the packaged templates."""
+        return cls(settings.require("connection_url"), **options)
 
     def __repr__(self) -> str:
         return f"Database({self.where!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def open(self, wait: bool = True, timeout: float = 10.0) -> Database:
+    def open(self, wait: bool = True, timeout: float = POOL_OPEN_TIMEOUT) -> Database:
         """Start the pool; with wait, block until its first connections work, at most `timeout`
         seconds in all, else DatabaseUnavailable saying why. An error the server answers at once
         (no such database, wrong password) fails at once. A failed open() may be retried, as may
@@ -152,6 +138,8 @@ class Database:
         outcome: dict[str, str] = {}
 
         def attempt() -> None:
+            # Not connect.connect(): the pool's own settings (no application_name of the tasks),
+            # and libpq's raw message, which open() words itself.
             try:
                 psycopg.connect(self._url, connect_timeout=connect_timeout(timeout)).close()
                 outcome["ok"] = ""
@@ -174,7 +162,7 @@ class Database:
         if used is None or monotonic() - used >= self.check_after:
             ConnectionPool.check_connection(conn)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = POOL_CLOSE_TIMEOUT) -> None:
         """Close every connection (waiting at most `timeout` seconds for those in use)."""
         self.pool.close(timeout=timeout)
 
@@ -187,7 +175,7 @@ class Database:
     # -- templates ---------------------------------------------------------------------------
 
     def template(self, group: str, name: str) -> str:
-        """The text of sql/<group>/<name>.sql, read once and cached."""
+        """The text of the template <group>/<name>.sql, read once and cached."""
         key = (group, name)
         cached = self._templates.get(key)
         if cached is not None:
@@ -198,19 +186,9 @@ class Database:
         try:
             text = path.read_text(encoding="utf-8").strip().rstrip(";")
         except FileNotFoundError:
-            raise TemplateNotFound(self._missing(group, name)) from None
+            raise TemplateNotFound(f"no SQL template {group}/{name}.sql in {self.sql_dir}") from None
         with self._templates_lock:
             return self._templates.setdefault(key, text)
-
-    def _missing(self, group: str, name: str) -> str:
-        wanted = f"no SQL template {group}/{name}.sql in {self.sql_dir}"
-        if not self.sql_dir.is_dir():
-            # The default folder is the source tree's sql/, which only an editable install has.
-            return (
-                f"{wanted}: that folder does not exist (the templates live in the project's sql/ "
-                "folder; install the project with pip install -e . or pass sql_dir=)"
-            )
-        return wanted
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -8,10 +8,10 @@ import math
 import psycopg
 
 from ..errors import DatabaseError, NoSuchDatabase, one_line
+from ..timeouts import CONNECT_TIMEOUT
 from . import urls
 
 APPLICATION_NAME = "cruddur-ops"
-CONNECT_TIMEOUT = 5.0  # seconds: how long a task waits for a server before saying why not
 
 # A non-superuser (as on RDS) sees other roles' sessions with most columns NULL, backend_type
 # included: a row with a database is still a client session.

@@ -12,11 +12,12 @@ from pathlib import Path
 from psycopg import conninfo
 
 from ..errors import MASK, DatabaseError, one_line, scrub
+from ..files import atomic_path
+from ..timeouts import CONNECT_TIMEOUT, DUMP_LOCK_WAIT
 from . import admin, urls
-from .connect import CONNECT_TIMEOUT, connect, connect_timeout
+from .connect import connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
 
-LOCK_WAIT = 5.0  # seconds pg_dump waits for each table's share lock before giving up
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 
 
@@ -51,38 +52,24 @@ def dump(url: str, path: Path) -> int:
 
     The file appears only complete: pg_dump writes beside it and the result is renamed in.
     A path that cannot be written is one line before anything runs."""
-    partial = _writable(path)
-    try:
-        _run(
-            "pg_dump",
-            url,
-            ["--format=custom", f"--lock-wait-timeout={int(LOCK_WAIT * 1000)}", f"--file={partial}"],
-        )
-        partial.replace(path)
-        return path.stat().st_size
-    except OSError as e:
-        raise DatabaseError(f"cannot write the dump to {str(path)!r}: {e.strerror}") from None
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _writable(path: Path) -> Path:
-    """The file pg_dump writes before it is renamed to `path`, created empty to prove the place
-    can be written (its folders made as needed); DatabaseError in one line if not."""
     where = f"cannot write the dump to {str(path)!r}"
     if "\0" in str(path):
         raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
-    partial = path.with_name(path.name + ".partial")
     try:
         if path.is_dir():
             raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.open("wb").close()
+        # The partial file is made before pg_dump runs: a place that cannot be written fails first.
+        with atomic_path(path) as partial:
+            _run(
+                "pg_dump",
+                url,
+                ["--format=custom", f"--lock-wait-timeout={int(DUMP_LOCK_WAIT * 1000)}", f"--file={partial}"],
+            )
+        return path.stat().st_size
     except FileExistsError:  # mkdir met a file where the path needs a folder
         raise DatabaseError(f"{where}: a part of it is a file, not a folder") from None
     except OSError as e:
         raise DatabaseError(f"{where}: {e.strerror}") from None
-    return partial
 
 
 def restore(url: str, path: Path) -> bool:

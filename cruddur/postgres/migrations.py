@@ -20,14 +20,14 @@ from pathlib import Path
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.rows import dict_row
 
 from ..errors import MigrationError, SqlFileError, one_line
+from ..polling import Deadline
+from ..timeouts import MIGRATION_LOCK_TIMEOUT, RUN_LOCK_WAIT
 from .admin import describe_sql_error, run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, held_by
-
-LOCK_TIMEOUT = 5.0  # seconds a migration's statement may queue for a table lock
-RUN_LOCK_WAIT = 120.0  # seconds a run waits for another run on the same database to end
 
 _FILE = re.compile(r"^(\d+)_(.*)\.sql$")  # dbmate's rule; other files in the folder are ignored
 _MARKER = re.compile(r"^--[ \t]*migrate:(up|down)\b(.*?)\r?$", re.MULTILINE)
@@ -162,9 +162,8 @@ def read_applied(conn: psycopg.Connection) -> dict[str, dict]:
     try:
         if conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None:
             return {}
-        cursor = conn.execute("SELECT * FROM public.schema_migrations")
-        names = [column.name for column in cursor.description]
-        return {row["version"]: row for row in (dict(zip(names, values)) for values in cursor)}
+        with conn.cursor(row_factory=dict_row) as cursor:
+            return {row["version"]: row for row in cursor.execute("SELECT * FROM public.schema_migrations")}
     except psycopg.Error as e:
         raise MigrationError(f"cannot read public.schema_migrations: {one_line(e)}") from None
 
@@ -184,7 +183,7 @@ def inspect(url: str, directory: Path, label_root: Path | None = None) -> tuple[
     """The migration files and the applied rows, read without a lock and without creating anything."""
     migrations = load(directory, label_root)
     with connect(url, autocommit=True) as conn:
-        set_lock_timeout(conn, LOCK_TIMEOUT)  # a run's ALTER of the table must not hold this up for ever
+        set_lock_timeout(conn, MIGRATION_LOCK_TIMEOUT)  # a run's ALTER of the table must not hold this up for ever
         return migrations, read_applied(conn)
 
 
@@ -246,7 +245,7 @@ def migrate(
     to: str | None = None,
     allow_out_of_order: bool = False,
     refuse_changed: bool = False,
-    lock_timeout: float = LOCK_TIMEOUT,
+    lock_timeout: float = MIGRATION_LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_applied: Callable[[Applied], None] | None = None,
     confirmed: list[Migration] | None = None,
@@ -300,7 +299,7 @@ def rollback(
     *,
     steps: int | None = None,
     to: str | None = None,
-    lock_timeout: float = LOCK_TIMEOUT,
+    lock_timeout: float = MIGRATION_LOCK_TIMEOUT,
     label_root: Path | None = None,
     on_rolled_back: Callable[[Applied], None] | None = None,
     confirmed: list[Migration] | None = None,
@@ -343,11 +342,10 @@ def _wait_for_flush(conn: psycopg.Connection, bound: float = 2.0) -> None:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
         written = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
-        deadline = time.monotonic() + bound
+        deadline = Deadline(bound)
         while not conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]:
-            if time.monotonic() > deadline:
+            if not deadline.pause(0.02):
                 return
-            time.sleep(0.02)
     except psycopg.Error:
         pass  # the server flushes on its own within moments (wal_writer_delay)
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from ..errors import DatabaseError, one_line
-from .connect import CLIENT_SESSION, CONNECT_TIMEOUT, connect
+from ..timeouts import BLOCKER_POLL_SECONDS, CONNECT_TIMEOUT
+from .connect import CLIENT_SESSION, connect
 
 SESSIONS_SQL = sql.SQL("""
 SELECT pid,
@@ -43,9 +45,8 @@ def list_sessions(url: str, include_server_processes: bool = False) -> list[dict
     include_server_processes."""
     with connect(url, autocommit=True) as conn:
         try:
-            cursor = conn.execute(SESSIONS_SQL, {"all": include_server_processes})
-            names = [column.name for column in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            with conn.cursor(row_factory=dict_row) as cursor:
+                return cursor.execute(SESSIONS_SQL, {"all": include_server_processes}).fetchall()
         except psycopg.Error as e:
             raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
 
@@ -98,8 +99,6 @@ class BlockerWatch:
     a statement still running after a quarter of `lock_timeout` (0.5 s at most), so statements
     that do not wait cost nothing."""
 
-    POLL_SECONDS = 0.05
-
     def __init__(self, url: str, pid: int, lock_timeout: float):
         self.url, self.pid, self.after = url, pid, min(0.5, lock_timeout / 4)
         self.found: list[Blocker] = []
@@ -128,7 +127,7 @@ class BlockerWatch:
     def _watch(self) -> None:
         conn = None
         try:
-            while not self._stop.wait(self.POLL_SECONDS):
+            while not self._stop.wait(BLOCKER_POLL_SECONDS):
                 since = self._since
                 if since is None or time.monotonic() - since < self.after:
                     continue

@@ -9,9 +9,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import MASK, CruddurError, DatabaseError, NoSuchDatabase
+from ..timeouts import CONNECT_TIMEOUT
 from . import local_server, migrations, urls
 from .admin import MAINTENANCE_DB
-from .connect import CONNECT_TIMEOUT, connect
+from .connect import connect
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Connection URLs: read by libpq's own parser (psycopg.conninfo), shown only with the password masked.
 
-A URL is never split by hand: libpq decides what is user, password, host and database, and every
-URL this module writes is built again from what libpq read, so a password may hold any character
-libpq accepts (`#`, `?`, `[`, ...) and no message quotes any part of it.
+A URL is never split by hand: libpq decides what is user, password, host and database. Every URL
+the library writes is built by `build` from libpq keywords (those libpq read, or the caller's), so
+a password may hold any character libpq accepts (`#`, `?`, `[`, ...) and no message quotes any
+part of it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def with_dbname(url: str, name: str) -> str:
     """The same server, user and options, another database (a URL stays a URL)."""
     params = parse(url)
     params["dbname"] = name
-    return _unparse(params) if is_url(url) else conninfo.make_conninfo(**params)
+    return build(params) if is_url(url) else conninfo.make_conninfo(**params)
 
 
 def mask(url: str) -> str:
@@ -73,7 +74,7 @@ def mask(url: str) -> str:
         params["password"] = MASK
     else:
         params.pop("password", None)
-    return _unparse(params, keep=MASK) if is_url(url) else conninfo.make_conninfo(**params)
+    return build(params, keep=MASK) if is_url(url) else conninfo.make_conninfo(**params)
 
 
 def describe(url: str) -> str:
@@ -107,8 +108,9 @@ def password_spellings(url: str) -> set[str]:
     return spellings - {""}
 
 
-def _unparse(params: dict[str, str], keep: str = "") -> str:
-    """A postgresql:// URL for libpq keywords; `keep` is left as written (the mask)."""
+def build(params: dict[str, str], keep: str = "") -> str:
+    """The postgresql:// URL for libpq keywords (user, password, host, port, dbname, options...),
+    each part percent-encoded; a value equal to `keep` (the mask) is left as written."""
 
     def encoded(value: str, safe: str = "") -> str:
         return value if value == keep else quote(value, safe=safe)

@@ -2,8 +2,9 @@ import ipaddress
 
 import pytest
 
-from cruddur.aws.public_ip import IpLookupError, lookup, parse_public_ipv4
+from cruddur.aws.public_ip import lookup, parse_public_ipv4
 from cruddur.config import Settings
+from cruddur.errors import IpLookupError
 from tests.aws_support import FAST_TIMEOUT, GOOD_IP, OTHER_GOOD_IP, closed_ip_service_url
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cruddur.timeouts import RDS_WAIT_TIMEOUT
 from tests.aws_support import ThrottlingAws, server_client, set_instance_status
 from tests.helpers import ROOT, Terminal, assert_one_line_error
 
@@ -454,7 +455,7 @@ def test_the_flags_help_states_the_librarys_defaults():
         ("availability_zone", defaults.availability_zone),
         ("db_name", defaults.db_name),
         ("username", defaults.username),
-        ("timeout", int(library.DEFAULT_WAIT_TIMEOUT)),
+        ("timeout", int(RDS_WAIT_TIMEOUT)),
     ]:
         assert f"(default {value})" in help_of[flag], flag
     for module_task in (tasks.rds.status, tasks.rds.url, tasks.sg.update, tasks.sg.discover):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cruddur.errors import PackageError
 from cruddur.lambda_build import package as lambda_package
-from cruddur.lambda_build.package import PackageError
 from tests.helpers import ROOT, assert_one_line_error, free_port
 from tests.lambda_support import LOCAL_ARCHITECTURE, LOCAL_RUNTIME, OTHER_RUNTIME, sample_event, users
 

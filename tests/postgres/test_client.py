@@ -4,15 +4,16 @@ typed errors, opt-in SQL logging."""
 import logging
 import threading
 import time
+from importlib.resources import files
 
 import psycopg
 import pytest
 from psycopg import conninfo
 
 from cruddur.config import Settings
-from cruddur.errors import DatabaseError, MissingSetting
+from cruddur.errors import ClientClosed, DatabaseError, DatabaseUnavailable, MissingSetting, QueryError, TemplateNotFound
 from cruddur.postgres import urls
-from cruddur.postgres.client import ClientClosed, Database, DatabaseUnavailable, QueryError, TemplateNotFound
+from cruddur.postgres.client import Database
 from tests.helpers import add_user, closed_port_url, free_port
 
 
@@ -40,23 +41,19 @@ def test_from_settings(schema_url):
         Database.from_settings(Settings())
 
 
-def test_from_settings_reads_templates_from_settings_sql_dir(schema_url, tmp_path):
-    (tmp_path / "activities").mkdir()
-    (tmp_path / "activities" / "home.sql").write_text("SELECT 'from settings' AS source")
-    client = Database.from_settings(Settings(connection_url=schema_url, sql_dir=tmp_path))
-    assert client.template("activities", "home") == "SELECT 'from settings' AS source"
+def test_from_settings_serves_the_templates_shipped_in_the_package(schema_url, tmp_path):
+    # Settings name the project's sql/ (schema, seed, migrations); the client's templates are the package's own.
+    client = Database.from_settings(Settings(connection_url=schema_url, sql_dir=tmp_path / "absent"))
+    assert client.template("activities", "home") == (files("cruddur.sql_templates") / "activities" / "home.sql").read_text().strip().rstrip(
+        ";"
+    )
 
 
-def test_missing_sql_folder_says_where_it_looked(schema_url, tmp_path):
-    # As in a non-editable install: the package has no source tree's sql/ beside it.
-    absent = tmp_path / "site-packages" / "sql"
-    client = Database.from_settings(Settings(connection_url=schema_url, sql_dir=absent))
+def test_a_missing_template_says_where_it_looked(schema_url, tmp_path):
+    client = Database(schema_url, sql_dir=tmp_path / "absent")
     with pytest.raises(TemplateNotFound) as missing:
         client.template("activities", "home")
-    message = str(missing.value)
-    assert message.startswith(f"no SQL template activities/home.sql in {absent}: that folder does not exist")
-    assert "pip install -e ." in message
-    assert "\n" not in message
+    assert str(missing.value) == f"no SQL template activities/home.sql in {tmp_path / 'absent'}"
 
 
 def test_open_unreachable_is_one_typed_line_without_the_password():

@@ -40,7 +40,7 @@ READS = [
     "db.dump",
 ]
 # These print their plan before they ask, as the confirmation is about that plan.
-PLAN_FIRST = {"db.migrate": "will apply 1 migration(s) to prod database", "db.rollback": "rolling back 1 migration(s) on prod database"}
+PLAN_FIRST = {"db.migrate": "will apply 1 migration(s) to prod database", "db.rollback": "will roll back 1 migration(s) on prod database"}
 
 
 def snapshot(url: str) -> dict:
