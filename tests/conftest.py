@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 
 from cruddur.postgres import local_server, urls
-from tests.helpers import INV, ROOT, free_port
+from tests.helpers import INV, ROOT, free_port, temporary_pgdata
 
 # Fixtures for the AWS (moto, IP services) and Lambda tests, registered once for every module.
 pytest_plugins = ["tests.aws_support", "tests.lambda_support"]
@@ -85,16 +85,9 @@ def server_url():
     if external:
         yield external
         return
-    # Not under pytest's tmp_path: a concurrent pytest run prunes older runs' folders there
-    # (and, as root, resets their mode to 0700, locking out the server's account).
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
-    pgdata = folder / "pgdata"
-    try:
+    with temporary_pgdata() as pgdata:
         # A port of its own: parallel runs and a developer's server keep theirs.
         yield local_server.start(pgdata, free_port())
-    finally:
-        local_server.stop(pgdata)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _admin(server_url: str):
@@ -118,6 +111,27 @@ def schema_url(database_url):
     with psycopg.connect(database_url) as conn:
         conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
     return database_url
+
+
+@pytest.fixture
+def seeded_url(schema_url):
+    """A throwaway database with sql/schema.sql and sql/seed.sql loaded."""
+    with psycopg.connect(schema_url) as conn:
+        conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
+    return schema_url
+
+
+@pytest.fixture
+def dev_on_empty_db(database_url):
+    """The environment of a developer whose CONNECTION_URL is an empty throwaway database."""
+    return {"CONNECTION_URL": database_url}
+
+
+@pytest.fixture
+def dev_on_schema_db(schema_url):
+    """The environment of a developer whose CONNECTION_URL is a database at the baseline
+    (sql/schema.sql, no migration applied yet)."""
+    return {"CONNECTION_URL": schema_url}
 
 
 @pytest.fixture

@@ -5,9 +5,11 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -36,6 +38,23 @@ def taken_port():
         s.bind(("127.0.0.1", 0))
         s.listen(8)
         yield s.getsockname()[1]
+
+
+@contextmanager
+def temporary_pgdata(prefix: str = "cruddur-pg-"):
+    """A data folder for an embedded PostgreSQL of the test's own; its server (if the test started
+    one) stopped and the folder removed afterwards.
+
+    Not under pytest's tmp_path: a concurrent pytest run prunes older runs' folders there (and, as
+    root, resets their mode to 0700, locking out the server's account)."""
+    from cruddur.postgres import local_server
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder / "pgdata"
+    finally:
+        local_server.stop(folder / "pgdata")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def closed_port_url(password: str = "s3cr3t-pw") -> str:

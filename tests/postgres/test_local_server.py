@@ -2,11 +2,9 @@
 a killed postmaster, and a system without /proc."""
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,16 +13,14 @@ import pytest
 
 from cruddur.errors import DatabaseError
 from cruddur.postgres import local_server
-from tests.helpers import free_port, taken_port
+from tests.helpers import free_port, taken_port, temporary_pgdata
 
 
 @pytest.fixture
 def pgdata():
-    """A data folder of its own (not under tmp_path: see conftest), its server stopped afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-ls-"))
-    yield folder / "pgdata"
-    local_server.stop(folder / "pgdata")
-    shutil.rmtree(folder, ignore_errors=True)
+    """A data folder of its own, its server stopped afterwards."""
+    with temporary_pgdata("cruddur-ls-") as folder:
+        yield folder
 
 
 def server_account():

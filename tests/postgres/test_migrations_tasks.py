@@ -42,26 +42,20 @@ def _client(url):
     return conninfo.make_conninfo(**params), {**os.environ, **({"PGPASSWORD": password} if password else {})}
 
 
-@pytest.fixture
-def dev(schema_url):
-    """A database at the baseline (sql/schema.sql, no migration yet), as CONNECTION_URL."""
-    return {"CONNECTION_URL": schema_url}
-
-
-def test_migrate_applies_the_pending_migrations_then_has_nothing_to_do(run_task, dev, schema_url):
-    result = run_task("db.migrate", env=dev)
+def test_migrate_applies_the_pending_migrations_then_has_nothing_to_do(run_task, dev_on_schema_db, schema_url):
+    result = run_task("db.migrate", env=dev_on_schema_db)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"migrating dev database {urls.describe(schema_url)}"
     assert lines[1].startswith(f"  applied {BIO.version}_add_bio_to_users (") and lines[1].endswith(" ms)")
     assert lines[-1] == f"{len(VERSIONS)} applied; {urls.dbname(schema_url)} is at version {VERSIONS[-1]}"
     assert applied_versions(schema_url) == VERSIONS
-    again = run_task("db.migrate", env=dev)
+    again = run_task("db.migrate", env=dev_on_schema_db)
     assert (again.returncode, again.stdout.splitlines()[-1]) == (0, f"nothing to do: {urls.dbname(schema_url)} is up to date")
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(run_task, dev, schema_url):
-    result = run_task("db.migrate", "--dry-run", env=dev)
+def test_dry_run_prints_the_plan_and_changes_nothing(run_task, dev_on_schema_db, schema_url):
+    result = run_task("db.migrate", "--dry-run", env=dev_on_schema_db)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"would apply {len(VERSIONS)} migration(s) to dev database {urls.describe(schema_url)}:\n" + "".join(
         f"  {m.version}_{m.name}\n" for m in migrations.load(FOLDER)
@@ -69,8 +63,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(run_task, dev, schema_url):
     assert applied_versions(schema_url) == []
 
 
-def test_two_migrates_at_once_both_succeed_and_apply_each_migration_once(base_env, dev, schema_url):
-    env = {**base_env, **dev}
+def test_two_migrates_at_once_both_succeed_and_apply_each_migration_once(base_env, dev_on_schema_db, schema_url):
+    env = {**base_env, **dev_on_schema_db}
     runs = [
         subprocess.Popen(
             [str(INV), "db.migrate"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -83,48 +77,50 @@ def test_two_migrates_at_once_both_succeed_and_apply_each_migration_once(base_en
     assert applied_versions(schema_url) == VERSIONS
 
 
-def test_status_table_json_and_check(run_task, dev, schema_url):
-    pending = run_task("db.migrations", "--check", env=dev)
+def test_status_table_json_and_check(run_task, dev_on_schema_db, schema_url):
+    pending = run_task("db.migrations", "--check", env=dev_on_schema_db)
     assert pending.returncode == 1
     assert pending.stderr.strip() == f"error: {len(VERSIONS)} migration(s) pending on dev database {urls.describe(schema_url)}"
     assert pending.stdout.splitlines()[0].split() == ["version", "name", "state", "applied", "at"]
     assert pending.stdout.splitlines()[1].split() == [BIO.version, "add_bio_to_users", "pending"]
     assert applied_versions(schema_url) == []  # reading never creates the table
-    assert run_task("db.migrate", env=dev).returncode == 0
-    rows = json.loads(run_task("db.migrations", "--json", env=dev).stdout)
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
+    rows = json.loads(run_task("db.migrations", "--json", env=dev_on_schema_db).stdout)
     assert [(r["version"], r["name"], r["state"]) for r in rows] == [(m.version, m.name, "applied") for m in migrations.load(FOLDER)]
     assert all(r["applied_at"] for r in rows)
-    assert run_task("db.migrations", "--check", env=dev).returncode == 0
+    assert run_task("db.migrations", "--check", env=dev_on_schema_db).returncode == 0
 
 
-def test_rollback_undoes_the_newest_and_refuses_two_ways_of_counting(run_task, dev, schema_url):
-    assert run_task("db.migrate", env=dev).returncode == 0
-    assert_one_line_error(run_task("db.rollback", "--steps", "1", "--to", VERSIONS[0], env=dev), "give --steps or --to, not both")
-    assert_one_line_error(run_task("db.rollback", "--steps", "0", env=dev), "--steps must be a number of 1 or more")
-    result = run_task("db.rollback", env=dev)
+def test_rollback_undoes_the_newest_and_refuses_two_ways_of_counting(run_task, dev_on_schema_db, schema_url):
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
+    assert_one_line_error(
+        run_task("db.rollback", "--steps", "1", "--to", VERSIONS[0], env=dev_on_schema_db), "give --steps or --to, not both"
+    )
+    assert_one_line_error(run_task("db.rollback", "--steps", "0", env=dev_on_schema_db), "--steps must be a number of 1 or more")
+    result = run_task("db.rollback", env=dev_on_schema_db)
     assert result.returncode == 0, result.stderr
     assert f"  rolled back {VERSIONS[-1]}_" in result.stdout
     assert applied_versions(schema_url) == VERSIONS[:-1]
 
 
-def test_a_pending_migration_older_than_the_newest_applied_is_refused(run_task, dev, schema_url):
+def test_a_pending_migration_older_than_the_newest_applied_is_refused(run_task, dev_on_schema_db, schema_url):
     with psycopg.connect(schema_url) as conn:
         conn.execute(migrations.TABLE)
         conn.execute("INSERT INTO schema_migrations (version) VALUES ('29991231000000')")
-    line = assert_one_line_error(run_task("db.migrate", env=dev))
+    line = assert_one_line_error(run_task("db.migrate", env=dev_on_schema_db))
     assert line == (
         f"error: sql/migrations/{VERSIONS[0]}_{BIO.name}.sql is pending but older than the newest applied version 29991231000000"
         " (a branch merged late?); check it, then run with --allow-out-of-order"
     )
     assert applied_versions(schema_url) == ["29991231000000"]
-    assert run_task("db.migrate", "--allow-out-of-order", env=dev).returncode == 0
+    assert run_task("db.migrate", "--allow-out-of-order", env=dev_on_schema_db).returncode == 0
     assert applied_versions(schema_url) == [*VERSIONS, "29991231000000"]
 
 
-def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev, schema_url):
+def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev_on_schema_db, schema_url):
     with psycopg.connect(schema_url, application_name="report\x1b[31m") as holder:
         holder.execute("SELECT * FROM users")
-        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev))
+        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
         pid = holder.info.backend_pid
     assert (
         f"sql/migrations/{BIO.version}_add_bio_to_users.sql: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}"
@@ -197,11 +193,10 @@ def test_prod_migrate_refuses_an_applied_file_that_changed(run_task, schema_url)
 # -- db.setup and the invariant ------------------------------------------------------------------
 
 
-def test_setup_applies_every_migration_and_shows_them_applied(run_task, database_url):
-    dev = {"CONNECTION_URL": database_url}
-    assert run_task("db.setup", env=dev).returncode == 0
+def test_setup_applies_every_migration_and_shows_them_applied(run_task, database_url, dev_on_empty_db):
+    assert run_task("db.setup", env=dev_on_empty_db).returncode == 0
     assert applied_versions(database_url) == VERSIONS
-    assert run_task("db.migrations", "--check", env=dev).returncode == 0
+    assert run_task("db.migrations", "--check", env=dev_on_empty_db).returncode == 0
 
 
 def test_a_baseline_database_migrated_has_the_schema_of_a_fresh_setup_and_keeps_its_rows(run_task, server_url, schema_url):
@@ -244,18 +239,18 @@ def dbmate(url, *args):
     )
 
 
-def test_dbmate_applies_our_files_and_inv_shows_them_applied(run_task, dev, schema_url):
+def test_dbmate_applies_our_files_and_inv_shows_them_applied(run_task, dev_on_schema_db, schema_url):
     up = dbmate(schema_url, "up")
     assert up.returncode == 0, up.stderr
     assert applied_versions(schema_url) == VERSIONS
-    rows = json.loads(run_task("db.migrations", "--json", env=dev).stdout)
+    rows = json.loads(run_task("db.migrations", "--json", env=dev_on_schema_db).stdout)
     assert [(r["version"], r["state"]) for r in rows] == [(v, "applied") for v in VERSIONS]
-    assert run_task("db.migrations", "--check", env=dev).returncode == 0
-    assert run_task("db.migrate", env=dev).stdout.splitlines()[-1].startswith("nothing to do")
+    assert run_task("db.migrations", "--check", env=dev_on_schema_db).returncode == 0
+    assert run_task("db.migrate", env=dev_on_schema_db).stdout.splitlines()[-1].startswith("nothing to do")
 
 
-def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev, schema_url):
-    assert run_task("db.migrate", env=dev).returncode == 0
+def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev_on_schema_db, schema_url):
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
     status = dbmate(schema_url, "status")
     assert status.returncode == 0, status.stderr
     assert f"[X] {BIO.version}_add_bio_to_users.sql" in status.stdout
@@ -263,7 +258,7 @@ def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev, schema_url)
     down = dbmate(schema_url, "rollback")
     assert down.returncode == 0, down.stderr
     assert applied_versions(schema_url) == VERSIONS[:-1]
-    again = run_task("db.migrate", env=dev)
+    again = run_task("db.migrate", env=dev_on_schema_db)
     assert again.returncode == 0, again.stderr
     assert applied_versions(schema_url) == VERSIONS
 
@@ -271,12 +266,12 @@ def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev, schema_url)
 # -- the bookkeeping table itself, locked or unreadable --------------------------------------------
 
 
-def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev, schema_url):
-    assert inv("db.migrate", env=dev).returncode == 0
-    assert inv("db.rollback", env=dev).returncode == 0
+def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev_on_schema_db, schema_url):
+    assert inv("db.migrate", env=dev_on_schema_db).returncode == 0
+    assert inv("db.rollback", env=dev_on_schema_db).returncode == 0
     with psycopg.connect(schema_url, application_name="reader") as holder:
         holder.execute("SELECT * FROM schema_migrations")  # its share lock stays until the transaction ends
-        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev))
+        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
         pid = holder.info.backend_pid
     assert line.startswith("error: cannot create or update public.schema_migrations: canceling statement due to lock timeout")
     assert f"the lock was held by session {pid} ('reader', idle in transaction, for " in line
@@ -303,15 +298,14 @@ def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(inv, database_url):
-    dev = {"CONNECTION_URL": database_url}
-    assert inv("db.setup", env=dev).returncode == 0
-    loaded = inv("db.schema-load", env=dev)
+def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(inv, database_url, dev_on_empty_db):
+    assert inv("db.setup", env=dev_on_empty_db).returncode == 0
+    loaded = inv("db.schema-load", env=dev_on_empty_db)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.splitlines()[-1] == f"{len(VERSIONS)} migration(s) pending; next: inv db.migrate"
-    rows = json.loads(inv("db.migrations", "--json", env=dev).stdout)
+    rows = json.loads(inv("db.migrations", "--json", env=dev_on_empty_db).stdout)
     assert [(r["version"], r["state"]) for r in rows] == [(v, "pending") for v in VERSIONS]
-    assert inv("db.migrate", env=dev).returncode == 0
+    assert inv("db.migrate", env=dev_on_empty_db).returncode == 0
     assert applied_versions(database_url) == VERSIONS
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT bio FROM users").fetchall() == []

@@ -6,9 +6,7 @@ import pytest
 from psycopg import sql
 
 from cruddur.postgres import urls
-from tests.helpers import ROOT, assert_one_line_error
-
-SEED = ROOT / "sql" / "seed.sql"
+from tests.helpers import assert_one_line_error
 
 # Every production write of the db collection, refused by the table test below.
 DB_WRITES = [
@@ -58,30 +56,23 @@ def snapshot(url: str) -> dict:
     return {"columns": columns, "rows": rows, "database": oid}
 
 
-@pytest.fixture
-def prod_url(schema_url):
-    with psycopg.connect(schema_url) as conn:
-        conn.execute(SEED.read_bytes())
-    return schema_url
-
-
 @pytest.mark.parametrize("task", DB_WRITES, ids=lambda args: args[0])
-def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, prod_url, task):
+def test_a_prod_write_without_a_terminal_or_yes_changes_nothing(inv, seeded_url, task):
     if task[0] == "db.rollback":  # something to roll back
-        migrated = inv("db.migrate", env={"CONNECTION_URL": prod_url})
+        migrated = inv("db.migrate", env={"CONNECTION_URL": seeded_url})
         assert migrated.returncode == 0, migrated.stderr
-    before = snapshot(prod_url)
-    with psycopg.connect(prod_url) as other_client:  # db.kill would end it
-        result = inv(*task, "--prod", env={"PROD_CONNECTION_URL": prod_url})
+    before = snapshot(seeded_url)
+    with psycopg.connect(seeded_url) as other_client:  # db.kill would end it
+        result = inv(*task, "--prod", env={"PROD_CONNECTION_URL": seeded_url})
         other_client.execute("SELECT 1")
     line = assert_one_line_error(result, prefix="refused: ")
-    assert f"database {urls.dbname(prod_url)!r} on prod database {urls.describe(prod_url)} needs confirmation" in line
+    assert f"database {urls.dbname(seeded_url)!r} on prod database {urls.describe(seeded_url)} needs confirmation" in line
     assert line.endswith("run it on a terminal or pass --yes")
     if task[0] in PLAN_FIRST:
         assert result.stdout.startswith(PLAN_FIRST[task[0]])
     else:
         assert result.stdout == ""  # db.setup included: nothing but the refusal
-    assert snapshot(prod_url) == before
+    assert snapshot(seeded_url) == before
 
 
 def test_every_task_that_takes_prod_is_listed_as_a_write_or_a_read():
