@@ -84,6 +84,10 @@ class SqlFileError(DatabaseError):
     """A .sql file failed; nothing of it was applied."""
 
 
+class UnterminatedSql(SqlFileError):
+    """A quote, dollar quote or block comment in a .sql file that never ends."""
+
+
 class DatabaseUnavailable(DatabaseError):
     """No connection could be made, or none was free, within the time allowed."""
 

@@ -14,17 +14,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SqlFileError
+from ..errors import SqlFileError, UnterminatedSql
 
 
 @dataclass(frozen=True)
 class Statement:
     text: str  # from its first token up to (not including) the `;` that ends it
     line: int  # the line of the file (counting from the text's first_line) where it starts
-
-
-class UnterminatedSql(SqlFileError):
-    """A quote, dollar quote or block comment that never ends."""
 
 
 def read_sql(path: Path, label: str, error: type[Exception] = SqlFileError) -> str:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cruddur.errors import SqlFileError
+from cruddur.errors import SqlFileError, UnterminatedSql
 from cruddur.postgres import psql
-from cruddur.postgres.sql_text import UnterminatedSql, decode_sql, read_sql, split
+from cruddur.postgres.sql_text import decode_sql, read_sql, split
 
 
 def texts(sql: str) -> list[str]:
