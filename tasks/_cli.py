@@ -109,16 +109,16 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, width=None if fits else 200)
 
 
-def show(renderable) -> None:
-    """Print a table or panel on stdout: as rich draws it on a terminal; piped, as plain lines
-    without the spaces that pad the last column."""
-    screen = console()
-    if sys.stdout.isatty():
+def show(renderable, screen=None) -> None:
+    """The one way a task prints a table or panel: on `screen` (a console(); stdout's by default),
+    as rich draws it on a terminal; piped, as plain lines without the spaces that pad the last column."""
+    screen = screen or console()
+    if screen.file.isatty():
         screen.print(renderable)
         return
     with screen.capture() as captured:
         screen.print(renderable)
-    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()), file=screen.file)
 
 
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:

@@ -100,7 +100,7 @@ def _show_plan(plan, pool: str, where: str, out) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(*(Text(printable(cell)) for cell in row))
-        show(table)
+        show(table, out)
     counts = {
         "updated": len(plan.updated),
         "already right": len(plan.already_right),
