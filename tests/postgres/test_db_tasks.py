@@ -322,6 +322,26 @@ def test_a_taken_port_is_one_line(run_task):
     assert line == "error: CRUDDUR_PGPORT must be a TCP port number (1-65535), not '54x'"
 
 
+@pytest.mark.parametrize(
+    "place, reason",
+    [
+        ("a file", "it is a file, not a folder; point CRUDDUR_PGDATA at a folder (it is created if missing)"),
+        ("under a file", "a part of its path is a file, not a folder; point CRUDDUR_PGDATA at a folder (it is created if missing)"),
+        ("under /proc", "No such file or directory; point CRUDDUR_PGDATA at a folder you can write"),
+    ],
+)
+@pytest.mark.parametrize("task", ["db.up", "db.sessions"])
+def test_a_data_folder_that_cannot_be_one_is_one_line(run_task, tmp_path, place, reason, task):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("mine\n")
+    pgdata = {"a file": a_file, "under a file": a_file / "pgdata", "under /proc": Path("/proc/cruddur-pgdata")}[place]
+
+    line = assert_one_line_error(run_task(task, env={"CRUDDUR_PGDATA": str(pgdata)}))
+
+    assert line == f"error: cannot use {pgdata} as the local server's data folder (CRUDDUR_PGDATA): {reason}"
+    assert a_file.read_text() == "mine\n"
+
+
 def test_status_starts_nothing(run_task, base_env):
     pgdata = Path(base_env["CRUDDUR_PGDATA"])
     port = base_env["CRUDDUR_PGPORT"]
