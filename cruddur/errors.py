@@ -112,6 +112,10 @@ class MigrationError(DatabaseError):
     """A migration file is malformed, or the plan is refused (out of order, changed file, ...)."""
 
 
+class ChildTimedOut(CruddurError):
+    """A program the tool ran (pg_dump, pip, ...) was still running at its time limit: it was killed."""
+
+
 class AwsError(CruddurError):
     """AWS answered with an error, or could not be reached."""
 

@@ -17,6 +17,14 @@ SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock 
 SWAP_LOCK_WAIT = 60.0  # a rebuild waits this long for another one of the same database
 RUN_LOCK_WAIT = 120.0  # a migration run waits this long for another run on the same database
 
+# Programs the tool runs: past these they are killed, and one line says which.
+# The bootcamp's database dumps in well under a second; an hour leaves room for one a thousand
+# times larger on a slow link.
+DUMP_LIMIT = 3600.0  # pg_dump, pg_restore, and pg_restore | psql
+VERSION_PROBE_LIMIT = 10.0  # `pg_dump --version` and the like
+PIP_LIMIT = 600.0  # one pip run: a download of ~8 MB (pip's own timeout is per stalled read)
+COMPILE_LIMIT = 120.0  # the Lambda zip's byte code (well under a second here)
+
 # The embedded server.
 SERVER_START_TIMEOUT = 30.0  # start-up, old server processes included
 SERVER_READY_TIMEOUT = 30.0  # db.wait's default

