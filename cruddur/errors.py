@@ -104,6 +104,19 @@ class QueryError(DatabaseError):
         super().__init__(message)
 
 
+class QueryTimeout(QueryError):
+    """A statement ran into one of the client's time bounds and was cancelled; nothing of it
+    was committed."""
+
+
+class LockTimeout(QueryTimeout):
+    """A statement waited the client's `lock_timeout` for a lock another session holds (SQLSTATE 55P03)."""
+
+
+class StatementTimeout(QueryTimeout):
+    """A statement ran past the client's `statement_timeout`, or was cancelled (SQLSTATE 57014)."""
+
+
 class TemplateNotFound(DatabaseError):
     """No SQL template <group>/<name>.sql for the template asked for."""
 

@@ -33,6 +33,10 @@ SERVER_READY_TIMEOUT = 30.0  # db.wait's default
 POOL_CHECKOUT_TIMEOUT = 10.0  # the longest wait for a free connection
 POOL_OPEN_TIMEOUT = 10.0  # open(): the first connections work within this
 POOL_CLOSE_TIMEOUT = 5.0  # close() waits this long for connections in use
+# Every statement of the client: a request must fail rather than queue behind a migration or a
+# forgotten open transaction (Database's lock_timeout and statement_timeout defaults).
+CLIENT_LOCK_TIMEOUT = 5.0
+CLIENT_STATEMENT_TIMEOUT = 15.0
 
 # Watching and polling.
 BLOCKER_POLL_SECONDS = 0.05  # how often the lock watcher looks for a blocking session

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import contextmanager
 
 from cruddur.errors import UsageError
 from cruddur.formats import moment
@@ -22,10 +22,20 @@ REASONS = {
 }
 
 
-def _open(target):
+@contextmanager
+def _client(target, prod: bool):
+    """The backend's client on the app database, with its lock and statement time bounds; a lock
+    wait past the bound says where to see who holds it."""
+    from cruddur.errors import DatabaseError, LockTimeout
     from cruddur.postgres.client import Database
 
-    return Database(target.url, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
+    db = Database(target.url, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
+    try:
+        yield db
+    except LockTimeout as e:
+        raise DatabaseError(f"{e} (inv db.sessions{' --prod' if prod else ''} shows who)") from None
+    finally:
+        db.close()
 
 
 def _refusal(errors: list[str], handle: str, ttl: str) -> str:
@@ -54,8 +64,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
 
     target = app_database(prod)
     guard_prod(target, "add an activity to", yes)
-    db = _open(target)
-    with closing(db):
+    with _client(target, prod) as db:
         result = create(db, handle, message, ttl)
     if json_:
         print_json(result)
@@ -96,8 +105,7 @@ def activities(c, limit=None, json_=False, prod=False):
 
     limit = number(limit, "--limit", default=HOME_FEED_LIMIT, integer=True)
     target = app_database(prod)
-    db = _open(target)
-    with closing(db):
+    with _client(target, prod) as db:
         feed = home_activities(db, limit)
         total = count_activities(db) if not json_ else len(feed)
     if json_:

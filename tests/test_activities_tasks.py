@@ -194,3 +194,23 @@ def test_control_characters_in_messages_are_shown_escaped(run_task, seeded_url):
         assert "\x1b" not in shown and "\x07" not in shown
         assert "title\\x1b]0;pwned\\x07 and \\x1b[2Jclear" in shown
     assert json.loads(as_json.stdout)[0]["message"] == message
+
+
+@pytest.mark.timeout(60)  # a hang guard: without a lock_timeout the task would wait for the holder
+@pytest.mark.parametrize(
+    "args",
+    [("db.activities",), ("db.activities", "--json"), ("db.create-activity", "--handle", "bayko", "--message", "blocked")],
+    ids=" ".join,
+)
+def test_a_locked_activities_table_is_one_line_naming_the_bound(run_task, seeded_url, args):
+    holder = psycopg.connect(seeded_url)
+    holder.execute("LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
+    try:
+        line = assert_one_line_error(run_task(*args, env={"CONNECTION_URL": seeded_url}))
+    finally:
+        holder.close()
+    assert line == (
+        "error: query gave up after waiting 5s for a lock another session holds: canceling statement due to lock timeout"
+        " (SQLSTATE 55P03) (inv db.sessions shows who)"
+    )
+    assert messages(seeded_url) == ["This was imported as seed data!"]
