@@ -80,6 +80,11 @@ class NoSuchDatabase(DatabaseError):
     """The server answered: the database does not exist."""
 
 
+class ServerNotAnswering(DatabaseError):
+    """The server took the connection and did not answer within the connect timeout: any other
+    connection to it would wait as long, so a task stops at the first."""
+
+
 class SqlFileError(DatabaseError):
     """A .sql file failed; nothing of it was applied."""
 

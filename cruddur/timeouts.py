@@ -13,7 +13,9 @@ COGNITO_SYNC_LOCK_TIMEOUT = 5.0  # cognito.sync waits this long for the users ta
 DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
 
-# Another run of the same work (session advisory locks).
+# Another run of the same work (session advisory locks). A wait longer than WAIT_NOTICE_AFTER
+# says what it waits for, and who holds it (the cruddur.waits logger).
+WAIT_NOTICE_AFTER = 1.0
 SWAP_LOCK_WAIT = 60.0  # a rebuild waits this long for another one of the same database
 RUN_LOCK_WAIT = 120.0  # a migration run waits this long for another run on the same database
 

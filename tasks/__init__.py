@@ -1,8 +1,16 @@
 """Invoke's root namespace: one collection per system, each built from its task modules."""
 
-from invoke import Collection
+import sys
 
-from . import activities, cognito, db, lambda_, migrations, rds, sg
+try:
+    from invoke import Collection
+
+    from . import activities, cognito, db, lambda_, migrations, rds, sg
+except KeyboardInterrupt:
+    # Ctrl-C while `inv` loads the tasks: invoke would end with exit code 1 and no word. Say it
+    # as a task does.
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 def _merged(*modules) -> Collection:

@@ -3,7 +3,9 @@ rich output and --json, sizes for people, the prod guard."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import re
@@ -14,7 +16,7 @@ import invoke
 from invoke.exceptions import Exit
 
 from cruddur.config import Settings
-from cruddur.errors import CruddurError, UsageError
+from cruddur.errors import CruddurError, ServerNotAnswering, UsageError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON_HELP = "print JSON instead of a table (for scripts)"
@@ -28,23 +30,71 @@ class _Task(invoke.Task):
         return super().arg_opts(name, default, taken_names | {"h"})
 
 
+# The exit code of a process that wrote into a closed pipe, as a shell reports one that SIGPIPE
+# ended (`inv db.sessions | head -1` under `set -o pipefail`).
+BROKEN_PIPE_EXIT = 141
+
+
 def task(**options):
-    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, and -h is
-    always help."""
+    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, Ctrl-C the
+    line "interrupted" and exit code 130, a reader that closed the pipe (`| head -1`) a quiet
+    exit; what the library says about a long wait (the `cruddur.waits` logger) goes to stderr;
+    and -h is always help."""
 
     def decorate(body):
         @functools.wraps(body)
         def run(c, *args, **kwargs):
-            try:
-                return body(c, *args, **kwargs)
-            except CruddurError as e:
-                raise Exit(f"error: {e}", code=1) from None
-            except KeyboardInterrupt:
-                raise Exit("interrupted", code=130) from None
+            with _waits_on_stderr():
+                try:
+                    result = body(c, *args, **kwargs)
+                    sys.stdout.flush()  # here, where a closed pipe can still be caught
+                    return result
+                except CruddurError as e:
+                    raise Exit(f"error: {e}", code=1) from None
+                except KeyboardInterrupt:
+                    raise Exit("interrupted", code=130) from None
+                except BrokenPipeError:
+                    _discard_stdout()
+                    raise Exit(code=BROKEN_PIPE_EXIT) from None
 
         return invoke.task(klass=_Task, **options)(run)
 
     return decorate
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and what is still buffered would fail again
+    when Python flushes it at exit (a traceback about the closed pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # no file descriptor behind stdout (captured): nothing to flush at exit
+    finally:
+        os.close(devnull)
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one line on the stderr of the moment, its text made safe for a terminal
+    (it names other sessions' application names)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(printable(record.getMessage()), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _waits_on_stderr():
+    from cruddur.waits import waits_log
+
+    handler = _StderrLines()
+    waits_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        waits_log.removeHandler(handler)
 
 
 def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False):
@@ -170,6 +220,8 @@ def app_database(prod: bool, recover: bool = True):
     elif recover:
         try:
             found = admin.interrupted_swap(target.url)
+        except ServerNotAnswering:
+            raise  # the task's own connection would wait as long again
         except CruddurError:
             found = False  # the task's own connection reports what is wrong, with the app database's name
         if found:
@@ -191,6 +243,8 @@ def _recover_swap(target) -> None:
 
     try:
         done = admin.recover_swap(target.url)
+    except ServerNotAnswering:
+        raise  # the task's own connection would wait as long again
     except CruddurError:
         done = None  # the task's own connection reports what is wrong, with the app database's name
     if done:

@@ -57,6 +57,30 @@ def temporary_pgdata(prefix: str = "cruddur-pg-"):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def counting_silent_port():
+    """A port on 127.0.0.1 that takes connections and never answers, and a function that says how
+    many connections clients have made to it so far (each is taken from the queue once counted)."""
+    made = []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        s.setblocking(False)
+
+        def count() -> int:
+            while True:
+                try:
+                    made.append(s.accept()[0])
+                except BlockingIOError:
+                    return len(made)
+
+        try:
+            yield s.getsockname()[1], count
+        finally:
+            for connection in made:
+                connection.close()
+
+
 def closed_port_url(password: str = "s3cr3t-pw") -> str:
     """A PostgreSQL URL, with a password, to a port where no server listens."""
     return f"postgresql://postgres:{password}@127.0.0.1:{free_port()}/cruddur"

@@ -183,7 +183,7 @@ def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> 
     """The maintenance database's advisory lock for rebuilding `name`: wait up to `wait` seconds
     (None: only try). Held until the connection closes."""
     try:
-        taken = advisory_lock(conn, f"cruddur rebuild {name}", wait)
+        taken = advisory_lock(conn, f"cruddur rebuild {name}", wait, what=f"another db.setup or db.restore of {name!r} to end")
     except errors.LockNotAvailable:
         raise DatabaseError(
             f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 
 import psycopg
+from psycopg import errors
 
-from ..errors import DatabaseError, NoSuchDatabase, one_line
-from ..timeouts import CONNECT_TIMEOUT
+from ..errors import DatabaseError, NoSuchDatabase, ServerNotAnswering, one_line
+from ..timeouts import CONNECT_TIMEOUT, WAIT_NOTICE_AFTER
+from ..waits import waits_log
 from . import urls
 
 APPLICATION_NAME = "cruddur-ops"
@@ -24,10 +26,15 @@ def connect_timeout(seconds: float) -> int:
 
 
 def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
-    """A connection, or DatabaseError saying why not (server down, auth, no such database)."""
+    """A connection, or DatabaseError saying why not (server down, auth, no such database;
+    ServerNotAnswering when it took the connection and never answered)."""
     urls.parse(url)
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout(timeout), application_name=APPLICATION_NAME)
+    except psycopg.errors.ConnectionTimeout:
+        # The server, not the database: every database there (the maintenance one too) waits as long.
+        server = urls.describe(url).rsplit("/", 1)[0]
+        raise ServerNotAnswering(f"cannot connect to {server}: the server did not answer within {connect_timeout(timeout)}s") from None
     except psycopg.OperationalError as e:
         reason = one_line(e).removeprefix("connection failed: ")
         if f'database "{urls.dbname(url)}" does not exist' in reason:
@@ -42,12 +49,31 @@ def set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool = 
     conn.execute("SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local))
 
 
-def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None) -> bool:
+def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None, what: str | None = None) -> bool:
     """Take the session advisory lock named `key`, held until the connection closes: wait up to
     `wait` seconds (psycopg.errors.LockNotAvailable when that runs out), or with None only try;
-    whether it was taken."""
+    whether it was taken. `conn` must be in autocommit mode.
+
+    A wait longer than WAIT_NOTICE_AFTER says on the `cruddur.waits` logger what it waits for (`what`,
+    else the key) and which session holds the lock (pid, application, state, for how long)."""
+    take = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
     if wait is None:
         return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+    if wait > WAIT_NOTICE_AFTER:
+        set_lock_timeout(conn, WAIT_NOTICE_AFTER)
+        try:
+            conn.execute(take, (key,))
+            return True
+        except errors.LockNotAvailable:
+            wait -= WAIT_NOTICE_AFTER
+        from .sessions import advisory_lock_holders, held_by
+
+        waits_log.warning(
+            "waiting up to %gs more for %s (the lock is held by %s)",
+            wait,
+            what or f"the lock {key!r}",
+            held_by(advisory_lock_holders(conn, key)),
+        )
     set_lock_timeout(conn, wait)
-    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    conn.execute(take, (key,))
     return True

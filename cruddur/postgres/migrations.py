@@ -441,7 +441,7 @@ def _run(url: str, lock_timeout: float):
     with connect(url, autocommit=True) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
         with watch.statement():
             try:
-                advisory_lock(conn, _RUN_LOCK, RUN_LOCK_WAIT)
+                advisory_lock(conn, _RUN_LOCK, RUN_LOCK_WAIT, what=f"another migration run on {conn.info.dbname!r} to end")
             except errors.LockNotAvailable:
                 raise MigrationError(
                     f"another migration run still holds the lock after {RUN_LOCK_WAIT:g}s ({held_by(watch.found)}); nothing was done"

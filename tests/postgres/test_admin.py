@@ -282,3 +282,46 @@ def test_sessions_and_kill_turn_a_refused_catalog_query_into_one_line(database_u
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("GRANT SELECT ON pg_catalog.pg_stat_activity TO PUBLIC")
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def holding_advisory_lock(url: str, key: str) -> psycopg.Connection:
+    holder = psycopg.connect(url, autocommit=True, application_name="the holder")
+    holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    return holder
+
+
+def test_an_advisory_lock_wait_past_a_second_names_who_holds_it_on_the_waits_logger(database_url, caplog):
+    import logging
+    import re
+
+    from psycopg import errors
+
+    from cruddur.postgres.connect import advisory_lock, connect
+
+    caplog.set_level(logging.INFO, logger="cruddur.waits")
+    with holding_advisory_lock(database_url, "a test's lock") as holder, connect(database_url, autocommit=True) as waiter:
+        holder_pid = holder.info.backend_pid
+        with pytest.raises(errors.LockNotAvailable):
+            advisory_lock(waiter, "a test's lock", wait=1.5, what="the test to let go")
+
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert re.fullmatch(
+        rf"waiting up to 0\.5s more for the test to let go \(the lock is held by session {holder_pid} \('the holder', idle, for \d+\.\ds\)\)",
+        said,
+    ), said
+
+
+def test_an_advisory_lock_taken_at_once_or_waited_for_under_a_second_says_nothing(database_url, caplog):
+    import logging
+
+    from psycopg import errors
+
+    from cruddur.postgres.connect import advisory_lock, connect
+
+    caplog.set_level(logging.INFO, logger="cruddur.waits")
+    with connect(database_url, autocommit=True) as conn:
+        assert advisory_lock(conn, "free", wait=30) is True
+    with holding_advisory_lock(database_url, "held"), connect(database_url, autocommit=True) as waiter:
+        with pytest.raises(errors.LockNotAvailable):
+            advisory_lock(waiter, "held", wait=0.5)
+    assert caplog.records == []

@@ -21,6 +21,7 @@ from tests.helpers import (
     Terminal,
     assert_one_line_error,
     closed_port_url,
+    counting_silent_port,
     table_count,
     taken_port,
     wait_for,
@@ -340,6 +341,25 @@ def test_a_data_folder_that_cannot_be_one_is_one_line(run_task, tmp_path, place,
 
     assert line == f"error: cannot use {pgdata} as the local server's data folder (CRUDDUR_PGDATA): {reason}"
     assert a_file.read_text() == "mine\n"
+
+
+@pytest.mark.timeout(120)  # a hang guard: each connection attempt ends by its own timeout
+@pytest.mark.parametrize(
+    "args, variable",
+    [
+        (("db.activities",), "CONNECTION_URL"),
+        (("db.seed",), "CONNECTION_URL"),
+        (("db.migrate", "--prod", "--yes"), "PROD_CONNECTION_URL"),
+        (("db.sessions", "--prod"), "PROD_CONNECTION_URL"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
+)
+def test_a_server_that_never_answers_costs_one_connect_timeout(run_task, args, variable):
+    with counting_silent_port() as (port, connections):
+        url = f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/cruddur"
+        line = assert_one_line_error(run_task(*args, env={variable: url}))
+        assert connections() == 1  # not one for the swap check, then one for the task's own work
+    assert line == f"error: cannot connect to postgres@127.0.0.1:{port}: the server did not answer within 5s"
 
 
 def test_status_starts_nothing(run_task, base_env):

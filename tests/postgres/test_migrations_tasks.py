@@ -343,3 +343,34 @@ def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, inv
     )
     assert (columns(schema_url, "users"), applied_versions(schema_url)) == after_other
     assert columns(schema_url, "users") != before
+
+
+@pytest.mark.timeout(180)  # a hang guard: the run waits for the lock up to two minutes
+def test_a_run_waiting_for_another_says_on_stderr_who_holds_the_lock(base_env, schema_url):
+    import re
+
+    holder = psycopg.connect(schema_url, autocommit=True, application_name="another run")
+    holder.execute("SELECT pg_advisory_lock(hashtextextended('cruddur schema_migrations', 0))")
+    run = subprocess.Popen(
+        [str(INV), "db.migrate"],
+        cwd=ROOT,
+        env={**base_env, "CONNECTION_URL": schema_url},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = run.stderr.readline()  # the event itself: the run says it waits
+    finally:
+        holder.close()  # the other run ends: this one goes on
+    out, rest = run.communicate(timeout=120)
+
+    dbname = urls.dbname(schema_url)
+    assert re.fullmatch(
+        rf"waiting up to 119s more for another migration run on '{dbname}' to end"
+        rf" \(the lock is held by session \d+ \('another run', idle, for \d+\.\ds\)\)\n",
+        said,
+    ), said
+    assert (run.returncode, rest) == (0, ""), rest
+    assert applied_versions(schema_url) == VERSIONS
