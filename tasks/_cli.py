@@ -47,19 +47,36 @@ def task(**options):
             with _waits_on_stderr():
                 try:
                     result = body(c, *args, **kwargs)
-                    sys.stdout.flush()  # here, where a closed pipe can still be caught
-                    return result
                 except CruddurError as e:
+                    _flush_stdout()
                     raise Exit(f"error: {e}", code=1) from None
                 except KeyboardInterrupt:
+                    _flush_stdout()
                     raise Exit("interrupted", code=130) from None
                 except BrokenPipeError:
                     _discard_stdout()
                     raise Exit(code=BROKEN_PIPE_EXIT) from None
+                except Exit:
+                    _flush_stdout()  # the task's own refusal, printed after what it wrote
+                    raise
+                if not _flush_stdout():
+                    raise Exit(code=BROKEN_PIPE_EXIT)
+                return result
 
         return invoke.task(klass=_Task, **options)(run)
 
     return decorate
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout here, where a closed pipe can still be caught (not at exit, where Python
+    would print a traceback-like complaint); whether the reader took it all."""
+    try:
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _discard_stdout()
+        return False
 
 
 def _discard_stdout() -> None:

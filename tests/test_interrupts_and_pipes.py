@@ -43,13 +43,17 @@ def test_ctrl_c_while_the_tasks_load_is_one_line_and_exit_130(base_env, tmp_path
     assert out == ""
 
 
-def run_into_a_closed_pipe(base_env, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+def run_into_a_closed_pipe(base_env, *args: str, env: dict[str, str] | None = None, unbuffered: bool = False) -> tuple[int, str]:
     """`inv ARGS` whose stdout reader has gone before it writes (as `| head -1` once it has its
-    line): its exit code and stderr."""
+    line): its exit code and stderr. Its stdout is block-buffered, as Python's on a pipe is,
+    unless `unbuffered` (PYTHONUNBUFFERED): then each print meets the closed pipe itself."""
+    environment = {name: value for name, value in {**base_env, **(env or {})}.items() if name != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        environment["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [str(INV), *args],
         cwd=ROOT,
-        env={**base_env, **(env or {})},
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -60,9 +64,10 @@ def run_into_a_closed_pipe(base_env, *args: str, env: dict[str, str] | None = No
     return process.wait(timeout=120), err
 
 
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
 @pytest.mark.parametrize("args", [("db.status",), ("db.status", "--json"), ("db.sessions",), ("db.sessions", "--json")], ids=" ".join)
-def test_a_reader_that_goes_away_ends_the_task_quietly(base_env, database_url, args):
-    code, err = run_into_a_closed_pipe(base_env, *args, env={"CONNECTION_URL": database_url})
+def test_a_reader_that_goes_away_ends_the_task_quietly(base_env, database_url, args, unbuffered):
+    code, err = run_into_a_closed_pipe(base_env, *args, env={"CONNECTION_URL": database_url}, unbuffered=unbuffered)
 
     assert err == ""
     assert code == 141  # as a shell reports a process that SIGPIPE ended
@@ -84,3 +89,26 @@ def test_a_closed_pipe_through_a_shell_pipeline_shows_nothing_but_the_first_line
 
     assert result.stdout == "[\n"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_refusal_printed_into_a_closed_pipe_is_its_one_line_or_nothing(base_env, schema_url, unbuffered):
+    # --json prints the refusal on stdout, then the task fails. Buffered, the print succeeds and
+    # the error line is shown, with no complaint about the pipe when Python exits; unbuffered,
+    # the print itself meets the closed pipe, which ends the task quietly there.
+    code, err = run_into_a_closed_pipe(
+        base_env,
+        "db.create-activity",
+        "--handle",
+        "nobody",
+        "--message",
+        "hi",
+        "--json",
+        env={"CONNECTION_URL": schema_url},
+        unbuffered=unbuffered,
+    )
+
+    if unbuffered:
+        assert (code, err) == (141, "")
+    else:
+        assert (code, err) == (1, "error: activity not created: user_not_found (no user has the handle 'nobody')\n")
