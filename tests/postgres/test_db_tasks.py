@@ -343,6 +343,16 @@ def test_a_data_folder_that_cannot_be_one_is_one_line(run_task, tmp_path, place,
     assert a_file.read_text() == "mine\n"
 
 
+def test_status_says_when_the_data_folder_is_a_file(run_task, tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("mine\n")
+
+    shown = run_task("db.status", env={"CRUDDUR_PGDATA": str(a_file)})
+
+    assert shown.returncode == 0, shown.stderr
+    assert "server        CRUDDUR_PGDATA names a file, not a folder: point it at a folder (it is created if missing)\n" in shown.stdout
+
+
 @pytest.mark.timeout(120)  # a hang guard: each connection attempt ends by its own timeout
 @pytest.mark.parametrize(
     "args, variable",
