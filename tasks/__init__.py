@@ -6,11 +6,15 @@ try:
     from invoke import Collection
 
     from . import activities, cognito, db, lambda_, migrations, rds, sg
+    from ._cli import quiet_broken_pipes
 except KeyboardInterrupt:
     # Ctrl-C while `inv` loads the tasks: invoke would end with exit code 1 and no word. Say it
     # as a task does.
     print("interrupted", file=sys.stderr)
     raise SystemExit(130) from None
+
+
+quiet_broken_pipes()
 
 
 def _merged(*modules) -> Collection:

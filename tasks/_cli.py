@@ -68,6 +68,23 @@ def task(**options):
     return decorate
 
 
+def quiet_broken_pipes() -> None:
+    """Outside the tasks too (`inv --list | head -3`: Invoke's own printing), a closed stdout
+    pipe ends `inv` quietly with BROKEN_PIPE_EXIT instead of a traceback; any other uncaught
+    exception is shown as before."""
+    shown = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, BrokenPipeError):
+            shown(kind, value, traceback)
+            return
+        _discard_stdout()
+        sys.stderr.flush()
+        os._exit(BROKEN_PIPE_EXIT)  # at the top level already: nothing is left to unwind
+
+    sys.excepthook = hook
+
+
 def _flush_stdout() -> bool:
     """Flush stdout here, where a closed pipe can still be caught (not at exit, where Python
     would print a traceback-like complaint); whether the reader took it all."""

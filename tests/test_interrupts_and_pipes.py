@@ -112,3 +112,10 @@ def test_a_refusal_printed_into_a_closed_pipe_is_its_one_line_or_nothing(base_en
         assert (code, err) == (141, "")
     else:
         assert (code, err) == (1, "error: activity not created: user_not_found (no user has the handle 'nobody')\n")
+
+
+@pytest.mark.parametrize("args", [("--list",), ("--help", "db.sessions")], ids=" ".join)
+def test_invokes_own_output_into_a_closed_pipe_ends_quietly(base_env, args):
+    code, err = run_into_a_closed_pipe(base_env, *args, unbuffered=True)
+
+    assert (code, err) == (141, "")
