@@ -330,8 +330,8 @@ def holding_activities(url: str) -> psycopg.Connection:
     return holder
 
 
-def test_every_connection_has_the_default_lock_and_statement_timeouts(db):
-    assert db.query_value("SELECT current_setting('lock_timeout') || ' ' || current_setting('statement_timeout')") == "5s 15s"
+def test_every_connection_has_the_default_lock_and_statement_timeouts(schema_client):
+    assert schema_client.query_value("SELECT current_setting('lock_timeout') || ' ' || current_setting('statement_timeout')") == "5s 15s"
 
 
 def test_the_urls_own_options_are_kept_beside_the_time_bounds(schema_url):
