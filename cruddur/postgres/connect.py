@@ -8,7 +8,8 @@ import math
 import psycopg
 
 from ..errors import DatabaseError, NoSuchDatabase, one_line
-from ..timeouts import CONNECT_TIMEOUT
+from ..polling import Deadline
+from ..timeouts import ADVISORY_LOCK_MAX_POLL, CONNECT_TIMEOUT
 from . import urls
 
 APPLICATION_NAME = "cruddur-ops"
@@ -36,18 +37,29 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
         raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
 
 
+def lock_timeout_query(seconds: float, *, local: bool = False) -> tuple[str, tuple[str, bool]]:
+    """The (query, params) that let each statement wait at most `seconds` for a lock (libpq's
+    milliseconds, at least 1: 0 would mean no bound); `local`: until the end of the transaction."""
+    return "SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local)
+
+
 def set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool = False) -> None:
-    """Let each statement wait at most `seconds` for a lock (libpq's milliseconds, at least 1;
-    0 would mean no bound); `local`: until the end of the current transaction only."""
-    conn.execute("SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local))
+    """Run lock_timeout_query on `conn`."""
+    conn.execute(*lock_timeout_query(seconds, local=local))
 
 
 def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None) -> bool:
-    """Take the session advisory lock named `key`, held until the connection closes: wait up to
-    `wait` seconds (psycopg.errors.LockNotAvailable when that runs out), or with None only try;
-    whether it was taken."""
-    if wait is None:
-        return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-    set_lock_timeout(conn, wait)
-    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    """Take the session advisory lock named `key`, held until the connection closes: try until
+    `wait` seconds have passed (None: try once); whether it was taken.
+
+    Each try is a statement of its own (pg_try_advisory_lock): between tries the session holds
+    no transaction and no snapshot, so a CREATE INDEX CONCURRENTLY in the session that holds
+    the lock never waits for this one (pg_advisory_lock would wait inside one statement, holding
+    its snapshot: the two would deadlock)."""
+    deadline = Deadline(wait or 0)
+    pause = 0.01
+    while not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+        if not deadline.pause(pause):
+            return False
+        pause = min(pause * 2, ADVISORY_LOCK_MAX_POLL)
     return True
