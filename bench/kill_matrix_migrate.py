@@ -8,8 +8,10 @@ transaction:false section (down: two DROP INDEX CONCURRENTLY), another table. Af
   `interrupted`, and then every INVALID index is named;
 - the way out that db.migrations prints (undo what it left, --forget) followed by a full run
   reaches the end state (all applied after migrate, none after rollback) with the rows kept.
-A kill "landed" when the run had started (its first line printed) and had not ended.
-Run: python bench/kill_matrix_migrate.py [landed kills per task and signal, default 20]
+Each kill falls at a random moment after the run printed its first line (Python is up), within
+the time an uninterrupted run takes from there; it "landed" when the run had not ended by then.
+Run: python bench/kill_matrix_migrate.py [landed kills per task and signal, default 20] [cells,
+e.g. migrate:SIGKILL,rollback:SIGINT; default all four]
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def run(url: str, folder: Path, task: str) -> subprocess.Popen:
     )
 
 
-def main(per_cell: int) -> None:
+def main(per_cell: int, cells: set[str]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cruddur-kill-"))
     pgdata = tmp / "pgdata"
     folder = tmp / "migrations"
@@ -147,14 +149,17 @@ def main(per_cell: int) -> None:
         for task in ("migrate", "rollback"):
             name = f"kill_timing_{task}"
             url = _fresh(server, name, template if task == "rollback" else None)
-            started = time.monotonic()
             process = run(url, folder, task)
+            process.stdout.readline()  # "started"
+            started = time.monotonic()
             process.communicate(timeout=300)
             durations[task] = time.monotonic() - started
             _drop(server, name)
-        print(f"uninterrupted: migrate {durations['migrate']:.2f}s, rollback {durations['rollback']:.2f}s (start-up included)")
+        print(f"uninterrupted: migrate {durations['migrate']:.2f}s, rollback {durations['rollback']:.2f}s (after start-up)")
         for task in ("migrate", "rollback"):
             for sig in (signal.SIGINT, signal.SIGKILL):
+                if cells and f"{task}:{sig.name}" not in cells:
+                    continue
                 landed = trials = bad = 0
                 problems = []
                 while landed < per_cell:
@@ -162,11 +167,12 @@ def main(per_cell: int) -> None:
                     name = f"kill_{task}_{trials}"
                     url = _fresh(server, name, template if task == "rollback" else None)
                     process = run(url, folder, task)
+                    first = process.stdout.readline()  # waits for Python to be up
                     time.sleep(random.uniform(0, durations[task]))
                     alive = process.poll() is None
                     process.send_signal(sig)
                     out, _ = process.communicate(timeout=300)
-                    if alive and "started" in out and "ended" not in out:
+                    if alive and first.strip() == "started" and "ended" not in out:
                         landed += 1
                         wait_for_sessions_to_end(server, name)
                         problem = consistent(url, folder)
@@ -210,4 +216,4 @@ def _drop(server: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20, set(sys.argv[2].split(",")) if len(sys.argv) > 2 else set())

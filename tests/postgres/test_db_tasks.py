@@ -484,21 +484,23 @@ def test_a_bad_lock_timeout_is_one_line_before_connecting(run_task, task):
     ],
 )
 @pytest.mark.parametrize("task", ["db.seed", "db.schema-load"])
-def test_a_file_with_a_nul_byte_or_not_utf8_is_one_line_and_loads_nothing(run_task, dev, schema_url, tmp_path, task, data, message):
+def test_a_file_with_a_nul_byte_or_not_utf8_is_one_line_and_loads_nothing(
+    run_task, dev_on_schema_db, schema_url, tmp_path, task, data, message
+):
     bad = tmp_path / "file.sql"
     bad.write_bytes(data)
-    assert_one_line_error(run_task(task, "--file", str(bad), env=dev), f"error: {bad}{message}")
+    assert_one_line_error(run_task(task, "--file", str(bad), env=dev_on_schema_db), f"error: {bad}{message}")
     assert table_count(schema_url, "users") == 0
 
 
-def test_a_seed_with_a_bom_loads(run_task, dev, schema_url, tmp_path):
+def test_a_seed_with_a_bom_loads(run_task, dev_on_schema_db, schema_url, tmp_path):
     seed = tmp_path / "seed.sql"
     seed.write_bytes(b"\xef\xbb\xbfINSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1')")
-    assert run_task("db.seed", "--file", str(seed), env=dev).returncode == 0
+    assert run_task("db.seed", "--file", str(seed), env=dev_on_schema_db).returncode == 0
     assert table_count(schema_url, "users") == 1
 
 
 @pytest.mark.parametrize("value", ["1e308", "3000000", "inf", "nan"])
 @pytest.mark.parametrize("task", ["db.migrate", "db.rollback", "db.schema-load", "db.seed"])
-def test_a_lock_timeout_out_of_range_is_one_line(run_task, dev, task, value):
-    assert_one_line_error(run_task(task, "--lock-timeout", value, env=dev), "--lock-timeout must be a number of ")
+def test_a_lock_timeout_out_of_range_is_one_line(run_task, dev_on_schema_db, task, value):
+    assert_one_line_error(run_task(task, "--lock-timeout", value, env=dev_on_schema_db), "--lock-timeout must be a number of ")

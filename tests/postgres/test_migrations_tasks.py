@@ -348,11 +348,11 @@ def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, inv
 # -- what to do next, and the ways out -------------------------------------------------------------
 
 
-def test_migrations_says_the_next_step(run_task, dev, schema_url):
-    pending = run_task("db.migrations", env=dev)
+def test_migrations_says_the_next_step(run_task, dev_on_schema_db, schema_url):
+    pending = run_task("db.migrations", env=dev_on_schema_db)
     assert pending.stdout.splitlines()[-1] == f"next: inv db.migrate applies the {len(VERSIONS)} pending migration(s)"
-    assert run_task("db.migrate", env=dev).returncode == 0
-    assert run_task("db.migrations", env=dev).stdout.splitlines()[-1] == "nothing to do: every migration is applied"
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
+    assert run_task("db.migrations", env=dev_on_schema_db).stdout.splitlines()[-1] == "nothing to do: every migration is applied"
     prod = run_task("db.migrations", "--prod", env={"PROD_CONNECTION_URL": schema_url})
     assert prod.stdout.splitlines()[-1] == "nothing to do: every migration is applied"
 
@@ -392,17 +392,17 @@ ALTER TABLE public.users ADD COLUMN bio text;
 """
 
 
-def test_a_bootcamp_database_is_found_and_baselined(run_task, dev, schema_url):
+def test_a_bootcamp_database_is_found_and_baselined(run_task, dev_on_schema_db, schema_url):
     with psycopg.connect(schema_url) as conn:
         conn.execute(BOOTCAMP_SCHEMA)
-    shown = run_task("db.migrations", env=dev).stdout
+    shown = run_task("db.migrations", env=dev_on_schema_db).stdout
     assert "found public.schema_information (the bootcamp's migration scripts; last_successful_run '16811581548')" in shown
     assert f"inv db.migrate --baseline VERSION (the newest pending is {VERSIONS[-1]})" in shown
-    result = run_task("db.migrate", "--baseline", BIO.version, env=dev)
+    result = run_task("db.migrate", "--baseline", BIO.version, env=dev_on_schema_db)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith(f"recorded 1 migration(s); {urls.dbname(schema_url)} is at version {BIO.version}")
     assert applied_versions(schema_url) == VERSIONS[: VERSIONS.index(BIO.version) + 1]
-    again = run_task("db.migrate", env=dev)
+    again = run_task("db.migrate", env=dev_on_schema_db)
     assert again.returncode == 0, again.stderr  # bio is not added a second time
 
 
@@ -420,11 +420,13 @@ def test_baseline_on_prod_asks_first_and_is_refused_behind_a_later_version(run_t
     assert applied_versions(schema_url) == ["29991231000000"]
 
 
-def test_schema_load_of_a_file_that_keeps_schema_migrations_still_leaves_every_migration_pending(run_task, dev, schema_url, tmp_path):
-    assert run_task("db.migrate", env=dev).returncode == 0
+def test_schema_load_of_a_file_that_keeps_schema_migrations_still_leaves_every_migration_pending(
+    run_task, dev_on_schema_db, schema_url, tmp_path
+):
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
     own = tmp_path / "schema.sql"
     own.write_text("DROP TABLE IF EXISTS public.activities; DROP TABLE IF EXISTS public.users;\nCREATE TABLE public.users (uuid uuid)\n")
-    loaded = run_task("db.schema-load", "--file", str(own), env=dev)
+    loaded = run_task("db.schema-load", "--file", str(own), env=dev_on_schema_db)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.splitlines()[-1] == f"{len(VERSIONS)} migration(s) pending; next: inv db.migrate"
     assert applied_versions(schema_url) == []
