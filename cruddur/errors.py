@@ -126,6 +126,17 @@ class TemplateNotFound(DatabaseError):
     """No SQL template <group>/<name>.sql for the template asked for."""
 
 
+class LockTimeout(SqlFileError):
+    """A statement of a file gave up waiting for a lock another session held (lock_timeout).
+    `blockers`: who held it, as far as the wait saw; `left_nothing`: the file's statements left no
+    trace, so running it again later is safe."""
+
+    def __init__(self, message: str, blockers: list | None = None, left_nothing: bool = True):
+        super().__init__(message)
+        self.blockers = blockers or []
+        self.left_nothing = left_nothing
+
+
 class MigrationError(DatabaseError):
     """A migration file is malformed, or the plan is refused (out of order, changed file, ...)."""
 

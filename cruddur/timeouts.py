@@ -12,12 +12,15 @@ MIGRATION_LOCK_TIMEOUT = 5.0  # a migration's statement may queue this long for 
 COGNITO_SYNC_LOCK_TIMEOUT = 5.0  # cognito.sync waits this long for the users table
 DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
+MAX_LOCK_TIMEOUT = 86400.0  # the longest lock wait a --lock-timeout flag may ask for (a day)
+MIGRATION_RETRY_MAX_PAUSE = 30.0  # db.migrate --retries: the longest pause between two tries
 
 # Another run of the same work (session advisory locks). A wait longer than WAIT_NOTICE_AFTER
 # says what it waits for, and who holds it (the cruddur.waits logger).
 WAIT_NOTICE_AFTER = 1.0
 SWAP_LOCK_WAIT = 60.0  # a rebuild waits this long for another one of the same database
 RUN_LOCK_WAIT = 120.0  # a migration run waits this long for another run on the same database
+ADVISORY_LOCK_MAX_POLL = 0.25  # while waiting, the longest pause between two tries for the lock
 
 # Programs the tool runs: past these they are killed, and one line says which.
 # The bootcamp's database dumps in well under a second; an hour leaves room for one a thousand

@@ -131,8 +131,9 @@ def _waits_on_stderr():
         waits_log.removeHandler(handler)
 
 
-def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False):
-    """A numeric flag's value, or UsageError (one clear line, from the task decorator).
+def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False, maximum: float | None = None):
+    """A numeric flag's value, or UsageError (one clear line, from the task decorator);
+    `maximum`: the largest the flag accepts.
 
     Numeric flags are declared with default None: invoke converts a typed default itself, before
     the task runs, and a bad value would end in its traceback."""
@@ -144,7 +145,16 @@ def number(value, flag: str, default: float, minimum: float = 0, integer: bool =
         raise UsageError(f"{flag} takes a {'whole ' if integer else ''}number, not {value!r}") from None
     if not math.isfinite(parsed) or parsed < minimum:
         raise UsageError(f"{flag} must be a number of {minimum:g} or more, not {value!r}")
+    if maximum is not None and parsed > maximum:
+        raise UsageError(f"{flag} must be a number of {maximum:g} or less, not {value!r}")
     return parsed
+
+
+def lock_timeout_flag(value, default: float) -> float:
+    """A --lock-timeout value: seconds, at least a millisecond, at most timeouts.MAX_LOCK_TIMEOUT."""
+    from cruddur.timeouts import MAX_LOCK_TIMEOUT
+
+    return number(value, "--lock-timeout", default=default, minimum=0.001, maximum=MAX_LOCK_TIMEOUT)
 
 
 def print_json(data) -> None:

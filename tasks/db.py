@@ -18,6 +18,7 @@ from ._cli import (
     app_database,
     console,
     guard_prod,
+    lock_timeout_flag,
     number,
     print_json,
     printable,
@@ -170,7 +171,7 @@ LOCK_TIMEOUT_HELP = f"seconds to wait for a lock another session holds before gi
 
 
 def _lock_timeout(value) -> float:
-    return number(value, "--lock-timeout", default=FILE_LOAD_LOCK_TIMEOUT, minimum=0.001)
+    return lock_timeout_flag(value, FILE_LOAD_LOCK_TIMEOUT)
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
@@ -178,7 +179,8 @@ def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
     from cruddur.postgres import migrations
 
-    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    # The load clears the migrations' record in its own transaction, whatever the file holds.
+    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of", migrations.load_schema)
     config = settings()
     pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
     if pending:
@@ -191,14 +193,15 @@ def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
 
 
-def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str):
+def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str, load=None):
+    """`load(url, path, label, lock_timeout)`: how the file is run (default: admin.run_sql_file)."""
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
     target = app_database(prod)
     guard_prod(target, action, yes)
     path, label = _sql_file(file, default)
-    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
+    (load or admin.run_sql_file)(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
     return target
 

@@ -119,6 +119,13 @@ def table_count(url: str, table: str) -> int:
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
 
+def first_statement_line(path: Path) -> int:
+    """The line where a .sql file's first statement starts (a lock wait names it)."""
+    from cruddur.postgres.sql_text import split
+
+    return split(path.read_text())[0].line
+
+
 def assert_one_line_error(result, *fragments: str, prefix: str = "error: ") -> str:
     """`inv` failed the way a user should see it: exit code 1, one line on stderr starting with
     `prefix` (what the task decorator puts in front), no traceback. Returns that line."""

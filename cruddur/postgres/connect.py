@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import psycopg
-from psycopg import errors
 
 from ..errors import DatabaseError, NoSuchDatabase, ServerNotAnswering, one_line
-from ..timeouts import CONNECT_TIMEOUT, WAIT_NOTICE_AFTER
+from ..polling import Deadline
+from ..timeouts import ADVISORY_LOCK_MAX_POLL, CONNECT_TIMEOUT, WAIT_NOTICE_AFTER
 from ..waits import waits_log
 from . import urls
 
@@ -43,37 +43,41 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
         raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
 
 
+def lock_timeout_query(seconds: float, *, local: bool = False) -> tuple[str, tuple[str, bool]]:
+    """The (query, params) that let each statement wait at most `seconds` for a lock (libpq's
+    milliseconds, at least 1: 0 would mean no bound); `local`: until the end of the transaction."""
+    return "SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local)
+
+
 def set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool = False) -> None:
-    """Let each statement wait at most `seconds` for a lock (libpq's milliseconds, at least 1;
-    0 would mean no bound); `local`: until the end of the current transaction only."""
-    conn.execute("SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local))
+    """Run lock_timeout_query on `conn`."""
+    conn.execute(*lock_timeout_query(seconds, local=local))
 
 
 def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None, what: str | None = None) -> bool:
-    """Take the session advisory lock named `key`, held until the connection closes: wait up to
-    `wait` seconds (psycopg.errors.LockNotAvailable when that runs out), or with None only try;
-    whether it was taken. `conn` must be in autocommit mode.
+    """Take the session advisory lock named `key`, held until the connection closes: try until
+    `wait` seconds have passed (None: try once); whether it was taken. `conn` must be in
+    autocommit mode.
 
-    A wait longer than WAIT_NOTICE_AFTER says on the `cruddur.waits` logger what it waits for (`what`,
-    else the key) and which session holds the lock (pid, application, state, for how long)."""
-    take = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
-    if wait is None:
-        return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-    if wait > WAIT_NOTICE_AFTER:
-        set_lock_timeout(conn, WAIT_NOTICE_AFTER)
-        try:
-            conn.execute(take, (key,))
-            return True
-        except errors.LockNotAvailable:
-            wait -= WAIT_NOTICE_AFTER
-        from .sessions import advisory_lock_holders, held_by
+    Each try is a statement of its own (pg_try_advisory_lock): between tries the session holds
+    no transaction and no snapshot, so a CREATE INDEX CONCURRENTLY in the session that holds
+    the lock never waits for this one (pg_advisory_lock would wait inside one statement, holding
+    its snapshot: the two would deadlock). A wait longer than WAIT_NOTICE_AFTER says once on the
+    `cruddur.waits` logger what it waits for (`what`, else the key) and which session holds the lock."""
+    deadline = Deadline(wait or 0)
+    pause, noticed = 0.01, False
+    while not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+        if not noticed and deadline.elapsed() >= WAIT_NOTICE_AFTER:
+            from .sessions import advisory_lock_holders, held_by
 
-        waits_log.warning(
-            "waiting up to %gs more for %s (the lock is held by %s)",
-            wait,
-            what or f"the lock {key!r}",
-            held_by(advisory_lock_holders(conn, key)),
-        )
-    set_lock_timeout(conn, wait)
-    conn.execute(take, (key,))
+            noticed = True
+            waits_log.warning(
+                "waiting up to %gs more for %s (the lock is held by %s)",
+                round(deadline.left()),
+                what or f"the lock {key!r}",
+                held_by(advisory_lock_holders(conn, key)),
+            )
+        if not deadline.pause(pause):
+            return False
+        pause = min(pause * 2, ADVISORY_LOCK_MAX_POLL)
     return True

@@ -10,7 +10,7 @@ from psycopg import conninfo, sql
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.postgres import admin, urls
 from cruddur.postgres.sessions import list_sessions
-from tests.helpers import ROOT, add_user, closed_port_url, table_count, wait_for, waiting_on_a_lock
+from tests.helpers import ROOT, add_user, closed_port_url, first_statement_line, table_count, wait_for, waiting_on_a_lock
 
 
 def test_create_database_then_again_reports_existing(database_url):
@@ -36,7 +36,7 @@ def test_rebuild_replaces_the_database_only_when_every_file_succeeds(schema_url,
     add_user(schema_url, "keeper")
     bad_seed = tmp_path / "seed.sql"
     bad_seed.write_text("INSERT INTO users (handle) VALUES ('half');\n")
-    with pytest.raises(SqlFileError, match="^seed.sql: 23502 null value in column"):
+    with pytest.raises(SqlFileError, match="^seed.sql:1: 23502 null value in column"):
         admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (bad_seed, "seed.sql")])
     with pytest.raises(SqlFileError, match="^missing.sql: cannot read it"):
         admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (tmp_path / "none", "missing.sql")])
@@ -63,7 +63,7 @@ def test_sql_file_runs_atomically(schema_url, tmp_path):
     with pytest.raises(SqlFileError) as failure:
         admin.run_sql_file(schema_url, bad_seed, "sql/seed.sql")
     message = str(failure.value)
-    assert message.startswith("sql/seed.sql: 23505 duplicate key value violates unique constraint")
+    assert message.startswith("sql/seed.sql:2: 23505 duplicate key value violates unique constraint")
     assert "Key (handle)=(a) already exists" in message
     assert "nothing of it was applied" in message
     assert table_count(schema_url, "users") == 0
@@ -239,7 +239,7 @@ def test_a_file_load_behind_a_lock_gives_up_and_names_the_holder(schema_url):
             admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=1)
         message = str(failure.value)
         assert message.startswith(
-            f"sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
+            f"sql/schema.sql:{first_statement_line(ROOT / 'sql' / 'schema.sql')}: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
         )
         assert message.endswith("s); nothing of it was applied (end it with inv db.kill, or allow longer with --lock-timeout)")
         holder.rollback()

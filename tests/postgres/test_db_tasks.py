@@ -22,6 +22,7 @@ from tests.helpers import (
     assert_one_line_error,
     closed_port_url,
     counting_silent_port,
+    first_statement_line,
     table_count,
     taken_port,
     wait_for,
@@ -90,7 +91,7 @@ def test_a_bad_seed_changes_nothing(inv, dev_on_empty_db, schema_url, tmp_path):
     )
     line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev_on_empty_db))
     assert line == (
-        f'error: {bad}: 23502 null value in column "email" of relation "users" violates not-null constraint'
+        f'error: {bad}:2: 23502 null value in column "email" of relation "users" violates not-null constraint'
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
     )
     assert line.endswith("; nothing of it was applied")
@@ -510,7 +511,7 @@ def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_ta
         result = run_task("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})
         line = assert_one_line_error(result)
         assert line.startswith(
-            f"error: sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
+            f"error: sql/schema.sql:{first_statement_line(ROOT / 'sql' / 'schema.sql')}: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
         )
         holder.rollback()
 
@@ -519,3 +520,37 @@ def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_ta
 def test_a_bad_lock_timeout_is_one_line_before_connecting(run_task, task):
     result = run_task(task, "--lock-timeout", "soon", env={"CONNECTION_URL": closed_port_url()})
     assert assert_one_line_error(result) == "error: --lock-timeout takes a number, not 'soon'"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            b"INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1');\n\x00"
+            b"INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('B', 'b', 'b@x', 'c2');\n",
+            ":2: holds a NUL byte (at byte 97); SQL text cannot, so nothing of it was run",
+        ),
+        (b"INSERT INTO users (display_name) VALUES ('caf\xe9');\n", ":1: not UTF-8 text"),
+    ],
+)
+@pytest.mark.parametrize("task", ["db.seed", "db.schema-load"])
+def test_a_file_with_a_nul_byte_or_not_utf8_is_one_line_and_loads_nothing(
+    run_task, dev_on_schema_db, schema_url, tmp_path, task, data, message
+):
+    bad = tmp_path / "file.sql"
+    bad.write_bytes(data)
+    assert_one_line_error(run_task(task, "--file", str(bad), env=dev_on_schema_db), f"error: {bad}{message}")
+    assert table_count(schema_url, "users") == 0
+
+
+def test_a_seed_with_a_bom_loads(run_task, dev_on_schema_db, schema_url, tmp_path):
+    seed = tmp_path / "seed.sql"
+    seed.write_bytes(b"\xef\xbb\xbfINSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1')")
+    assert run_task("db.seed", "--file", str(seed), env=dev_on_schema_db).returncode == 0
+    assert table_count(schema_url, "users") == 1
+
+
+@pytest.mark.parametrize("value", ["1e308", "3000000", "inf", "nan"])
+@pytest.mark.parametrize("task", ["db.migrate", "db.rollback", "db.schema-load", "db.seed"])
+def test_a_lock_timeout_out_of_range_is_one_line(run_task, dev_on_schema_db, task, value):
+    assert_one_line_error(run_task(task, "--lock-timeout", value, env=dev_on_schema_db), "--lock-timeout must be a number of ")
