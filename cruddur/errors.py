@@ -126,8 +126,8 @@ class TemplateNotFound(DatabaseError):
     """No SQL template <group>/<name>.sql for the template asked for."""
 
 
-class LockTimeout(SqlFileError):
-    """A statement of a file gave up waiting for a lock another session held (lock_timeout).
+class FileLockTimeout(SqlFileError):
+    """A statement of a file (a migration, schema or seed) gave up waiting for a lock another session held (lock_timeout).
     `blockers`: who held it, as far as the wait saw; `left_nothing`: the file's statements left no
     trace, so running it again later is safe."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg import errors, sql
 
-from ..errors import CruddurError, DatabaseError, LockTimeout, NoSuchDatabase, SqlFileError, one_line
+from ..errors import CruddurError, DatabaseError, FileLockTimeout, NoSuchDatabase, SqlFileError, one_line
 from ..polling import Deadline
 from ..timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SWAP_LOCK_WAIT, SWAP_STEP_WAIT
 from . import urls
@@ -274,7 +274,7 @@ def _run(conn: psycopg.Connection, watch: BlockerWatch, statements: list[Stateme
             run_atomically(conn, statements, before=[lock_timeout_query(lock_timeout, local=True)], after=after)
     except StatementFailed as e:
         if isinstance(e.error, errors.LockNotAvailable):
-            raise LockTimeout(
+            raise FileLockTimeout(
                 f"{location(label, e)}: waited {lock_timeout:g}s for a lock held by {held_by(watch.found)}; nothing of it was applied"
                 " (end it with inv db.kill, or allow longer with --lock-timeout)",
                 watch.found,

@@ -73,7 +73,7 @@ def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None, what: 
             noticed = True
             waits_log.warning(
                 "waiting up to %gs more for %s (the lock is held by %s)",
-                round(deadline.left()),
+                (wait or 0) - WAIT_NOTICE_AFTER,
                 what or f"the lock {key!r}",
                 held_by(advisory_lock_holders(conn, key)),
             )

@@ -29,12 +29,12 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from ..errors import LockTimeout, MigrationError, SqlFileError, one_line
+from ..errors import FileLockTimeout, MigrationError, SqlFileError, one_line
 from ..polling import Deadline
 from ..timeouts import FILE_LOAD_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, MIGRATION_RETRY_MAX_PAUSE, RUN_LOCK_WAIT
 from .admin import run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
-from .sessions import Blocker, BlockerWatch, held_by
+from .sessions import Blocker, BlockerWatch, advisory_lock_holders, held_by
 from .sql_text import Statement, read_sql, split
 from .statements import StatementFailed, Transaction, describe, run_atomically, run_each, run_transactions
 
@@ -463,7 +463,7 @@ def migrate(
                     # as soon as it is done.
                     quick = time.perf_counter() - started < QUICK_MIGRATION * len(batch)
                     size = min(BATCH, size * 2) if quick else 1
-                except LockTimeout as e:
+                except FileLockTimeout as e:
                     if attempt > retries or not e.left_nothing:
                         if attempt > 1:
                             e.args = (f"{e} (gave up after {attempt} tries)",)
@@ -777,7 +777,7 @@ def _failure(
     else:
         message += f"; nothing else was {verb}"
     if lock_timeout:
-        return LockTimeout(message, blockers, left_nothing)
+        return FileLockTimeout(message, blockers, left_nothing)
     return SqlFileError(message)
 
 

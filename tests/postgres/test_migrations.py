@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from cruddur.errors import LockTimeout, MigrationError, SqlFileError
+from cruddur.errors import FileLockTimeout, MigrationError, SqlFileError
 from cruddur.postgres import migrations
 from tests.helpers import wait_for, waiting_on_a_lock
 
@@ -505,7 +505,7 @@ def test_a_lock_timeout_that_outlasts_the_retries_is_a_typed_error(database_url,
     retries = []
     with psycopg.connect(database_url) as holder:
         holder.execute("SELECT * FROM one")
-        with pytest.raises(LockTimeout) as failure:
+        with pytest.raises(FileLockTimeout) as failure:
             migrations.migrate(database_url, folder, lock_timeout=0.2, retries=1, on_retry=retries.append)
     assert str(failure.value).endswith("; nothing of it was applied; nothing else was applied (gave up after 2 tries)")
     assert len(retries) == 1
