@@ -251,7 +251,7 @@ def sessions(c, prod=False, all=False, tree=False, json_=False, watch=False, int
     if json_:
         print_json(list_sessions(url, all))
         return
-    _show_or_watch(lambda width: _sessions_table(list_sessions(url, all), width), watch, interval)
+    _show_or_watch(lambda width: _sessions_table(list_sessions(url, all), width, with_type=all), watch, interval)
 
 
 def _show_or_watch(render, watch: bool, interval: float) -> None:
@@ -326,12 +326,13 @@ def _node_line(node) -> str:
     return printable(" | ".join(parts))  # other clients' text: control characters shown escaped
 
 
-# The table's columns, most wanted first: (header, the widest it may grow; None for the query,
-# which takes what the others leave). Those that fit the width are shown, long text cut with "…".
+# The table's columns, most wanted first: (header, the widest it may grow; None for no limit).
+# Those that fit the width are shown, long text cut with "…"; the query takes what the others
+# leave. A wait event's name is never cut (the longest are under 40 characters).
 _SESSION_COLUMNS = [
     ("pid", 9),
     ("state", 19),
-    ("wait", 14),
+    ("wait", None),
     ("blocked by", 16),
     ("query", None),
     ("application", 20),
@@ -340,8 +341,9 @@ _SESSION_COLUMNS = [
     ("db", 16),
     ("client", 15),
     ("query time", 10),
-    ("type", 16),
 ]
+# With --all the server's own processes are listed, and their type says what each one is.
+_TYPE_COLUMN = ("type", None)
 _QUERY_MIN = 20  # the query column is never narrower than this
 _GAP = 3  # between two columns: padding, separator, padding
 
@@ -365,13 +367,14 @@ def _session_cells(row: dict) -> dict[str, str]:
     return {header: printable(text) for header, text in cells.items()}
 
 
-def _session_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
+def _session_widths(rows: list[dict[str, str]], width: int, with_type: bool = False) -> dict[str, int]:
     """Each shown column's width: by priority, while they fit; the query gets what is left."""
-    natural = {header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6) for header, widest in _SESSION_COLUMNS}
+    columns = [*_SESSION_COLUMNS[:2], _TYPE_COLUMN, *_SESSION_COLUMNS[2:]] if with_type else _SESSION_COLUMNS
+    natural = {header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6) for header, widest in columns}
     # The query keeps about a third of the width before less wanted columns are added.
     reserve = min(natural["query"], max(_QUERY_MIN, width // 3))
     chosen, used = {}, -_GAP
-    for header, _ in _SESSION_COLUMNS:
+    for header, _ in columns:
         if header == "query":
             if used + _QUERY_MIN + _GAP > width:
                 break
@@ -387,14 +390,14 @@ def _session_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
     return chosen
 
 
-def _sessions_table(rows: list[dict], width: int):
+def _sessions_table(rows: list[dict], width: int, with_type: bool = False):
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     cells = [_session_cells(row) for row in rows]
-    widths = _session_widths(cells, width)
+    widths = _session_widths(cells, width, with_type)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, column_width in widths.items():
         table.add_column(

@@ -174,6 +174,23 @@ def test_sessions_table_and_json(run_task, dev_on_empty_db, database_url):
     assert "checkpointer" in {r["backend_type"] for r in json.loads(everything.stdout)}
 
 
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_sessions_fit_the_width_and_never_cut_a_wait_event(run_task, dev_on_empty_db, columns):
+    result = run_task("db.sessions", "--all", env={**dev_on_empty_db, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    assert lines[0].split()[:3] == ["pid", "state", "type"]  # --all: the type says what each process is
+    listed = {row["pid"]: row for row in json.loads(run_task("db.sessions", "--all", "--json", env=dev_on_empty_db).stdout)}
+    waits = [(line.split()[0], line) for line in lines[2:-1] if line.split() and line.split()[0].isdigit()]
+    for pid, line in waits:
+        event = (listed.get(int(pid)) or {}).get("wait_event")
+        if event:
+            assert event in line, line  # whole, never "Activity:IoWo…"
+    assert any((listed.get(int(pid)) or {}).get("wait_event") for pid, _ in waits)
+    assert ("query" in lines[0]) is (columns >= 120)
+
+
 def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev_on_empty_db, database_url):
     # On a terminal (off one, rich's Live shows only the last table): a session that connects
     # after the first table was drawn can only appear through a refresh.
@@ -426,10 +443,10 @@ def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev_on_em
     assert lines[0].split() == ["pid", "state", "wait", "blocked", "by", "query", *(["application"] if columns == 120 else [])]
     waiting = next(line for line in lines if line.startswith(str(waiter)))
     assert waiting.split()[:4] == [str(waiter), "active", "Lock:relation", str(holder)]
-    assert "SELECT /* a long report */" in waiting and "…" in waiting  # on one line, cut
+    assert "SELECT /* a long report" in waiting and "…" in waiting  # on one line, cut
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     held = next(line for line in lines if line.startswith(str(holder)))
-    assert "LOCK TABLE t /* \\x1b]0;pwn" in held  # escaped, then cut
+    assert "LOCK TABLE t /* \\x1b]0;" in held  # escaped, then cut
 
 
 def test_sessions_json_keeps_everything_exact(run_task, dev_on_empty_db, busy_database):
