@@ -425,14 +425,17 @@ def _seconds(value: float | None) -> str:
         "yes": YES_HELP,
         "root": "end only the root blockers (sessions that block others and wait on no one), listed first",
         "pid": "end only this session (its pid, from inv db.sessions)",
+        "dry_run": "with --root: list the root blockers and end nothing",
     }
 )
-def kill(c, prod=False, yes=False, root=False, pid=None):
+def kill(c, prod=False, yes=False, root=False, pid=None, dry_run=False):
     """End the other client sessions on the app database (--root: only the root blockers)."""
     if root and pid is not None:
         raise Exit("error: --root and --pid choose different sessions; give one of them", code=1)
+    if dry_run and not root:
+        raise Exit("error: --dry-run goes with --root", code=1)
     if root:
-        _kill_roots(prod, yes)
+        _kill_roots(prod, yes, dry_run)
         return
     if pid is not None:
         _kill_one(prod, yes, number(pid, "--pid", default=None, minimum=1, integer=True))
@@ -450,7 +453,7 @@ def kill(c, prod=False, yes=False, root=False, pid=None):
         raise Exit(code=1)
 
 
-def _kill_roots(prod: bool, yes: bool) -> None:
+def _kill_roots(prod: bool, yes: bool, dry_run: bool) -> None:
     """Plan (the root blockers, listed), confirm on prod, end each that is still a root, say
     what became of each."""
     from cruddur.postgres import blocking
@@ -463,6 +466,9 @@ def _kill_roots(prod: bool, yes: bool) -> None:
     print(f"{len(roots)} root blocker(s) on the server of {target}:")
     for node in roots:
         print(f"  blocks {_waiter_count(node)}: {_node_line(node)}")
+    if dry_run:
+        print("dry run: nothing ended")
+        return
     _confirm_kill(target, f"end {len(roots)} root blocker session(s) on the server of", yes)
     results = blocking.end_roots(target.url, [node.pid for node in roots])
     _report_ended(results)

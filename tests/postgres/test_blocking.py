@@ -196,6 +196,16 @@ def test_kill_root_ends_the_roots_and_frees_every_waiter(chains, run_task, datab
     assert again.stdout.startswith("no session blocks another on the server of dev database ")
 
 
+def test_kill_root_dry_run_lists_and_ends_nothing(chains, run_task, database_url):
+    first, second, waiters = chains
+    result = run_task("db.kill", "--root", "--dry-run", env={"CONNECTION_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("2 root blocker(s) on the server of dev database ") and lines[-1] == "dry run: nothing ended"
+    assert all(is_alive(database_url, session.pid) for session in (first, second, *waiters.values()))
+    assert is_waiting(database_url, waiters["w3"].pid)
+
+
 def test_kill_pid_ends_only_that_session(chains, run_task, database_url):
     first, second, waiters = chains
     result = run_task("db.kill", "--pid", str(waiters["w3"].pid), env={"CONNECTION_URL": database_url})
