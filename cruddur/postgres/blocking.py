@@ -28,7 +28,7 @@ SELECT a.pid,
                 (SELECT min(l.waitstart) FROM pg_locks AS l WHERE l.pid = a.pid AND NOT l.granted),
                 a.state_change, a.query_start), '0'))::float8
        END AS waited_seconds,
-       CASE WHEN a.state LIKE 'idle in transaction%%' THEN
+       CASE WHEN starts_with(a.state, 'idle in transaction') THEN
             extract(epoch FROM greatest(clock_timestamp() - a.state_change, '0'))::float8
        END AS idle_in_transaction_seconds,
        extract(epoch FROM greatest(clock_timestamp() - a.xact_start, '0'))::float8 AS transaction_seconds,
