@@ -12,6 +12,10 @@ MIGRATION_LOCK_TIMEOUT = 5.0  # a migration's statement may queue this long for 
 COGNITO_SYNC_LOCK_TIMEOUT = 5.0  # cognito.sync waits this long for the users table
 DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
+EXTENSION_LOCK_TIMEOUT = 5.0  # db.slow's CREATE EXTENSION pg_stat_statements waits this long for a lock
+
+# Ending a session: pg_terminate_backend waits this long for it to be gone (db.kill --root, --pid).
+TERMINATE_WAIT = 5.0
 
 # Another run of the same work (session advisory locks).
 SWAP_LOCK_WAIT = 60.0  # a rebuild waits this long for another one of the same database
@@ -29,6 +33,7 @@ POOL_CLOSE_TIMEOUT = 5.0  # close() waits this long for connections in use
 # Watching and polling.
 BLOCKER_POLL_SECONDS = 0.05  # how often the lock watcher looks for a blocking session
 SESSIONS_REFRESH_SECONDS = 2.0  # db.sessions --watch's default interval
+PROGRESS_POLL_SECONDS = 0.2  # how often a dump's progress line reads the size written so far
 
 # The public IP look-up: per service (connect, read), and for the whole look-up.
 IP_LOOKUP_REQUEST_TIMEOUT = (3.05, 4.0)

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.rows import dict_row
 
 from ..errors import DatabaseError, one_line
+from ..timeouts import TERMINATE_WAIT
 from .connect import CLIENT_SESSION, connect
 
 # Each session with what the tree shows of it. "waited" counts from the start of its oldest lock
@@ -72,9 +74,8 @@ def list_blocking(url: str) -> list[dict]:
 
 def read_blocking(conn: psycopg.Connection) -> list[dict]:
     try:
-        cursor = conn.execute(TREE_SQL)
-        names = [column.name for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        with conn.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(TREE_SQL).fetchall()
     except psycopg.Error as e:
         raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
 
@@ -174,13 +175,9 @@ def end_session(url: str, pid: int) -> Ended:
         return _terminate(conn, pid)
 
 
-# Long enough for a session to finish ending, short enough not to hang on one that does not.
-TERMINATE_WAIT_MS = 5000
-
-
 def _terminate(conn: psycopg.Connection, pid: int) -> Ended:
     try:
-        ended = conn.execute("SELECT pg_terminate_backend(%s, %s)", (pid, TERMINATE_WAIT_MS)).fetchone()[0]
+        ended = conn.execute("SELECT pg_terminate_backend(%s, %s)", (pid, round(TERMINATE_WAIT * 1000))).fetchone()[0]
     except errors.InsufficientPrivilege:
         return Ended(pid, False, "this role may not signal it (another role's session, or a superuser's)", kept=True)
     except psycopg.Error as e:
@@ -189,4 +186,4 @@ def _terminate(conn: psycopg.Connection, pid: int) -> Ended:
         return Ended(pid, True)
     if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
         return Ended(pid, False, "it had already ended")
-    return Ended(pid, False, f"it had not ended after {TERMINATE_WAIT_MS // 1000}s", kept=True)
+    return Ended(pid, False, f"it had not ended after {TERMINATE_WAIT:g}s", kept=True)

@@ -16,7 +16,7 @@ from psycopg import conninfo
 from ..errors import MASK, DatabaseError, one_line, scrub
 from ..files import atomic_path
 from ..progress import Progress, no_progress
-from ..timeouts import CONNECT_TIMEOUT, DUMP_LOCK_WAIT
+from ..timeouts import CONNECT_TIMEOUT, DUMP_LOCK_WAIT, PROGRESS_POLL_SECONDS
 from . import admin, urls
 from .connect import connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
@@ -172,11 +172,8 @@ def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT)), {**os.environ, **extra_env}
 
 
-PROGRESS_SECONDS = 0.2  # how often while_running is called
-
-
 def _run(program: str, url: str | None, args: list[str], while_running: Callable[[], None] | None = None) -> str:
-    """Run the program; its output. while_running is called every PROGRESS_SECONDS until it ends."""
+    """Run the program; its output. while_running is called every PROGRESS_POLL_SECONDS until it ends."""
     argv = [str(find_program(program)), *args]
     env = dict(os.environ)
     if url is not None:
@@ -189,7 +186,7 @@ def _run(program: str, url: str | None, args: list[str], while_running: Callable
             try:
                 while True:
                     try:
-                        stdout, stderr = child.communicate(timeout=PROGRESS_SECONDS if while_running else None)
+                        stdout, stderr = child.communicate(timeout=PROGRESS_POLL_SECONDS if while_running else None)
                         break
                     except subprocess.TimeoutExpired:
                         while_running()

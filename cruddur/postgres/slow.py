@@ -13,10 +13,10 @@ import psycopg
 from psycopg import errors, sql
 
 from ..errors import DatabaseError, one_line
+from ..timeouts import EXTENSION_LOCK_TIMEOUT
 from .connect import connect, set_lock_timeout
 
 EXTENSION = "pg_stat_statements"
-LOCK_TIMEOUT = 5.0  # seconds CREATE EXTENSION waits for a lock
 
 
 class Readiness(Enum):
@@ -70,7 +70,7 @@ def create_extension(url: str) -> None:
     """CREATE EXTENSION pg_stat_statements in the URL's database (kept if it exists)."""
     with connect(url, autocommit=True) as conn:
         try:
-            set_lock_timeout(conn, LOCK_TIMEOUT)
+            set_lock_timeout(conn, EXTENSION_LOCK_TIMEOUT)
             conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(EXTENSION)))
         except errors.InsufficientPrivilege as e:
             raise DatabaseError(

@@ -10,7 +10,7 @@ import time
 
 import psycopg
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg import pq, sql
 
@@ -271,6 +271,7 @@ def _rows(drawn: dict[int, list[int]]) -> list[dict]:
 
 
 @given(waits)
+@settings(deadline=None)  # a pure function, but the machine may be busy: no per-example time limit
 @example({1: [2], 2: [1], 3: [1]})  # a cycle that no root reaches
 @example({1: [2], 2: [3], 3: [1, 4], 5: [1]})  # a cycle below a root the sessions do not show
 def test_every_waiter_appears_under_each_of_its_blockers_and_the_tree_ends(drawn):
