@@ -89,11 +89,13 @@ def root_pids(sessions: list[dict]) -> list[int]:
     waits_for = {row["pid"]: list(dict.fromkeys(row["blocked_by"] or [])) for row in sessions}
     blocking = {blocker for blockers in waits_for.values() for blocker in blockers}
     roots = [pid for pid in blocking if not waits_for.get(pid)]
-    reached = _reachable(roots, _waiters_of(waits_for))
+    waiters = _waiters_of(waits_for)
+    reached = _reachable(roots, waiters)
     for pid in sorted(pid for pid in waits_for if waits_for[pid] and pid not in reached):
-        if pid not in reached:  # the lowest pid of a cycle nobody above reaches
+        # The lowest pid on a cycle nobody above reaches (not one merely waiting behind it).
+        if pid not in reached and pid in _reachable(waiters.get(pid, []), waiters):
             roots.append(pid)
-            reached |= _reachable([pid], _waiters_of(waits_for))
+            reached |= _reachable([pid], waiters)
 
     def oldest_first(pid: int):
         seconds = (by_pid.get(pid) or {}).get("transaction_seconds")

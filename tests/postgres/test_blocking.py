@@ -273,6 +273,7 @@ def _rows(drawn: dict[int, list[int]]) -> list[dict]:
 @given(waits)
 @settings(deadline=None)  # a pure function, but the machine may be busy: no per-example time limit
 @example({1: [2], 2: [1], 3: [1]})  # a cycle that no root reaches
+@example({3: [9], 9: [4], 4: [9]})  # a lower pid waiting behind a cycle is not its root
 @example({1: [2], 2: [3], 3: [1, 4], 5: [1]})  # a cycle below a root the sessions do not show
 def test_every_waiter_appears_under_each_of_its_blockers_and_the_tree_ends(drawn):
     rows = _rows(drawn)
