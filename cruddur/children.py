@@ -11,17 +11,42 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from .errors import ChildTimedOut, CruddurError
+from .polling import Deadline
 
 
-def run(argv: list[str], *, name: str, limit: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str],
+    *,
+    name: str,
+    limit: float,
+    env: dict[str, str] | None = None,
+    while_running: Callable[[], None] | None = None,
+    every: float = 0.2,
+) -> subprocess.CompletedProcess[str]:
     """Run `argv` to its end with no input, its stdout and stderr read as they come (text);
-    ChildTimedOut once it has run `limit` seconds (it is killed), CruddurError if it cannot start."""
+    ChildTimedOut once it has run `limit` seconds (it is killed), CruddurError if it cannot start.
+    `while_running` (progress, say) is called every `every` seconds until the child ends."""
+    deadline = Deadline(limit)
     try:
-        return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=limit)
-    except subprocess.TimeoutExpired:
-        raise ChildTimedOut(_too_long(name, limit)) from None
+        with subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+        ) as child:
+            try:
+                while True:
+                    wait = deadline.left() if while_running is None else min(every, deadline.left())
+                    try:
+                        stdout, stderr = child.communicate(timeout=wait)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if deadline.passed():
+                            raise ChildTimedOut(_too_long(name, limit)) from None
+                        while_running()
+            except BaseException:  # past the limit, or Ctrl-C: the child goes too
+                child.kill()
+                raise
     except OSError as e:
         raise CruddurError(f"cannot run {argv[0]}: {e.strerror}") from None
+    return subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
 
 
 @dataclass(frozen=True)

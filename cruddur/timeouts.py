@@ -14,6 +14,10 @@ DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
 MAX_LOCK_TIMEOUT = 86400.0  # the longest lock wait a --lock-timeout flag may ask for (a day)
 MIGRATION_RETRY_MAX_PAUSE = 30.0  # db.migrate --retries: the longest pause between two tries
+EXTENSION_LOCK_TIMEOUT = 5.0  # db.slow's CREATE EXTENSION pg_stat_statements waits this long for a lock
+
+# Ending a session: pg_terminate_backend waits this long for it to be gone (db.kill --root, --pid).
+TERMINATE_WAIT = 5.0
 
 # Another run of the same work (session advisory locks). A wait longer than WAIT_NOTICE_AFTER
 # says what it waits for, and who holds it (the cruddur.waits logger).
@@ -46,6 +50,7 @@ CLIENT_STATEMENT_TIMEOUT = 15.0
 # Watching and polling.
 BLOCKER_POLL_SECONDS = 0.05  # how often the lock watcher looks for a blocking session
 SESSIONS_REFRESH_SECONDS = 2.0  # db.sessions --watch's default interval
+PROGRESS_POLL_SECONDS = 0.2  # how often a dump's progress line reads the size written so far
 
 # The public IP look-up: per service (connect, read), and for the whole look-up.
 IP_LOOKUP_REQUEST_TIMEOUT = (3.05, 4.0)

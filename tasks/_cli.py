@@ -215,6 +215,31 @@ def show(renderable, screen=None) -> None:
     print("\n".join(line.rstrip() for line in captured.get().splitlines()), file=screen.file)
 
 
+@contextlib.contextmanager
+def progress_line(description: str):
+    """For long work: yields report(step=None, done_bytes=None), the callback the library calls.
+
+    On a terminal (stderr), a rich progress line: spinner, the description and current step, the
+    bytes done so far, the time elapsed; it disappears when the work ends. Piped, report does
+    nothing and nothing extra is printed."""
+    if not sys.stderr.isatty():
+        yield lambda step=None, done_bytes=None: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cruddur.formats import byte_size
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[done]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+        line = progress.add_task(description, done="")
+
+        def report(step: str | None = None, done_bytes: int | None = None) -> None:
+            shown = f"{description}: {step}" if step else description
+            progress.update(line, description=shown, done="" if done_bytes is None else byte_size(done_bytes))
+
+        yield report
+
+
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:
     """Make the user type `expected` on a terminal (or pass --yes); refuse otherwise, changing nothing."""
     if yes:

@@ -20,6 +20,7 @@ from ._cli import (
     number,
     print_json,
     printable,
+    progress_line,
     settings,
     show,
     task,
@@ -42,7 +43,8 @@ def _backup(target) -> None:
 
     path = dump.default_path(settings().backups_dir, target.dbname)
     print(f"  backing up {target.dbname} to {path} ...", flush=True)
-    size = dump.dump(target.url, path)
+    with progress_line(f"backing up {target.dbname}") as report:
+        size = dump.dump(target.url, path, report)
     print(f"  backup written: {path} ({byte_size(size)})")
 
 
@@ -357,7 +359,8 @@ def dump(c, prod=False, output=None):
 
     target = app_database(prod)
     path = Path(output) if output else backups.default_path(settings().backups_dir, target.dbname)
-    size = backups.dump(target.url, path)
+    with progress_line(f"dumping {target.dbname}") as report:
+        size = backups.dump(target.url, path, report)
     print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
@@ -369,5 +372,6 @@ def restore(c, path, prod=False, yes=False):
     target = app_database(prod, recover=False)  # the restore finishes an interrupted swap itself
     guard_prod(target, f"restore {path} over", yes)
     print(f"restoring {path} into {target}")
-    existed = backups.restore(target.url, Path(path))
+    with progress_line(f"restoring {target.dbname}") as report:
+        existed = backups.restore(target.url, Path(path), report)
     print(f"  {'replaced' if existed else 'created'} {target.dbname} from {path}")

@@ -126,6 +126,24 @@ def first_statement_line(path: Path) -> int:
     return split(path.read_text())[0].line
 
 
+@contextmanager
+def login_role(database_url: str, prefix: str):
+    """A role of its own for this test's database (roles are server-wide), able to log in with a
+    password and nothing more: yields the database's URL as that role; dropped afterwards."""
+    from psycopg import conninfo
+
+    from cruddur.postgres import urls
+
+    role = prefix + urls.dbname(database_url)[-8:]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
+    try:
+        yield conninfo.make_conninfo(database_url, user=role, password="pw")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 def assert_one_line_error(result, *fragments: str, prefix: str = "error: ") -> str:
     """`inv` failed the way a user should see it: exit code 1, one line on stderr starting with
     `prefix` (what the task decorator puts in front), no traceback. Returns that line."""

@@ -214,3 +214,23 @@ def test_a_locked_activities_table_is_one_line_naming_the_bound(run_task, seeded
         " (SQLSTATE 55P03) (inv db.sessions shows who)"
     )
     assert messages(seeded_url) == ["This was imported as seed data!"]
+
+
+LONG_MESSAGE = "Shipping the new feed today: every activity now shows its likes, and the expiry is kept for a week"
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_messages_wrap_at_word_boundaries_within_the_width(run_task, seeded_url, columns):
+    created = run_task("db.create-activity", "--handle", "bayko", "--message", LONG_MESSAGE, env={"CONNECTION_URL": seeded_url})
+    assert created.returncode == 0, created.stderr
+    result = run_task("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    header = next(line for line in lines if line.startswith("created"))
+    start = header.index("message")
+    pieces = [line[start:].split("  ")[0].strip() for line in lines[lines.index(header) + 2 :] if line[start:].strip()]
+    shown = pieces[: next(i for i, piece in enumerate(pieces) if piece.endswith("week")) + 1]
+    assert " ".join(shown) == LONG_MESSAGE  # whole, each line ending at a word's end
+    assert all(len(piece) >= 20 for piece in shown[:-1])  # never squeezed to a few letters
+    assert ("expires" in header) is (columns >= 120)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from psycopg import conninfo
 from .. import children
 from ..errors import MASK, CruddurError, DatabaseError, one_line, scrub
 from ..files import atomic_path
-from ..timeouts import CONNECT_TIMEOUT, DUMP_LIMIT, DUMP_LOCK_WAIT, VERSION_PROBE_LIMIT
+from ..progress import Progress, no_progress
+from ..timeouts import CONNECT_TIMEOUT, DUMP_LIMIT, DUMP_LOCK_WAIT, PROGRESS_POLL_SECONDS, VERSION_PROBE_LIMIT
 from . import admin, urls
 from .connect import connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
@@ -47,11 +50,12 @@ def default_path(directory: Path, dbname: str, now: datetime | None = None) -> P
     return directory / f"{dbname}-{stamp}.dump"
 
 
-def dump(url: str, path: Path) -> int:
+def dump(url: str, path: Path, progress: Progress = no_progress) -> int:
     """Write the URL's database to `path` in pg_dump's custom format; its size in bytes.
 
     The file appears only complete: pg_dump writes beside it and the result is renamed in.
-    A path that cannot be written is one line before anything runs."""
+    A path that cannot be written is one line before anything runs. While pg_dump runs,
+    progress hears how many bytes it has written."""
     where = f"cannot write the dump to {str(path)!r}"
     if "\0" in str(path):
         raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
@@ -60,10 +64,16 @@ def dump(url: str, path: Path) -> int:
             raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
         # The partial file is made before pg_dump runs: a place that cannot be written fails first.
         with atomic_path(path) as partial:
+
+            def written() -> None:
+                with suppress(OSError):  # renamed in already
+                    progress("pg_dump writing", partial.stat().st_size)
+
             _run(
                 "pg_dump",
                 url,
                 ["--format=custom", f"--lock-wait-timeout={int(DUMP_LOCK_WAIT * 1000)}", f"--file={partial}"],
+                while_running=written,
             )
         return path.stat().st_size
     except FileExistsError:  # mkdir met a file where the path needs a folder
@@ -72,24 +82,32 @@ def dump(url: str, path: Path) -> int:
         raise DatabaseError(f"{where}: {e.strerror}") from None
 
 
-def restore(url: str, path: Path) -> bool:
+def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
     """Replace the URL's database with the dump at `path`; whether one existed before.
 
     The file is checked first, then restored into a scratch database that is swapped in only when
-    the whole restore succeeded: a bad file leaves the database exactly as it was."""
+    the whole restore succeeded: a bad file leaves the database exactly as it was. progress hears
+    each step."""
     try:
         found = path.is_file()
     except OSError as e:  # a name too long, say: pathlib raises rather than answer False
         raise DatabaseError(f"{path}: {e.strerror}") from None
     if not found:
         raise DatabaseError(f"{path}: no such file")
+    progress("reading the file's table of contents")
     try:
         listing = _run("pg_restore", None, ["--list", str(path)])
     except DatabaseError as e:
         raise DatabaseError(f"{path} is not a readable pg_dump custom-format file ({e}); nothing changed") from None
     source = _DUMPED_FROM.search(listing)
     source_major = int(source.group(1)) if source else 0
-    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path, source_major))
+
+    def build(scratch_url: str) -> None:
+        progress("restoring into a scratch database")
+        _restore_into(scratch_url, path, source_major)
+        progress("swapping it in")
+
+    return admin.replace_database(url, build)
 
 
 # Owners and grants name the source server's roles (RDS's, say), which need not exist here.
@@ -147,13 +165,14 @@ def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT)), {**os.environ, **extra_env}
 
 
-def _run(program: str, url: str | None, args: list[str]) -> str:
+def _run(program: str, url: str | None, args: list[str], while_running: Callable[[], None] | None = None) -> str:
+    """Run the program; its output. while_running is called every PROGRESS_POLL_SECONDS until it ends."""
     argv = [str(find_program(program)), *args]
     env = dict(os.environ)
     if url is not None:
         target, env = _connection(url, program)
         argv[1:1] = ["--dbname", target]
-    result = children.run(argv, name=program, limit=DUMP_LIMIT, env=env)
+    result = children.run(argv, name=program, limit=DUMP_LIMIT, env=env, while_running=while_running, every=PROGRESS_POLL_SECONDS)
     if result.returncode:
         raise DatabaseError(_failure(program, url, result.stderr, result.returncode, env))
     return result.stdout

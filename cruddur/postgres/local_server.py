@@ -26,6 +26,8 @@ SUPERUSER = "postgres"
 LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5432
 PASSWORD_FILE = "cruddur-password"
+# Loaded at start (it cannot be loaded later) so that inv db.slow can read pg_stat_statements.
+PRELOAD_LIBRARIES = "pg_stat_statements"
 # Where Linux shows each process; macOS has none, and then the server itself is asked.
 PROC = Path("/proc")
 
@@ -168,7 +170,7 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
         _remove_stale_lock_file(pgdata)
         log = pgdata / "log"
         seen = log.stat().st_size if log.exists() else 0
-        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
+        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))} -c shared_preload_libraries={PRELOAD_LIBRARIES}"
         remaining = max(1, int(deadline.left()))
         try:
             embedded.pg_ctl(

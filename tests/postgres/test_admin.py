@@ -5,12 +5,12 @@ import threading
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import conninfo
 
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.postgres import admin, urls
 from cruddur.postgres.sessions import list_sessions
-from tests.helpers import ROOT, add_user, closed_port_url, first_statement_line, table_count, wait_for, waiting_on_a_lock
+from tests.helpers import ROOT, add_user, closed_port_url, first_statement_line, login_role, table_count, wait_for, waiting_on_a_lock
 
 
 def test_create_database_then_again_reports_existing(database_url):
@@ -181,34 +181,19 @@ def _ignore(fn, *args):
 
 
 def test_sessions_work_for_a_non_superuser(database_url, server_url):
-    role = "app_" + urls.dbname(database_url)[-8:]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-    try:
-        as_role = conninfo.make_conninfo(database_url, user=role, password="pw")
-        with psycopg.connect(database_url) as other:
-            rows = list_sessions(as_role)
-            superuser_row = next(r for r in rows if r["pid"] == other.info.backend_pid)
+    with login_role(database_url, "app_") as as_role, psycopg.connect(database_url) as other:
+        rows = list_sessions(as_role)
+        superuser_row = next(r for r in rows if r["pid"] == other.info.backend_pid)
         assert (superuser_row["user"], superuser_row["query"]) == ("postgres", "<insufficient privilege>")
-        assert any(r["this_session"] and r["user"] == role for r in rows)
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        assert any(r["this_session"] and r["user"] == conninfo.conninfo_to_dict(as_role)["user"] for r in rows)
 
 
 def test_a_non_superuser_cannot_end_another_roles_session(database_url):
-    role = "app_" + urls.dbname(database_url)[-8:]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-    try:
-        as_role = conninfo.make_conninfo(database_url, user=role, password="pw")
+    with login_role(database_url, "app_") as as_role:
         with psycopg.connect(database_url) as superuser_session, psycopg.connect(as_role) as own_role_session:
             results = dict(admin.terminate_other_sessions(as_role))
             assert results == {superuser_session.info.backend_pid: False, own_role_session.info.backend_pid: True}
             superuser_session.execute("SELECT 1")  # still alive
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_include_server_processes(database_url):
@@ -265,23 +250,20 @@ def test_a_file_load_that_waits_less_than_its_timeout_goes_through(schema_url):
 def test_sessions_and_kill_turn_a_refused_catalog_query_into_one_line(database_url):
     """A role the database does not let read pg_stat_activity (as a hardened server may) gets a
     DatabaseError line from db.sessions and db.kill, not a raw psycopg error."""
-    role = "probe_" + urls.dbname(database_url)[-8:]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-        # Object privileges are per database: only this test's throwaway database is affected.
-        conn.execute("REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC")
-    as_probe = conninfo.make_conninfo(database_url, user=role, password="pw")
-    try:
-        with pytest.raises(DatabaseError) as listing:
-            list_sessions(as_probe)
-        assert str(listing.value).startswith("cannot list the sessions: permission denied for view pg_stat_activity")
-        with pytest.raises(DatabaseError) as killing:
-            admin.terminate_other_sessions(as_probe)
-        assert str(killing.value).startswith("cannot list the other sessions: permission denied")
-    finally:
+    with login_role(database_url, "probe_") as as_probe:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON pg_catalog.pg_stat_activity TO PUBLIC")
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            # Object privileges are per database: only this test's throwaway database is affected.
+            conn.execute("REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC")
+        try:
+            with pytest.raises(DatabaseError) as listing:
+                list_sessions(as_probe)
+            assert str(listing.value).startswith("cannot list the sessions: permission denied for view pg_stat_activity")
+            with pytest.raises(DatabaseError) as killing:
+                admin.terminate_other_sessions(as_probe)
+            assert str(killing.value).startswith("cannot list the other sessions: permission denied")
+        finally:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("GRANT SELECT ON pg_catalog.pg_stat_activity TO PUBLIC")
 
 
 def holding_advisory_lock(url: str, key: str) -> psycopg.Connection:

@@ -176,6 +176,20 @@ def test_sessions_table_and_json(run_task, dev_on_empty_db, database_url):
     assert "checkpointer" in {r["backend_type"] for r in json.loads(everything.stdout)}
 
 
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_sessions_fit_the_width_and_never_cut_a_wait_event(run_task, dev_on_empty_db, columns):
+    result = run_task("db.sessions", "--all", env={**dev_on_empty_db, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    assert lines[0].split()[:3] == ["pid", "state", "type"]  # --all: the type says what each process is
+    # The wait column, read under its header: whole names (Activity:BgwriterHibernate...), never cut with "…".
+    start = lines[0].index("wait")
+    waits = [wait for line in lines[2:-1] if line[:1].isdigit() and (wait := line[start:].split("  ")[0].strip())]
+    assert waits and all(re.fullmatch(r"[A-Za-z]+:[A-Za-z0-9_]+", wait) for wait in waits), waits
+    assert ("query" in lines[0]) is (columns >= 120)
+
+
 def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev_on_empty_db, database_url):
     # On a terminal (off one, rich's Live shows only the last table): a session that connects
     # after the first table was drawn can only appear through a refresh.
@@ -477,10 +491,10 @@ def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev_on_em
     assert lines[0].split() == ["pid", "state", "wait", "blocked", "by", "query", *(["application"] if columns == 120 else [])]
     waiting = next(line for line in lines if line.startswith(str(waiter)))
     assert waiting.split()[:4] == [str(waiter), "active", "Lock:relation", str(holder)]
-    assert "SELECT /* a long report */" in waiting and "…" in waiting  # on one line, cut
+    assert "SELECT /* a long report" in waiting and "…" in waiting  # on one line, cut
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     held = next(line for line in lines if line.startswith(str(holder)))
-    assert "LOCK TABLE t /* \\x1b]0;pwn" in held  # escaped, then cut
+    assert "LOCK TABLE t /* \\x1b]0;" in held  # escaped, then cut
 
 
 def test_sessions_json_keeps_everything_exact(run_task, dev_on_empty_db, busy_database):
