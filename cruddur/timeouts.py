@@ -12,6 +12,7 @@ MIGRATION_LOCK_TIMEOUT = 5.0  # a migration's statement may queue this long for 
 COGNITO_SYNC_LOCK_TIMEOUT = 5.0  # cognito.sync waits this long for the users table
 DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
+TABLE_COUNT_WAIT = 2.0  # a write's plan counts a table's rows this long (lock included), then estimates
 
 # Another run of the same work (session advisory locks).
 SWAP_LOCK_WAIT = 60.0  # a rebuild waits this long for another one of the same database

@@ -15,31 +15,21 @@ from ._cli import (
     YES_HELP,
     app_database,
     finish_swap_first,
-    guard_prod,
     number,
     print_json,
     settings,
     show,
     task,
 )
+from ._protocol import NO_BACKUP_HELP, begin, is_dry, table_lines, verify
 
 LOCK_HELP = f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g})"
-NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
 
 
 def _folders() -> tuple[Path, Path]:
     """The migrations folder, and the root that file names in messages are relative to."""
     config = settings()
     return config.sql_dir / "migrations", config.project_dir
-
-
-def _backup(target) -> None:
-    from cruddur.postgres import dump
-
-    path = dump.default_path(settings().backups_dir, target.dbname)
-    print(f"  backing up {target.dbname} to {path} ...", flush=True)
-    size = dump.dump(target.url, path)
-    print(f"  backup written: {path} ({byte_size(size)})")
 
 
 def _milliseconds(seconds: float) -> str:
@@ -73,7 +63,8 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
 
     lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
-    target = app_database(prod)
+    dry_run = is_dry(c, dry_run)
+    target = app_database(prod, dry=dry_run)
     if not dry_run:
         finish_swap_first(target, yes)
     if dry_run or prod:
@@ -88,7 +79,7 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
         _list(pending)
         if dry_run:
             return
-        _confirm_and_back_up(target, f"apply {len(pending)} migration(s) to", yes, no_backup)
+        begin(c, target, f"apply {len(pending)} migration(s) to", [], yes=yes, no_backup=no_backup, recover=False)
     else:
         print(f"migrating {target}")
     done = runner.migrate(
@@ -127,18 +118,20 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     steps = number(steps, "--steps", default=1, minimum=1, integer=True)
     lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
-    target = app_database(prod)
-    finish_swap_first(target, yes)
+    dry = is_dry(c)
+    target = app_database(prod, dry=dry)
+    if not dry:
+        finish_swap_first(target, yes)
     files, applied = runner.inspect(target.url, directory, root)
     chosen = runner.rollback_plan(files, applied, steps, to)
     if not chosen:
         print(f"nothing to do: no migration to roll back on {target}")
         return
-    # On prod the plan comes first: nothing is "rolling back" until the question is answered.
-    print(f"{'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
-    if prod:
+    print(f"{'would roll back' if dry else 'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
+    if prod or dry:
         _list(chosen)
-        _confirm_and_back_up(target, f"roll back {len(chosen)} migration(s) of", yes, no_backup)
+    if not begin(c, target, f"roll back {len(chosen)} migration(s) of", [], yes=yes, no_backup=no_backup, recover=False):
+        return
     runner.rollback(
         target.url,
         directory,
@@ -154,13 +147,6 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
 def _list(plan) -> None:
     for migration in plan:
         print(f"  {migration.version}_{migration.name}")
-
-
-def _confirm_and_back_up(target, action: str, yes: bool, no_backup: bool) -> None:
-    """On production: the guard, then a backup unless --no-backup (its path printed)."""
-    guard_prod(target, action, yes)
-    if not no_backup:
-        _backup(target)
 
 
 @task(
@@ -214,19 +200,26 @@ def dump(c, prod=False, output=None):
     """Back up the app database to a pg_dump file and print its path."""
     from cruddur.postgres import dump as backups
 
-    target = app_database(prod)
+    target = app_database(prod, dry=is_dry(c))
     path = Path(output) if output else backups.default_path(settings().backups_dir, target.dbname)
+    if is_dry(c):
+        print(f"would dump {target} to {path}\ndry run: nothing changed")
+        return
     size = backups.dump(target.url, path)
     print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "path": "the .dump file to restore (from inv db.dump)"})
-def restore(c, path, prod=False, yes=False):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "no_backup": NO_BACKUP_HELP, "path": "the .dump file to restore (from inv db.dump)"})
+def restore(c, path, prod=False, yes=False, no_backup=False):
     """Replace the app database with a dump (swapped in whole)."""
     from cruddur.postgres import dump as backups
 
-    target = app_database(prod, recover=False)  # the restore finishes an interrupted swap itself
-    guard_prod(target, f"restore {path} over", yes)
+    target = app_database(prod, recover=False, dry=is_dry(c))  # the restore finishes an interrupted swap itself
+    plan = [f"will replace {target} with {path}; its tables now:", *table_lines(target.url)]
+    if not begin(c, target, f"restore {path} over", plan, yes=yes, no_backup=no_backup, recover=False):
+        return
     print(f"restoring {path} into {target}")
     existed = backups.restore(target.url, Path(path))
     print(f"  {'replaced' if existed else 'created'} {target.dbname} from {path}")
+    if target.prod:
+        verify(target)
