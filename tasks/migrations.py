@@ -42,8 +42,9 @@ def new_migration(c, name):
     from cruddur.postgres import migrations as runner
 
     directory, root = _folders()
-    path = runner.new_migration(directory, name)
-    print(path.relative_to(root) if path.is_relative_to(root) else path)
+    path = runner.new_migration(directory, name, dry_run=is_dry(c))
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    print(f"would write {shown}\ndry run: nothing changed" if is_dry(c) else shown)
 
 
 @task(
@@ -77,9 +78,8 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
             return
         print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
         _list(pending)
-        if dry_run:
+        if not begin(c, target, f"apply {len(pending)} migration(s) to", [], yes=yes, no_backup=no_backup, dry_run=dry_run, recover=False):
             return
-        begin(c, target, f"apply {len(pending)} migration(s) to", [], yes=yes, no_backup=no_backup, recover=False)
     else:
         print(f"migrating {target}")
     done = runner.migrate(

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from cruddur.postgres import admin, dump, urls
 from tests.aws.test_cognito import add_cognito_user
-from tests.helpers import ROOT, add_user, assert_one_line_error
+from tests.helpers import ROOT, Terminal, add_user, assert_one_line_error
 
 # Every production write, as (arguments, whether it can lose data and so backs up first).
 # DUMP stands for a dump of another database, for db.restore.
@@ -153,3 +153,23 @@ def test_every_task_that_takes_prod_is_listed_as_a_write_or_a_read():
 
     assert not set(WRITES) & set(READS)
     assert with_prod(ns) == set(WRITES) | set(READS)
+
+
+def test_db_connect_prod_runs_a_command_read_only_without_write(inv, prod_url):
+    before = snapshot(prod_url)
+    result = inv("db.connect", "--prod", "--command", "DELETE FROM activities", env={"PROD_CONNECTION_URL": prod_url})
+    assert result.returncode != 0
+    assert "cannot execute DELETE in a read-only transaction" in result.stderr
+    assert snapshot(prod_url) == before
+    read = inv("db.connect", "--prod", "--command", "SELECT count(*) AS n FROM users", env={"PROD_CONNECTION_URL": prod_url})
+    assert read.returncode == 0, read.stderr
+    assert " 2\n" in read.stdout
+
+
+def test_interactive_psql_on_prod_says_production_in_its_prompt(base_env, prod_url):
+    terminal = Terminal(["db.connect", "--prod"], {**base_env, "PROD_CONNECTION_URL": prod_url})
+    terminal.read_until("PRODUCTION")
+    terminal.read_until(f" {urls.dbname(prod_url)}=#")  # after the colour's reset
+    terminal.type("\\q\n")
+    code, _, _ = terminal.finish()
+    assert code == 0
