@@ -128,7 +128,7 @@ def trial(args: list[str], env: dict[str, str], url: str, new: tuple, number: in
 
 def main(landed_per_cell: int, seed: int) -> int:
     random.seed(seed)
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-kill-matrix-"))
+    folder = Path(tempfile.mkdtemp(prefix="kill-matrix-"))
     pgdata = folder / "pgdata"
     try:
         server = start_server(pgdata)

@@ -155,21 +155,21 @@ def test_every_task_that_takes_prod_is_listed_as_a_write_or_a_read():
     assert with_prod(ns) == set(WRITES) | set(READS)
 
 
-def test_db_connect_prod_runs_a_command_read_only_without_write(inv, prod_url):
-    before = snapshot(prod_url)
-    result = inv("db.connect", "--prod", "--command", "DELETE FROM activities", env={"PROD_CONNECTION_URL": prod_url})
+def test_db_connect_prod_runs_a_command_read_only_without_write(inv, seeded_url):
+    before = snapshot(seeded_url)
+    result = inv("db.connect", "--prod", "--command", "DELETE FROM activities", env={"PROD_CONNECTION_URL": seeded_url})
     assert result.returncode != 0
     assert "cannot execute DELETE in a read-only transaction" in result.stderr
-    assert snapshot(prod_url) == before
-    read = inv("db.connect", "--prod", "--command", "SELECT count(*) AS n FROM users", env={"PROD_CONNECTION_URL": prod_url})
+    assert snapshot(seeded_url) == before
+    read = inv("db.connect", "--prod", "--command", "SELECT count(*) AS n FROM users", env={"PROD_CONNECTION_URL": seeded_url})
     assert read.returncode == 0, read.stderr
     assert " 2\n" in read.stdout
 
 
-def test_interactive_psql_on_prod_says_production_in_its_prompt(base_env, prod_url):
-    terminal = Terminal(["db.connect", "--prod"], {**base_env, "PROD_CONNECTION_URL": prod_url})
+def test_interactive_psql_on_prod_says_production_in_its_prompt(base_env, seeded_url):
+    terminal = Terminal(["db.connect", "--prod"], {**base_env, "PROD_CONNECTION_URL": seeded_url})
     terminal.read_until("PRODUCTION")
-    terminal.read_until(f" {urls.dbname(prod_url)}=#")  # after the colour's reset
+    terminal.read_until(f" {urls.dbname(seeded_url)}=#")  # after the colour's reset
     terminal.type("\\q\n")
     code, _, _ = terminal.finish()
     assert code == 0
