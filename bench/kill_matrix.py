@@ -5,7 +5,8 @@ anything else, and no `__rebuild`/`__old` copy behind (inconsistent).
 
 Only a local embedded server on a free port is used (TEST_DATABASE_URL is ignored): the runs kill
 processes and rename databases.
-Run: python bench/kill_matrix.py [landed runs per task and signal, default 40] [seed]
+Run: python bench/kill_matrix.py [landed runs per task and signal, default 40] [seed] [cells]
+(cells: which to run, e.g. db.restore:SIGKILL,db.setup:SIGINT; default all four)
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def trial(args: list[str], env: dict[str, str], url: str, new: tuple, number: in
     return outcome
 
 
-def main(landed_per_cell: int, seed: int) -> int:
+def main(landed_per_cell: int, seed: int, cells: set[str] | None = None) -> int:
     random.seed(seed)
     folder = Path(tempfile.mkdtemp(prefix="kill-matrix-"))
     pgdata = folder / "pgdata"
@@ -149,6 +150,8 @@ def main(landed_per_cell: int, seed: int) -> int:
         for task, (args, new) in tasks.items():
             window = typical_seconds(args, env) * 1.1
             for name, signum in SIGNALS.items():
+                if cells and f"{task}:{name}" not in cells:
+                    continue
                 counts = Counter()
                 attempts = 0
                 while sum(counts.values()) < landed_per_cell and attempts < landed_per_cell * ATTEMPTS_PER_LANDED:
@@ -172,4 +175,6 @@ def main(landed_per_cell: int, seed: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 40, int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())))
+    landed_per_cell = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
+    sys.exit(main(landed_per_cell, seed, set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None))
