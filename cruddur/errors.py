@@ -137,6 +137,15 @@ class FileLockTimeout(SqlFileError):
         self.left_nothing = left_nothing
 
 
+class SwapError(DatabaseError):
+    """An interrupted swap left copies that recovery cannot put together without perhaps losing
+    one; every copy was kept. settled_by_drop: dropping the app database settles it."""
+
+    def __init__(self, message: str, settled_by_drop: bool = False):
+        super().__init__(message)
+        self.settled_by_drop = settled_by_drop
+
+
 class MigrationError(DatabaseError):
     """A migration file is malformed, or the plan is refused (out of order, changed file, ...)."""
 

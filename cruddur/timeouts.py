@@ -15,6 +15,7 @@ SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock 
 MAX_LOCK_TIMEOUT = 86400.0  # the longest lock wait a --lock-timeout flag may ask for (a day)
 MIGRATION_RETRY_MAX_PAUSE = 30.0  # db.migrate --retries: the longest pause between two tries
 EXTENSION_LOCK_TIMEOUT = 5.0  # db.slow's CREATE EXTENSION pg_stat_statements waits this long for a lock
+TABLE_COUNT_WAIT = 2.0  # a write's plan counts a table's rows this long (lock included), then estimates
 
 # Ending a session: pg_terminate_backend waits this long for it to be gone (db.kill --root, --pid).
 TERMINATE_WAIT = 5.0

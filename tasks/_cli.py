@@ -241,27 +241,19 @@ def progress_line(description: str):
 
 
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:
-    """Make the user type `expected` on a terminal (or pass --yes); refuse otherwise, changing nothing."""
+    """Make the user type `expected` on a terminal (or pass --yes); refuse otherwise, changing nothing.
+
+    The question goes to stderr and the answer is read from the terminal on stdin: stdout stays
+    the task's output (a `--json > file` never holds the question)."""
     if yes:
         return
     if not sys.stdin.isatty():
         raise Exit(f"refused: {action} on {where} needs confirmation; run it on a terminal or pass --yes", code=1)
     print(f"About to {action} on {where}.", file=sys.stderr)
-    try:
-        typed = input(f"Type {expected!r} to confirm: ")
-    except EOFError:
-        typed = ""
+    print(f"Type {expected!r} to confirm: ", end="", file=sys.stderr, flush=True)
+    typed = sys.stdin.readline()
     if typed.strip() != expected:
         raise Exit(f"refused: you typed {typed.strip()!r}, not {expected!r}; nothing changed", code=1)
-
-
-def guard_prod(target, action: str, yes: bool) -> None:
-    """Every task that writes to --prod calls this before its first write: on production it asks
-    for the database name (or --yes) and refuses with no terminal, then finishes a swap that an
-    interrupted db.setup or db.restore left half done; elsewhere it does nothing."""
-    if target.prod:
-        confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
-        _recover_swap(target)
 
 
 SWAP_FOUND = (
@@ -270,11 +262,12 @@ SWAP_FOUND = (
 )
 
 
-def app_database(prod: bool, recover: bool = True):
+def app_database(prod: bool, recover: bool = True, dry: bool = False):
     """The database a db task acts on (cruddur.postgres.target decides). With recover, a swap
     that an interrupted db.setup or db.restore left half done is finished or undone first, so
-    no task ever finds the app database missing because of it. Never on production: there
-    renaming and dropping databases waits for guard_prod's confirmation, and this only says so."""
+    no task ever finds the app database missing because of it; a recovery that fails stops the
+    task in one line. Never on production or in a dry run: there renaming and dropping
+    databases waits for the write's confirmation, and this only says so."""
     from cruddur.postgres import admin
     from cruddur.postgres.target import resolve
 
@@ -284,8 +277,8 @@ def app_database(prod: bool, recover: bool = True):
             f"started the local PostgreSQL (data in {settings().pgdata}); it keeps running after this task. Stop it with: inv db.down",
             file=sys.stderr,
         )
-    if recover and not target.prod:
-        _recover_swap(target)
+    if recover and not target.prod and not dry:
+        recover_swap(target)
     elif recover:
         try:
             found = admin.interrupted_swap(target.url)
@@ -304,17 +297,16 @@ def finish_swap_first(target, yes: bool) -> None:
     from cruddur.postgres import admin
 
     if target.prod and admin.interrupted_swap(target.url):
-        guard_prod(target, "finish the interrupted swap of", yes)
+        confirm_destructive(f"finish the interrupted swap of database {target.dbname!r}", target.dbname, str(target), yes)
+        recover_swap(target)
 
 
-def _recover_swap(target) -> None:
+def recover_swap(target) -> None:
+    """Finish or undo a swap an interrupted db.setup or db.restore left half done, saying on
+    stderr what was done. A recovery that fails (or finds copies that do not fit together, all
+    kept) raises its one-line error: the task stops there."""
     from cruddur.postgres import admin
 
-    try:
-        done = admin.recover_swap(target.url)
-    except ServerNotAnswering:
-        raise  # the task's own connection would wait as long again
-    except CruddurError:
-        done = None  # the task's own connection reports what is wrong, with the app database's name
+    done = admin.recover_swap(target.url)
     if done:
         print(f"{target.dbname}: {done}", file=sys.stderr)

@@ -8,7 +8,8 @@ from cruddur.errors import UsageError
 from cruddur.formats import moment
 from cruddur.timeouts import CONNECT_TIMEOUT
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, print_json, printable, show, task
+from ._protocol import begin, is_dry
 
 # What each refusal means for someone at the command line.
 REASONS = {
@@ -60,10 +61,15 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
 
     A refusal exits 1 with its error codes and stores nothing.
     """
+    import sys
+
     from cruddur.activities import create_activity as create
 
-    target = app_database(prod)
-    guard_prod(target, "add an activity to", yes)
+    target = app_database(prod, dry=is_dry(c))
+    plan = [f"will add an activity by @{printable(handle)} ({printable(ttl)}) to {target}: {printable(message)!r}"]
+    # With --json the plan goes to stderr: stdout stays one JSON document.
+    if not begin(c, target, "add an activity to", plan, yes=yes, backup=False, stream=sys.stderr if json_ else None):
+        return
     with _client(target, prod) as db:
         result = create(db, handle, message, ttl)
     if json_:

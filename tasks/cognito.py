@@ -1,8 +1,11 @@
 """The Cognito user pool: list its users, match them to the users table."""
 
+import sys
+
 from cruddur.formats import moment
 
-from ._cli import JSON_HELP, PROD_HELP, app_database, console, guard_prod, print_json, printable, settings, show, task
+from ._cli import JSON_HELP, PROD_HELP, app_database, console, print_json, printable, settings, show, task
+from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, is_dry
 
 
 def _pool_users():
@@ -64,18 +67,20 @@ def _users_listing(pool: str, found):
 @task(
     help={
         "prod": PROD_HELP,
-        "dry_run": "show what would change, change nothing",
+        "dry_run": DRY_RUN_HELP,
         "yes": "with --prod: skip typing the database name",
+        "no_backup": NO_BACKUP_HELP,
         "json_": JSON_HELP,
     }
 )
-def sync(c, prod=False, dry_run=False, yes=False, json_=False):
+def sync(c, prod=False, dry_run=False, yes=False, no_backup=False, json_=False):
     """Set users.cognito_user_id from Cognito, matching handle to preferred_username."""
     from rich.text import Text
 
     from cruddur.aws import cognito
 
-    where = app_database(prod)
+    dry_run = is_dry(c, dry_run)
+    where = app_database(prod, dry=dry_run)
     pool, found = _pool_users()
     # On production the plan comes first (read only): shown before the question, which is about
     # it, and the question is asked only when there is something to change.
@@ -85,8 +90,11 @@ def sync(c, prod=False, dry_run=False, yes=False, json_=False):
         shown = console(stderr=json_)
         _show_plan(plan, pool, str(where), shown)
         shown.print(Text(f"will update {len(plan.updated)} row(s) on the {where}"))
-        guard_prod(where, "set cognito_user_id from Cognito in", yes)
+        stream = sys.stderr if json_ else sys.stdout
+        begin(c, where, "set cognito_user_id from Cognito in", [], yes=yes, no_backup=no_backup, stream=stream)
         applied = cognito.sync(where.url, found, confirmed=plan.updated)
+        left = cognito.sync(where.url, found, dry_run=True)  # read back: what still differs
+        print(f"now {len(left.updated)} row(s) differ from Cognito on the {where}", file=stream)
         if not json_:
             console().print(Text(f"updated {len(applied.updated)} row(s) on the {where}"))
             return

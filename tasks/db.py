@@ -17,7 +17,6 @@ from ._cli import (
     YES_HELP,
     app_database,
     console,
-    guard_prod,
     lock_timeout_flag,
     number,
     print_json,
@@ -26,6 +25,7 @@ from ._cli import (
     show,
     task,
 )
+from ._protocol import NO_BACKUP_HELP, begin, confirm, is_dry, table_lines, verify
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -124,18 +124,46 @@ def _status_lines(found) -> list[tuple[str, str]]:
     return lines
 
 
-@task(help={"prod": PROD_HELP, "command": "run this SQL (psql -c) and exit instead of an interactive session"})
-def connect(c, prod=False, command=None):
-    """Open psql on the app database (password kept out of `ps`)."""
+# What the interactive psql on production shows before each line: where you are.
+PROD_PROMPT = "%[%033[1;31m%]PRODUCTION%[%033[0m%] %/%R%# "
+
+
+@task(
+    help={
+        "prod": PROD_HELP,
+        "command": "run this SQL (psql -c) and exit instead of an interactive session; on --prod read-only unless --write",
+        "write": "with --prod --command: let the SQL write (shows the plan, asks, backs up first)",
+        "yes": YES_HELP,
+        "no_backup": NO_BACKUP_HELP,
+    }
+)
+def connect(c, prod=False, command=None, write=False, yes=False, no_backup=False):
+    """Open psql on the app database (password kept out of `ps`); on --prod commands run read-only."""
     from cruddur.postgres import psql
     from cruddur.postgres.connect import connect as check
 
-    target = app_database(prod)
+    dry = is_dry(c)
+    target = app_database(prod, dry=dry)
     # A missing server or database is one line here; psql would print its own and exit 2.
     check(target.url).close()
-    code = psql.run(target.url, ["-c", command] if command else [], prefer_bundled=target.local)
+    args, env = (["-c", command] if command is not None else []), {}
+    writes = command is not None and (write or not target.prod)
+    if writes:
+        plan = [f"will run on {target}: {printable(command)}", "its tables now:", *table_lines(target.url)]
+        if not begin(c, target, "run SQL that may write in", plan, yes=yes, no_backup=no_backup):
+            return
+    elif command is not None:
+        if dry:
+            print(f"would run on {target}, read-only: {printable(command)}\ndry run: nothing changed")
+            return
+        env = psql.read_only_env()
+    elif target.prod:
+        args = ["--variable", f"PROMPT1={PROD_PROMPT}", "--variable", f"PROMPT2={PROD_PROMPT}"]
+    code = psql.run(target.url, args, prefer_bundled=target.local, env=env)
     if code:
         raise Exit(code=code)
+    if writes and target.prod:
+        verify(target)
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP})
@@ -143,28 +171,56 @@ def create(c, prod=False, yes=False):
     """Create the app database (an existing one is kept)."""
     from cruddur.postgres import admin
 
-    target = app_database(prod)
-    guard_prod(target, "create", yes)  # on prod it also finishes a half-done swap before the name is taken
-    if admin.create_database(target.url):
+    target = app_database(prod, recover=False, dry=is_dry(c))  # create_database settles a half-done swap under its lock
+    if not begin(c, target, "create", [f"will create {target} unless it exists"], yes=yes, backup=False, recover=False):
+        return
+    if admin.create_database(target.url, report=_say):
         print(f"created {target}")
     else:
         print(f"{target} already exists; left as it is")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP})
-def drop(c, prod=False, yes=False):
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "no_backup": NO_BACKUP_HELP})
+def drop(c, prod=False, yes=False, no_backup=False):
     """Drop the app database, even while clients hold it."""
     from cruddur.postgres import admin
 
-    target = app_database(prod)
-    guard_prod(target, "DROP", yes)
-    ended = admin.drop_database(target.url)
+    target = app_database(prod, recover=False, dry=is_dry(c))  # drop_database settles a half-done swap under its lock
+    plan = [f"will drop {target}, which holds:", *table_lines(target.url), *_sessions_plan(target, "and end its")]
+    if not begin(c, target, "DROP", plan, yes=yes, no_backup=no_backup, recover=False):
+        return
+    ended = admin.drop_database(target.url, report=_say)
     if ended is None:
         print(f"{target} does not exist; nothing to drop")
     elif ended:
         print(f"dropped {target}, ending {ended} session{'s' if ended > 1 else ''} that held it")
     else:
         print(f"dropped {target}")
+    if target.prod:
+        verify(target)
+
+
+def _sessions_plan(target, headline: str) -> list[str]:
+    """For a plan: `headline` with how many other client sessions hold the app database, then one
+    line for each (the sessions a drop or kill ends)."""
+    others = _other_sessions(target)
+    lines = [f"{headline} {len(others)} other session(s)" + (":" if others else "")]
+    lines += [f"  {row['pid']} {printable(row['user'])} {printable(row['app']) or '-'} ({printable(row['state'])})" for row in others]
+    return lines
+
+
+def _other_sessions(target) -> list[dict]:
+    from cruddur.errors import NoSuchDatabase
+    from cruddur.postgres.sessions import list_sessions
+
+    try:
+        return [row for row in list_sessions(target.url) if row["db"] == target.dbname and not row["this_session"]]
+    except NoSuchDatabase:
+        return []
 
 
 LOCK_TIMEOUT_HELP = f"seconds to wait for a lock another session holds before giving up (default {FILE_LOAD_LOCK_TIMEOUT:g})"
@@ -174,49 +230,79 @@ def _lock_timeout(value) -> float:
     return lock_timeout_flag(value, FILE_LOAD_LOCK_TIMEOUT)
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
-def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
+@task(
+    help={
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
+        "no_backup": NO_BACKUP_HELP,
+        "file": "load this file instead of sql/schema.sql",
+        "lock_timeout": LOCK_TIMEOUT_HELP,
+    }
+)
+def schema_load(c, prod=False, yes=False, no_backup=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
     from cruddur.postgres import migrations
 
     # The load clears the migrations' record in its own transaction, whatever the file holds.
-    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of", migrations.load_schema)
+    target = _load_file(c, prod, yes, no_backup, file, lock_timeout, "schema.sql", "replace the tables of", migrations.load_schema)
+    if target is None:
+        return
     config = settings()
     pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
     if pending:
         print(f"{len(pending)} migration(s) pending; next: inv db.migrate{' --prod' if prod else ''}")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/seed.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
-def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
+@task(
+    help={
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
+        "no_backup": NO_BACKUP_HELP,
+        "file": "load this file instead of sql/seed.sql",
+        "lock_timeout": LOCK_TIMEOUT_HELP,
+    }
+)
+def seed(c, prod=False, yes=False, no_backup=False, file=None, lock_timeout=None):
     """Load sql/seed.sql in one transaction."""
-    _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
+    _load_file(c, prod, yes, no_backup, file, lock_timeout, "seed.sql", "load seed data into")
 
 
-def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str, load=None):
-    """`load(url, path, label, lock_timeout)`: how the file is run (default: admin.run_sql_file)."""
+def _load_file(c, prod: bool, yes: bool, no_backup: bool, file: str | None, lock_timeout, default: str, action: str, load=None):
+    """The target once the file loaded, or None in a dry run. `load(url, path, label,
+    lock_timeout)`: how the file is run (default: admin.run_sql_file)."""
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
-    target = app_database(prod)
-    guard_prod(target, action, yes)
+    target = app_database(prod, dry=is_dry(c))
     path, label = _sql_file(file, default)
+    plan = [f"will load {label} into {target} ({action} it); its tables now:", *table_lines(target.url)]
+    if not begin(c, target, action, plan, yes=yes, no_backup=no_backup):
+        return None
     (load or admin.run_sql_file)(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
+    if target.prod:
+        verify(target)
     return target
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP})
-def setup(c, prod=False, yes=False):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "no_backup": NO_BACKUP_HELP})
+def setup(c, prod=False, yes=False, no_backup=False):
     """Reset the app database: schema, migrations, seed."""
     from cruddur.postgres import admin, migrations
 
     started = time.monotonic()  # "ready in" counts the whole task, a server start included
-    target = app_database(prod, recover=False)  # the rebuild finishes an interrupted swap itself
-    guard_prod(target, "DROP and recreate", yes)
-    print(f"setting up {target}")
+    target = app_database(prod, recover=False, dry=is_dry(c))  # the rebuild finishes an interrupted swap itself
     config = settings()
     schema, seed = _sql_file(None, "schema.sql"), _sql_file(None, "seed.sql")
+    pending = len(list((config.sql_dir / "migrations").glob("*.sql")))
+    plan = [
+        f"will replace {target} with a fresh build of sql/schema.sql, {pending} file(s) of sql/migrations/, sql/seed.sql;",
+        "its tables now:",
+        *table_lines(target.url),
+    ]
+    if not begin(c, target, "DROP and recreate", plan, yes=yes, no_backup=no_backup, recover=False):
+        return
+    print(f"setting up {target}")
     # A failure says itself what became of the database (left as it was, or swapped in all the same).
     existed = admin.replace_database(
         target.url,
@@ -224,6 +310,8 @@ def setup(c, prod=False, yes=False):
     )
     print("  built a fresh database from sql/schema.sql, sql/migrations/, sql/seed.sql")
     print(f"  {'replaced' if existed else 'created'} {target.dbname}")
+    if target.prod:
+        verify(target)
     print(f"ready in {time.monotonic() - started:.2f}s")
 
 
@@ -438,25 +526,28 @@ def kill(c, prod=False, yes=False, root=False, pid=None, dry_run=False):
     if dry_run and not root:
         raise Exit("error: --dry-run goes with --root", code=1)
     if root:
-        _kill_roots(prod, yes, dry_run)
+        _kill_roots(c, prod, yes, dry_run)
         return
     if pid is not None:
-        _kill_one(prod, yes, number(pid, "--pid", default=None, minimum=1, integer=True))
+        _kill_one(c, prod, yes, number(pid, "--pid", default=None, minimum=1, integer=True))
         return
     from cruddur.postgres import admin
 
-    target = app_database(prod)
-    guard_prod(target, "end every other session on", yes)
+    target = app_database(prod, dry=is_dry(c))
+    if not begin(c, target, "end every other session on", _sessions_plan(target, f"will end, on {target}, its"), yes=yes, backup=False):
+        return
     results = admin.terminate_other_sessions(target.url)
     if not results:
         print(f"no other sessions on {target}")
     for pid, ended in results:
         print(f"ended session {pid}" if ended else f"could not end session {pid}: it belongs to another role")
+    if target.prod:
+        print(f"now {len(_other_sessions(target))} other session(s) hold {target.dbname}")
     if any(not ended for _, ended in results):
         raise Exit(code=1)
 
 
-def _kill_roots(prod: bool, yes: bool, dry_run: bool) -> None:
+def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     """Plan (the root blockers, listed), confirm on prod, end each that is still a root, say
     what became of each."""
     from cruddur.postgres import blocking
@@ -472,22 +563,19 @@ def _kill_roots(prod: bool, yes: bool, dry_run: bool) -> None:
     if dry_run:
         print("dry run: nothing ended")
         return
-    _confirm_kill(target, f"end {len(roots)} root blocker session(s) on the server of", yes)
+    if not confirm(c, target, f"end {len(roots)} root blocker session(s) on the server of", yes):
+        return
     results = blocking.end_roots(target.url, [node.pid for node in roots])
     _report_ended(results)
 
 
-def _kill_one(prod: bool, yes: bool, pid: int) -> None:
+def _kill_one(c, prod: bool, yes: bool, pid: int) -> None:
     from cruddur.postgres import blocking
 
     target = app_database(prod)
-    _confirm_kill(target, f"end session {pid} on the server of", yes)
+    if not confirm(c, target, f"end session {pid} on the server of", yes):
+        return
     _report_ended([blocking.end_session(target.url, pid)])
-
-
-def _confirm_kill(target, action: str, yes: bool) -> None:
-    """The one place db.kill asks on prod before ending sessions."""
-    guard_prod(target, action, yes)
 
 
 def _report_ended(results) -> None:

@@ -14,7 +14,6 @@ from ._cli import (
     YES_HELP,
     app_database,
     console,
-    guard_prod,
     number,
     print_json,
     printable,
@@ -168,10 +167,14 @@ def invoke(c, event=None, prod=False, yes=False):
 
     from cruddur.lambda_build import local as lambda_local
 
-    where = app_database(prod)
+    from ._protocol import begin, is_dry
+
+    where = app_database(prod, dry=is_dry(c))
     event_path = Path(event) if event else lambda_local.DEFAULT_EVENT
     lambda_local.read_event(event_path)  # a bad event file is reported before anyone is asked to confirm
-    guard_prod(where, f"save the user of {event_path.name} in", yes)
+    plan = [printable(f"will run the handler on {event_path.name}, which saves its user in the {where}")]
+    if not begin(c, where, f"save the user of {event_path.name} in", plan, yes=yes, backup=False):
+        return
     # Everything below but the fixed words comes from the event or the database, written by other
     # people: shown through printable() as plain text, never read as rich markup (a name holding
     # "[/]" would otherwise crash the print) nor run by the terminal (an escape sequence).

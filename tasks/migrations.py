@@ -15,7 +15,6 @@ from ._cli import (
     YES_HELP,
     app_database,
     finish_swap_first,
-    guard_prod,
     lock_timeout_flag,
     number,
     print_json,
@@ -25,27 +24,17 @@ from ._cli import (
     show,
     task,
 )
+from ._protocol import NO_BACKUP_HELP, begin, confirm, is_dry, table_lines, verify
 
 LOCK_HELP = (
     f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g}, at most {MAX_LOCK_TIMEOUT:g})"
 )
-NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
 
 
 def _folders() -> tuple[Path, Path]:
     """The migrations folder, and the root that file names in messages are relative to."""
     config = settings()
     return config.sql_dir / "migrations", config.project_dir
-
-
-def _backup(target) -> None:
-    from cruddur.postgres import dump
-
-    path = dump.default_path(settings().backups_dir, target.dbname)
-    print(f"  backing up {target.dbname} to {path} ...", flush=True)
-    with progress_line(f"backing up {target.dbname}") as report:
-        size = dump.dump(target.url, path, report)
-    print(f"  backup written: {path} ({byte_size(size)})")
 
 
 def _milliseconds(seconds: float) -> str:
@@ -58,8 +47,9 @@ def new_migration(c, name):
     from cruddur.postgres import migrations as runner
 
     directory, root = _folders()
-    path = runner.new_migration(directory, name)
-    print(path.relative_to(root) if path.is_relative_to(root) else path)
+    path = runner.new_migration(directory, name, dry_run=is_dry(c))
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    print(f"would write {shown}\ndry run: nothing changed" if is_dry(c) else shown)
 
 
 @task(
@@ -96,11 +86,12 @@ def migrate(
     if baseline is not None and (to is not None or allow_out_of_order):
         raise UsageError("--baseline records migrations without running them; give it without --to and --allow-out-of-order")
     directory, root = _folders()
-    target = app_database(prod)
+    dry_run = is_dry(c, dry_run)
+    target = app_database(prod, dry=dry_run)
     if not dry_run:
         finish_swap_first(target, yes)
     if baseline is not None:
-        _baseline(target, baseline, dry_run, yes)
+        _baseline(c, target, baseline, dry_run, yes)
         return
     if dry_run or prod:
         files, applied = runner.inspect(target.url, directory, root)
@@ -112,9 +103,8 @@ def migrate(
             return
         print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
         _list(pending)
-        if dry_run:
+        if not begin(c, target, f"apply {len(pending)} migration(s) to", [], yes=yes, no_backup=no_backup, dry_run=dry_run, recover=False):
             return
-        _confirm_and_back_up(target, f"apply {len(pending)} migration(s) to", yes, no_backup)
     else:
         print(f"migrating {target}")
     done = runner.migrate(
@@ -151,7 +141,7 @@ def _say_retry(retry) -> None:
     )
 
 
-def _baseline(target, version: str, dry_run: bool, yes: bool) -> None:
+def _baseline(c, target, version: str, dry_run: bool, yes: bool) -> None:
     """db.migrate --baseline: plan, confirm on production, record, say what is now true."""
     from cruddur.postgres import migrations as runner
 
@@ -165,7 +155,8 @@ def _baseline(target, version: str, dry_run: bool, yes: bool) -> None:
     _list(chosen)
     if dry_run:
         return
-    guard_prod(target, f"record {len(chosen)} migration(s) as applied on", yes)
+    if not confirm(c, target, f"record {len(chosen)} migration(s) as applied on", yes):
+        return
     recorded = runner.baseline(target.url, directory, version, label_root=root, confirmed=chosen)
     print(f"recorded {len(recorded)} migration(s); {target.dbname} is at version {version}; inv db.migrations shows them all")
 
@@ -189,18 +180,20 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     steps = number(steps, "--steps", default=1, minimum=1, integer=True)
     lock_timeout = lock_timeout_flag(lock_timeout, MIGRATION_LOCK_TIMEOUT)
     directory, root = _folders()
-    target = app_database(prod)
-    finish_swap_first(target, yes)
+    dry = is_dry(c)
+    target = app_database(prod, dry=dry)
+    if not dry:
+        finish_swap_first(target, yes)
     files, applied = runner.inspect(target.url, directory, root)
     chosen = runner.rollback_plan(files, applied, steps, to)
     if not chosen:
         print(f"nothing to do: no migration to roll back on {target}")
         return
-    # On prod the plan comes first: nothing is "rolling back" until the question is answered.
-    print(f"{'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
-    if prod:
+    print(f"{'would roll back' if dry else 'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
+    if prod or dry:
         _list(chosen)
-        _confirm_and_back_up(target, f"roll back {len(chosen)} migration(s) of", yes, no_backup)
+    if not begin(c, target, f"roll back {len(chosen)} migration(s) of", [], yes=yes, no_backup=no_backup, recover=False):
+        return
     runner.rollback(
         target.url,
         directory,
@@ -216,13 +209,6 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
 def _list(plan) -> None:
     for migration in plan:
         print(f"  {migration.version}_{migration.name}")
-
-
-def _confirm_and_back_up(target, action: str, yes: bool, no_backup: bool) -> None:
-    """On production: the guard, then a backup unless --no-backup (its path printed)."""
-    guard_prod(target, action, yes)
-    if not no_backup:
-        _backup(target)
 
 
 @task(
@@ -241,7 +227,7 @@ def migrations(c, prod=False, json_=False, check=False, accept=None, forget=None
 
     directory, root = _folders()
     if accept is not None or forget is not None:
-        _fix_record(prod, yes, accept, forget)
+        _fix_record(c, prod, yes, accept, forget)
         return
     target = app_database(prod)
     found = runner.overview(target.url, directory, root)
@@ -263,7 +249,7 @@ def migrations(c, prod=False, json_=False, check=False, accept=None, forget=None
             raise CheckFailed(f"{len(wrong)} migration(s) {' or '.join(states)} on {target}")
 
 
-def _fix_record(prod: bool, yes: bool, accept: str | None, forget: str | None) -> None:
+def _fix_record(c, prod: bool, yes: bool, accept: str | None, forget: str | None) -> None:
     """db.migrations --accept/--forget: one version's record, guarded on production."""
     from cruddur.postgres import migrations as runner
 
@@ -272,7 +258,8 @@ def _fix_record(prod: bool, yes: bool, accept: str | None, forget: str | None) -
     directory, root = _folders()
     target = app_database(prod)
     version = accept if accept is not None else forget
-    guard_prod(target, f"{'record' if accept is not None else 'forget'} migration {version} in the migrations' record of", yes)
+    if not confirm(c, target, f"{'record' if accept is not None else 'forget'} migration {version} in the migrations' record of", yes):
+        return
     if accept is not None:
         print(f"{runner.accept(target.url, directory, accept, root)} on {target}")
     else:
@@ -357,21 +344,28 @@ def dump(c, prod=False, output=None):
     """Back up the app database to a pg_dump file and print its path."""
     from cruddur.postgres import dump as backups
 
-    target = app_database(prod)
+    target = app_database(prod, dry=is_dry(c))
     path = Path(output) if output else backups.default_path(settings().backups_dir, target.dbname)
+    if is_dry(c):
+        print(f"would dump {target} to {path}\ndry run: nothing changed")
+        return
     with progress_line(f"dumping {target.dbname}") as report:
         size = backups.dump(target.url, path, report)
     print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "path": "the .dump file to restore (from inv db.dump)"})
-def restore(c, path, prod=False, yes=False):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "no_backup": NO_BACKUP_HELP, "path": "the .dump file to restore (from inv db.dump)"})
+def restore(c, path, prod=False, yes=False, no_backup=False):
     """Replace the app database with a dump (swapped in whole)."""
     from cruddur.postgres import dump as backups
 
-    target = app_database(prod, recover=False)  # the restore finishes an interrupted swap itself
-    guard_prod(target, f"restore {path} over", yes)
+    target = app_database(prod, recover=False, dry=is_dry(c))  # the restore finishes an interrupted swap itself
+    plan = [f"will replace {target} with {path}; its tables now:", *table_lines(target.url)]
+    if not begin(c, target, f"restore {path} over", plan, yes=yes, no_backup=no_backup, recover=False):
+        return
     print(f"restoring {path} into {target}")
     with progress_line(f"restoring {target.dbname}") as report:
         existed = backups.restore(target.url, Path(path), report)
     print(f"  {'replaced' if existed else 'created'} {target.dbname} from {path}")
+    if target.prod:
+        verify(target)

@@ -39,6 +39,9 @@ def update(c, description=None, identifier=None, dry_run=False):
     from cruddur.aws.rds import chosen_identifier
     from cruddur.errors import ConfigError
 
+    from ._protocol import is_dry
+
+    dry_run = is_dry(c, dry_run)
     config = settings()
     explicit = bool(config.db_sg_id or config.db_sg_rule_id)
     # Variables first, and the address before any change: a missing variable or a bad answer

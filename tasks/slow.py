@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, print_json, printable, show, task
+from ._protocol import confirm
 
 DEFAULT_LIMIT = 10
 
@@ -36,7 +37,8 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     if reset:
         writes.append(f"reset the {stats.EXTENSION} statistics of the server of")
     if writes:
-        guard_prod(target, " and ".join(writes), yes)
+        if not confirm(c, target, " and ".join(writes), yes):
+            return
     if found is stats.Readiness.NOT_CREATED:
         stats.create_extension(target.url)
         print(f"created the extension {stats.EXTENSION} in {target}", file=sys.stderr)

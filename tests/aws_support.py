@@ -266,6 +266,14 @@ class ThrottlingAws(helpers.LocalHttpServer):
 
 
 @pytest.fixture
+def pool(moto_url):
+    """A Cognito user pool on the moto server: (client, pool id, the variables a task needs)."""
+    idp = server_client(moto_url, "cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="cruddur-user-pool")["UserPool"]["Id"]
+    return idp, pool_id, {"AWS_ENDPOINT_URL": moto_url, "AWS_COGNITO_USER_POOL_ID": pool_id}
+
+
+@pytest.fixture
 def throttling_aws():
     endpoint = ThrottlingAws()
     yield endpoint

@@ -3,16 +3,18 @@ a scratch copy and a swap, end sessions, wait for a server to answer."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import errors, sql
 
-from ..errors import CruddurError, DatabaseError, FileLockTimeout, NoSuchDatabase, SqlFileError, one_line
+from ..errors import CruddurError, DatabaseError, FileLockTimeout, NoSuchDatabase, ServerNotAnswering, SqlFileError, SwapError, one_line
 from ..polling import Deadline
 from ..timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SWAP_LOCK_WAIT, SWAP_STEP_WAIT
 from . import urls
@@ -35,18 +37,37 @@ def _refuse_maintenance_db(url: str) -> str:
     return name
 
 
-def create_database(url: str) -> bool:
-    """Create the URL's database on its server; False if it already existed."""
+def create_database(url: str, report: Callable[[str], None] | None = None) -> bool:
+    """Create the URL's database on its server; False if it already existed.
+
+    It takes the swap lock and first finishes or undoes a swap an interrupted rebuild left half
+    done (what it did goes to `report`), so the name is never taken while a rebuilt or set-aside
+    copy waits for it; a half-done swap that cannot be settled stops it (SwapError)."""
     name = _refuse_maintenance_db(url)
     with _maintenance(url) as conn:
+        _take_swap_lock(conn, name, wait=SWAP_LOCK_WAIT)
+        _report(report, name, _recover(conn, name))
         return _create(conn, name)
 
 
-def drop_database(url: str) -> int | None:
+def drop_database(url: str, report: Callable[[str], None] | None = None) -> int | None:
     """Drop the URL's database, ending the sessions that hold it: how many client sessions it
-    ended, or None if it did not exist."""
+    ended, or None if it did not exist.
+
+    With the swap lock held, a half-done swap is settled first (what was done goes to `report`).
+    When the copies an interrupted rebuild left do not fit together (the app database is not the
+    one the swap put in), this is the way out SwapError names: the app database is dropped, and
+    the copy the swap left (the rebuilt one, else the set-aside one) then takes its name."""
     name = _refuse_maintenance_db(url)
     with _maintenance(url) as conn:
+        _take_swap_lock(conn, name, wait=SWAP_LOCK_WAIT)
+        try:
+            _report(report, name, _recover(conn, name))
+            settle = False
+        except SwapError as e:
+            if not e.settled_by_drop:
+                raise
+            settle = True
         try:
             (holders,) = conn.execute(
                 sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND ({})").format(sql.SQL(CLIENT_SESSION)),
@@ -54,7 +75,15 @@ def drop_database(url: str) -> int | None:
             ).fetchone()
         except psycopg.Error as e:
             raise DatabaseError(f"cannot list the sessions on {name!r}: {one_line(e)}") from None
-        return holders if _drop(conn, name) else None
+        ended = holders if _drop(conn, name) else None
+        if settle:
+            _report(report, name, _recover(conn, name))
+        return ended
+
+
+def _report(report: Callable[[str], None] | None, name: str, done: str | None) -> None:
+    if done and report:
+        report(f"{name}: {done}")
 
 
 def rebuild_database(url: str, files: list[tuple[Path, str]]) -> bool:
@@ -69,9 +98,11 @@ def replace_database(url: str, build: Callable[[str], None]) -> bool:
 
     build runs on a scratch database (<name>__rebuild), which takes the app database's place only
     when build returned: on any failure the app database is left exactly as it was and the scratch
-    one is dropped. The swap renames the app database aside (<name>__old), renames the scratch one
-    in, then drops the old one, so at every instant either the old or the new database is whole;
-    a swap cut short (a kill) is finished or undone by the next call here or to recover_swap.
+    one is dropped. The swap marks the scratch database complete (a comment on it naming the
+    database it replaces, by oid), renames the app database aside (<name>__old), renames the
+    scratch one in, drops the old one and clears the mark: so at every instant either the old or
+    the new database is whole, and a swap cut short (a kill) is finished or undone by the next
+    call here or to recover_swap, from those recorded facts rather than from which names exist.
     One rebuild at a time per database: a second one waits for the first (SWAP_LOCK_WAIT)."""
     name = _refuse_maintenance_db(url)
     scratch, aside = swap_names(name)
@@ -82,7 +113,6 @@ def replace_database(url: str, build: Callable[[str], None]) -> bool:
         reached = ["build"]  # the last step taken, for the message if a later one fails
         try:
             build(urls.with_dbname(url, scratch))
-            _stop_here_in_tests("built")
             return _swap_in(conn, name, scratch, aside, reached)
         except CruddurError as e:
             e.args = (f"{e}; {_clean_up_after_failure(conn, name, reached[0])}",)
@@ -93,6 +123,9 @@ def replace_database(url: str, build: Callable[[str], None]) -> bool:
 
 
 _RENAME_ATTEMPTS = 5
+# The comment that marks a complete scratch database: the JSON after it names the database it is
+# built for and the oid of the app database it replaces (null when there was none).
+SWAP_MARK = "cruddur swap: "
 
 
 def swap_names(name: str) -> tuple[str, str]:
@@ -103,9 +136,18 @@ def swap_names(name: str) -> tuple[str, str]:
 
 def recover_swap(url: str) -> str | None:
     """Finish or undo a swap of the URL's database that an interrupted rebuild left half done;
-    what was done, or None when there was nothing to do (or a rebuild is running right now)."""
+    what was done, or None when there was nothing to do (or a rebuild is running right now, or the
+    server cannot be reached: the caller's own connection then says why, naming its database).
+    A rename or drop that fails raises its one-line DatabaseError, and SwapError (nothing dropped)
+    says when the copies left do not fit together."""
     name = _refuse_maintenance_db(url)
-    with _maintenance(url) as conn:
+    try:
+        conn = _maintenance(url)
+    except ServerNotAnswering:
+        raise  # the caller's own connection would wait as long again
+    except DatabaseError:
+        return None
+    with conn:
         if not _take_swap_lock(conn, name, wait=None):
             return None  # the rebuild that holds it finishes its own swap
         return _recover(conn, name)
@@ -118,13 +160,49 @@ def interrupted_swap(url: str) -> bool:
     with _maintenance(url) as conn:
         if not _take_swap_lock(conn, name, wait=None):
             return False
-        found = conn.execute("SELECT count(*) FROM pg_database WHERE datname = ANY(%s)", (list(swap_names(name)),)).fetchone()[0]
-        return found > 0
+        found = _copies(conn, name)
+        return bool(set(found) - {name}) or (name in found and found[name].mark is not None)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    oid: int
+    mark: dict | None  # the swap's record on a complete rebuild, None on any other database
+
+
+def _copies(conn: psycopg.Connection, name: str) -> dict[str, _Copy]:
+    """The app database and the swap's two copies that exist, with the swap's marks."""
+    rows = conn.execute(
+        "SELECT datname, oid, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = ANY(%s)",
+        ([name, *swap_names(name)],),
+    ).fetchall()
+    return {datname: _Copy(oid, _read_mark(comment, name)) for datname, oid, comment in rows}
+
+
+def _read_mark(comment: str | None, name: str) -> dict | None:
+    if not comment or not comment.startswith(SWAP_MARK):
+        return None
+    try:
+        mark = json.loads(comment.removeprefix(SWAP_MARK))
+    except ValueError:
+        return None
+    return mark if isinstance(mark, dict) and mark.get("of") == name else None
+
+
+def _mark(conn: psycopg.Connection, database: str, mark: dict | None) -> None:
+    text = None if mark is None else SWAP_MARK + json.dumps(mark, sort_keys=True)
+    try:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(database), sql.Literal(text)))
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot record the swap's progress on database {database!r}: {one_line(e)}") from None
 
 
 def _swap_in(conn: psycopg.Connection, name: str, scratch: str, aside: str, reached: list[str]) -> bool:
-    existed = _exists(conn, name)
-    if existed:
+    app = _copies(conn, name).get(name)
+    # From here on the scratch database is a whole copy, and recovery knows it.
+    _mark(conn, scratch, {"of": name, "replaces": app.oid if app else None})
+    _stop_here_in_tests("built")
+    if app:
         _rename(conn, name, aside, end_sessions=True)
         reached[0] = "aside"
         _stop_here_in_tests("aside")
@@ -132,33 +210,71 @@ def _swap_in(conn: psycopg.Connection, name: str, scratch: str, aside: str, reac
     reached[0] = "in"
     _stop_here_in_tests("in")
     _drop(conn, aside)
-    return existed
+    _mark(conn, name, None)
+    return app is not None
 
 
 def _recover(conn: psycopg.Connection, name: str) -> str | None:
     """With the swap lock held: bring leftovers of an interrupted swap back to one whole database.
 
-    The scratch database is renamed in only after its build succeeded, and the app database is set
-    aside only after that: so a scratch database next to a set-aside one is complete, and one
-    alone may be half built."""
+    It acts on what the swap recorded, never on names alone: a scratch database without the mark
+    is half built (dropped); a marked one is whole. The set-aside database is dropped only when
+    the app database is the marked rebuild that replaced exactly it. Anything else keeps every
+    copy and raises SwapError saying which holds what."""
     scratch, aside = swap_names(name)
-    present = {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", ([name, scratch, aside],))}
+    found = _copies(conn, name)
+    app, new, old = found.get(name), found.get(scratch), found.get(aside)
     done = []
-    if name not in present and aside in present:
-        # Cut short after the app database was set aside: put a whole one back under its name.
-        if scratch in present:
-            _rename(conn, scratch, name)
-            present.discard(scratch)
-            done.append(f"finished an interrupted swap: the rebuilt database is now {name!r}")
+    if new and new.mark is None:
+        _drop(conn, scratch)  # cut short while it was being built: never a whole copy
+        new = None
+        done.append(f"dropped the leftover {scratch!r}")
+    if app is None and new:
+        _rename(conn, scratch, name)
+        app, new = new, None
+        done.append(f"finished an interrupted swap: the rebuilt database is now {name!r}")
+    elif app is None and old:
+        _rename(conn, aside, name)
+        app, old = old, None
+        done.append(f"undid an interrupted swap: {name!r} is the old database again")
+    if app and new:
+        if old is None and app.mark is None and new.mark.get("replaces") == app.oid:
+            _drop(conn, scratch)  # complete, but cut short before the app database was set aside
+            new = None
+            done.append(f"dropped the leftover {scratch!r}")
         else:
-            _rename(conn, aside, name)
-            present.discard(aside)
-            done.append(f"undid an interrupted swap: {name!r} is the old database again")
-    for leftover in (scratch, aside):
-        if leftover in present:
-            _drop(conn, leftover)
-            done.append(f"dropped the leftover {leftover!r}")
+            raise _ambiguous(conn, name, app, new, old)
+    if app and old:
+        if app.mark is None or app.mark.get("replaces") != old.oid:
+            raise _ambiguous(conn, name, app, new, old)
+        _drop(conn, aside)
+        done.append(f"dropped the leftover {aside!r}")
+    if app and app.mark is not None:
+        _mark(conn, name, None)
     return "; ".join(done) or None
+
+
+def _ambiguous(conn: psycopg.Connection, name: str, app: _Copy, new: _Copy | None, old: _Copy | None) -> SwapError:
+    scratch, aside = swap_names(name)
+    holds = [f"{name!r} ({_size(conn, app.oid)}, not the copy the swap would put in: made since)"]
+    if new:
+        holds.append(f"{scratch!r} ({_size(conn, new.oid)}, the complete rebuild)")
+    if old:
+        holds.append(f"{aside!r} ({_size(conn, old.oid)}, the database as it was before the rebuild)")
+    keeper = scratch if new else aside
+    return SwapError(
+        f"an interrupted db.setup or db.restore left copies that do not fit together, so none was dropped: {', '.join(holds)}."
+        f" To keep {keeper!r} as {name!r}: inv db.drop (with --prod on production), which drops {name!r} only and puts"
+        f" {keeper!r} in its place",
+        settled_by_drop=True,
+    )
+
+
+def _size(conn: psycopg.Connection, oid: int) -> str:
+    try:
+        return conn.execute("SELECT pg_size_pretty(pg_database_size(%s::oid))", (oid,)).fetchone()[0]
+    except psycopg.Error:
+        return "size unknown"  # no CONNECT right on it
 
 
 def _clean_up_after_failure(conn: psycopg.Connection, name: str, reached: str) -> str:
@@ -184,9 +300,12 @@ def _clean_up_after_failure(conn: psycopg.Connection, name: str, reached: str) -
 def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> bool:
     """The maintenance database's advisory lock for rebuilding `name`: wait up to `wait` seconds
     (None: only try). Held until the connection closes."""
-    taken = advisory_lock(conn, f"cruddur rebuild {name}", wait, what=f"another db.setup or db.restore of {name!r} to end")
+    taken = advisory_lock(conn, f"cruddur rebuild {name}", wait, what=f"another task that replaces, creates or drops {name!r} to end")
     if not taken and wait is not None:
-        raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends")
+        raise DatabaseError(
+            f"another task that replaces, creates or drops {name!r} (db.setup, db.restore, ...) is still running after {wait:g}s;"
+            " try again when it ends"
+        )
     # The renames and drops that follow wait for the database's lock no longer than this.
     set_lock_timeout(conn, SWAP_STEP_WAIT)
     return taken

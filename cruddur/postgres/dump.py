@@ -53,9 +53,9 @@ def default_path(directory: Path, dbname: str, now: datetime | None = None) -> P
 def dump(url: str, path: Path, progress: Progress = no_progress) -> int:
     """Write the URL's database to `path` in pg_dump's custom format; its size in bytes.
 
-    The file appears only complete: pg_dump writes beside it and the result is renamed in.
-    A path that cannot be written is one line before anything runs. While pg_dump runs,
-    progress hears how many bytes it has written."""
+    The file appears only complete: pg_dump writes beside it and the result is renamed in. It is
+    readable by its owner only (mode 0600). A path that cannot be written is one line before
+    anything runs. While pg_dump runs, progress hears how many bytes it has written."""
     where = f"cannot write the dump to {str(path)!r}"
     if "\0" in str(path):
         raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
@@ -63,7 +63,8 @@ def dump(url: str, path: Path, progress: Progress = no_progress) -> int:
         if path.is_dir():
             raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
         # The partial file is made before pg_dump runs: a place that cannot be written fails first.
-        with atomic_path(path) as partial:
+        # Readable by its owner only (0600): a dump holds every row; pg_dump keeps that mode.
+        with atomic_path(path, 0o600) as partial:
 
             def written() -> None:
                 with suppress(OSError):  # renamed in already

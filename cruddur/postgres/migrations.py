@@ -193,13 +193,15 @@ def _order(version: str) -> tuple[int, str]:
     return (len(version.lstrip("0")), version.lstrip("0"))
 
 
-def new_migration(directory: Path, name: str, now: datetime | None = None) -> Path:
-    """Write an empty migration with both sections; its path."""
+def new_migration(directory: Path, name: str, now: datetime | None = None, dry_run: bool = False) -> Path:
+    """Write an empty migration with both sections; its path (dry_run: only the path it would have)."""
     if len(name) > MAX_NAME:
         raise MigrationError(f"migration name of {len(name)} characters: at most {MAX_NAME} fit in a file name; say it shorter")
     if not _NAME.match(name):
         raise MigrationError(f"migration name {name!r}: use lowercase words joined by underscores, e.g. add_bio_to_users")
     version = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    if dry_run:
+        return directory / f"{version}_{name}.sql"
     directory.mkdir(parents=True, exist_ok=True)
     for existing in directory.glob(f"{version}_*.sql"):
         raise MigrationError(f"{existing.name} already has version {version}; wait a second and try again")

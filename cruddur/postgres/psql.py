@@ -62,10 +62,17 @@ def conninfo_without_password(url: str, application_name: str) -> tuple[str, dic
     return conninfo.make_conninfo(**params), ({"PGPASSWORD": password} if password else {})
 
 
-def run(url: str, psql_args: list[str] | None = None, prefer_bundled: bool = False) -> int:
-    """Run psql in the foreground; its exit code."""
+def read_only_env() -> dict[str, str]:
+    """Environment additions that make every transaction of a libpq program's session read-only
+    (a safety net against a mistaken write, not a wall: the SQL itself can switch it off)."""
+    options = os.environ.get("PGOPTIONS", "")
+    return {"PGOPTIONS": f"{options} -c default_transaction_read_only=on".strip()}
+
+
+def run(url: str, psql_args: list[str] | None = None, prefer_bundled: bool = False, env: dict[str, str] | None = None) -> int:
+    """Run psql in the foreground, with `env` added to its environment; its exit code."""
     argv, extra_env = command(url, psql_args, prefer_bundled)
-    process = subprocess.Popen(argv, env={**os.environ, **extra_env})
+    process = subprocess.Popen(argv, env={**os.environ, **extra_env, **(env or {})})
     # Ctrl-C belongs to psql (it cancels the query or clears the line), not to us.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

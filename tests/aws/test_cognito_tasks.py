@@ -8,7 +8,6 @@ import json
 import pytest
 
 from tests.aws.test_cognito import add_cognito_user, add_row, ids_by_handle
-from tests.aws_support import server_client
 from tests.helpers import assert_one_line_error
 
 
@@ -19,13 +18,6 @@ def table_row(output: str, *cells: str) -> bool:
         and line.split("│")[len(cells)].strip().startswith(cells[-1])
         for line in output.splitlines()
     )
-
-
-@pytest.fixture
-def pool(moto_url):
-    idp = server_client(moto_url, "cognito-idp")
-    pool_id = idp.create_user_pool(PoolName="cruddur-user-pool")["UserPool"]["Id"]
-    return idp, pool_id, {"AWS_ENDPOINT_URL": moto_url, "AWS_COGNITO_USER_POOL_ID": pool_id}
 
 
 def test_users_json_lists_every_page(run_task, pool):
@@ -118,7 +110,7 @@ def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv,
     assert table_row(refused.stdout, "updated", "andrewbrown", "MOCK-andrewbrown -> ")
     assert refused.stdout.splitlines()[-1].startswith("will update 1 row(s) on the prod database ")
 
-    confirmed = inv("cognito.sync", "--prod", "--yes", env={**env, "PROD_CONNECTION_URL": schema_url})
+    confirmed = inv("cognito.sync", "--prod", "--yes", "--no-backup", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     assert confirmed.returncode == 0, confirmed.stderr
     assert not ids_by_handle(schema_url)["andrewbrown"].startswith("MOCK")
@@ -130,7 +122,7 @@ def test_sync_prod_json_keeps_stdout_one_document_and_shows_the_plan_on_stderr(i
     sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
     add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
 
-    result = inv("cognito.sync", "--prod", "--yes", "--json", env={**env, "PROD_CONNECTION_URL": schema_url})
+    result = inv("cognito.sync", "--prod", "--yes", "--no-backup", "--json", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["updated"] == [{"handle": "andrewbrown", "old": "MOCK-andrewbrown", "new": sub}]

@@ -107,7 +107,7 @@ def test_schema_load_and_seed(run_task, dev_on_empty_db, database_url):
 
 
 def test_prod_drop_with_yes(run_task, database_url):
-    result = run_task("db.drop", "--prod", "--yes", env={"PROD_CONNECTION_URL": database_url})
+    result = run_task("db.drop", "--prod", "--yes", "--no-backup", env={"PROD_CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
     assert not db_exists(database_url)
 
@@ -123,7 +123,7 @@ def run_on_terminal(args, env, typed):
 def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, typed, dropped):
     name = urls.dbname(database_url)
     env = {**base_env, "PROD_CONNECTION_URL": database_url}
-    code, out, err = run_on_terminal(["db.drop", "--prod"], env, typed.replace("DBNAME", name))
+    code, out, err = run_on_terminal(["db.drop", "--prod", "--no-backup"], env, typed.replace("DBNAME", name))
     assert f"About to DROP database {name!r} on prod database {urls.describe(database_url)}." in err
     assert (code == 0) is dropped, err
     assert db_exists(database_url) is not dropped

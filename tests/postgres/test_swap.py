@@ -1,15 +1,18 @@
 """The swap that db.setup and db.restore end with: a kill at any step of it, then any db task,
-leaves the old database or the new one, whole; nothing named __rebuild or __old stays behind."""
+leaves the old database or the new one, whole; nothing named __rebuild or __old stays behind.
+Recovery acts on what the swap recorded: when the copies do not fit together it keeps them all."""
 
+import contextlib
 import re
 import subprocess
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from cruddur.errors import DatabaseError
+from cruddur.errors import DatabaseError, SwapError
 from cruddur.postgres import admin, urls
-from tests.helpers import INV, ROOT, add_user
+from tests.helpers import INV, ROOT, add_user, assert_one_line_error
 
 
 def databases_like(url):
@@ -152,28 +155,14 @@ def test_a_failed_build_says_the_database_was_left_as_it_was(old_database):
 def test_a_swap_stopped_after_the_old_database_was_set_aside_says_so_and_the_next_task_finishes_it(old_database):
     name = urls.dbname(old_database)
     scratch, aside = admin.swap_names(name)
-    holders = []
-
-    def build(scratch_url):
-        # Someone stays connected to the new database: it cannot be renamed in.
-        holder = psycopg.connect(scratch_url, autocommit=True)
-        holder.execute("CREATE TABLE users (handle text)")
-        holder.execute("INSERT INTO users VALUES ('new')")
-        holders.append(holder)
-
-    try:
-        with pytest.raises(DatabaseError) as failure:
-            admin.replace_database(old_database, build)
-        message = str(failure.value)
+    with held_half_done_swap(old_database) as (holder, failure):
+        message = str(failure)
         assert message.startswith(f"cannot rename database {scratch!r} to {name!r}: other sessions keep connecting to it; ")
         assert message.endswith(
             f"{name!r} is missing for now (the old database is {aside!r}, the new one {scratch!r}): the next db task finishes the swap (on --prod, a write task once you confirm)"
         )
         assert "left as it was" not in message
         assert databases_like(old_database) == sorted([scratch, aside])
-    finally:
-        for holder in holders:
-            holder.close()
     assert (
         admin.recover_swap(old_database)
         == f"finished an interrupted swap: the rebuilt database is now {name!r}; dropped the leftover {aside!r}"
@@ -185,7 +174,7 @@ def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_wr
     prod = {"PROD_CONNECTION_URL": old_database}
     name = urls.dbname(old_database)
     scratch, aside = admin.swap_names(name)
-    killed = inv("db.setup", "--prod", "--yes", env={**prod, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": "aside"})
+    killed = inv("db.setup", "--prod", "--yes", "--no-backup", env={**prod, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": "aside"})
     assert killed.returncode == -9, killed.stderr
     half_done = sorted([scratch, aside])
     assert databases_like(old_database) == half_done
@@ -206,3 +195,87 @@ def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_wr
     assert finished.stdout.splitlines()[-1] == f"nothing to do: prod database {urls.describe(old_database)} is up to date"
     assert databases_like(old_database) == [name]
     assert handles(old_database) == ["andrewbrown", "bayko"]
+
+
+@contextlib.contextmanager
+def held_half_done_swap(old_database):
+    """A swap stopped after the old database was set aside: a client (someone staying connected)
+    holds the complete rebuild (one user, 'new'), so it cannot be renamed in. Yields that client
+    and the rebuild's error; the client leaves when the block ends."""
+    holders = []
+
+    def build(scratch_url):
+        holder = psycopg.connect(scratch_url, autocommit=True)
+        holder.execute("CREATE TABLE users (handle text)")
+        holder.execute("INSERT INTO users VALUES ('new')")
+        holders.append(holder)
+
+    try:
+        with pytest.raises(DatabaseError) as failure:
+            admin.replace_database(old_database, build)
+        yield holders[0], failure.value
+    finally:
+        for holder in holders:
+            holder.close()
+
+
+def test_a_recovery_that_fails_stops_the_task_in_one_line_and_db_create_takes_no_name(run_task, old_database):
+    name = urls.dbname(old_database)
+    scratch, aside = admin.swap_names(name)
+    env = {"CONNECTION_URL": old_database}
+    with held_half_done_swap(old_database):
+        for task in (["db.create"], ["db.sessions", "--json"], ["db.seed"]):
+            result = run_task(*task, env=env)
+            assert_one_line_error(result, f"cannot rename database {scratch!r} to {name!r}: other sessions keep connecting to it")
+            assert databases_like(old_database) == sorted([scratch, aside])
+    created = run_task("db.create", env=env)
+    assert created.returncode == 0, created.stderr
+    assert f"{name}: finished an interrupted swap: the rebuilt database is now {name!r}" in created.stderr
+    assert created.stdout.endswith("already exists; left as it is\n")
+    assert handles(old_database) == ["new"]
+    assert databases_like(old_database) == [name]
+
+
+def test_an_app_database_made_after_the_swap_was_cut_short_keeps_every_copy_until_db_drop_settles_it(run_task, old_database):
+    """The reported path: swap cut short with the rebuild held, an empty app database made by
+    hand (as db.create once did), then any db task: nothing is dropped, the error says which
+    database holds what, and the command it names puts the rebuild in place."""
+    name = urls.dbname(old_database)
+    scratch, aside = admin.swap_names(name)
+    env = {"CONNECTION_URL": old_database}
+    with held_half_done_swap(old_database):
+        with psycopg.connect(urls.with_dbname(old_database, "postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    for task in (["db.sessions", "--json"], ["db.create"], ["db.setup"], ["db.migrate"]):
+        result = run_task(*task, env=env)
+        line = assert_one_line_error(result, "left copies that do not fit together, so none was dropped")
+        assert f"{name!r} (" in line and "not the copy the swap would put in" in line
+        assert f"{scratch!r} (" in line and "the complete rebuild" in line
+        assert f"{aside!r} (" in line and "the database as it was before the rebuild" in line
+        assert line.endswith(
+            f"To keep {scratch!r} as {name!r}: inv db.drop (with --prod on production), which drops {name!r} only and puts {scratch!r} in its place"
+        )
+        assert databases_like(old_database) == sorted([name, scratch, aside])
+        assert handles(urls.with_dbname(old_database, aside)) == ["keeper"]
+        assert handles(urls.with_dbname(old_database, scratch)) == ["new"]
+    settled = run_task("db.drop", env=env)
+    assert settled.returncode == 0, settled.stderr
+    assert f"{name}: finished an interrupted swap: the rebuilt database is now {name!r}; dropped the leftover {aside!r}" in settled.stderr
+    assert handles(old_database) == ["new"]
+    assert databases_like(old_database) == [name]
+
+
+def test_an_app_database_that_is_not_the_rebuild_keeps_the_set_aside_copy(old_database):
+    name = urls.dbname(old_database)
+    _, aside = admin.swap_names(name)
+    with psycopg.connect(urls.with_dbname(old_database, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(aside)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with pytest.raises(SwapError) as found:
+        admin.recover_swap(old_database)
+    assert f"To keep {aside!r} as {name!r}: inv db.drop" in str(found.value)
+    assert databases_like(old_database) == sorted([name, aside])
+    assert handles(urls.with_dbname(old_database, aside)) == ["keeper"]
+    admin.drop_database(old_database)
+    assert handles(old_database) == ["keeper"]
+    assert databases_like(old_database) == [name]
