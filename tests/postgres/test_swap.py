@@ -98,7 +98,7 @@ def test_two_setups_at_once_both_succeed(old_database, base_env):
     assert [code for code, _ in outcomes] == [0, 0]
     # The one that waited more than a second for the other says so, naming it; nothing else.
     waited = re.compile(
-        rf"waiting up to 59s more for another db.setup or db.restore of '{urls.dbname(old_database)}' to end"
+        rf"waiting up to 59s more for another task that replaces, creates or drops '{urls.dbname(old_database)}' to end"
         r" \(the lock is held by session \d+ \('cruddur-ops', [a-z ]+, for \d+\.\ds\)\)\n"
     )
     assert all(stderr == "" or waited.fullmatch(stderr) for _, stderr in outcomes), outcomes
