@@ -18,6 +18,7 @@ from ._cli import (
     guard_prod,
     number,
     print_json,
+    printable,
     settings,
     show,
     task,
@@ -65,12 +66,15 @@ def new_migration(c, name):
         "lock_timeout": LOCK_HELP,
         "allow_out_of_order": "also apply pending versions older than the newest applied one (a branch merged late)",
         "no_backup": NO_BACKUP_HELP,
+        "json": "with --dry-run: print the plan (locks, rewrites, sizes, hazards) as JSON",
     }
 )
-def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None, allow_out_of_order=False, no_backup=False):
+def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None, allow_out_of_order=False, no_backup=False, json_=False):
     """Apply the pending migrations, oldest first."""
     from cruddur.postgres import migrations as runner
 
+    if json_ and not dry_run:
+        raise UsageError("--json goes with --dry-run (it prints the plan, and applies nothing)")
     lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
     directory, root = _folders()
     target = app_database(prod)
@@ -81,16 +85,16 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
         if prod:
             runner.refuse_changed_files(files, applied)
         pending = runner.plan(files, applied, to, allow_out_of_order)
-        if not pending:
+        if not pending and not json_:
             print(f"nothing to do: {target} is up to date")
             return
-        print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
-        _list(pending)
+        _show_plan(target, pending, dry_run, json_)
         if dry_run:
             return
         _confirm_and_back_up(target, f"apply {len(pending)} migration(s) to", yes, no_backup)
     else:
         print(f"migrating {target}")
+        _show_local_hazards(target, directory, root, to, allow_out_of_order)
     done = runner.migrate(
         target.url,
         directory,
@@ -149,6 +153,101 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         confirmed=chosen if prod else None,
         on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
+
+
+def _show_plan(target, pending, dry_run: bool, as_json: bool) -> None:
+    """The plan: each statement's locks, rewrites, sizes and hazards (and on prod the drift).
+    On prod an unacknowledged hazard refuses the run here, before the question."""
+    from cruddur.errors import MigrationError
+    from cruddur.postgres import migration_plan
+
+    plans = migration_plan.plan(target.url, pending)
+    found = check_drift(target) if target.prod else None
+    if as_json:
+        print_json({"target": str(target), "migrations": plans, "drift": found})
+        return
+    print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
+    for plan in plans:
+        _print_migration(plan)
+    if found is not None:
+        print_drift(target, found)
+    refused = [(plan, hazard) for plan in plans for hazard in plan.refused]
+    if refused and target.prod:
+        rules = ", ".join(sorted({f"{hazard.rule} ({plan.label})" for plan, hazard in refused}))
+        message = (
+            f"{len(refused)} hazard(s) on production: {rules}; use the safe form shown, or acknowledge each in its section"
+            " with a line '-- cruddur:allow RULE reason'"
+        )
+        if dry_run:
+            print(f"db.migrate --prod would refuse: {message}")
+        else:
+            raise MigrationError(f"refused: {message}; nothing was applied")
+
+
+def _show_local_hazards(target, directory, root, to, allow_out_of_order) -> None:
+    """A local run: the hazards of what it is about to apply, shown and not refused. A plan that
+    cannot be made (no right to create a scratch database, say) is said in one line, and the run goes on."""
+    from cruddur.errors import CruddurError
+    from cruddur.postgres import migration_plan
+    from cruddur.postgres import migrations as runner
+
+    try:
+        files, applied = runner.inspect(target.url, directory, root)
+        plans = migration_plan.plan(target.url, runner.plan(files, applied, to, allow_out_of_order))
+    except CruddurError as e:
+        print(f"  (no plan: {e})", file=sys.stderr)
+        return
+    for plan in plans:
+        for statement in plan.statements:
+            for hazard in statement.hazards:
+                _print_hazard(f"{plan.label}:{statement.line}", hazard)
+
+
+def _print_migration(plan) -> None:
+    print(f"  {plan.version}_{plan.name}{'' if plan.transaction else ' (transaction:false)'}")
+    for statement in plan.statements:
+        print(f"    line {statement.line}: {_first_line(statement.sql)}")
+        locks = ", ".join(f"{lock.relation} {lock.mode}" for lock in statement.locks) or "none on existing tables"
+        print(f"      locks: {locks}" + (f"; rewrites: {', '.join(statement.rewrites)}" if statement.rewrites else ""))
+        if not statement.traced.startswith("in the migration"):
+            print(f"      traced {statement.traced}")
+        for size in statement.sizes:
+            rows = "rows unknown (never analyzed)" if size.rows is None else f"~{size.rows:,} rows"
+            print(f"      {size.relation}: {rows}, {byte_size(size.bytes)}")
+        for hazard in statement.hazards:
+            _print_hazard("", hazard)
+
+
+def _print_hazard(where: str, hazard) -> None:
+    place = f" in {where}" if where else ""
+    if hazard.allowed is not None:
+        print(f"      allowed {hazard.rule}{place} ({printable(hazard.allowed)}): {hazard.message}")
+        return
+    print(f"      HAZARD {hazard.rule}{place}: {hazard.message}")
+    print(f"        instead: {hazard.instead}")
+
+
+def _first_line(text: str, width: int = 70) -> str:
+    line = text.splitlines()[0] if text else ""
+    shown = line if len(line) <= width and "\n" not in text else line[: width - 3].rstrip() + "..."
+    return printable(shown)
+
+
+def check_drift(target):
+    from cruddur.postgres import drift
+
+    return drift.check(target.url, (settings().sql_dir / "schema.sql", "sql/schema.sql"), _folders()[0])
+
+
+def print_drift(target, found) -> None:
+    if not found.differences:
+        print(f"drift: none ({target.dbname} matches sql/schema.sql plus its applied migrations)")
+    else:
+        print(f"drift: {len(found.differences)} difference(s) between {target.dbname} and sql/schema.sql plus its applied migrations:")
+        for difference in found.differences:
+            print(f"  {printable(difference)}")
+    for note in found.notes:
+        print(f"  note: {printable(note)}")
 
 
 def _list(plan) -> None:
