@@ -151,10 +151,7 @@ def _trace(conn: psycopg.Connection, migration: Migration, existing: dict[int, _
             continue
         except psycopg.Error as e:
             conn.execute("ROLLBACK")
-            raise MigrationError(
-                f"{describe_sql_error(migration.label, statement.text, e, statement.line)}"
-                " (on a copy of the target's schema: it would fail there too); nothing was applied"
-            ) from None
+            raise _failed(migration, statement, e) from None
         after = _snapshot(conn, existing)
         if not section.transaction:
             conn.execute("COMMIT")
@@ -172,10 +169,14 @@ def _run_outside(conn: psycopg.Connection, migration: Migration, statement) -> N
     try:
         conn.execute(statement.text.encode())
     except psycopg.Error as e:
-        raise MigrationError(
-            f"{describe_sql_error(migration.label, statement.text, e, statement.line)}"
-            " (on a copy of the target's schema: it would fail there too); nothing was applied"
-        ) from None
+        raise _failed(migration, statement, e) from None
+
+
+def _failed(migration: Migration, statement, error: psycopg.Error) -> MigrationError:
+    message = describe_sql_error(migration.label, statement.text, error, statement.line)
+    if message.startswith(f"{migration.label}: "):  # no position from the server: the statement's own line
+        message = f"{migration.label}:{statement.line}:{message[len(migration.label) + 1 :]}"
+    return MigrationError(f"{message} (on a copy of the target's schema: it would fail there too); nothing was applied")
 
 
 @dataclass(frozen=True)
