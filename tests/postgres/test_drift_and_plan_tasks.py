@@ -1,0 +1,146 @@
+"""db.drift and the plan in db.migrate, as a user runs them: exit codes, what is printed, and the
+database afterwards. Tests that need migration files of their own run `inv` in a copy of the
+project (its library, tasks and sql/), since the tasks read the project's own sql/migrations/."""
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cruddur.postgres import drift, local_server, urls
+from tests.helpers import INV, ROOT, assert_one_line_error, free_port
+
+
+def applied_versions(url):
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None:
+            return []
+        return [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+@pytest.fixture
+def project(tmp_path, base_env):
+    """A copy of the project whose sql/migrations/ a test may add to; run(*args) runs `inv` there."""
+    copy = tmp_path / "project"
+    for part in ("cruddur", "tasks", "sql"):
+        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def run(*args, env=None):
+        return subprocess.run(
+            [str(INV), *args],
+            cwd=copy,
+            env={**base_env, "PYTHONPATH": str(copy), **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    run.migrations = copy / "sql" / "migrations"
+    return run
+
+
+def add_migration(project, version, name, up):
+    (project.migrations / f"{version}_{name}.sql").write_text(f"-- migrate:up\n{up}\n-- migrate:down\n")
+
+
+def test_drift_is_none_on_a_migrated_database_and_names_each_change_made_by_hand(run_task, schema_url):
+    dev = {"CONNECTION_URL": schema_url}
+    assert run_task("db.migrate", env=dev).returncode == 0
+    clean = run_task("db.drift", env=dev)
+    assert (clean.returncode, clean.stdout.splitlines()[0]) == (
+        0,
+        f"drift: none ({urls.dbname(schema_url)} matches sql/schema.sql plus its applied migrations)",
+    )
+    with psycopg.connect(schema_url) as conn:
+        conn.execute("ALTER TABLE users ADD COLUMN nickname text")
+        conn.execute("DROP INDEX activities_user_uuid_idx")
+        conn.execute("ALTER TABLE activities ALTER COLUMN message DROP NOT NULL")
+    found = run_task("db.drift", env=dev)
+    assert found.returncode == 1
+    assert found.stdout.splitlines()[1:] == [
+        "  column public.activities.message: differs: the target has 'text', the migrations build 'text not null'",
+        "  column public.users.nickname: only on the target (text)",
+        "  index public.activities_user_uuid_idx: missing on the target (the migrations build it)",
+    ]
+    as_json = json.loads(run_task("db.drift", "--json", env=dev).stdout)
+    assert [(d["kind"], d["name"]) for d in as_json["differences"]] == [
+        ("column", "public.activities.message"),
+        ("column", "public.users.nickname"),
+        ("index", "public.activities_user_uuid_idx"),
+    ]
+
+
+def test_drift_counts_only_the_applied_migrations(run_task, schema_url):
+    # Nothing applied yet: the reference is schema.sql alone, which the database matches.
+    result = run_task("db.drift", env={"CONNECTION_URL": schema_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_same_schema_reads_the_same_on_the_embedded_server_and_the_test_server(schema_url):
+    """No false drift between versions: production runs 14-17, the embedded server is 18."""
+    # Not under tmp_path: the server's own account must reach it (see conftest.server_url).
+    folder = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
+    pgdata = folder / "pgdata"
+    server = local_server.start(pgdata, free_port())
+    try:
+        other = urls.with_dbname(server, "cruddur_other")
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE cruddur_other")
+        with psycopg.connect(other) as conn:
+            conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
+        assert drift.compare(drift.describe(schema_url), drift.describe(other)) == []
+    finally:
+        local_server.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_dry_run_json_gives_each_statements_locks_rewrites_sizes_and_hazards(run_task, schema_url):
+    result = run_task("db.migrate", "--dry-run", "--json", env={"CONNECTION_URL": schema_url})
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    (migration,) = plan["migrations"]
+    (statement,) = migration["statements"]
+    assert (migration["version"], statement["line"]) == ("20261126050000", 3)
+    assert statement["locks"] == [{"relation": "public.users", "mode": "AccessExclusiveLock"}]
+    assert (statement["rewrites"], statement["hazards"]) == ([], [])
+    assert [set(size) for size in statement["sizes"]] == [{"relation", "rows", "bytes"}]
+    assert applied_versions(schema_url) == []
+    assert_one_line_error(run_task("db.migrate", "--json", env={"CONNECTION_URL": schema_url}), "--json goes with --dry-run")
+
+
+def test_prod_refuses_an_unacknowledged_hazard_after_showing_the_plan_and_applies_nothing(project, schema_url):
+    add_migration(project, "20991231000000", "index_messages", "CREATE INDEX activities_message_idx ON activities (message);")
+    prod = {"PROD_CONNECTION_URL": schema_url}
+    result = project("db.migrate", "--prod", "--yes", env=prod)
+    line = assert_one_line_error(result, "refused: 1 hazard(s) on production: index-without-concurrently", prefix="error: ")
+    assert line.endswith("nothing was applied")
+    assert "      HAZARD index-without-concurrently: builds the index while holding ShareLock on public.activities" in result.stdout
+    assert "drift: none" in result.stdout
+    assert "backup" not in result.stdout
+    assert applied_versions(schema_url) == []
+
+
+def test_prod_applies_a_hazard_the_file_acknowledges(project, schema_url):
+    add_migration(
+        project,
+        "20991231000000",
+        "index_messages",
+        "-- cruddur:allow index-without-concurrently activities is tiny\nCREATE INDEX activities_message_idx ON activities (message);",
+    )
+    result = project("db.migrate", "--prod", "--yes", "--no-backup", env={"PROD_CONNECTION_URL": schema_url})
+    assert result.returncode == 0, result.stderr
+    assert "      allowed index-without-concurrently (activities is tiny): builds the index" in result.stdout
+    assert applied_versions(schema_url)[-1] == "20991231000000"
+
+
+def test_a_local_run_prints_the_hazard_and_applies(project, schema_url):
+    add_migration(project, "20991231000000", "bigger", "ALTER TABLE activities ALTER COLUMN likes_count TYPE bigint;")
+    result = project("db.migrate", env={"CONNECTION_URL": schema_url})
+    assert result.returncode == 0, result.stderr
+    assert "      HAZARD type-change-rewrite in sql/migrations/20991231000000_bigger.sql:2: the type change rewrites" in result.stdout
+    assert applied_versions(schema_url)[-1] == "20991231000000"
