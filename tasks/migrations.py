@@ -186,16 +186,23 @@ def _show_plan(target, pending, dry_run: bool, as_json: bool) -> None:
 
 def _show_local_hazards(target, directory, root, to, allow_out_of_order) -> None:
     """A local run: the hazards of what it is about to apply, shown and not refused. A plan that
-    cannot be made (no right to create a scratch database, say) is said in one line, and the run goes on."""
-    from cruddur.errors import CruddurError
+    cannot be made (no right to create a scratch database, say) is said in one line and the run
+    goes on; a migration the plan finds failing is left to the run, which says why in its own words."""
+    from cruddur.errors import CruddurError, DatabaseError, MigrationError
     from cruddur.postgres import migration_plan
     from cruddur.postgres import migrations as runner
 
     try:
         files, applied = runner.inspect(target.url, directory, root)
-        plans = migration_plan.plan(target.url, runner.plan(files, applied, to, allow_out_of_order))
-    except CruddurError as e:
-        print(f"  (no plan: {e})", file=sys.stderr)
+        pending = runner.plan(files, applied, to, allow_out_of_order)
+    except CruddurError:
+        return  # the run itself reads the same and says what is wrong
+    try:
+        plans = migration_plan.plan(target.url, pending)
+    except MigrationError:
+        return
+    except DatabaseError as e:
+        print(f"no plan of locks and hazards: {e}", file=sys.stderr)
         return
     for plan in plans:
         for statement in plan.statements:
