@@ -161,8 +161,16 @@ def _show_plan(target, pending, dry_run: bool, as_json: bool) -> None:
     from cruddur.errors import MigrationError
     from cruddur.postgres import migration_plan
 
-    plans = migration_plan.plan(target.url, pending)
-    found = check_drift(target) if target.prod else None
+    if target.prod:
+        # The two wait mostly on the server (each builds and drops a scratch database): side by side.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            drifting = pool.submit(check_drift, target)
+            plans = migration_plan.plan(target.url, pending)
+            found = drifting.result()
+    else:
+        plans, found = migration_plan.plan(target.url, pending), None
     if as_json:
         print_json({"target": str(target), "migrations": plans, "drift": found})
         return

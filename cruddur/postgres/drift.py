@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from ..errors import DatabaseError, one_line
+from ..errors import CruddurError, DatabaseError, one_line
 from . import migrations
 from .admin import run_sql_files
 from .connect import connect, set_lock_timeout
@@ -56,14 +56,18 @@ def check(url: str, schema: tuple[Path, str], directory: Path) -> Drift:
     ]
     target = describe(url)
     with scratch_database(url, "drift") as scratch_url, tempfile.TemporaryDirectory(prefix="cruddur-drift-") as folder:
-        copies = Path(folder) / directory.name
-        copies.mkdir()
+        # The applied files alone, in a folder named as the real one, so messages name them as usual.
+        copies = Path(folder) / directory.parent.name / directory.name
+        copies.mkdir(parents=True)
         for version in applied:
             if version in by_version:
                 source = directory / by_version[version].label.rsplit("/", 1)[-1]
                 shutil.copyfile(source, copies / source.name)
-        run_sql_files(scratch_url, [schema])
-        migrations.migrate(scratch_url, copies, allow_out_of_order=True, label_root=directory.parent)
+        try:
+            run_sql_files(scratch_url, [schema])
+            migrations.migrate(scratch_url, copies, allow_out_of_order=True, label_root=Path(folder))
+        except CruddurError as e:
+            raise DatabaseError(f"cannot build the reference schema in a scratch database ({e}); the target was only read") from None
         reference = describe(scratch_url)
     return Drift(compare(target, reference), notes)
 
