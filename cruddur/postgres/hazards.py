@@ -159,7 +159,8 @@ _ALLOW = re.compile(r"^[ \t]*--[ \t]*cruddur:allow[ \t]+(\S+)[ \t]+(\S.*?)[ \t]*
 
 def allowances(section_sql: str) -> dict[str, str]:
     """The rules a section acknowledges, each with its reason (a line without one acknowledges nothing)."""
-    return {match.group(1): match.group(2) for match in _ALLOW.finditer(section_sql)}
+    found = {match.group(1): match.group(2).strip() for match in _ALLOW.finditer(section_sql)}
+    return {rule: reason for rule, reason in found.items() if reason}
 
 
 def acknowledge(found: list[Hazard], allowed: dict[str, str]) -> list[Hazard]:

@@ -16,6 +16,7 @@ concurrent form takes instead.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -90,19 +91,25 @@ def plan(url: str, pending: list[Migration]) -> list[MigrationPlan]:
     MigrationError in one line when a statement fails on that copy (it would fail on the target)."""
     if not pending:
         return []
-    schema = dump.schema_only(url)
-    with scratch_database(url, "plan") as scratch_url, connect(scratch_url, autocommit=True) as conn:
-        _load(conn, schema)
-        conn.execute("RESET ALL")  # the script empties search_path; the migrations run with the default
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{round(STATEMENT_TIMEOUT * 1000)}ms",))
-        set_lock_timeout(conn, LOCK_TIMEOUT)
-        existing = _relations(conn)
-        plans = [_trace(conn, migration, existing) for migration in pending]
+    # pg_dump reads the target while the server creates the scratch database.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        dumped = pool.submit(dump.schema_only, url)
+        with scratch_database(url, "plan") as scratch_url, connect(scratch_url, autocommit=True) as conn:
+            plans = _trace_all(conn, dumped.result(), pending)
     sizes = _sizes(url, {size for p in plans for s in p.statements for size in s.sizes})
     for migration_plan in plans:
         for statement in migration_plan.statements:
             statement.sizes = [sizes[name.relation] for name in statement.sizes if name.relation in sizes]
     return plans
+
+
+def _trace_all(conn: psycopg.Connection, schema: str, pending: list[Migration]) -> list[MigrationPlan]:
+    _load(conn, schema)
+    conn.execute("RESET ALL")  # the script empties search_path; the migrations run with the default
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{round(STATEMENT_TIMEOUT * 1000)}ms",))
+    set_lock_timeout(conn, LOCK_TIMEOUT)
+    existing = _relations(conn)
+    return [_trace(conn, migration, existing) for migration in pending]
 
 
 def _load(conn: psycopg.Connection, schema: str) -> None:

@@ -144,3 +144,16 @@ def test_a_local_run_prints_the_hazard_and_applies(project, schema_url):
     assert result.returncode == 0, result.stderr
     assert "      HAZARD type-change-rewrite in sql/migrations/20991231000000_bigger.sql:2: the type change rewrites" in result.stdout
     assert applied_versions(schema_url)[-1] == "20991231000000"
+
+
+def test_the_prod_dry_run_shows_the_drift_and_what_prod_would_refuse(project, schema_url):
+    add_migration(project, "20991231000000", "check_likes", "ALTER TABLE activities ADD CONSTRAINT likes CHECK (likes_count >= 0);")
+    with psycopg.connect(schema_url) as conn:
+        conn.execute("CREATE INDEX by_hand ON users (email)")
+    result = project("db.migrate", "--prod", "--dry-run", env={"PROD_CONNECTION_URL": schema_url})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"drift: 1 difference(s) between {urls.dbname(schema_url)} and sql/schema.sql plus its applied migrations:" in lines
+    assert "  index public.by_hand: only on the target (CREATE INDEX by_hand ON public.users USING btree (email))" in lines
+    assert lines[-1].startswith("db.migrate --prod would refuse: 1 hazard(s) on production: check-without-not-valid (sql/migrations/")
+    assert applied_versions(schema_url) == []
