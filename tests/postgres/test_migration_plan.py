@@ -6,7 +6,7 @@ import pytest
 
 from bench.hazard_corpus import CASES, SAFE, UNSAFE, migration_text
 from cruddur.errors import MigrationError
-from cruddur.postgres import drift, migration_plan, migrations
+from cruddur.postgres import drift, migration_plan, migrations, urls
 
 
 def write(folder, version, name, text):
@@ -18,8 +18,9 @@ def pending(url, folder):
 
 
 def scratch_databases(url):
+    """The scratch databases of this test's own database (other tests plan beside it)."""
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", ("%\\_\\_plan\\_%",)).fetchall()
+        return conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (urls.dbname(url) + "__plan_",)).fetchall()
 
 
 @pytest.fixture
