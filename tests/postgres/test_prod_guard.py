@@ -36,6 +36,7 @@ READS = [
     "db.activities",
     "db.migrations",
     "db.dump",
+    "db.drift",  # builds its reference in a scratch database beside the target, never in it
 ]
 # These print their plan before they ask, as the confirmation is about that plan.
 PLAN_FIRST = {"db.migrate": "will apply 1 migration(s) to prod database", "db.rollback": "will roll back 1 migration(s) on prod database"}
