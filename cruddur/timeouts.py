@@ -12,6 +12,10 @@ MIGRATION_LOCK_TIMEOUT = 5.0  # a migration's statement may queue this long for 
 COGNITO_SYNC_LOCK_TIMEOUT = 5.0  # cognito.sync waits this long for the users table
 DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
+CATALOG_READ_LOCK_TIMEOUT = 5.0  # the migration plan's table sizes and the drift check's catalog reads
+
+# The migration plan: one traced statement on the (empty) scratch copy of the target's schema.
+PLAN_STATEMENT_TIMEOUT = 60.0
 
 # Another run of the same work (session advisory locks).
 SWAP_LOCK_WAIT = 60.0  # a rebuild waits this long for another one of the same database

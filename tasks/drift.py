@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoke.exceptions import Exit
+from cruddur.errors import CheckFailed
 
 from ._cli import JSON_HELP, PROD_HELP, app_database, print_json, task
 
@@ -19,4 +19,4 @@ def drift(c, prod=False, json_=False):
     else:
         migrations.print_drift(target, found)
     if found.differences:
-        raise Exit(code=1)
+        raise CheckFailed(f"{len(found.differences)} difference(s) between {target} and sql/schema.sql plus its applied migrations")

@@ -19,12 +19,12 @@ from pathlib import Path
 import psycopg
 
 from ..errors import CruddurError, DatabaseError, one_line
+from ..timeouts import CATALOG_READ_LOCK_TIMEOUT
 from . import migrations
 from .admin import run_sql_files
 from .connect import connect, set_lock_timeout
 from .scratch import scratch_database
 
-LOCK_TIMEOUT = 5.0  # seconds a catalog read waits behind another session's lock
 _BOOKKEEPING = "public.schema_migrations"
 
 
@@ -166,7 +166,7 @@ def describe(url: str) -> dict[tuple[str, str], str]:
     with connect(url) as conn:
         try:
             conn.execute("SET TRANSACTION READ ONLY")
-            set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
+            set_lock_timeout(conn, CATALOG_READ_LOCK_TIMEOUT, local=True)
             # An empty search_path: every name in a definition comes out schema-qualified, the same on both sides.
             conn.execute("SELECT set_config('search_path', '', true)")
             rows = conn.execute(_DESCRIBE).fetchall()

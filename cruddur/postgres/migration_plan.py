@@ -23,15 +23,13 @@ import psycopg
 from psycopg import errors
 
 from ..errors import MigrationError, one_line
+from ..timeouts import CATALOG_READ_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, PLAN_STATEMENT_TIMEOUT
 from . import dump, hazards
 from .admin import describe_sql_error
 from .connect import connect, set_lock_timeout
 from .migrations import Migration, Section
 from .scratch import scratch_database
 from .sql_text import split
-
-LOCK_TIMEOUT = 5.0  # seconds a size look-up on the target waits behind another session's lock
-STATEMENT_TIMEOUT = 60.0  # seconds one traced statement may run on the (empty) scratch copy
 
 _CONCURRENTLY = re.compile(
     r"^(\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s*(?:\([^)]*\)\s*)?(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM)))\s+CONCURRENTLY\b",
@@ -106,8 +104,8 @@ def plan(url: str, pending: list[Migration]) -> list[MigrationPlan]:
 def _trace_all(conn: psycopg.Connection, schema: str, pending: list[Migration]) -> list[MigrationPlan]:
     _load(conn, schema)
     conn.execute("RESET ALL")  # the script empties search_path; the migrations run with the default
-    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{round(STATEMENT_TIMEOUT * 1000)}ms",))
-    set_lock_timeout(conn, LOCK_TIMEOUT)
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{round(PLAN_STATEMENT_TIMEOUT * 1000)}ms",))
+    set_lock_timeout(conn, MIGRATION_LOCK_TIMEOUT)
     existing = _relations(conn)
     return [_trace(conn, migration, existing) for migration in pending]
 
@@ -269,7 +267,7 @@ def _sizes(url: str, wanted: set[TableSize]) -> dict[str, TableSize]:
     with connect(url) as conn:
         try:
             conn.execute("SET TRANSACTION READ ONLY")
-            set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
+            set_lock_timeout(conn, CATALOG_READ_LOCK_TIMEOUT, local=True)
             rows = conn.execute(_SIZES, (names,)).fetchall()
         except psycopg.Error as e:
             raise MigrationError(f"cannot read the sizes of {', '.join(names)} on the target: {one_line(e)}; nothing was applied") from None

@@ -1,18 +1,16 @@
 """db.drift and the plan in db.migrate, as a user runs them: exit codes, what is printed, and the
-database afterwards. Tests that need migration files of their own run `inv` in a copy of the
-project (its library, tasks and sql/), since the tasks read the project's own sql/migrations/."""
+database afterwards. Tests that need migration files of their own run `inv` in a folder of their
+own holding the project's tasks and sql/ (the tasks read sql/migrations/ where they run)."""
 
 import json
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from cruddur.postgres import drift, local_server, urls
-from tests.helpers import INV, ROOT, assert_one_line_error, free_port
+from tests.helpers import INV, ROOT, assert_one_line_error, free_port, temporary_pgdata
 
 
 def applied_versions(url):
@@ -24,16 +22,16 @@ def applied_versions(url):
 
 @pytest.fixture
 def project(tmp_path, base_env):
-    """A copy of the project whose sql/migrations/ a test may add to; run(*args) runs `inv` there."""
+    """A project folder whose sql/migrations/ a test may add to; run(*args) runs `inv` there."""
     copy = tmp_path / "project"
-    for part in ("cruddur", "tasks", "sql"):
+    for part in ("tasks", "sql"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
 
     def run(*args, env=None):
         return subprocess.run(
             [str(INV), *args],
             cwd=copy,
-            env={**base_env, "PYTHONPATH": str(copy), **(env or {})},
+            env={**base_env, **(env or {})},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -83,20 +81,14 @@ def test_drift_counts_only_the_applied_migrations(run_task, schema_url):
 
 def test_the_same_schema_reads_the_same_on_the_embedded_server_and_the_test_server(schema_url):
     """No false drift between versions: production runs 14-17, the embedded server is 18."""
-    # Not under tmp_path: the server's own account must reach it (see conftest.server_url).
-    folder = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
-    pgdata = folder / "pgdata"
-    server = local_server.start(pgdata, free_port())
-    try:
+    with temporary_pgdata() as pgdata:
+        server = local_server.start(pgdata, free_port())
         other = urls.with_dbname(server, "cruddur_other")
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute("CREATE DATABASE cruddur_other")
         with psycopg.connect(other) as conn:
             conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
         assert drift.compare(drift.describe(schema_url), drift.describe(other)) == []
-    finally:
-        local_server.stop(pgdata)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_dry_run_json_gives_each_statements_locks_rewrites_sizes_and_hazards(run_task, schema_url):
