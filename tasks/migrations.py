@@ -222,13 +222,14 @@ def _print_migration(plan) -> None:
     print(f"  {plan.version}_{plan.name}{'' if plan.transaction else ' (transaction:false)'}")
     for statement in plan.statements:
         print(f"    line {statement.line}: {_first_line(statement.sql)}")
+        # Relation names are other people's text: escaped for the terminal.
         locks = ", ".join(f"{lock.relation} {lock.mode}" for lock in statement.locks) or "none on existing tables"
-        print(f"      locks: {locks}" + (f"; rewrites: {', '.join(statement.rewrites)}" if statement.rewrites else ""))
+        print(printable(f"      locks: {locks}" + (f"; rewrites: {', '.join(statement.rewrites)}" if statement.rewrites else "")))
         if not statement.traced.startswith("in the migration"):
             print(f"      traced {statement.traced}")
         for size in statement.sizes:
             rows = "rows unknown (never analyzed)" if size.rows is None else f"~{size.rows:,} rows"
-            print(f"      {size.relation}: {rows}, {byte_size(size.bytes)}")
+            print(printable(f"      {size.relation}: {rows}, {byte_size(size.bytes)}"))
         for hazard in statement.hazards:
             _print_hazard("", hazard)
 
@@ -236,9 +237,9 @@ def _print_migration(plan) -> None:
 def _print_hazard(where: str, hazard) -> None:
     place = f" in {where}" if where else ""
     if hazard.allowed is not None:
-        print(f"      allowed {hazard.rule}{place} ({printable(hazard.allowed)}): {hazard.message}")
+        print(printable(f"      allowed {hazard.rule}{place} ({hazard.allowed}): {hazard.message}"))
         return
-    print(f"      HAZARD {hazard.rule}{place}: {hazard.message}")
+    print(printable(f"      HAZARD {hazard.rule}{place}: {hazard.message}"))
     print(f"        instead: {hazard.instead}")
 
 
