@@ -154,7 +154,7 @@ def _hazard(rule: str, relation: str, message: str, instead: str | None = None) 
     return Hazard(rule, relation, message, instead or INSTEAD[rule])
 
 
-_ALLOW = re.compile(r"^[ \t]*--[ \t]*cruddur:allow[ \t]+(\S+)[ \t]+(\S.*?)[ \t]*$", re.MULTILINE)
+_ALLOW = re.compile(r"^[ \t]*--[ \t]*cruddur:allow[ \t]+(\S+)[ \t]+(.*)$", re.MULTILINE)
 
 
 def allowances(section_sql: str) -> dict[str, str]:
