@@ -6,7 +6,8 @@ PostgreSQL 14 to 18 (types as format_type prints them, definitions as pg_get_*de
 an empty search_path so every name is schema-qualified, whitespace folded), leaving out what
 differs between versions without meaning anything (object ids, attribute numbers, PostgreSQL 18's
 catalogued NOT NULL constraints, which a column's nullability already says), the objects that
-extensions own, and the runner's own public.schema_migrations.
+extensions own, and the runner's own tables (public.schema_migrations, and
+public.cruddur_migration_runs, left behind by any run of a transaction:false section).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import psycopg
 from ..errors import CruddurError, DatabaseError, one_line
 from ..timeouts import CATALOG_READ_LOCK_TIMEOUT
 from . import migrations
-from .admin import run_sql_files
 from .connect import connect, set_lock_timeout
 from .scratch import scratch_database
 
-_BOOKKEEPING = "public.schema_migrations"
+_BOOKKEEPING = {"public.schema_migrations", "public.cruddur_migration_runs"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def check(url: str, schema: tuple[Path, str], directory: Path) -> Drift:
                 source = directory / by_version[version].label.rsplit("/", 1)[-1]
                 shutil.copyfile(source, copies / source.name)
         try:
-            run_sql_files(scratch_url, [schema])
+            migrations.load_schema(scratch_url, *schema)  # as db.schema-load: no version recorded yet
             migrations.migrate(scratch_url, copies, allow_out_of_order=True, label_root=Path(folder))
         except CruddurError as e:
             raise DatabaseError(f"cannot build the reference schema in a scratch database ({e}); the target was only read") from None
@@ -172,4 +172,4 @@ def describe(url: str) -> dict[tuple[str, str], str]:
             rows = conn.execute(_DESCRIBE).fetchall()
         except psycopg.Error as e:
             raise DatabaseError(f"cannot read the schema of {conn.info.dbname!r}: {one_line(e)}") from None
-    return {(kind, name): " ".join((definition or "").split()) for kind, name, definition, owner in rows if owner != _BOOKKEEPING}
+    return {(kind, name): " ".join((definition or "").split()) for kind, name, definition, owner in rows if owner not in _BOOKKEEPING}

@@ -3,13 +3,15 @@ it takes, the tables it rewrites, the size of each table it touches, and its haz
 
 The target is only read: its schema (pg_dump --schema-only) is loaded into a scratch database on
 the same server (same version, so the same behaviour), and the pending migrations run there as
-the runner would run them, each transactional section in one transaction. After each statement
+the runner runs them: each statement on its own, as the runner splits the section
+(Section.statements), a transactional section's statements in one transaction. After each statement
 the transaction's own locks are read from pg_locks, the relfilenode of every relation compared
 with the one before (a new one means a rewrite), and the statement's scans counted in
 pg_stat_xact_user_tables. The scratch database is dropped at the end. Sizes come from the
 target's catalog (reltuples, pg_total_relation_size). A transaction:false statement is traced in
-its transactional form where PostgreSQL has one: CONCURRENTLY is taken out of CREATE INDEX, DROP
-INDEX and REINDEX, and what it was seen to take is reported as the ShareUpdateExclusiveLock the
+its transactional form where PostgreSQL has one: CONCURRENTLY is blanked out of CREATE INDEX,
+DROP INDEX and REINDEX (spaces in its place, so the server's error positions still fall on the
+file's text), and what it was seen to take is reported as the ShareUpdateExclusiveLock the
 concurrent form takes instead.
 """
 
@@ -25,14 +27,14 @@ from psycopg import errors
 from ..errors import MigrationError, one_line
 from ..timeouts import CATALOG_READ_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, PLAN_STATEMENT_TIMEOUT
 from . import dump, hazards
-from .admin import describe_sql_error
 from .connect import connect, set_lock_timeout
 from .migrations import Migration, Section
 from .scratch import scratch_database
-from .sql_text import split
+from .sql_text import Statement
+from .statements import StatementFailed, describe
 
 _CONCURRENTLY = re.compile(
-    r"^(\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s*(?:\([^)]*\)\s*)?(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM)))\s+CONCURRENTLY\b",
+    r"^(\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s*(?:\([^)]*\)\s*)?(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM))\s+)CONCURRENTLY\b",
     re.IGNORECASE,
 )
 _CONCURRENT_MODE = "ShareUpdateExclusiveLock"
@@ -139,24 +141,27 @@ def _trace(conn: psycopg.Connection, migration: Migration, existing: dict[int, _
     held: dict[int, str] = {}  # locks this transaction holds on existing relations
     if section.transaction:
         conn.execute("BEGIN")
-    for statement in split(section.sql, migration.label, section.first_line):
-        text, concurrently = statement.text, False
+    for statement in section.statements:
+        traced, concurrently = statement, 0
         if not section.transaction:
             held = {}
-            text, concurrently = _CONCURRENTLY.subn(r"\1", statement.text)
+            text, concurrently = _CONCURRENTLY.subn(lambda m: m.group(1) + " " * len("CONCURRENTLY"), statement.text)
+            traced = Statement(text, statement.line, statement.column)
             conn.execute("BEGIN")
         before = _snapshot(conn, existing)
         try:
-            conn.execute(text.encode())
-        except errors.ActiveSqlTransaction:
-            # VACUUM and the like: no transactional form; run as is so later statements see it.
+            conn.execute(traced.text.encode(), prepare=False)
+        except errors.ActiveSqlTransaction as e:
             conn.execute("ROLLBACK")
+            if section.transaction:  # the runner's transaction fails the same way
+                raise _failed(migration, statement, e) from None
+            # VACUUM and the like: no transactional form; run as is so later statements see it.
             _run_outside(conn, migration, statement)
             statements.append(StatementPlan(statement.line, statement.text, traced="outside a transaction: locks not seen"))
             continue
         except psycopg.Error as e:
             conn.execute("ROLLBACK")
-            raise _failed(migration, statement, e) from None
+            raise _failed(migration, traced, e) from None
         after = _snapshot(conn, existing)
         if not section.transaction:
             conn.execute("COMMIT")
@@ -170,17 +175,16 @@ def _trace(conn: psycopg.Connection, migration: Migration, existing: dict[int, _
     return MigrationPlan(migration.version, migration.name, migration.label, section.transaction, statements)
 
 
-def _run_outside(conn: psycopg.Connection, migration: Migration, statement) -> None:
+def _run_outside(conn: psycopg.Connection, migration: Migration, statement: Statement) -> None:
     try:
-        conn.execute(statement.text.encode())
+        conn.execute(statement.text.encode(), prepare=False)
     except psycopg.Error as e:
         raise _failed(migration, statement, e) from None
 
 
-def _failed(migration: Migration, statement, error: psycopg.Error) -> MigrationError:
-    message = describe_sql_error(migration.label, statement.text, error, statement.line)
-    if message.startswith(f"{migration.label}: "):  # no position from the server: the statement's own line
-        message = f"{migration.label}:{statement.line}:{message[len(migration.label) + 1 :]}"
+def _failed(migration: Migration, statement: Statement, error: psycopg.Error) -> MigrationError:
+    """The runner's own words for the failure (file, line, column, SQLSTATE), said of the copy."""
+    message = describe(migration.label, StatementFailed(statement, error))
     return MigrationError(f"{message} (on a copy of the target's schema: it would fail there too); nothing was applied")
 
 

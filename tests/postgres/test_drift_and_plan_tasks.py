@@ -79,6 +79,25 @@ def test_drift_counts_only_the_applied_migrations(run_task, schema_url):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_drift_leaves_out_the_record_a_transaction_false_run_leaves_behind(project, schema_url):
+    """A transaction:false migration applied, then rolled back: the runner's cruddur_migration_runs
+    stays on the database, and is no difference from the files."""
+    (project.migrations / "20991231000000_index_messages.sql").write_text(
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY activities_message_idx ON activities (message);\n"
+        "-- migrate:down\nDROP INDEX activities_message_idx;\n"
+    )
+    dev = {"CONNECTION_URL": schema_url}
+    assert project("db.migrate", env=dev).returncode == 0
+    assert project("db.rollback", env=dev).returncode == 0
+    with psycopg.connect(schema_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.cruddur_migration_runs')").fetchone()[0] is not None
+    result = project("db.drift", env=dev)
+    assert (result.returncode, result.stdout.splitlines()[0]) == (
+        0,
+        f"drift: none ({urls.dbname(schema_url)} matches sql/schema.sql plus its applied migrations)",
+    ), result.stdout + result.stderr
+
+
 def test_the_same_schema_reads_the_same_on_the_embedded_server_and_the_test_server(schema_url):
     """No false drift between versions: production runs 14-17, the embedded server is 18."""
     with temporary_pgdata() as pgdata:
@@ -103,6 +122,9 @@ def test_dry_run_json_gives_each_statements_locks_rewrites_sizes_and_hazards(run
     assert [set(size) for size in statement["sizes"]] == [{"relation", "rows", "bytes"}]
     assert applied_versions(schema_url) == []
     assert_one_line_error(run_task("db.migrate", "--json", env={"CONNECTION_URL": schema_url}), "--json goes with --dry-run")
+    baseline = run_task("db.migrate", "--dry-run", "--json", "--baseline", "20261126050000", env={"CONNECTION_URL": schema_url})
+    assert_one_line_error(baseline, "--json goes with --dry-run, without --baseline")
+    assert applied_versions(schema_url) == []
 
 
 def test_prod_refuses_an_unacknowledged_hazard_after_showing_the_plan_and_applies_nothing(project, schema_url):

@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from bench.hazard_corpus import CASES, SAFE, UNSAFE, migration_text
-from cruddur.errors import MigrationError
+from cruddur.errors import MigrationError, SqlFileError
 from cruddur.postgres import drift, migration_plan, migrations, urls
 
 
@@ -124,3 +124,48 @@ def test_later_migrations_build_on_earlier_ones_and_a_new_table_is_never_a_hazar
     plans = migration_plan.plan(schema_url, pending(schema_url, folder))
     assert [p.version for p in plans] == ["20260101000000", "20260102000000"]
     assert [s.hazards for p in plans for s in p.statements] == [[], [], []]
+
+
+def test_the_plan_traces_the_statements_the_runner_runs_and_fails_in_the_runners_words(schema_url, folder):
+    # Two statements on one line, the last one without `;` and a comment after it: split as psql
+    # splits. The second fails at a position the server gives (line 2, past the first statement).
+    up = "ALTER TABLE users ADD COLUMN a int; ALTER TABLE users ADD COLUMN b int\n-- done\n"
+    write(folder, "20260101000000", "pair", migration_text(up, True))
+    (migration,) = pending(schema_url, folder)
+    (plan,) = migration_plan.plan(schema_url, [migration])
+    assert [(s.line, s.sql) for s in plan.statements] == [(s.line, s.text) for s in migration.up.statements]
+    assert len(plan.statements) == 2
+
+    write(
+        folder,
+        "20260101000000",
+        "pair",
+        migration_text("ALTER TABLE users ADD COLUMN a int; ALTER TABLE users ADD COLUMN b nosuchtype", True),
+    )
+    with pytest.raises(MigrationError) as planned:
+        migration_plan.plan(schema_url, pending(schema_url, folder))
+    with pytest.raises(SqlFileError) as ran:
+        migrations.migrate(schema_url, folder)
+    # The same file, line and column (the statement's own column on its line), code and message.
+    where_and_what = str(ran.value).split("; nothing of it was applied")[0]
+    assert where_and_what.startswith(f"{folder}/20260101000000_pair.sql:2:")
+    assert str(planned.value).startswith(where_and_what + " (on a copy of the target's schema")
+
+
+def test_a_concurrent_index_in_a_transactional_section_fails_on_the_copy_as_in_the_runner(schema_url, folder):
+    write(folder, "20260101000000", "index", migration_text("CREATE INDEX CONCURRENTLY a_msg ON activities (message);", True))
+    with pytest.raises(MigrationError) as failure:
+        migration_plan.plan(schema_url, pending(schema_url, folder))
+    message = str(failure.value)
+    assert message.startswith(f"{folder}/20260101000000_index.sql:2: 25001 CREATE INDEX CONCURRENTLY cannot run inside a transaction block")
+    assert scratch_databases(schema_url) == []
+
+
+def test_a_concurrent_statement_failing_on_the_copy_names_the_files_column(schema_url, folder):
+    # CONCURRENTLY is blanked, not cut: the server's position still falls on the file's text.
+    write(folder, "20260101000000", "index", migration_text("CREATE INDEX CONCURRENTLY a_msg ON activities (nowhere);", False))
+    with pytest.raises(MigrationError) as planned:
+        migration_plan.plan(schema_url, pending(schema_url, folder))
+    with pytest.raises(SqlFileError) as ran:
+        migrations.migrate(schema_url, folder)
+    assert str(ran.value).startswith(str(planned.value).split(" (on a copy")[0])
