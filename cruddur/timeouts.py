@@ -16,6 +16,10 @@ MAX_LOCK_TIMEOUT = 86400.0  # the longest lock wait a --lock-timeout flag may as
 MIGRATION_RETRY_MAX_PAUSE = 30.0  # db.migrate --retries: the longest pause between two tries
 EXTENSION_LOCK_TIMEOUT = 5.0  # db.slow's CREATE EXTENSION pg_stat_statements waits this long for a lock
 TABLE_COUNT_WAIT = 2.0  # a write's plan counts a table's rows this long (lock included), then estimates
+CATALOG_READ_LOCK_TIMEOUT = 5.0  # the migration plan's table sizes and the drift check's catalog reads
+
+# The migration plan: one traced statement on the (empty) scratch copy of the target's schema.
+PLAN_STATEMENT_TIMEOUT = 60.0
 
 # Ending a session: pg_terminate_backend waits this long for it to be gone (db.kill --root, --pid).
 TERMINATE_WAIT = 5.0

@@ -64,6 +64,7 @@ def new_migration(c, name):
         "retries": "after a lock timeout, try the migration again up to N times, pausing longer each time (default 3 with --prod, else 0)",
         "baseline": "record every migration up to and including this version as applied WITHOUT running it"
         " (a database that already has their changes)",
+        "json": "with --dry-run: print the plan (locks, rewrites, sizes, hazards) as JSON",
     }
 )
 def migrate(
@@ -77,10 +78,13 @@ def migrate(
     no_backup=False,
     retries=None,
     baseline=None,
+    json_=False,
 ):
     """Apply the pending migrations, oldest first."""
     from cruddur.postgres import migrations as runner
 
+    if json_ and (not dry_run or baseline is not None):
+        raise UsageError("--json goes with --dry-run, without --baseline (it prints the plan of what would run, and applies nothing)")
     lock_timeout = lock_timeout_flag(lock_timeout, MIGRATION_LOCK_TIMEOUT)
     retries = number(retries, "--retries", default=PROD_RETRIES if prod else 0, minimum=0, integer=True, maximum=MAX_RETRIES)
     if baseline is not None and (to is not None or allow_out_of_order):
@@ -98,15 +102,29 @@ def migrate(
         if prod:
             runner.refuse_changed_files(files, applied)
         pending = runner.plan(files, applied, to, allow_out_of_order)
-        if not pending:
+        if not pending and not json_:
             print(f"nothing to do: {target} is up to date")
             return
-        print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
-        _list(pending)
-        if not begin(c, target, f"apply {len(pending)} migration(s) to", [], yes=yes, no_backup=no_backup, dry_run=dry_run, recover=False):
+        _show_plan(target, pending, dry_run, json_)
+        if not pending:
+            return
+        # With --json the dry run's last word goes to stderr: stdout stays one JSON document.
+        confirmed = begin(
+            c,
+            target,
+            f"apply {len(pending)} migration(s) to",
+            [],
+            yes=yes,
+            no_backup=no_backup,
+            dry_run=dry_run,
+            recover=False,
+            stream=sys.stderr if json_ else None,
+        )
+        if not confirmed:
             return
     else:
         print(f"migrating {target}")
+        _show_local_hazards(target, directory, root, to, allow_out_of_order)
     done = runner.migrate(
         target.url,
         directory,
@@ -204,6 +222,117 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         confirmed=chosen if prod else None,
         on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
     )
+
+
+def _show_plan(target, pending, dry_run: bool, as_json: bool) -> None:
+    """The plan: each statement's locks, rewrites, sizes and hazards (and on prod the drift).
+    On prod an unacknowledged hazard refuses the run here, before the question."""
+    from cruddur.errors import MigrationError
+    from cruddur.postgres import migration_plan
+
+    if target.prod:
+        # The two wait mostly on the server (each builds and drops a scratch database): side by side.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            drifting = pool.submit(check_drift, target)
+            plans = migration_plan.plan(target.url, pending)
+            found = drifting.result()
+    else:
+        plans, found = migration_plan.plan(target.url, pending), None
+    if as_json:
+        print_json({"target": str(target), "migrations": plans, "drift": found})
+        return
+    print(f"{'would apply' if dry_run else 'will apply'} {len(pending)} migration(s) to {target}:")
+    for plan in plans:
+        _print_migration(plan)
+    if found is not None:
+        print_drift(target, found)
+    refused = [(plan, hazard) for plan in plans for hazard in plan.refused]
+    if refused and target.prod:
+        rules = ", ".join(sorted({f"{hazard.rule} ({plan.label})" for plan, hazard in refused}))
+        message = (
+            f"{len(refused)} hazard(s) on production: {rules}; use the safe form shown, or acknowledge each in its section"
+            " with a line '-- cruddur:allow RULE reason'"
+        )
+        if dry_run:
+            print(f"db.migrate --prod would refuse: {message}")
+        else:
+            raise MigrationError(f"refused: {message}; nothing was applied")
+
+
+def _show_local_hazards(target, directory, root, to, allow_out_of_order) -> None:
+    """A local run: the hazards of what it is about to apply, shown and not refused. A plan that
+    cannot be made (no right to create a scratch database, say) is said in one line and the run
+    goes on; a migration the plan finds failing is left to the run, which says why in its own words."""
+    from cruddur.errors import CruddurError, DatabaseError, MigrationError
+    from cruddur.postgres import migration_plan
+    from cruddur.postgres import migrations as runner
+
+    try:
+        files, applied = runner.inspect(target.url, directory, root)
+        pending = runner.plan(files, applied, to, allow_out_of_order)
+    except CruddurError:
+        return  # the run itself reads the same and says what is wrong
+    try:
+        plans = migration_plan.plan(target.url, pending)
+    except MigrationError:
+        return
+    except DatabaseError as e:
+        print(f"no plan of locks and hazards: {e}", file=sys.stderr)
+        return
+    for plan in plans:
+        for statement in plan.statements:
+            for hazard in statement.hazards:
+                _print_hazard(f"{plan.label}:{statement.line}", hazard)
+
+
+def _print_migration(plan) -> None:
+    print(f"  {plan.version}_{plan.name}{'' if plan.transaction else ' (transaction:false)'}")
+    for statement in plan.statements:
+        print(f"    line {statement.line}: {_first_line(statement.sql)}")
+        # Relation names are other people's text: escaped for the terminal.
+        locks = ", ".join(f"{lock.relation} {lock.mode}" for lock in statement.locks) or "none on existing tables"
+        print(printable(f"      locks: {locks}" + (f"; rewrites: {', '.join(statement.rewrites)}" if statement.rewrites else "")))
+        if not statement.traced.startswith("in the migration"):
+            print(f"      traced {statement.traced}")
+        for size in statement.sizes:
+            rows = "rows unknown (never analyzed)" if size.rows is None else f"~{size.rows:,} rows"
+            print(printable(f"      {size.relation}: {rows}, {byte_size(size.bytes)}"))
+        for hazard in statement.hazards:
+            _print_hazard("", hazard)
+
+
+def _print_hazard(where: str, hazard) -> None:
+    place = f" in {where}" if where else ""
+    if hazard.allowed is not None:
+        print(printable(f"      allowed {hazard.rule}{place} ({hazard.allowed}): {hazard.message}"))
+        return
+    print(printable(f"      HAZARD {hazard.rule}{place}: {hazard.message}"))
+    print(f"        instead: {hazard.instead}")
+
+
+def _first_line(text: str, width: int = 70) -> str:
+    line = text.splitlines()[0] if text else ""
+    shown = line if len(line) <= width and "\n" not in text else line[: width - 3].rstrip() + "..."
+    return printable(shown)
+
+
+def check_drift(target):
+    from cruddur.postgres import drift
+
+    return drift.check(target.url, (settings().sql_dir / "schema.sql", "sql/schema.sql"), _folders()[0])
+
+
+def print_drift(target, found) -> None:
+    if not found.differences:
+        print(f"drift: none ({target.dbname} matches sql/schema.sql plus its applied migrations)")
+    else:
+        print(f"drift: {len(found.differences)} difference(s) between {target.dbname} and sql/schema.sql plus its applied migrations:")
+        for difference in found.differences:
+            print(f"  {printable(difference)}")
+    for note in found.notes:
+        print(f"  note: {printable(note)}")
 
 
 def _list(plan) -> None:

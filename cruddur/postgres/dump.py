@@ -83,6 +83,11 @@ def dump(url: str, path: Path, progress: Progress = no_progress) -> int:
         raise DatabaseError(f"{where}: {e.strerror}") from None
 
 
+def schema_only(url: str) -> str:
+    """The URL's database as pg_dump's SQL script of its schema alone: no rows, owners or grants."""
+    return _run("pg_dump", url, ["--schema-only", "--no-owner", "--no-privileges", f"--lock-wait-timeout={int(DUMP_LOCK_WAIT * 1000)}"])
+
+
 def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
     """Replace the URL's database with the dump at `path`; whether one existed before.
 

@@ -43,6 +43,7 @@ READS = [
     "db.activities",
     "db.migrations",
     "db.dump",
+    "db.drift",  # builds its reference in a scratch database beside the target, never in it
 ]
 
 
