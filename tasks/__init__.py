@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import activities, cognito, db, lambda_, migrations, rds, sg
+from . import activities, cognito, db, lambda_, migrations, rds, roles, sg
 
 
 def _merged(*modules) -> Collection:
@@ -15,7 +15,7 @@ def _merged(*modules) -> Collection:
 
 
 ns = Collection()
-ns.add_collection(_merged(db, activities, migrations), name="db")
+ns.add_collection(_merged(db, activities, migrations, roles), name="db")
 ns.add_collection(rds)
 ns.add_collection(sg)
 ns.add_collection(lambda_, name="lambda")

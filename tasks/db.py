@@ -179,6 +179,7 @@ def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     from cruddur.postgres import migrations
 
     target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    migrations.regrant(target.url)  # the new tables have none of the app roles' privileges
     config = settings()
     pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
     if pending:

@@ -224,7 +224,12 @@ def _initialise(embedded, pgdata: Path) -> None:
 
 def _password(pgdata: Path) -> str:
     """The TCP password, created (mode 0600, owner only) the first time."""
-    path = pgdata / PASSWORD_FILE
+    return kept_password(password_file(pgdata))
+
+
+def kept_password(path: Path) -> str:
+    """The password kept in `path`, generated and written there (mode 0600, owner only) the
+    first time. URL-safe: a URL holding it needs no escaping."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -247,15 +252,16 @@ def tcp_url(port: int, dbname: str, password: str | None = None) -> str:
     return urls.build({"user": SUPERUSER, **secret, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname}, keep=MASK)
 
 
-def export_line(pgdata: Path, port: int, dbname: str) -> str:
-    """The shell line that sets CONNECTION_URL to the TCP URL: it reads the password from its
-    file when pasted, so the password itself is never printed."""
+def export_line(pgdata: Path, port: int, dbname: str, user: str = SUPERUSER, password_path: Path | None = None) -> str:
+    """The shell line that sets CONNECTION_URL to the TCP URL for `user` (whose password is kept
+    in `password_path`, by default the superuser's file): it reads the password from its file
+    when pasted, so the password itself is never printed."""
     from . import urls
 
     # The shell puts the password in: the URL is built with a placeholder, then it is swapped in.
     placeholder = "PASSWORD"
-    read_password = f"$(cat {shlex.quote(str(password_file(pgdata)))})"
-    url = urls.build({"user": SUPERUSER, "password": placeholder, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname})
+    read_password = f"$(cat {shlex.quote(str(password_path or password_file(pgdata)))})"
+    url = urls.build({"user": user, "password": placeholder, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname})
     return f'export CONNECTION_URL="{url.replace(f":{placeholder}@", f":{read_password}@", 1)}"'
 
 
@@ -270,20 +276,26 @@ def _write_hba(pgdata: Path) -> None:
 
 
 def _set_password(socket_url: str, password: str) -> None:
-    """Give the superuser the file's password (as a SCRAM verifier: the password itself never
-    reaches the server, nor its log)."""
+    """Give the superuser the file's password."""
     import psycopg
-    from psycopg import sql
 
     from ..errors import one_line
     from .connect import connect
 
     try:
         with connect(socket_url, autocommit=True) as conn:
-            verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256")
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())))
+            set_password(conn, SUPERUSER, password)
     except (DatabaseError, psycopg.Error) as e:
         raise DatabaseError(f"cannot set the local server's password: {one_line(e)}") from None
+
+
+def set_password(conn, role: str, password: str) -> None:
+    """Give `role` the password as a SCRAM verifier made here: the password itself never reaches
+    the server, nor its log."""
+    from psycopg import sql
+
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier.decode())))
 
 
 def _socket_dir(pgdata: Path) -> Path:

@@ -290,6 +290,7 @@ def migrate(
         unrecorded = [step.version for step in done if step.version not in recorded]
         if unrecorded:
             raise MigrationError(f"applied but not recorded in schema_migrations: {', '.join(unrecorded)}")
+        _regrant(conn)
     return done
 
 
@@ -319,6 +320,8 @@ def rollback(
             done.append(step)
             if on_rolled_back:
                 on_rolled_back(step)
+        if done:
+            _regrant(conn)
     return done
 
 
@@ -375,6 +378,26 @@ def build(url: str, schema: tuple[Path, str], directory: Path, seed: tuple[Path,
     run_sql_files(url, [schema])
     migrate(url, directory, label_root=label_root)
     run_sql_files(url, [seed])
+    regrant(url)
+
+
+def regrant(url: str) -> None:
+    """The app roles' privileges granted again (when the roles exist): a table a file or a
+    migration (re)created has none of them."""
+    with connect(url, autocommit=True) as conn:
+        _regrant(conn)
+
+
+def _regrant(conn) -> None:
+    from . import roles
+
+    try:
+        with conn.transaction():
+            roles.regrant(conn)
+    except psycopg.Error as e:
+        raise MigrationError(
+            f"the schema changed, but the app roles' privileges could not be granted again: {one_line(e)}; run inv db.roles"
+        ) from None
 
 
 def _run_section(conn, watch: BlockerWatch, migration: Migration, section: Section, done: list[Applied], record: bool) -> float:

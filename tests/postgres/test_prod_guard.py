@@ -20,6 +20,7 @@ DB_WRITES = [
     ["db.migrate"],
     ["db.rollback"],
     ["db.restore", "backups/cruddur-any.dump"],
+    ["db.roles"],
 ]
 # Production writes outside the db collection, with refusal tests of their own next to their
 # other tests (they need Cognito or Lambda stand-ins).
