@@ -17,7 +17,7 @@ from psycopg import conninfo, errors, sql
 
 from cruddur.errors import DatabaseError
 from cruddur.postgres import local_server, roles, urls
-from tests.helpers import ROOT, add_user
+from tests.helpers import ROOT, add_user, over_tcp
 from tests.lambda_support import sample_event, users
 
 
@@ -46,14 +46,8 @@ def _drop_roles(server_url: str, pair) -> None:
 
 
 def as_role(url: str, role: str, password_dir) -> str:
-    """The URL of the same database for `role` with its kept password, over TCP: the embedded
-    server trusts its unix socket, so the password is only proven on 127.0.0.1."""
-    params = conninfo.conninfo_to_dict(url)
-    password = roles.password_path(password_dir, role).read_text().strip()
-    host = params.get("host") or "127.0.0.1"
-    if host.startswith("/"):
-        host = "127.0.0.1"
-    return conninfo.make_conninfo(url, host=host, user=role, password=password)
+    """The URL of the same database for `role` with its kept password, over TCP."""
+    return over_tcp(url, user=role, password=roles.password_path(password_dir, role).read_text().strip())
 
 
 def test_a_fresh_server_gets_both_roles_with_passwords_kept_owner_only(schema_url, names, tmp_path):
