@@ -40,6 +40,5 @@ def roles(c, prod=False, yes=False):
             print(f"for the Flask backend as {library.APP} (TCP; the line reads the password from its file):")
             print(local_server.export_line(config.pgdata, found.port, target.dbname, library.APP, app.password_file))
     elif app.iam:
-        print(
-            f"for the Flask backend: Database.iam(host, port, {urls.dbname(target.url)!r}, {library.APP!r}, region) (cruddur.postgres.client)"
-        )
+        host = urls.parse(target.url).get("host")
+        print(f"for the Flask backend: Database.iam({host!r}, {target.dbname!r}, {library.APP!r}) (cruddur.postgres.client; no password)")
