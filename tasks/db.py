@@ -176,10 +176,10 @@ def _lock_timeout(value) -> float:
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
 def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
-    from cruddur.postgres import migrations
+    from cruddur.postgres import migrations, roles
 
     target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
-    migrations.regrant(target.url)  # the new tables have none of the app roles' privileges
+    roles.regrant_database(target.url)  # the new tables have none of the app roles' privileges
     config = settings()
     pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
     if pending:

@@ -1,13 +1,14 @@
 """The embedded PostgreSQL that serves when CONNECTION_URL is unset (data in .pgdata/).
 
-It listens on a unix socket in the data folder, or in a shorter folder when that path is too long
-for a socket name (trust: only this machine's users who can reach the folder) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
+It listens on a unix socket in the data folder, or a folder of its own when that path is too long
+(trust: only the folder's owner reaches it, mode 0700) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
 password is generated on first start and kept in the data folder, readable by its owner only."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pwd
 import secrets
 import shlex
 import subprocess
@@ -168,7 +169,8 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
         _remove_stale_lock_file(pgdata)
         log = pgdata / "log"
         seen = log.stat().st_size if log.exists() else 0
-        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
+        # The socket file itself is the owner's only too (PostgreSQL's default is 0777).
+        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))} -c unix_socket_permissions=0700"
         remaining = max(1, int(deadline.left()))
         try:
             embedded.pg_ctl(
@@ -306,9 +308,15 @@ def _socket_dir(pgdata: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         socket_dir = find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
-    if _server_user() and socket_dir != pgdata:
-        ensure_prefix_permissions(socket_dir)
-        socket_dir.chmod(0o777)
+    if socket_dir != pgdata:
+        # The socket trusts whoever reaches it: its folder is the server account's alone (root,
+        # running the tasks, reaches it all the same). The data folder is 0700 already (initdb).
+        socket_dir.mkdir(parents=True, exist_ok=True)
+        if _server_user():
+            ensure_prefix_permissions(socket_dir)
+            account = pwd.getpwnam(_server_user())
+            os.chown(socket_dir, account.pw_uid, account.pw_gid)
+        socket_dir.chmod(0o700)
     return socket_dir
 
 

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from ..errors import MigrationError, SqlFileError, one_line
 from ..polling import Deadline
 from ..timeouts import MIGRATION_LOCK_TIMEOUT, RUN_LOCK_WAIT
+from . import roles
 from .admin import describe_sql_error, run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, held_by
@@ -378,18 +379,12 @@ def build(url: str, schema: tuple[Path, str], directory: Path, seed: tuple[Path,
     run_sql_files(url, [schema])
     migrate(url, directory, label_root=label_root)
     run_sql_files(url, [seed])
-    regrant(url)
-
-
-def regrant(url: str) -> None:
-    """The app roles' privileges granted again (when the roles exist): a table a file or a
-    migration (re)created has none of them."""
-    with connect(url, autocommit=True) as conn:
-        _regrant(conn)
+    roles.regrant_database(url)
 
 
 def _regrant(conn) -> None:
-    from . import roles
+    """The app roles' privileges granted again (when the roles exist): a table a migration
+    (re)created has none of them."""
 
     try:
         with conn.transaction():

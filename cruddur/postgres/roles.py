@@ -114,6 +114,15 @@ def apply(url: str, password_dir: Path | None, names: Names = Names()) -> Outcom
     return Outcome(tuple(done), users, revoked, granted)
 
 
+def regrant_database(url: str) -> bool:
+    """regrant() on the URL's database, in one transaction (after a file load, a restore)."""
+    try:
+        with connect(url) as conn, conn.transaction():
+            return regrant(conn)
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot grant the app roles their privileges again: {one_line(e)}; run inv db.roles") from None
+
+
 def regrant(conn: psycopg.Connection, names: Names = Names()) -> bool:
     """Grant the privileges again on this database if its roles exist (after a rebuild or a
     migration made new tables); whether they did."""
