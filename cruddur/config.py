@@ -58,10 +58,11 @@ class Workspace(Enum):
             return f"{command} | gh secret set {variable} --user  (gh reads the value from stdin)"
         return None
 
-    def how_to_set(self, variable: str, example: str = "...") -> str:
-        """The line that sets `variable` now, and how to keep it in this kind of workspace."""
+    def how_to_set(self, variable: str, example: str = "...", secret: bool = False) -> str:
+        """The line that sets `variable` now, and how to keep it in this kind of workspace (a
+        secret through a pipe, from the variable just set)."""
         line = f"export {variable}={example}"
-        keep = self.keep_line(variable, example)
+        keep = self.keep_secret_line(variable, f"printenv {variable}") if secret else self.keep_line(variable, example)
         if keep is None:
             return line
         if self is Workspace.CODESPACES:
@@ -134,5 +135,7 @@ class Settings:
         value = getattr(self, attribute)
         if value:
             return value
-        meta = next(f.metadata for f in fields(self) if f.name == attribute)
-        raise MissingSetting(meta["env"], self.workspace.how_to_set(meta["env"], meta["example"]))
+        found = next(f for f in fields(self) if f.name == attribute)
+        meta = found.metadata
+        # The secrets are the settings kept out of repr().
+        raise MissingSetting(meta["env"], self.workspace.how_to_set(meta["env"], meta["example"], secret=not found.repr))

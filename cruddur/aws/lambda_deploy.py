@@ -16,11 +16,12 @@ from ..config import Settings
 from ..errors import AwsError, ConfigError, MissingSetting, one_line
 from ..lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS, FUNCTION_NAME
 from ..lambda_build.package import Package
+from ..postgres.roles import SIGNUP
 from . import clients
 
 # The master URL an earlier deploy put in the function: removed when the database settings go in.
 CONNECTION_VARIABLE = "CONNECTION_URL"
-SIGNUP_USER = "cruddur_signup"  # the database role db.roles makes for the Lambda
+SIGNUP_USER = SIGNUP  # the database role db.roles makes for the Lambda
 POLICY_NAME = "cruddur-rds-connect"
 # Each running copy of the function holds one connection. A db.t3.micro allows about 80 (its
 # max_connections), and the backend's pool and the operator's tasks need theirs: 5 copies sign
