@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import DatabaseError, one_line
+from ..timeouts import ROLES_LOCK_TIMEOUT
 from . import urls
 from .connect import connect, set_lock_timeout
 
@@ -22,7 +23,6 @@ SIGNUP = "cruddur_signup"
 APP = "cruddur_app"
 IAM_ROLE = "rds_iam"  # RDS's role: its members log in with IAM tokens only
 SCHEMA = "public"
-LOCK_TIMEOUT = 5.0  # seconds a grant waits for a lock on a table (a long query holds one)
 
 # What the post-confirmation statement (lambda/cruddur_post_confirmation.py SAVE_USER) does to
 # public.users: insert these columns, or take a seeded row over by updating these. It reads the
@@ -100,7 +100,7 @@ def apply(url: str, password_dir: Path | None, names: Names = Names()) -> Outcom
     authentication (it is made, mode 0700, when needed)."""
     try:
         with connect(url) as conn, conn.transaction():
-            set_lock_timeout(conn, LOCK_TIMEOUT, local=True)
+            set_lock_timeout(conn, ROLES_LOCK_TIMEOUT, local=True)
             iam = _has_role(conn, IAM_ROLE)
             if not iam and password_dir is None:
                 raise DatabaseError(f"{urls.describe(url)} has no role {IAM_ROLE} (not RDS): the roles need a folder for their passwords")
