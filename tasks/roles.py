@@ -11,13 +11,12 @@ def roles(c, prod=False, yes=False):
     app's rows (the backend). On RDS both log in with IAM tokens; elsewhere each gets a generated
     password in a file readable by you only, never printed.
     """
-    from cruddur.config import PROJECT_ROOT
     from cruddur.postgres import local_server, urls
     from cruddur.postgres import roles as library
 
     config = settings()
     target = app_database(prod)
-    folder = library.password_folder(target.url, config.pgdata if target.local else None, PROJECT_ROOT / ".secrets")
+    folder = library.password_folder(target.url, config.pgdata if target.local else None, config.project_dir / ".secrets")
     guard_prod(target, f"create or change the roles {library.SIGNUP} and {library.APP} for", yes)
     outcome = library.apply(target.url, folder)
     print(f"roles on {target}:")
