@@ -40,17 +40,29 @@ class Workspace(Enum):
         return cls.SHELL
 
     def keep_line(self, variable: str, value: str) -> str | None:
-        """The command that keeps `variable` for every later workspace of this kind; None in a plain shell."""
+        """The command that keeps `variable` (a value that is no secret) for every later workspace
+        of this kind; None in a plain shell."""
         if self is Workspace.GITPOD:
             return f"gp env {variable}={value}"
         if self is Workspace.CODESPACES:
             return f"gh secret set {variable} --user --body {value}"
         return None
 
-    def how_to_set(self, variable: str, example: str = "...") -> str:
-        """The line that sets `variable` now, and how to keep it in this kind of workspace."""
+    def keep_secret_line(self, variable: str, command: str) -> str | None:
+        """How to keep `variable` whose secret value `command` prints, without the secret ever
+        on a command line (`ps` shows those to every local user); None in a plain shell."""
+        if self is Workspace.GITPOD:
+            # gp env takes the value as an argument only: paste it into the settings page instead.
+            return f"run {command} and paste its output as {variable} in Gitpod's user settings, Variables"
+        if self is Workspace.CODESPACES:
+            return f"{command} | gh secret set {variable} --user  (gh reads the value from stdin)"
+        return None
+
+    def how_to_set(self, variable: str, example: str = "...", secret: bool = False) -> str:
+        """The line that sets `variable` now, and how to keep it in this kind of workspace (a
+        secret through a pipe, from the variable just set)."""
         line = f"export {variable}={example}"
-        keep = self.keep_line(variable, example)
+        keep = self.keep_secret_line(variable, f"printenv {variable}") if secret else self.keep_line(variable, example)
         if keep is None:
             return line
         if self is Workspace.CODESPACES:
@@ -123,5 +135,7 @@ class Settings:
         value = getattr(self, attribute)
         if value:
             return value
-        meta = next(f.metadata for f in fields(self) if f.name == attribute)
-        raise MissingSetting(meta["env"], self.workspace.how_to_set(meta["env"], meta["example"]))
+        found = next(f for f in fields(self) if f.name == attribute)
+        meta = found.metadata
+        # The secrets are the settings kept out of repr().
+        raise MissingSetting(meta["env"], self.workspace.how_to_set(meta["env"], meta["example"], secret=not found.repr))

@@ -10,6 +10,7 @@ CONNECT_TIMEOUT = 5.0
 FILE_LOAD_LOCK_TIMEOUT = 5.0  # a schema or seed load waits this long for a lock
 MIGRATION_LOCK_TIMEOUT = 5.0  # a migration's statement may queue this long for a table lock
 COGNITO_SYNC_LOCK_TIMEOUT = 5.0  # cognito.sync waits this long for the users table
+ROLES_LOCK_TIMEOUT = 5.0  # db.roles' grants wait this long for a lock on a table (a long query holds one)
 DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
 MAX_LOCK_TIMEOUT = 86400.0  # the longest lock wait a --lock-timeout flag may ask for (a day)

@@ -4,15 +4,22 @@ A new user is inserted; a user whose handle was seeded with a placeholder Cognit
 row over; a handle held by another real user is an error.
 
 Lambda handler setting: cruddur_post_confirmation.lambda_handler. Runs with psycopg (3) alone,
-nothing from the project's library; reads CONNECTION_URL from the function's environment.
+nothing from the project's library (and boto3, which Lambda provides, in IAM mode only).
+
+Where it connects, from the function's environment:
+- DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER (what lambda.deploy sets): IAM database
+  authentication, a token signed from the function's own role (no password anywhere), over TLS;
+- else CONNECTION_URL (lambda.invoke and local runs).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
@@ -28,6 +35,11 @@ STATEMENT_TIMEOUT_MS = 1500
 # A reused connection whose server vanished (failover) would otherwise wait minutes for TCP to
 # give up on an unacknowledged send; after 1 s the send fails and we reconnect instead.
 TCP_USER_TIMEOUT_MS = 1000
+# An IAM token is good for 15 minutes; one is reused for new connections for 10, so that none is
+# ever sent about to expire. Signing it is local (no network call: the function may sit in a VPC
+# without a NAT), a millisecond once boto3's client exists.
+TOKEN_REUSE_SECONDS = 10 * 60
+IAM_SETTINGS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER")
 
 # Seeded users carry a placeholder Cognito id starting with this (sql/seed.sql's 'MOCK-...'):
 # a real sign-up with their handle takes the row over. cruddur.aws.cognito holds the same rule
@@ -69,9 +81,11 @@ SAVE_USER = """
 log = logging.getLogger("cruddur_post_confirmation")
 log.setLevel(logging.INFO)
 
-# One connection per execution environment, reused by every warm invocation.
+# One connection per execution environment, reused by every warm invocation; its key says what
+# it was opened for (a URL, or the IAM settings).
 _connection: psycopg.Connection | None = None
-_connection_url: str | None = None
+_connection_key: str | None = None
+_iam_auth: IamAuth | None = None
 
 
 class MissingAttribute(KeyError):
@@ -104,14 +118,61 @@ class HandleTaken(UserNotSaved):
 
 def lambda_handler(event: dict, context: object) -> dict:
     """Cognito's entry point: returns the event unchanged, or raises so the sign-up is retried."""
+    if os.environ.get("DB_AUTH") == "iam":
+        return handle(event, iam_auth(os.environ))
     connection_url = os.environ.get("CONNECTION_URL")
     if not connection_url:
-        raise RuntimeError("CONNECTION_URL is not set in the function's environment")
+        raise RuntimeError("CONNECTION_URL is not set in the function's environment (nor DB_AUTH=iam with DB_HOST...)")
     return handle(event, connection_url)
 
 
-def handle(event: dict, connection_url: str) -> dict:
-    """The handler's work, with the database given explicitly (for local runs)."""
+class IamAuth:
+    """The database by IAM authentication: each new connection gets a token, reused while fresh,
+    and TLS (RDS takes a token over TLS only)."""
+
+    def __init__(self, host: str, port: int, dbname: str, user: str, region: str):
+        self.host, self.port, self.dbname, self.user, self.region = host, port, dbname, user, region
+        self.key = f"iam:{user}@{host}:{port}/{dbname}"
+        self._token: str | None = None
+        self.signed_at = 0.0
+        self._rds = None
+
+    def token(self, now: float | None = None) -> str:
+        """A token signed at most TOKEN_REUSE_SECONDS ago."""
+        now = time.monotonic() if now is None else now
+        if self._token is None or now - self.signed_at >= TOKEN_REUSE_SECONDS:
+            self._token = self._sign()
+            self.signed_at = now
+        return self._token
+
+    def _sign(self) -> str:
+        if self._rds is None:
+            import boto3  # only here: URL mode never pays for it
+
+            self._rds = boto3.client("rds", region_name=self.region)
+        return self._rds.generate_db_auth_token(DBHostname=self.host, Port=self.port, DBUsername=self.user, Region=self.region)
+
+    def conninfo(self) -> str:
+        return make_conninfo(host=self.host, port=self.port, dbname=self.dbname, user=self.user, password=self.token(), sslmode="require")
+
+
+def iam_auth(environ) -> IamAuth:
+    """The IamAuth for the environment's DB_* settings, kept across invocations (with its token)."""
+    global _iam_auth
+    missing = [name for name in IAM_SETTINGS if not environ.get(name)]
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if missing or not region:
+        raise RuntimeError(f"DB_AUTH=iam needs {', '.join(missing or ['AWS_REGION'])} in the function's environment")
+    if not environ["DB_PORT"].isdigit():
+        raise RuntimeError("DB_PORT is not a port number")
+    wanted = IamAuth(environ["DB_HOST"], int(environ["DB_PORT"]), environ["DB_NAME"], environ["DB_USER"], region)
+    if _iam_auth is None or (_iam_auth.key, _iam_auth.region) != (wanted.key, wanted.region):
+        _iam_auth = wanted
+    return _iam_auth
+
+
+def handle(event: dict, connection_url: str | IamAuth) -> dict:
+    """The handler's work, with the database given explicitly (a URL for local runs)."""
     if not isinstance(event, dict):
         log.error("post-confirmation trigger=None sub=None outcome=failed error=the event is not a JSON object")
         raise BadEvent(f"the event is a {type(event).__name__}, not a JSON object")
@@ -175,8 +236,10 @@ def _loggable(value: object) -> str:
     return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _connect(connection_url: str) -> psycopg.Connection:
+def _connect(connection_url: str | IamAuth) -> psycopg.Connection:
     try:
+        if isinstance(connection_url, IamAuth):
+            return _open_connection(connection_url.conninfo())
         return _open_connection(connection_url)
     except UnicodeError:
         # psycopg decodes the URL's percent codes as UTF-8 before libpq sees it, and its own error
@@ -196,13 +259,17 @@ def _open_connection(connection_url: str) -> psycopg.Connection:
     )
 
 
-def _save(connection_url: str, user: dict[str, str]) -> str | None:
+def _key(connection_url: str | IamAuth) -> str:
+    return connection_url.key if isinstance(connection_url, IamAuth) else connection_url
+
+
+def _save(connection_url: str | IamAuth, user: dict[str, str]) -> str | None:
     """Save the user; the outcome (inserted, claimed, already-present, handle-taken).
 
     Reconnects once when a reused connection turns out broken. A timeout, a lock wait or a
     deadlock leaves the connection usable and is raised at once: a second try would only spend
     the rest of Cognito's budget on the same wait."""
-    reused = _connection is not None and not _connection.closed and _connection_url == connection_url
+    reused = _connection is not None and not _connection.closed and _connection_key == _key(connection_url)
     if not reused:
         _open(connection_url)
     try:
@@ -221,18 +288,18 @@ def _execute(user: dict[str, str]) -> str | None:
     return row[0] if row else None
 
 
-def _open(connection_url: str) -> None:
-    global _connection, _connection_url
+def _open(connection_url: str | IamAuth) -> None:
+    global _connection, _connection_key
     close_connection()
     _connection = _connect(connection_url)
-    _connection_url = connection_url
+    _connection_key = _key(connection_url)
 
 
 def close_connection() -> None:
-    global _connection, _connection_url
+    global _connection, _connection_key
     if _connection is not None:
         _connection.close()
-    _connection = _connection_url = None
+    _connection = _connection_key = None
 
 
 def _describe(error: psycopg.Error) -> str:

@@ -5,7 +5,7 @@ import sys
 try:
     from invoke import Collection
 
-    from . import activities, cognito, db, drift, lambda_, migrations, rds, sg, slow
+    from . import activities, cognito, db, drift, lambda_, migrations, rds, roles, sg, slow
     from ._cli import quiet_broken_pipes
 except KeyboardInterrupt:
     # Ctrl-C while `inv` loads the tasks: invoke would end with exit code 1 and no word. Say it
@@ -27,7 +27,7 @@ def _merged(*modules) -> Collection:
 
 
 ns = Collection()
-ns.add_collection(_merged(db, activities, migrations, drift, slow), name="db")
+ns.add_collection(_merged(db, activities, migrations, drift, roles, slow), name="db")
 ns.add_collection(rds)
 ns.add_collection(sg)
 ns.add_collection(lambda_, name="lambda")

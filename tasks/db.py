@@ -241,12 +241,13 @@ def _lock_timeout(value) -> float:
 )
 def schema_load(c, prod=False, yes=False, no_backup=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
-    from cruddur.postgres import migrations
+    from cruddur.postgres import migrations, roles
 
     # The load clears the migrations' record in its own transaction, whatever the file holds.
     target = _load_file(c, prod, yes, no_backup, file, lock_timeout, "schema.sql", "replace the tables of", migrations.load_schema)
     if target is None:
         return
+    roles.regrant_database(target.url)  # the new tables have none of the app roles' privileges
     config = settings()
     pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
     if pending:

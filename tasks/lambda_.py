@@ -76,9 +76,13 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
         "name": NAME_HELP,
         "runtime": RUNTIME_HELP,
         "arch": ARCH_HELP,
-        "set_env": "also set the function's CONNECTION_URL from PROD_CONNECTION_URL (never printed)",
+        "set_env": "also point the function at the RDS instance (--instance): DB_HOST, DB_PORT, DB_NAME, DB_USER=cruddur_signup,"
+        " DB_AUTH=iam (no password; an old CONNECTION_URL is removed), and let its role rds-db:connect as that user",
+        "instance": "the RDS instance: with --set-env, the one it connects to; creating, the one whose subnets and security"
+        " groups the function joins (default cruddur-db-instance)",
+        "concurrency": "reserved concurrency: at most this many copies run, each holding one database connection"
+        " (default 5, room beside the backend on a db.t3.micro)",
         "role_arn": "creating: the execution role (default LAMBDA_ROLE_ARN)",
-        "instance": "creating: the RDS instance whose subnets and security groups the function joins (default cruddur-db-instance)",
         "subnet_ids": "creating: comma-separated subnet ids instead of the instance's",
         "security_group_ids": "creating: comma-separated security group ids instead of the instance's",
         "timeout": "creating: the function's timeout in seconds (default 5: Cognito waits no longer)",
@@ -92,6 +96,7 @@ def deploy(
     set_env=False,
     role_arn=None,
     instance=None,
+    concurrency=None,
     subnet_ids=None,
     security_group_ids=None,
     timeout=None,
@@ -102,11 +107,11 @@ def deploy(
     from cruddur.aws import clients, lambda_deploy
     from cruddur.aws.rds import chosen_identifier
     from cruddur.lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS
-    from cruddur.postgres.target import resolve
 
     config = settings()
-    connection_url = resolve(config, prod=True).url if set_env else None
     seconds = number(timeout, "--timeout", DEFAULT_TIMEOUT_SECONDS, minimum=1, integer=True)
+    reserved = number(concurrency, "--concurrency", lambda_deploy.DEFAULT_RESERVED_CONCURRENCY, minimum=1, integer=True)
+    database = lambda_deploy.database_access(clients.client("rds"), chosen_identifier(instance)) if set_env else None
 
     def new_function():
         role = lambda_deploy.role_arn(config, role_arn)
@@ -119,13 +124,27 @@ def deploy(
     result = _build(runtime, arch)
     out = console()
     with console(stderr=True).status(Text(f"Deploying to {name}...")):
-        deployment = lambda_deploy.deploy(result, function=name, connection_url=connection_url, new_function=new_function)
+        deployment = lambda_deploy.deploy(
+            result, function=name, database=database, new_function=new_function, reserved_concurrency=reserved
+        )
     out.print(Text(f"{name}: code {deployment.code} (CodeSha256 {deployment.code_sha256})"))
     if deployment.changed:
-        shown = ["CONNECTION_URL (from PROD_CONNECTION_URL)" if setting == "CONNECTION_URL" else setting for setting in deployment.changed]
-        out.print(Text(f"{name}: configuration {'set' if deployment.code == 'created' else 'updated'}: {', '.join(shown)}"))
+        out.print(Text(f"{name}: configuration {'set' if deployment.code == 'created' else 'updated'}: {', '.join(deployment.changed)}"))
     elif deployment.code != "created":
         out.print(Text(f"{name}: configuration unchanged"))
+    if database is not None:
+        state = "now allows" if deployment.policy_changed else "allows"
+        out.print(Text(f"{name}: its role {state} rds-db:connect as {database.user} ({database.resource_arn})"))
+        out.print(Text(f"{name}: connects to {database.host}:{database.port}/{database.dbname} with IAM tokens over TLS, no password"))
+    state = "set to" if deployment.concurrency_changed else "stays at"
+    out.print(
+        Text(
+            f"{name}: reserved concurrency {state} {deployment.concurrency}: at most {deployment.concurrency} database"
+            " connections from sign-ups, so a burst cannot use up the instance's (Cognito retries the throttled ones)"
+        )
+    )
+    if database is not None:
+        print(f"next: inv db.roles --prod (creates {database.user} with IAM authentication, if not done yet)", file=sys.stderr)
 
 
 def _ids(value) -> tuple[str, ...]:

@@ -86,7 +86,8 @@ def _wait(client, identifier, timeout):
         "db_name": "database created with the instance (default cruddur)",
         "username": "master username (default cruddurroot)",
         "publicly_accessible": "reachable from outside the VPC (default yes; --no-publicly-accessible)",
-        "manage_password": "let RDS keep the master password in Secrets Manager",
+        "manage_password": "let RDS keep the master password in Secrets Manager (rotated every 7 days; rds.url reads it)",
+        "iam_auth": "IAM database authentication, so the app's roles need no password (default yes; --no-iam-auth)",
         "wait": "wait until the instance is available",
         "timeout": f"seconds to wait with --wait {TIMEOUT_HELP}",
     }
@@ -103,6 +104,7 @@ def create(
     username=None,
     publicly_accessible=True,
     manage_password=False,
+    iam_auth=True,
     wait=False,
     timeout=None,
 ):
@@ -131,6 +133,7 @@ def create(
         publicly_accessible=publicly_accessible,
         manage_password=manage_password,
         extended_support=extended_support,
+        iam_auth=iam_auth,
     )
     client = clients.client("rds")
     instance, created = library.create(client, options, lambda: _master_password(config))
@@ -195,14 +198,16 @@ def wait(c, identifier=None, timeout=None):
 @task(
     help={
         "identifier": IDENTIFIER_HELP,
-        "show_password": "print only the URL, with RDS_MASTER_PASSWORD in it, for $(...) (it shows the password)",
+        "show_password": "print only the URL with the master password in it, for $(...) or a pipe (it shows the password):"
+        " RDS_MASTER_PASSWORD, or the instance's MasterUserSecret when RDS manages the password",
     }
 )
 def url(c, identifier=None, show_password=False):
     """Print the line that sets PROD_CONNECTION_URL, without showing the password.
 
-    The line reads the password from RDS_MASTER_PASSWORD when it runs, percent-encoded, so it works
-    as pasted; the masked URL and how to keep the setting go to stderr.
+    The line reads the password when it runs (from RDS_MASTER_PASSWORD, or from Secrets Manager
+    when RDS manages it), percent-encoded, so it works as pasted; the masked URL and how to keep
+    the setting go to stderr.
     """
     from cruddur.aws import clients
     from cruddur.errors import ConfigError
@@ -212,20 +217,29 @@ def url(c, identifier=None, show_password=False):
     instance = _library().get_instance(clients.client("rds"), identifier)
     if not instance.host:
         raise ConfigError(f"{identifier} has no endpoint yet ({instance.status}); run inv rds.wait, then inv rds.url")
+    managed = instance.secret_arn is not None
     if show_password:
+        if managed:
+            from cruddur.aws import master_secret
+
+            print(f"# the password comes from Secrets Manager ({instance.secret_arn})", file=sys.stderr)
+            print(master_secret.master_url(clients.client("secretsmanager"), instance))
+            return
         if not config.rds_master_password:
-            raise ConfigError(
-                "--show-password needs the password: export RDS_MASTER_PASSWORD='...' (a password RDS manages stays in Secrets Manager)"
-            )
+            raise ConfigError("--show-password needs the password: export RDS_MASTER_PASSWORD='...'")
         print(instance.connection_url(config.rds_master_password))
         return
-    value = f'"$({_url_command(identifier)} --show-password)"'
-    print(f"export PROD_CONNECTION_URL={value}")
-    print(f"# that sets {instance.connection_url()} (needs RDS_MASTER_PASSWORD)", file=sys.stderr)
-    keep = config.workspace.keep_line("PROD_CONNECTION_URL", value)
+    command = f"{_url_command(identifier)} --show-password"
+    print(f'export PROD_CONNECTION_URL="$({command})"')
+    source = "reads the password from Secrets Manager, where RDS manages and rotates it" if managed else "needs RDS_MASTER_PASSWORD"
+    print(f"# that sets {instance.connection_url()} ({source})", file=sys.stderr)
+    keep = config.workspace.keep_secret_line("PROD_CONNECTION_URL", command)
     if keep:
         print(f"# to keep it: {keep}", file=sys.stderr)
+    if managed:
+        print("# RDS rotates the password every 7 days: run the export line again after a rotation", file=sys.stderr)
     print("# next: inv db.schema-load --prod, then inv db.migrate --prod (the schema, then every migration, on RDS)", file=sys.stderr)
+    print("# then: inv db.roles --prod (the Lambda's and the backend's own roles, IAM auth)", file=sys.stderr)
 
 
 @task(help={"identifier": IDENTIFIER_HELP})

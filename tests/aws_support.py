@@ -278,3 +278,16 @@ def throttling_aws():
     endpoint = ThrottlingAws()
     yield endpoint
     endpoint.close()
+
+
+def create_instance(rds, identifier: str = "cruddur-db-instance", **options) -> dict:
+    """An RDS PostgreSQL instance in moto, with the bootcamp's class, user and storage."""
+    return rds.create_db_instance(
+        DBInstanceIdentifier=identifier,
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="cruddurroot",
+        MasterUserPassword="a-long-secret",
+        AllocatedStorage=20,
+        **options,
+    )["DBInstance"]

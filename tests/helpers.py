@@ -106,6 +106,15 @@ def waiting_on_a_lock(url: str, query_start: str = "") -> int:
         ).fetchone()[0]
 
 
+def over_tcp(url: str, **params: str) -> str:
+    """The same database as `url` over TCP with `params` (user, password) replaced: the embedded
+    server trusts its unix socket, so a password is checked only on its 127.0.0.1 side (same port)."""
+    from psycopg import conninfo
+
+    host = conninfo.conninfo_to_dict(url).get("host") or "127.0.0.1"
+    return conninfo.make_conninfo(url, host="127.0.0.1" if host.startswith("/") else host, **params)
+
+
 def add_user(url: str, handle: str, display_name: str = "Someone") -> None:
     with psycopg.connect(url) as conn:
         conn.execute(

@@ -180,21 +180,6 @@ class FakeLambda(helpers.LocalHttpServer):
         )
 
 
-class EnvironmentTooLargeLambda(FakeLambda):
-    """Refuses any new environment the way Lambda refuses one over its 4 KB limit: the message
-    quotes the variables."""
-
-    REFUSAL = (
-        "Lambda was unable to configure your environment variables because the environment variables"
-        " you have provided exceeded the 4KB limit. String measured: {}"
-    )
-
-    def update_configuration(self, body: dict) -> tuple:
-        variables = (body.get("Environment") or {}).get("Variables") or {}
-        refusal = self.REFUSAL.format(json.dumps(variables, separators=(",", ":")))
-        return 400, {"Type": "User", "message": refusal}, "InvalidParameterValueException"
-
-
 class FinishingUpdateLambda(FakeLambda):
     """The function is in the middle of an update when first read; the update it was running
     leaves `code_sha256` behind (another deploy of the same zip, say)."""
@@ -208,10 +193,3 @@ class FinishingUpdateLambda(FakeLambda):
             return {**self.configuration, "LastUpdateStatus": "InProgress"}
         self.configuration["CodeSha256"] = self.finished_sha
         return self.configuration
-
-
-@pytest.fixture
-def environment_too_large_lambda():
-    endpoint = EnvironmentTooLargeLambda()
-    yield endpoint
-    endpoint.close()

@@ -1,5 +1,7 @@
 """Settings from the environment, and URLs shown without their passwords."""
 
+from dataclasses import fields
+
 import pytest
 
 from cruddur.config import Settings
@@ -81,3 +83,26 @@ def test_malformed_urls_never_echo_their_secrets(bad):
         urls.parse(bad, "CONNECTION_URL")
     assert str(failure.value).startswith("CONNECTION_URL is malformed: ")
     assert "hunter2" not in str(failure.value)
+
+
+SECRET_SETTINGS = [f.name for f in fields(Settings) if not f.repr and f.metadata.get("env")]
+
+
+@pytest.mark.parametrize("attribute", SECRET_SETTINGS)
+@pytest.mark.parametrize("workspace", [{"CODESPACES": "true"}, {"PATH": "GITPOD"}, {}], ids=["codespaces", "gitpod", "shell"])
+def test_a_missing_secret_is_never_kept_through_a_command_line(attribute, workspace, tmp_path):
+    if workspace.get("PATH") == "GITPOD":
+        gp = tmp_path / "gp"
+        gp.write_text("#!/bin/sh\n")
+        gp.chmod(0o755)
+        workspace = {"PATH": str(tmp_path)}
+    settings = Settings.from_env(workspace)
+
+    with pytest.raises(MissingSetting) as raised:
+        settings.require(attribute)
+
+    message = str(raised.value)
+    variable = raised.value.variable
+    assert "--body" not in message and f"gp env {variable}=" not in message
+    if "CODESPACES" in workspace:
+        assert f"printenv {variable} | gh secret set {variable} --user" in message

@@ -8,19 +8,25 @@ boto3 is imported inside the calls (cruddur.aws.clients), on the deploy path onl
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..errors import MASK, AwsError, ConfigError, MissingSetting, one_line, scrub
+from ..errors import AwsError, ConfigError, MissingSetting, one_line
 from ..lambda_build.defaults import DEFAULT_TIMEOUT_SECONDS, FUNCTION_NAME
 from ..lambda_build.package import Package
-from ..postgres import urls
+from ..postgres.roles import SIGNUP
 from . import clients
 
+# The master URL an earlier deploy put in the function: removed when the database settings go in.
 CONNECTION_VARIABLE = "CONNECTION_URL"
+SIGNUP_USER = SIGNUP  # the database role db.roles makes for the Lambda
+POLICY_NAME = "cruddur-rds-connect"
+# Each running copy of the function holds one connection. A db.t3.micro allows about 80 (its
+# max_connections), and the backend's pool and the operator's tasks need theirs: 5 copies sign
+# up 5 users at once, and Cognito retries those it throttles.
+DEFAULT_RESERVED_CONCURRENCY = 5
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,59 @@ class Deployment:
     function: str
     code: str  # "created", "updated" or "unchanged"
     code_sha256: str
-    changed: tuple[str, ...] = ()  # settings brought in line: Handler, Runtime, CONNECTION_URL
+    changed: tuple[str, ...] = ()  # settings brought in line: Handler, Runtime, DB_HOST, ...
+    policy_changed: bool = False  # the role's rds-db:connect policy was added or corrected
+    concurrency: int | None = None  # the reserved concurrency now, when asked for
+    concurrency_changed: bool = False
+
+
+@dataclass(frozen=True)
+class DatabaseAccess:
+    """How the function reaches the database: IAM authentication as `user`, no password."""
+
+    host: str
+    port: int
+    dbname: str
+    region: str
+    account: str
+    resource_id: str  # the instance's DbiResourceId, which IAM policies name
+    user: str = SIGNUP_USER
+
+    def variables(self) -> dict[str, str]:
+        return {
+            "DB_HOST": self.host,
+            "DB_PORT": str(self.port),
+            "DB_NAME": self.dbname,
+            "DB_USER": self.user,
+            "DB_AUTH": "iam",
+        }
+
+    @property
+    def resource_arn(self) -> str:
+        return f"arn:aws:rds-db:{self.region}:{self.account}:dbuser:{self.resource_id}/{self.user}"
+
+    def policy(self) -> dict:
+        return {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": self.resource_arn}],
+        }
+
+
+def database_access(rds_client: Any, identifier: str, user: str = SIGNUP_USER) -> DatabaseAccess:
+    """The RDS instance's endpoint and identity for IAM authentication; AwsError when it has
+    no endpoint yet or IAM database authentication is off."""
+    from . import rds
+
+    instance = rds.get_instance(rds_client, identifier)
+    if not instance.host:
+        raise AwsError(f"RDS instance {identifier} has no endpoint yet ({instance.status}); run inv rds.wait first")
+    if not instance.iam_auth:
+        raise AwsError(
+            f"RDS instance {identifier} has IAM database authentication off; turn it on with: aws rds modify-db-instance"
+            f" --db-instance-identifier {identifier} --enable-iam-database-authentication --apply-immediately"
+        )
+    _, _, _, region, account, _ = instance.arn.split(":", 5)
+    return DatabaseAccess(instance.host, instance.port, instance.db_name or "postgres", region, account, instance.resource_id, user)
 
 
 def client():
@@ -75,19 +133,24 @@ def database_vpc(rds_client: Any, identifier: str) -> tuple[tuple[str, ...], tup
 def deploy(
     package: Package,
     function: str = FUNCTION_NAME,
-    connection_url: str | None = None,
+    database: DatabaseAccess | None = None,
     lambda_client=None,
     new_function: Callable[[], NewFunction] | None = None,
+    reserved_concurrency: int | None = None,
+    iam_client=None,
 ) -> Deployment:
     """Upload the package unless the function already runs these exact bytes; then make the
-    function's handler, runtime (and CONNECTION_URL, when given) match. Waits for each update.
+    function's handler, runtime (and, with `database`, its DB_* settings, its role's
+    rds-db:connect policy) and reserved concurrency (when given) match. Waits for each update.
 
     A missing function is created from `new_function()` (asked only then), or is an error
     without it."""
     lambda_client = lambda_client or client()
     current = _read_configuration(lambda_client, function, creatable=new_function is not None)
     if current is None:
-        return _create(lambda_client, package, function, connection_url, new_function())
+        created = _create(lambda_client, package, function, database, new_function())
+        current = _read_configuration(lambda_client, function)
+        return _align_access(lambda_client, iam_client, created, current, database, reserved_concurrency)
     if current.get("LastUpdateStatus") == "InProgress":
         # Lambda refuses a second update while one is running (ResourceConflictException);
         # what the running update leaves behind is what to compare against.
@@ -107,45 +170,89 @@ def deploy(
             )
         code = "updated"
 
-    changes, changed = _configuration_changes(current, package, connection_url)
+    changes, changed = _configuration_changes(current, package, database)
     if changes:
-        with _secret_kept_out(connection_url if "Environment" in changes else None):
-            with clients.translated():
-                lambda_client.update_function_configuration(FunctionName=function, **changes)
-            _wait_updated(lambda_client, function)
-    return Deployment(function, code, package.code_sha256, changed)
+        with clients.translated():
+            lambda_client.update_function_configuration(FunctionName=function, **changes)
+        _wait_updated(lambda_client, function)
+    deployment = Deployment(function, code, package.code_sha256, changed)
+    return _align_access(lambda_client, iam_client, deployment, current, database, reserved_concurrency)
 
 
-def _create(lambda_client, package: Package, function: str, connection_url: str | None, new: NewFunction) -> Deployment:
+def _align_access(lambda_client, iam_client, deployment: Deployment, current: dict, database, reserved_concurrency) -> Deployment:
+    from dataclasses import replace
+
+    if database is not None:
+        deployment = replace(deployment, policy_changed=allow_connect(iam_client or clients.client("iam"), current["Role"], database))
+    if reserved_concurrency is not None:
+        changed = reserve_concurrency(lambda_client, deployment.function, reserved_concurrency)
+        deployment = replace(deployment, concurrency=reserved_concurrency, concurrency_changed=changed)
+    return deployment
+
+
+def allow_connect(iam_client, role_arn: str, database: DatabaseAccess) -> bool:
+    """The execution role's inline policy allowing rds-db:connect as the database user, put
+    there unless it already says exactly that; whether it changed."""
+    from botocore.exceptions import ClientError
+
+    role = role_arn.rsplit("/", 1)[-1]
+    wanted = database.policy()
+    with clients.translated():
+        try:
+            found = iam_client.get_role_policy(RoleName=role, PolicyName=POLICY_NAME)["PolicyDocument"]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "NoSuchEntity":
+                raise
+            found = None
+        if isinstance(found, str):  # some endpoints leave it URL-encoded JSON
+            from urllib.parse import unquote
+
+            found = json.loads(unquote(found))
+        if found == wanted:
+            return False
+        iam_client.put_role_policy(RoleName=role, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted))
+    return True
+
+
+def reserve_concurrency(lambda_client, function: str, count: int) -> bool:
+    """The function's reserved concurrency set to `count` unless it is already; whether it changed."""
+    with clients.translated():
+        found = lambda_client.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions")
+        if found == count:
+            return False
+        lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=count)
+    return True
+
+
+def _create(lambda_client, package: Package, function: str, database: DatabaseAccess | None, new: NewFunction) -> Deployment:
     from botocore.exceptions import WaiterError
 
     options = {}
-    if connection_url is not None:
-        options["Environment"] = {"Variables": {CONNECTION_VARIABLE: connection_url}}
-    with _secret_kept_out(connection_url):
-        with clients.translated():
-            created = lambda_client.create_function(
-                FunctionName=function,
-                Runtime=package.runtime,
-                Handler=package.handler,
-                Architectures=[package.architecture],
-                Role=new.role_arn,
-                Timeout=new.timeout,
-                Code={"ZipFile": package.path.read_bytes()},
-                VpcConfig={"SubnetIds": list(new.subnet_ids), "SecurityGroupIds": list(new.security_group_ids)},
-                **options,
-            )
+    if database is not None:
+        options["Environment"] = {"Variables": database.variables()}
+    with clients.translated():
+        created = lambda_client.create_function(
+            FunctionName=function,
+            Runtime=package.runtime,
+            Handler=package.handler,
+            Architectures=[package.architecture],
+            Role=new.role_arn,
+            Timeout=new.timeout,
+            Code={"ZipFile": package.path.read_bytes()},
+            VpcConfig={"SubnetIds": list(new.subnet_ids), "SecurityGroupIds": list(new.security_group_ids)},
+            **options,
+        )
     try:
         with clients.translated():
             # A function in a VPC stays Pending while Lambda sets up its network interfaces.
             lambda_client.get_waiter("function_active_v2").wait(FunctionName=function)
     except WaiterError as e:
         raise AwsError(f"function {function} was created but did not become active: {one_line(e)}") from None
-    changed = (CONNECTION_VARIABLE,) if connection_url is not None else ()
+    changed = tuple(database.variables()) if database is not None else ()
     return Deployment(function, "created", created.get("CodeSha256", package.code_sha256), changed)
 
 
-def _configuration_changes(current: dict, package: Package, connection_url: str | None) -> tuple[dict, tuple[str, ...]]:
+def _configuration_changes(current: dict, package: Package, database: DatabaseAccess | None) -> tuple[dict, tuple[str, ...]]:
     changes: dict = {}
     changed: list[str] = []
     if current.get("Handler") != package.handler:
@@ -154,41 +261,19 @@ def _configuration_changes(current: dict, package: Package, connection_url: str 
     if current.get("Runtime") != package.runtime:
         changes["Runtime"] = package.runtime
         changed.append("Runtime")
-    if connection_url is not None:
+    if database is not None:
+        # The API replaces the whole set: keep the function's other variables.
         variables = dict((current.get("Environment") or {}).get("Variables") or {})
-        if variables.get(CONNECTION_VARIABLE) != connection_url:
-            # The API replaces the whole set: keep the function's other variables.
-            variables[CONNECTION_VARIABLE] = connection_url
+        wanted = database.variables()
+        differ = [name for name, value in wanted.items() if variables.get(name) != value]
+        if CONNECTION_VARIABLE in variables:
+            del variables[CONNECTION_VARIABLE]
+            differ.append(f"{CONNECTION_VARIABLE} removed")
+        if differ:
+            variables.update(wanted)
             changes["Environment"] = {"Variables": variables}
-            changed.append(CONNECTION_VARIABLE)
+            changed.extend(differ)
     return changes, tuple(changed)
-
-
-@contextmanager
-def _secret_kept_out(connection_url: str | None) -> Iterator[None]:
-    """AWS may quote the environment it refused (Lambda's 4 KB limit error does): an AwsError
-    raised here names the URL only masked, and never its password."""
-    try:
-        yield
-    except AwsError as e:
-        if connection_url is None:
-            raise
-        raise AwsError(_scrub(str(e), connection_url), e.code) from None
-
-
-def _scrub(message: str, connection_url: str) -> str:
-    """The message with the URL masked and its password, in any spelling AWS may echo, as ****."""
-    try:
-        masked = urls.mask(connection_url)
-    except ConfigError:
-        masked = MASK
-    replacements = {connection_url: masked}
-    for password in urls.password_spellings(connection_url):
-        replacements[password] = MASK
-    # A JSON document quoting the variables escapes quotes and backslashes.
-    for secret, shown in list(replacements.items()):
-        replacements.setdefault(json.dumps(secret)[1:-1], json.dumps(shown)[1:-1])
-    return scrub(message, replacements)
 
 
 def _read_configuration(lambda_client, function: str, creatable: bool = False) -> dict | None:

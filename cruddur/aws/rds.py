@@ -75,6 +75,8 @@ class CreateOptions:
     publicly_accessible: bool = True
     manage_password: bool = False
     extended_support: bool = False
+    # Lets the app's roles log in with IAM tokens instead of passwords (db.roles, lambda.deploy).
+    iam_auth: bool = True
 
     @property
     def major_version(self) -> str:
@@ -115,6 +117,7 @@ class CreateOptions:
             PerformanceInsightsRetentionPeriod=7,
             DeletionProtection=False,
             EngineLifecycleSupport=EXTENDED_SUPPORT[self.extended_support],
+            EnableIAMDatabaseAuthentication=self.iam_auth,
         )
         if self.manage_password:
             params["ManageMasterUserPassword"] = True
@@ -140,6 +143,9 @@ class Instance:
     security_groups: tuple[str, ...] = field(default_factory=tuple)
     secret_arn: str | None = None
     lifecycle_support: str | None = None  # EngineLifecycleSupport, when RDS reports it
+    iam_auth: bool = False  # IAM database authentication is on
+    arn: str = ""
+    resource_id: str = ""  # DbiResourceId: what rds-db:connect policies name
 
     @classmethod
     def from_api(cls, item: dict) -> Instance:
@@ -160,6 +166,9 @@ class Instance:
             security_groups=tuple(g["VpcSecurityGroupId"] for g in item.get("VpcSecurityGroups", [])),
             secret_arn=(item.get("MasterUserSecret") or {}).get("SecretArn"),
             lifecycle_support=item.get("EngineLifecycleSupport"),
+            iam_auth=bool(item.get("IAMDatabaseAuthenticationEnabled")),
+            arn=item.get("DBInstanceArn", ""),
+            resource_id=item.get("DbiResourceId", ""),
         )
 
     @property

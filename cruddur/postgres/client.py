@@ -22,7 +22,7 @@ import math
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -34,7 +34,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..config import Settings
-from ..errors import ClientClosed, DatabaseUnavailable, LockTimeout, QueryError, StatementTimeout, TemplateNotFound, one_line
+from ..errors import ClientClosed, CruddurError, DatabaseUnavailable, LockTimeout, QueryError, StatementTimeout, TemplateNotFound, one_line
 from ..timeouts import (
     CLIENT_LOCK_TIMEOUT,
     CLIENT_STATEMENT_TIMEOUT,
@@ -74,6 +74,7 @@ class Database:
         self,
         url: str,
         *,
+        password: Callable[[], str] | None = None,
         sql_dir: Path | None = None,
         min_size: int = 1,
         max_size: int = 10,
@@ -87,9 +88,10 @@ class Database:
         for longer than this many seconds is tested before it is handed out (one round trip,
         ConnectionPool.check_connection) and replaced if the server dropped it; 0 tests every
         time, None never. `sql_dir`: a folder of <group>/<name>.sql templates to use instead of
-        the ones shipped in the package. `lock_timeout`, `statement_timeout`: the longest a
-        statement waits for a lock (LockTimeout), and runs in all (StatementTimeout), in seconds;
-        None: no bound."""
+        the ones shipped in the package. `password`: called for each new connection, for a password that
+        changes (an IAM token: see Database.iam); else the URL's own is used. `lock_timeout`,
+        `statement_timeout`: the longest a statement waits for a lock (LockTimeout), and runs in
+        all (StatementTimeout), in seconds; None: no bound."""
         params = urls.parse(url)
         self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
         self.where = urls.describe(url)
@@ -99,20 +101,35 @@ class Database:
         self._url = url
         self.check_after = check_after
         self._last_used: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+        kwargs = {
+            "autocommit": True,
+            # A server that accepts and never answers must not hold a pool worker forever.
+            "connect_timeout": connect_timeout(CONNECT_TIMEOUT),
+            "options": _with_time_bounds(params.get("options"), lock_timeout, statement_timeout),
+        }
+        self._password = password
         self._pool_options = dict(
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            # A server that accepts and never answers must not hold a pool worker forever.
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": connect_timeout(CONNECT_TIMEOUT),
-                "options": _with_time_bounds(params.get("options"), lock_timeout, statement_timeout),
-            },
+            # The pool calls a callable for each connection it opens: a fresh password each time.
+            kwargs=kwargs if password is None else (lambda: {**kwargs, "password": password()}),
             check=None if check_after is None else self._check_if_idle,
             name=name,
         )
         self.pool = ConnectionPool(url, open=False, **self._pool_options)
+
+    @classmethod
+    def iam(cls, host: str, dbname: str, user: str, *, port: int = 5432, region: str | None = None, **options) -> Database:
+        """A client that logs in as `user` (cruddur_app) with IAM database authentication: a
+        token signed from this process's AWS credentials for each new connection (no network
+        call), over TLS, which RDS requires for tokens. No password anywhere."""
+        from psycopg.conninfo import make_conninfo
+
+        from ..aws.iam_auth import token_signer
+
+        url = make_conninfo(host=host, port=port, dbname=dbname, user=user, sslmode="require")
+        return cls(url, password=token_signer(host, port, user, region), **options)
 
     @classmethod
     def from_settings(cls, settings: Settings, **options) -> Database:
@@ -158,11 +175,14 @@ class Database:
             # Not connect.connect(): the pool's own settings (no application_name of the tasks),
             # and libpq's raw message, which open() words itself.
             try:
-                psycopg.connect(self._url, connect_timeout=connect_timeout(timeout)).close()
+                secret = {} if self._password is None else {"password": self._password()}
+                psycopg.connect(self._url, connect_timeout=connect_timeout(timeout), **secret).close()
                 outcome["ok"] = ""
             except psycopg.Error as e:
                 # libpq's messages name host, port, user and database, never the password.
                 outcome["error"] = one_line(e)
+            except CruddurError as e:  # no password to be had (an IAM token needs AWS credentials)
+                outcome["error"] = str(e)
 
         # A daemon thread: when the wait ends first, the attempt ends by its own timeout.
         worker = threading.Thread(target=attempt, name=f"{self._pool_options['name']}-probe", daemon=True)

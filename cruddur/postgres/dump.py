@@ -17,7 +17,7 @@ from ..errors import MASK, CruddurError, DatabaseError, one_line, scrub
 from ..files import atomic_path
 from ..progress import Progress, no_progress
 from ..timeouts import CONNECT_TIMEOUT, DUMP_LIMIT, DUMP_LOCK_WAIT, PROGRESS_POLL_SECONDS, VERSION_PROBE_LIMIT
-from . import admin, urls
+from . import admin, roles, urls
 from .connect import connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
 
@@ -62,9 +62,11 @@ def dump(url: str, path: Path, progress: Progress = no_progress) -> int:
     try:
         if path.is_dir():
             raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
-        # The partial file is made before pg_dump runs: a place that cannot be written fails first.
-        # Readable by its owner only (0600): a dump holds every row; pg_dump keeps that mode.
-        with atomic_path(path, 0o600) as partial:
+        # Owner only (a dump holds every row, emails included), in a folder of the owner's when
+        # it makes one. The partial file is made before pg_dump runs, which keeps its mode; a place
+        # that cannot be written fails first.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with atomic_path(path, mode=0o600) as partial:
 
             def written() -> None:
                 with suppress(OSError):  # renamed in already
@@ -142,6 +144,8 @@ def _restore_into(url: str, path: Path, source_major: int) -> None:
             f" taken from: restore it into PostgreSQL {source_major} or newer, or move the data from the older"
             " server to the newer one instead)"
         ) from None
+    # The dump's grants are left out (they name the source server's roles): this server's own.
+    roles.regrant_database(url)
 
 
 def _restore_through_psql(url: str, path: Path) -> None:

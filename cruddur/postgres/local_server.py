@@ -1,13 +1,14 @@
 """The embedded PostgreSQL that serves when CONNECTION_URL is unset (data in .pgdata/).
 
-It listens on a unix socket in the data folder, or in a shorter folder when that path is too long
-for a socket name (trust: only this machine's users who can reach the folder) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
+It listens on a unix socket in the data folder, or a folder of its own when that path is too long
+(trust: only the folder's owner reaches it, mode 0700) and on TCP at 127.0.0.1 (a password, for the Flask backend and GUI tools). The
 password is generated on first start and kept in the data folder, readable by its owner only."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pwd
 import secrets
 import shlex
 import subprocess
@@ -170,7 +171,11 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
         _remove_stale_lock_file(pgdata)
         log = pgdata / "log"
         seen = log.stat().st_size if log.exists() else 0
-        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))} -c shared_preload_libraries={PRELOAD_LIBRARIES}"
+        # The socket file itself is the owner's only too (PostgreSQL's default is 0777).
+        options = (
+            f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))} -c unix_socket_permissions=0700"
+            f" -c shared_preload_libraries={PRELOAD_LIBRARIES}"
+        )
         remaining = max(1, int(deadline.left()))
         try:
             embedded.pg_ctl(
@@ -238,7 +243,12 @@ def _make_folder(pgdata: Path) -> None:
 
 def _password(pgdata: Path) -> str:
     """The TCP password, created (mode 0600, owner only) the first time."""
-    path = pgdata / PASSWORD_FILE
+    return kept_password(password_file(pgdata))
+
+
+def kept_password(path: Path) -> str:
+    """The password kept in `path`, generated and written there (mode 0600, owner only) the
+    first time. URL-safe: a URL holding it needs no escaping."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -261,15 +271,16 @@ def tcp_url(port: int, dbname: str, password: str | None = None) -> str:
     return urls.build({"user": SUPERUSER, **secret, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname}, keep=MASK)
 
 
-def export_line(pgdata: Path, port: int, dbname: str) -> str:
-    """The shell line that sets CONNECTION_URL to the TCP URL: it reads the password from its
-    file when pasted, so the password itself is never printed."""
+def export_line(pgdata: Path, port: int, dbname: str, user: str = SUPERUSER, password_path: Path | None = None) -> str:
+    """The shell line that sets CONNECTION_URL to the TCP URL for `user` (whose password is kept
+    in `password_path`, by default the superuser's file): it reads the password from its file
+    when pasted, so the password itself is never printed."""
     from . import urls
 
     # The shell puts the password in: the URL is built with a placeholder, then it is swapped in.
     placeholder = "PASSWORD"
-    read_password = f"$(cat {shlex.quote(str(password_file(pgdata)))})"
-    url = urls.build({"user": SUPERUSER, "password": placeholder, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname})
+    read_password = f"$(cat {shlex.quote(str(password_path or password_file(pgdata)))})"
+    url = urls.build({"user": user, "password": placeholder, "host": LISTEN_ADDRESS, "port": str(port), "dbname": dbname})
     return f'export CONNECTION_URL="{url.replace(f":{placeholder}@", f":{read_password}@", 1)}"'
 
 
@@ -284,20 +295,26 @@ def _write_hba(pgdata: Path) -> None:
 
 
 def _set_password(socket_url: str, password: str) -> None:
-    """Give the superuser the file's password (as a SCRAM verifier: the password itself never
-    reaches the server, nor its log)."""
+    """Give the superuser the file's password."""
     import psycopg
-    from psycopg import sql
 
     from ..errors import one_line
     from .connect import connect
 
     try:
         with connect(socket_url, autocommit=True) as conn:
-            verifier = conn.pgconn.encrypt_password(password.encode(), SUPERUSER.encode(), b"scram-sha-256")
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())))
+            set_password(conn, SUPERUSER, password)
     except (DatabaseError, psycopg.Error) as e:
         raise DatabaseError(f"cannot set the local server's password: {one_line(e)}") from None
+
+
+def set_password(conn, role: str, password: str) -> None:
+    """Give `role` the password as a SCRAM verifier made here: the password itself never reaches
+    the server, nor its log."""
+    from psycopg import sql
+
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier.decode())))
 
 
 def _socket_dir(pgdata: Path) -> Path:
@@ -308,9 +325,15 @@ def _socket_dir(pgdata: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         socket_dir = find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
-    if _server_user() and socket_dir != pgdata:
-        ensure_prefix_permissions(socket_dir)
-        socket_dir.chmod(0o777)
+    if socket_dir != pgdata:
+        # The socket trusts whoever reaches it: its folder is the server account's alone (root,
+        # running the tasks, reaches it all the same). The data folder is 0700 already (initdb).
+        socket_dir.mkdir(parents=True, exist_ok=True)
+        if _server_user():
+            ensure_prefix_permissions(socket_dir)
+            account = pwd.getpwnam(_server_user())
+            os.chown(socket_dir, account.pw_uid, account.pw_gid)
+        socket_dir.chmod(0o700)
     return socket_dir
 
 

@@ -32,6 +32,7 @@ from psycopg.rows import dict_row
 from ..errors import FileLockTimeout, MigrationError, SqlFileError, one_line
 from ..polling import Deadline
 from ..timeouts import FILE_LOAD_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, MIGRATION_RETRY_MAX_PAUSE, RUN_LOCK_WAIT
+from . import roles
 from .admin import run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, advisory_lock_holders, held_by
@@ -486,6 +487,7 @@ def migrate(
         unrecorded = [step.version for step in done if step.version not in recorded]
         if unrecorded:
             raise MigrationError(f"applied but not recorded in schema_migrations: {', '.join(unrecorded)}")
+        _regrant(conn)
     return done
 
 
@@ -563,6 +565,8 @@ def rollback(
             done.append(step)
             if on_rolled_back:
                 on_rolled_back(step)
+        if done:
+            _regrant(conn)
     return done
 
 
@@ -686,6 +690,20 @@ def build(url: str, schema: tuple[Path, str], directory: Path, seed: tuple[Path,
     run_sql_files(url, [schema], after=RESET_QUERIES)
     migrate(url, directory, label_root=label_root)
     run_sql_files(url, [seed])
+    roles.regrant_database(url)
+
+
+def _regrant(conn) -> None:
+    """The app roles' privileges granted again (when the roles exist): a table a migration
+    (re)created has none of them."""
+
+    try:
+        with conn.transaction():
+            roles.regrant(conn)
+    except psycopg.Error as e:
+        raise MigrationError(
+            f"the schema changed, but the app roles' privileges could not be granted again: {one_line(e)}; run inv db.roles"
+        ) from None
 
 
 # now() is the transaction's start: the row records how long its migration took.

@@ -12,13 +12,12 @@ from cruddur.aws import lambda_deploy
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError
 from cruddur.lambda_build.defaults import DEFAULT_RUNTIME
-from tests.aws_support import server_client
+from tests.aws_support import create_instance, server_client
 from tests.helpers import assert_one_line_error
-from tests.lambda_support import EnvironmentTooLargeLambda, FinishingUpdateLambda
+from tests.lambda_support import FinishingUpdateLambda
 
 REGION = "us-east-1"
 FUNCTION = "cruddur-post-confirmation"
-SECRET_URL = "postgresql://cruddurroot:s3cr3t-Pa55@cruddur-db.example.us-east-1.rds.amazonaws.com:5432/cruddur"
 
 
 def _placeholder_zip() -> bytes:
@@ -75,16 +74,77 @@ def test_a_second_deploy_of_the_same_bytes_is_skipped(aws, lambda_zip):
     assert aws.get_function_configuration(FunctionName=FUNCTION)["LastModified"] == modified
 
 
-def test_set_env_puts_the_url_in_connection_url_and_keeps_other_variables(aws, lambda_zip):
-    create_function({"region_name": REGION}, variables={"LOG_LEVEL": "debug"})
+def iam_instance(identifier: str = "cruddur-db-instance", iam: bool = True, endpoint: dict | None = None, **options) -> dict:
+    """An RDS instance as rds.create makes it (IAM authentication on unless `iam` is False)."""
+    rds = boto3.client("rds", **(endpoint or {"region_name": REGION}))
+    return create_instance(rds, identifier, DBName="cruddur", EnableIAMDatabaseAuthentication=iam, **options)
 
-    deployment = lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL)
+
+def role_policy(function: str = FUNCTION, **kwargs) -> dict:
+    role = boto3.client("lambda", region_name=REGION, **kwargs).get_function_configuration(FunctionName=function)["Role"].rsplit("/", 1)[1]
+    return boto3.client("iam", region_name=REGION, **kwargs).get_role_policy(RoleName=role, PolicyName=lambda_deploy.POLICY_NAME)[
+        "PolicyDocument"
+    ]
+
+
+def test_the_database_settings_replace_the_master_url_and_hold_no_password(aws, lambda_zip):
+    create_function({"region_name": REGION}, variables={"LOG_LEVEL": "debug", "CONNECTION_URL": "postgresql://root:s3cr3t@db/cruddur"})
+    item = iam_instance()
+    access = lambda_deploy.database_access(boto3.client("rds", region_name=REGION), "cruddur-db-instance")
+
+    deployment = lambda_deploy.deploy(lambda_zip, database=access)
 
     variables = aws.get_function_configuration(FunctionName=FUNCTION)["Environment"]["Variables"]
-    assert variables == {"LOG_LEVEL": "debug", "CONNECTION_URL": SECRET_URL}
-    assert "CONNECTION_URL" in deployment.changed
-    assert SECRET_URL not in repr(deployment)
-    assert lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL).changed == ()
+    assert variables == {
+        "LOG_LEVEL": "debug",
+        "DB_HOST": item["Endpoint"]["Address"],
+        "DB_PORT": "5432",
+        "DB_NAME": "cruddur",
+        "DB_USER": "cruddur_signup",
+        "DB_AUTH": "iam",
+    }
+    assert "CONNECTION_URL removed" in deployment.changed
+    assert "s3cr3t" not in repr(deployment)
+    again = lambda_deploy.deploy(lambda_zip, database=access)
+    assert (again.changed, again.policy_changed) == ((), False)
+
+
+def test_the_execution_role_may_connect_as_the_signup_user_only(aws, lambda_zip):
+    create_function({"region_name": REGION})
+    item = iam_instance()
+    access = lambda_deploy.database_access(boto3.client("rds", region_name=REGION), "cruddur-db-instance")
+
+    assert lambda_deploy.deploy(lambda_zip, database=access).policy_changed
+
+    account = item["DBInstanceArn"].split(":")[4]
+    assert role_policy() == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "rds-db:connect",
+                "Resource": f"arn:aws:rds-db:{REGION}:{account}:dbuser:{item['DbiResourceId']}/cruddur_signup",
+            }
+        ],
+    }
+
+
+def test_an_instance_without_iam_authentication_says_how_to_turn_it_on(aws):
+    iam_instance("no-iam", iam=False)
+
+    with pytest.raises(AwsError, match="no-iam has IAM database authentication off; turn it on with: aws rds modify-db-instance"):
+        lambda_deploy.database_access(boto3.client("rds", region_name=REGION), "no-iam")
+
+
+def test_reserved_concurrency_is_set_then_left_alone(aws, lambda_zip):
+    create_function({"region_name": REGION})
+
+    first = lambda_deploy.deploy(lambda_zip, reserved_concurrency=5)
+    second = lambda_deploy.deploy(lambda_zip, reserved_concurrency=5)
+    third = lambda_deploy.deploy(lambda_zip, reserved_concurrency=3)
+
+    assert [(d.concurrency, d.concurrency_changed) for d in (first, second, third)] == [(5, True), (5, False), (3, True)]
+    assert aws.get_function_concurrency(FunctionName=FUNCTION)["ReservedConcurrentExecutions"] == 3
 
 
 def test_a_missing_function_is_one_line_with_the_aws_error_code(aws, lambda_zip):
@@ -106,62 +166,37 @@ def test_no_region_is_a_clear_error(monkeypatch, lambda_zip):
         lambda_deploy.deploy(lambda_zip)
 
 
-@pytest.mark.parametrize(
-    "url, secrets",
-    [
-        (SECRET_URL, ["s3cr3t-Pa55"]),
-        ("postgresql://cruddurroot:pa%40ss%2Fword%22@db.example.com/cruddur", ["pa%40ss%2Fword%22", 'pa@ss/word"', "ss/word"]),
-    ],
-    ids=["plain password", "percent-encoded password"],
-)
-def test_an_aws_error_quoting_the_environment_never_shows_the_url_or_its_password(lambda_zip, url, secrets):
-    endpoint = EnvironmentTooLargeLambda(lambda_zip.code_sha256, lambda_zip.runtime)
-    try:
-        with pytest.raises(AwsError) as raised:
-            lambda_deploy.deploy(lambda_zip, connection_url=url, lambda_client=endpoint.client())
-    finally:
-        endpoint.close()
-
-    message = str(raised.value)
-    assert endpoint.configuration_updates == 1
-    assert raised.value.code == "InvalidParameterValueException"
-    assert message.startswith("AWS UpdateFunctionConfiguration failed: InvalidParameterValueException: Lambda was")
-    assert '"CONNECTION_URL":"postgresql://cruddurroot:****@' in message
-    for secret in [url, *secrets]:
-        assert secret not in message
-    assert raised.value.__cause__ is None and "\n" not in message
-
-
 # `inv lambda.deploy` as a user runs it, against a moto server on 127.0.0.1.
 
 
-def test_inv_lambda_deploy_updates_then_says_unchanged_and_never_prints_the_url(run_task, lambda_build_defaults, moto_url):
+def test_inv_lambda_deploy_set_env_points_the_function_at_rds_with_iam_and_bounds_it(run_task, lambda_build_defaults, moto_url):
     endpoint = {"endpoint_url": moto_url, "region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    create_function(endpoint, runtime="python3.9")
-    env = {"AWS_ENDPOINT_URL": moto_url, "PROD_CONNECTION_URL": SECRET_URL}
+    create_function(endpoint, runtime="python3.9", variables={"CONNECTION_URL": "postgresql://root:s3cr3t@db/cruddur"})
+    item = iam_instance(endpoint=endpoint)
+    env = {"AWS_ENDPOINT_URL": moto_url}
 
     first = run_task("lambda.deploy", "--set-env", env=env)
-    second = run_task("lambda.deploy", "--set-env", env=env)
+    second = run_task("lambda.deploy", "--set-env", "--concurrency", "2", env=env)
 
     assert first.returncode == 0, first.stderr
-    assert f"{FUNCTION}: code updated (CodeSha256 " in first.stdout
-    assert "configuration updated: Handler, Runtime, CONNECTION_URL (from PROD_CONNECTION_URL)" in first.stdout
+    assert "configuration updated: Handler, Runtime, DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_AUTH, CONNECTION_URL removed" in first.stdout
+    assert f"its role now allows rds-db:connect as cruddur_signup (arn:aws:rds-db:{REGION}:" in first.stdout
+    assert f"connects to {item['Endpoint']['Address']}:5432/cruddur with IAM tokens over TLS, no password" in first.stdout
+    assert "reserved concurrency set to 5: at most 5 database connections from sign-ups" in first.stdout
+    assert "next: inv db.roles --prod" in first.stderr
     assert second.returncode == 0, second.stderr
-    assert f"{FUNCTION}: code unchanged (CodeSha256 " in second.stdout
-    assert f"{FUNCTION}: configuration unchanged" in second.stdout
+    assert "configuration unchanged" in second.stdout and "its role allows rds-db:connect" in second.stdout
+    assert "reserved concurrency set to 2" in second.stdout
+    config = boto3.client("lambda", **endpoint).get_function_configuration(FunctionName=FUNCTION)
+    assert "CONNECTION_URL" not in config["Environment"]["Variables"]
+    assert config["Runtime"] == DEFAULT_RUNTIME
+    assert boto3.client("lambda", **endpoint).get_function_concurrency(FunctionName=FUNCTION)["ReservedConcurrentExecutions"] == 2
     for result in (first, second):
         assert "s3cr3t" not in result.stdout + result.stderr
-    config = boto3.client("lambda", **endpoint).get_function_configuration(FunctionName=FUNCTION)
-    assert config["Environment"]["Variables"]["CONNECTION_URL"] == SECRET_URL
-    assert config["Runtime"] == DEFAULT_RUNTIME
-    assert config["CodeSha256"] in first.stdout
 
 
-def test_inv_lambda_deploy_set_env_without_prod_connection_url_names_the_variable(inv):
-    result = inv("lambda.deploy", "--set-env")
-
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
+def test_inv_lambda_deploy_concurrency_must_be_a_whole_number_of_one_or_more(run_task):
+    assert_one_line_error(run_task("lambda.deploy", "--concurrency", "0"), "--concurrency must be a number of 1 or more")
 
 
 def test_inv_lambda_deploy_creating_without_a_role_is_one_line(run_task, lambda_build_defaults, moto_url):
@@ -171,18 +206,6 @@ def test_inv_lambda_deploy_creating_without_a_role_is_one_line(run_task, lambda_
     assert line.endswith("; or pass --role-arn (the function's execution role, needed to create it)")
     functions = server_client(moto_url, "lambda").list_functions()["Functions"]
     assert functions == []
-
-
-def test_inv_lambda_deploy_refused_environment_is_one_line_without_the_password(
-    run_task, lambda_build_defaults, environment_too_large_lambda
-):
-    env = {"AWS_ENDPOINT_URL": environment_too_large_lambda.url, "PROD_CONNECTION_URL": SECRET_URL}
-
-    result = run_task("lambda.deploy", "--set-env", env=env)
-
-    line = assert_one_line_error(result, "error: AWS UpdateFunctionConfiguration failed: InvalidParameterValueException:")
-    assert "postgresql://cruddurroot:****@cruddur-db.example" in line
-    assert "s3cr3t" not in result.stdout + result.stderr
 
 
 def test_an_update_in_progress_is_waited_out_then_compared_again(lambda_zip):
@@ -211,16 +234,7 @@ def database_network(region_kwargs: dict) -> dict:
     group = ec2.create_security_group(GroupName="cruddur-db", Description="db", VpcId=vpc)["GroupId"]
     rds = boto3.client("rds", **region_kwargs)
     rds.create_db_subnet_group(DBSubnetGroupName="cruddur-db", DBSubnetGroupDescription="db", SubnetIds=subnets)
-    rds.create_db_instance(
-        DBInstanceIdentifier="cruddur-db-instance",
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="cruddurroot",
-        MasterUserPassword="a-long-secret",
-        AllocatedStorage=20,
-        DBSubnetGroupName="cruddur-db",
-        VpcSecurityGroupIds=[group],
-    )
+    iam_instance(endpoint=region_kwargs, DBSubnetGroupName="cruddur-db", VpcSecurityGroupIds=[group])
     role = boto3.client("iam", **region_kwargs).create_role(RoleName="cruddur-post-confirmation-role", AssumeRolePolicyDocument="{}")[
         "Role"
     ]["Arn"]
@@ -234,17 +248,20 @@ def test_deploy_creates_a_missing_function_in_the_databases_vpc(aws, lambda_zip)
         subnets, groups = lambda_deploy.database_vpc(boto3.client("rds", region_name=REGION), "cruddur-db-instance")
         return lambda_deploy.NewFunction(network["role"], subnets, groups)
 
-    deployment = lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL, new_function=new_function)
+    access = lambda_deploy.database_access(boto3.client("rds", region_name=REGION), "cruddur-db-instance")
+    deployment = lambda_deploy.deploy(lambda_zip, database=access, new_function=new_function)
 
     config = aws.get_function_configuration(FunctionName=FUNCTION)
-    assert (deployment.code, deployment.changed) == ("created", ("CONNECTION_URL",))
+    assert (deployment.code, deployment.changed) == ("created", ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_AUTH"))
+    assert deployment.policy_changed
     assert config["CodeSha256"] == lambda_zip.code_sha256
     assert (config["Runtime"], config["Handler"], config["Timeout"]) == (lambda_zip.runtime, lambda_zip.handler, 5)
     assert config["Architectures"] == [lambda_zip.architecture] and config["Role"] == network["role"]
     assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(network["subnets"])
     assert config["VpcConfig"]["SecurityGroupIds"] == [network["group"]]
-    assert config["Environment"]["Variables"] == {"CONNECTION_URL": SECRET_URL}
-    assert lambda_deploy.deploy(lambda_zip, connection_url=SECRET_URL, new_function=new_function).code == "unchanged"
+    assert config["Environment"]["Variables"] == access.variables()
+    again = lambda_deploy.deploy(lambda_zip, database=access, new_function=new_function)
+    assert (again.code, again.changed, again.policy_changed) == ("unchanged", (), False)
 
 
 def test_an_existing_function_never_asks_for_creation_settings(aws, lambda_zip):
@@ -267,14 +284,7 @@ def test_the_role_comes_from_the_flag_then_lambda_role_arn_else_one_line():
 
 def test_an_instance_without_a_subnet_group_asks_for_the_flags(aws):
     rds = boto3.client("rds", region_name=REGION)
-    rds.create_db_instance(
-        DBInstanceIdentifier="bare",
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="root",
-        MasterUserPassword="a-long-secret",
-        AllocatedStorage=20,
-    )
+    iam_instance("bare")
 
     with pytest.raises(AwsError, match=r"RDS instance bare shows no (subnets|VPC security group); pass --subnet-ids"):
         lambda_deploy.database_vpc(rds, "bare")

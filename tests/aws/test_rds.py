@@ -1,14 +1,17 @@
 """The RDS library against moto in-process; the tasks are in test_rds_tasks.py."""
 
+import json
 from datetime import UTC, datetime
 
+import boto3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
+from cruddur.aws import master_secret
 from cruddur.aws import rds as library
-from cruddur.errors import AwsError, ConfigError
+from cruddur.errors import AwsError, ConfigError, DatabaseError
 from tests.aws_support import set_instance_status
 
 PASSWORD = "s3cret:pass#word"
@@ -338,3 +341,55 @@ def test_any_password_rds_accepts_comes_back_whole_from_the_url(password):
         "user": "cruddurroot",
         "password": password,
     }
+
+
+# -- a password RDS manages in Secrets Manager ---------------------------------------------------
+
+
+def managed_instance(rds):
+    instance, _ = library.create(rds, library.CreateOptions(manage_password=True), password=never_asked)
+    return library.get_instance(rds, instance.identifier)
+
+
+def set_secret(instance, password: str) -> None:
+    boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
+        SecretId=instance.secret_arn, SecretString=json.dumps({"username": instance.username, "password": password})
+    )
+
+
+def test_a_rotation_between_the_read_and_the_login_is_retried_once_with_the_new_password(rds):
+    instance = managed_instance(rds)
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    set_secret(instance, "before-rotation")
+    tried = []
+
+    def login(url):
+        tried.append(url)
+        if len(tried) == 1:
+            set_secret(instance, "after-rotation")  # RDS rotates it meanwhile
+            raise DatabaseError('cannot connect to ...: FATAL: password authentication failed for user "cruddurroot"')
+        return "connected"
+
+    assert master_secret.with_master_url(secrets, instance, login) == "connected"
+    assert [url.split("@")[0].rsplit(":", 1)[1] for url in tried] == ["before-rotation", "after-rotation"]
+
+
+def test_a_wrong_password_without_a_rotation_is_not_retried(rds):
+    instance = managed_instance(rds)
+    set_secret(instance, "the-only-one")
+    tried = []
+
+    def login(url):
+        tried.append(url)
+        raise DatabaseError('FATAL: password authentication failed for user "cruddurroot"')
+
+    with pytest.raises(DatabaseError, match="password authentication failed"):
+        master_secret.with_master_url(boto3.client("secretsmanager", region_name="us-east-1"), instance, login)
+    assert len(tried) == 1
+
+
+def test_an_instance_without_a_managed_password_says_so(rds):
+    library.create(rds, library.CreateOptions(identifier="plain"), password=lambda: "a-long-secret")
+
+    with pytest.raises(AwsError, match="has no MasterUserSecret"):
+        master_secret.master_password(boto3.client("secretsmanager", region_name="us-east-1"), library.get_instance(rds, "plain"))

@@ -198,7 +198,10 @@ def test_url_prints_a_line_that_reads_the_password_when_pasted(run_task, env, cr
 @pytest.mark.parametrize(
     "workspace_env, keep",
     [
-        ({"CODESPACES": "true"}, '# to keep it: gh secret set PROD_CONNECTION_URL --user --body "$(inv rds.url --show-password)"'),
+        (
+            {"CODESPACES": "true"},
+            "# to keep it: inv rds.url --show-password | gh secret set PROD_CONNECTION_URL --user  (gh reads the value from stdin)",
+        ),
         ({}, None),
     ],
 )
@@ -206,6 +209,35 @@ def test_url_says_how_to_keep_the_setting_in_a_codespace(run_task, env, created,
     result = run_task("rds.url", env={**env, **workspace_env})
     kept = [line for line in result.stderr.splitlines() if line.startswith("# to keep it")]
     assert kept == ([keep] if keep else [])
+
+
+def test_create_turns_on_iam_database_authentication_unless_told_not_to(run_task, env, server_rds):
+    assert run_task("rds.create", env=env).returncode == 0
+    assert run_task("rds.create", "--identifier", "no-iam", "--no-iam-auth", env=env).returncode == 0
+
+    found = instances(server_rds)
+    assert found["cruddur-db-instance"]["IAMDatabaseAuthenticationEnabled"] is True
+    assert found["no-iam"]["IAMDatabaseAuthenticationEnabled"] is False
+
+
+def test_url_of_a_managed_password_reads_it_from_secrets_manager_and_says_so(run_task, env, moto_url):
+    managed = {**env, "RDS_MASTER_PASSWORD": ""}
+    assert run_task("rds.create", "--manage-password", env=managed).returncode == 0
+    item = instances(server_client(moto_url, "rds"))["cruddur-db-instance"]
+    secrets = server_client(moto_url, "secretsmanager")
+    secrets.put_secret_value(
+        SecretId=item["MasterUserSecret"]["SecretArn"], SecretString=json.dumps({"username": "cruddurroot", "password": "r0tated#1"})
+    )
+
+    line = run_task("rds.url", env=managed)
+    shown = run_task("rds.url", "--show-password", env=managed)
+
+    assert line.returncode == 0, line.stderr
+    assert "reads the password from Secrets Manager, where RDS manages and rotates it" in line.stderr
+    assert "r0tated" not in line.stdout + line.stderr
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"postgresql://cruddurroot:r0tated%231@{item['Endpoint']['Address']}:5432/cruddur\n"
+    assert f"# the password comes from Secrets Manager ({item['MasterUserSecret']['SecretArn']})" in shown.stderr
 
 
 def assert_moves_once(inv, env, server_rds, task, status):

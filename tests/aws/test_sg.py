@@ -7,6 +7,7 @@ import pytest
 from cruddur.aws import security_group as sg
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError, MissingSetting
+from tests import aws_support
 from tests.aws_support import OLD_CIDR, foreign_rules, rule_state
 
 NEW_IP = ipaddress.IPv4Address("203.0.113.7")
@@ -111,15 +112,7 @@ def test_inbound_rules_lists_the_group_without_egress(ec2, db_group):
 
 
 def create_instance(rds, group_ids, identifier="cruddur-db-instance"):
-    rds.create_db_instance(
-        DBInstanceIdentifier=identifier,
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="cruddurroot",
-        MasterUserPassword="a-long-secret",
-        AllocatedStorage=20,
-        VpcSecurityGroupIds=group_ids,
-    )
+    aws_support.create_instance(rds, identifier, VpcSecurityGroupIds=group_ids)
 
 
 def test_discover_finds_the_group_and_its_5432_rule(rds, ec2, db_group):

@@ -513,6 +513,95 @@ def test_the_handler_from_the_extracted_zip_claims_and_refuses_taken_handles(lam
     assert "outcome=handle-taken" in child.stderr
 
 
+# -- IAM database authentication (what lambda.deploy sets up) ---------------------------------
+
+
+@pytest.fixture
+def iam_environment(monkeypatch):
+    """The function's environment as lambda.deploy leaves it, pointed at a local port; AWS
+    credentials as Lambda gives them (signing needs no network)."""
+    monkeypatch.delenv("CONNECTION_URL", raising=False)
+    variables = {
+        "DB_AUTH": "iam",
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": "5432",
+        "DB_NAME": "cruddur",
+        "DB_USER": "cruddur_signup",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return variables
+
+
+def test_iam_mode_signs_a_token_for_the_signup_user_on_that_host(post_confirmation, iam_environment):
+    import os
+    from urllib.parse import parse_qs, urlsplit
+
+    token = post_confirmation.iam_auth(os.environ).token()
+
+    parts = urlsplit(f"https://{token}")
+    query = parse_qs(parts.query)
+    assert (parts.hostname, parts.port) == ("127.0.0.1", 5432)
+    assert query["Action"] == ["connect"] and query["DBUser"] == ["cruddur_signup"]
+    assert query["X-Amz-Expires"] == ["900"]
+    assert query["X-Amz-Credential"][0].split("/")[2:4] == ["us-east-1", "rds-db"]
+
+
+def test_a_token_is_reused_while_fresh_then_signed_again(post_confirmation, iam_environment):
+    import os
+
+    auth = post_confirmation.iam_auth(os.environ)
+    first = auth.token(now=1000.0)
+
+    assert auth.token(now=1000.0 + post_confirmation.TOKEN_REUSE_SECONDS - 1) == first
+    assert auth.signed_at == 1000.0
+    auth.token(now=1000.0 + post_confirmation.TOKEN_REUSE_SECONDS)
+    assert auth.signed_at == 1000.0 + post_confirmation.TOKEN_REUSE_SECONDS
+    # Kept across invocations, with its token, while the settings stay the same.
+    assert post_confirmation.iam_auth(os.environ) is auth
+
+
+def test_iam_mode_requires_tls_and_fails_as_a_retryable_error_without_it(post_confirmation, iam_environment, server_url, monkeypatch):
+    """The test server speaks no TLS: a connection that would send the token in clear is refused
+    by the client itself."""
+    from psycopg import conninfo
+
+    port = conninfo.conninfo_to_dict(server_url).get("port") or "5432"
+    monkeypatch.setenv("DB_PORT", port)
+
+    with pytest.raises(post_confirmation.UserNotSaved, match="SSL"):
+        post_confirmation.lambda_handler(sample_event(), None)
+
+
+@pytest.mark.parametrize("missing", ["DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "AWS_REGION"])
+def test_iam_mode_without_a_setting_names_it(post_confirmation, iam_environment, monkeypatch, missing):
+    monkeypatch.delenv(missing)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+
+    with pytest.raises(RuntimeError, match=f"DB_AUTH=iam needs {missing}"):
+        post_confirmation.lambda_handler(sample_event(), None)
+
+
+def test_url_mode_never_imports_boto3(schema_url):
+    """Cold start: boto3 costs more than psycopg to import; only IAM mode loads it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys; sys.path.insert(0, 'lambda'); import cruddur_post_confirmation as h;"
+        f"h.handle(json.loads(sys.stdin.read()), {schema_url!r}); print('boto3' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, input=json.dumps(sample_event()), capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "False", result.stderr
+
+
 @pytest.mark.parametrize("event", [[], "ConfirmSignUp", None, 42, [{"triggerSource": "PostConfirmation_ConfirmSignUp"}]], ids=repr)
 def test_an_event_that_is_not_an_object_is_a_clear_error_and_one_log_line(post_confirmation, schema_url, caplog, event):
     caplog.set_level(logging.INFO, logger=LOGGER)

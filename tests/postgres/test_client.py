@@ -4,13 +4,14 @@ typed errors, opt-in SQL logging."""
 import logging
 import threading
 import time
+import uuid
 from importlib.resources import files
 
 import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from cruddur.config import Settings
 from cruddur.errors import (
@@ -26,7 +27,7 @@ from cruddur.errors import (
 )
 from cruddur.postgres import urls
 from cruddur.postgres.client import Database
-from tests.helpers import add_user, closed_port_url, free_port, temporary_pgdata
+from tests.helpers import add_user, closed_port_url, free_port, over_tcp, temporary_pgdata
 
 
 @pytest.fixture
@@ -321,6 +322,41 @@ def test_a_restart_under_load_fails_at_most_one_call(own_server):
         caller.join()
     assert len(failures) <= 1, failures
     assert len(results) > before  # calls went on after the restart
+
+
+# -- a password made for each new connection (IAM tokens) ------------------------------------
+
+
+def test_a_password_function_is_called_for_each_new_connection(schema_url, server_url):
+    role = f"client_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal("per-connection")))
+    calls = []
+
+    def password():
+        calls.append(1)
+        return "per-connection"
+
+    try:
+        with Database(over_tcp(schema_url, user=role), password=password, min_size=2, max_size=2) as db:
+            assert db.query_value("SELECT current_user") == role
+            db.pool.wait(timeout=10)
+            assert len(calls) == 3  # the probe, then each of the pool's two connections
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_an_iam_client_sends_its_token_over_tls_only(schema_url, monkeypatch):
+    """The test server speaks no TLS: the client refuses to send the token at all."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    port = int(conninfo.conninfo_to_dict(schema_url).get("port") or 5432)
+    db = Database.iam("127.0.0.1", urls.dbname(schema_url), "cruddur_app", port=port)
+
+    with pytest.raises(DatabaseUnavailable, match="SSL"):
+        db.open(timeout=5)
+    assert db.where.startswith("cruddur_app@127.0.0.1:")
 
 
 def holding_activities(url: str) -> psycopg.Connection:

@@ -206,6 +206,14 @@ def test_restoring_a_newer_servers_dump_into_an_older_server_says_why_in_one_lin
     assert handles(schema_url) == ["keeper"]
 
 
+def test_a_dump_is_readable_by_its_owner_only(schema_url, tmp_path):
+    path = tmp_path / "new-folder" / "cruddur.dump"
+    dump.dump(schema_url, path)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
 def test_dump_and_restore_show_a_progress_line_on_a_terminal_only(run_task, base_env, schema_url, tmp_path):
     from tests.helpers import Terminal
 

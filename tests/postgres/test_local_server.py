@@ -139,3 +139,25 @@ def test_without_proc_a_lock_file_nobody_answers_for_is_not_running(pgdata, monk
         lock_file.write_text("\n".join([str(other.pid), *lines[1:]]))
         assert local_server.running_url(pgdata) is None
         other.kill()
+
+
+@pytest.mark.parametrize("long_path", [False, True], ids=["socket in the data folder", "data path too long for a socket"])
+def test_the_socket_and_its_folder_are_the_server_accounts_alone(long_path):
+    """The socket trusts whoever reaches it: no other local user may."""
+    with temporary_pgdata("cruddur-ls-") as default:
+        pgdata = default.parent / ("d" * 60) / ("e" * 60) / "pgdata" if long_path else default
+        try:
+            local_server.start(pgdata, free_port())
+            socket_dir = Path(local_server.lock_file(pgdata).socket_dir)
+            assert (socket_dir != pgdata) is long_path
+            socket = next(socket_dir.glob(".s.PGSQL.*[0-9]"))
+
+            assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+            assert stat.S_IMODE(socket.stat().st_mode) & 0o077 == 0
+            account = server_account()
+            if account:
+                import pwd
+
+                assert socket_dir.stat().st_uid == pwd.getpwnam(account).pw_uid
+        finally:
+            local_server.stop(pgdata)

@@ -31,8 +31,9 @@ WRITE_TABLE = [
     (["cognito.sync"], True),
 ]
 # Production writes with refusal tests of their own next to their other tests (they need Lambda
-# stand-ins; db.slow writes only when it creates pg_stat_statements or resets it).
-WRITES = [args[0] for args, _ in WRITE_TABLE] + ["lambda.invoke", "db.slow"]
+# stand-ins; db.slow writes only when it creates pg_stat_statements or resets it; db.roles makes
+# server-wide roles, which tests running side by side must not share).
+WRITES = [args[0] for args, _ in WRITE_TABLE] + ["lambda.invoke", "db.slow", "db.roles"]
 # Tasks that take --prod and change nothing there (db.connect without --write runs read-only).
 READS = [
     "db.up",

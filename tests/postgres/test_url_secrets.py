@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cruddur.aws import lambda_deploy
 from cruddur.errors import ConfigError, CruddurError
 from cruddur.lambda_build import local as lambda_local
 from cruddur.postgres import connect, urls
@@ -136,17 +135,6 @@ def test_a_raw_hash_or_question_mark_in_the_password_survives_a_change_of_databa
     url = make("a#b?c", "userinfo", "raw")
     with connect.connect(urls.with_dbname(url, "postgres")) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == "postgres"
-
-
-@all_examples
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_lambda_deploy_set_env_never_echoes_the_password(lambda_zip, environment_too_large_lambda, password, placement, spelling):
-    endpoint = environment_too_large_lambda  # refuses every environment, quoting it back
-    updates = endpoint.configuration_updates
-    with pytest.raises(CruddurError) as refused:
-        lambda_deploy.deploy(lambda_zip, connection_url=url_with(password, placement, spelling), lambda_client=endpoint.client())
-    assert endpoint.configuration_updates == updates + 1  # AWS did quote the environment back
-    assert_hidden(str(refused.value), password)
 
 
 @all_examples
