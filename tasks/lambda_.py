@@ -1,5 +1,6 @@
 """The Cognito post-confirmation Lambda: package, deploy, attach to the pool, run locally."""
 
+import shlex
 import sys
 
 from cruddur.formats import byte_size
@@ -116,16 +117,27 @@ def deploy(
             subnets, groups = subnets or found_subnets, groups or found_groups
         return lambda_deploy.NewFunction(role, subnets, groups, seconds)
 
+    lambda_client = lambda_deploy.client()
+    # What creating the function needs (a role, the database's network) is settled before the build.
+    creating = None if lambda_deploy.exists(lambda_client, name) else new_function()
     result = _build(runtime, arch)
     out = console()
     with console(stderr=True).status(Text(f"Deploying to {name}...")):
-        deployment = lambda_deploy.deploy(result, function=name, connection_url=connection_url, new_function=new_function)
+        deployment = lambda_deploy.deploy(
+            result,
+            function=name,
+            connection_url=connection_url,
+            lambda_client=lambda_client,
+            new_function=(lambda: creating) if creating else new_function,
+        )
     out.print(Text(f"{name}: code {deployment.code} (CodeSha256 {deployment.code_sha256})"))
     if deployment.changed:
         shown = ["CONNECTION_URL (from PROD_CONNECTION_URL)" if setting == "CONNECTION_URL" else setting for setting in deployment.changed]
         out.print(Text(f"{name}: configuration {'set' if deployment.code == 'created' else 'updated'}: {', '.join(shown)}"))
     elif deployment.code != "created":
         out.print(Text(f"{name}: configuration unchanged"))
+    if deployment.code == "created":
+        out.print(Text(f"next: inv lambda.attach{'' if name == FUNCTION_NAME else ' --name ' + shlex.quote(name)}"))
 
 
 def _ids(value) -> tuple[str, ...]:

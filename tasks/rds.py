@@ -4,6 +4,7 @@ Nothing of the library loads at import (`inv --list` stays light): flags whose d
 cruddur.aws.rds default to None here and are resolved inside the task; their help says the value.
 """
 
+import shlex
 import sys
 
 from cruddur.timeouts import RDS_WAIT_TIMEOUT
@@ -24,9 +25,25 @@ def _library():
     return rds
 
 
-def _url_command(identifier) -> str:
-    chosen = "" if identifier == _library().DEFAULT_IDENTIFIER else f" --identifier {identifier}"
-    return f"inv rds.url{chosen}"
+def for_instance(command: str, identifier) -> str:
+    """`command` for the instance: with --identifier unless it is the default one."""
+    if identifier is None or identifier == _library().DEFAULT_IDENTIFIER:
+        return command
+    return f"{command} --identifier {shlex.quote(identifier)}"
+
+
+def url_command(identifier) -> str:
+    return for_instance("inv rds.url", identifier)
+
+
+# Asks for the password without showing it or keeping it in the shell's history.
+READ_PASSWORD = "read -rs RDS_MASTER_PASSWORD && export RDS_MASTER_PASSWORD"
+
+
+def _read_password_line(config) -> str:
+    """The line that sets RDS_MASTER_PASSWORD to a password the user types, and keeps it in this workspace."""
+    keep = config.workspace.keep_line("RDS_MASTER_PASSWORD", '"$RDS_MASTER_PASSWORD"')
+    return READ_PASSWORD + (f" && {keep}" if keep else "")
 
 
 def _master_password(config) -> str:
@@ -37,9 +54,9 @@ def _master_password(config) -> str:
         return config.rds_master_password
     if not sys.stdin.isatty():
         raise ConfigError(
-            "no master password: export RDS_MASTER_PASSWORD='Long-Secret-2024' (8 to 128 characters, none of"
-            " / ' \" @ or spaces; or run on a terminal to be asked, or pass --manage-password to let RDS keep"
-            " it in Secrets Manager)"
+            "no master password (8 to 128 characters, none of / ' \" @ or spaces; or run on a terminal to be"
+            " asked, or pass --manage-password to let RDS keep it in Secrets Manager); type one of your own"
+            f" (not shown): {_read_password_line(config)}"
         )
     import getpass
 
@@ -152,10 +169,11 @@ def create(
         print(f"{instance.identifier}: {instance.status} ({instance.engine} {instance.engine_version})")
     if instance.secret_arn:
         print(f"# the master password is in Secrets Manager: {instance.secret_arn}", file=sys.stderr)
+    sg_update = for_instance("inv sg.update", instance.identifier)
     if instance.status == "available":
-        _next("inv sg.update (opens port 5432 of the instance's security group to this workspace)")
+        _next(f"{sg_update} (opens port 5432 of the instance's security group to this workspace)")
     else:
-        _next("inv rds.wait, then inv sg.update")
+        _next(f"{for_instance('inv rds.wait', instance.identifier)}, then {sg_update}")
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "json": JSON_HELP})
@@ -197,7 +215,7 @@ def wait(c, identifier=None, timeout=None):
     timeout = number(timeout, "--timeout", RDS_WAIT_TIMEOUT)
     instance = _wait(clients.client("rds"), _library().chosen_identifier(identifier), timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
-    _next("inv sg.update")
+    _next(for_instance("inv sg.update", instance.identifier))
 
 
 @task(
@@ -219,15 +237,21 @@ def url(c, identifier=None, show_password=False):
     config = settings()
     instance = _library().get_instance(clients.client("rds"), identifier)
     if not instance.host:
-        raise ConfigError(f"{identifier} has no endpoint yet ({instance.status}); run inv rds.wait, then inv rds.url")
+        raise ConfigError(
+            f"{identifier} has no endpoint yet ({instance.status}); run {for_instance('inv rds.wait', identifier)},"
+            f" then {url_command(identifier)}"
+        )
     if show_password:
         if not config.rds_master_password:
+            # Inside $(...) this line is all the user sees, and the variable is then set but empty.
             raise ConfigError(
-                "--show-password needs the password: export RDS_MASTER_PASSWORD='...' (a password RDS manages stays in Secrets Manager)"
+                "--show-password needs RDS_MASTER_PASSWORD, which is not set (a password RDS manages stays in Secrets"
+                f" Manager); set it, then set the URL again: {_read_password_line(config)}"
+                f' && export PROD_CONNECTION_URL="$({url_command(identifier)} --show-password)"'
             )
         print(instance.connection_url(config.rds_master_password))
         return
-    value = f'"$({_url_command(identifier)} --show-password)"'
+    value = f'"$({url_command(identifier)} --show-password)"'
     print(f"export PROD_CONNECTION_URL={value}")
     print(f"# that sets {instance.connection_url()} (needs RDS_MASTER_PASSWORD)", file=sys.stderr)
     keep = config.workspace.keep_line("PROD_CONNECTION_URL", value)

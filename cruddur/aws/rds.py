@@ -196,7 +196,7 @@ def get_instance(rds: Any, identifier: str) -> Instance:
     if instance is None:
         create = "inv rds.create" + ("" if identifier == DEFAULT_IDENTIFIER else f" --identifier {identifier}")
         raise AwsError(
-            f"there is no RDS instance {identifier} in {region(rds)} (DBInstanceNotFound); {create} creates it",
+            f"there is no RDS instance {identifier} in {region(rds)} (DBInstanceNotFound); create it with: {create}",
             "DBInstanceNotFound",
         )
     return instance
