@@ -22,10 +22,12 @@ YES_HELP = "with --prod: confirm without typing the database name (for scripts)"
 
 
 class _Task(invoke.Task):
-    """A task whose flags never take -h as their short form: -h stays help everywhere."""
+    """A task whose flags never take -h as their short form (-h stays help everywhere), and where
+    -p is --prod or nothing: `-p` given to any task never means another flag."""
 
     def arg_opts(self, name, default, taken_names):
-        return super().arg_opts(name, default, taken_names | {"h"})
+        reserved = {"h"} if name == "prod" else {"h", "p"}
+        return super().arg_opts(name, default, taken_names | reserved)
 
 
 def task(**options):
@@ -38,13 +40,23 @@ def task(**options):
             try:
                 return body(c, *args, **kwargs)
             except CruddurError as e:
-                raise Exit(f"error: {e}", code=1) from None
+                raise Exit(f"error: {for_target(str(e), bool(kwargs.get('prod')))}", code=1) from None
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 
         return invoke.task(klass=_Task, **options)(run)
 
     return decorate
+
+
+# A db command that a library error suggests (inv db.create, inv db.kill...): the library does
+# not know which database the task uses, and on production the command needs --prod too.
+_DB_COMMAND = re.compile(r"\binv (db\.[a-z][a-z-]*)(?![a-z-])(?! --prod)")
+
+
+def for_target(message: str, prod: bool) -> str:
+    """The message with each db command it suggests made to act on production when `prod`."""
+    return _DB_COMMAND.sub(r"inv \1 --prod", message) if prod else message
 
 
 def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False):

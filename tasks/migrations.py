@@ -220,13 +220,13 @@ def dump(c, prod=False, output=None):
     print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "path": "the .dump file to restore (from inv db.dump)"})
-def restore(c, path, prod=False, yes=False):
+@task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "the .dump file to restore (from inv db.dump); also the first argument"})
+def restore(c, file, prod=False, yes=False):
     """Replace the app database with a dump (swapped in whole)."""
     from cruddur.postgres import dump as backups
 
     target = app_database(prod, recover=False)  # the restore finishes an interrupted swap itself
-    guard_prod(target, f"restore {path} over", yes)
-    print(f"restoring {path} into {target}")
-    existed = backups.restore(target.url, Path(path))
-    print(f"  {'replaced' if existed else 'created'} {target.dbname} from {path}")
+    guard_prod(target, f"restore {file} over", yes)
+    print(f"restoring {file} into {target}")
+    existed = backups.restore(target.url, Path(file))
+    print(f"  {'replaced' if existed else 'created'} {target.dbname} from {file}")
