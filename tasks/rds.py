@@ -4,7 +4,6 @@ Nothing of the library loads at import (`inv --list` stays light): flags whose d
 cruddur.aws.rds default to None here and are resolved inside the task; their help says the value.
 """
 
-import shlex
 import sys
 
 from cruddur.timeouts import RDS_WAIT_TIMEOUT
@@ -27,9 +26,7 @@ def _library():
 
 def for_instance(command: str, identifier) -> str:
     """`command` for the instance: with --identifier unless it is the default one."""
-    if identifier is None or identifier == _library().DEFAULT_IDENTIFIER:
-        return command
-    return f"{command} --identifier {shlex.quote(identifier)}"
+    return _library().command_for(command, identifier)
 
 
 def url_command(identifier) -> str:
@@ -265,7 +262,8 @@ def stop(c, identifier=None):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
     instance = _move("stop", identifier)
     if instance:
-        print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
+        start_again = for_instance("inv rds.start", instance.identifier)
+        print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; {start_again})")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
@@ -273,7 +271,9 @@ def start(c, identifier=None):
     """Start a stopped instance."""
     instance = _move("start", identifier)
     if instance:
-        hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
+        hint = (
+            "" if instance.status == "available" else f"; wait until it is available: {for_instance('inv rds.wait', instance.identifier)}"
+        )
         print(f"{instance.identifier}: {instance.status}{hint}")
 
 

@@ -8,7 +8,7 @@ import sys
 
 from ._cli import JSON_HELP, console, print_json, printable, settings, task
 from ._cli import show as show_table
-from .rds import url_command
+from .rds import for_instance, url_command
 
 IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
 
@@ -130,7 +130,7 @@ def show(c, identifier=None, json_=False):
     elif managed:
         out.print(Text(printable(f"* the rule sg.update manages ({where})")))
     else:
-        out.print("sg.update manages no rule here yet; inv sg.update adds one")
+        out.print(Text(printable(f"sg.update manages no rule here yet; add one with: {for_instance('inv sg.update', identifier)}")))
 
 
 @task(help={"identifier": "the RDS instance (default cruddur-db-instance)"})

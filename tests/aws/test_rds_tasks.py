@@ -450,3 +450,16 @@ def test_the_flags_help_states_the_librarys_defaults():
         assert f"(default {value})" in help_of[flag], flag
     for module_task in (tasks.rds.status, tasks.rds.url, tasks.sg.update, tasks.sg.discover):
         assert f"(default {library.DEFAULT_IDENTIFIER})" in module_task.help["identifier"]
+
+
+def test_every_next_step_for_another_instance_names_it(run_task, env, rds):
+    other = ["--identifier", "other-db"]
+    created = run_task("rds.create", *other, env=env)
+    assert created.stdout.splitlines()[-1].startswith("next: inv sg.update --identifier other-db (")
+    assert run_task("rds.wait", *other, env=env).stdout.splitlines()[-1] == "next: inv sg.update --identifier other-db"
+    stopped = run_task("rds.stop", *other, env=env)
+    assert stopped.stdout.rstrip().endswith("after 7 days; inv rds.start --identifier other-db)")
+    dead_end = assert_one_line_error(run_task("rds.wait", *other, env=env))
+    assert dead_end.endswith("run inv rds.start --identifier other-db, then wait again")
+    missing = assert_one_line_error(run_task("rds.url", "--identifier", "gone-db", env=env))
+    assert missing.endswith("create it with: inv rds.create --identifier gone-db")
