@@ -82,6 +82,11 @@ class NoSuchDatabase(DatabaseError):
     """The server answered: the database does not exist."""
 
 
+class ServerNotAnswering(DatabaseError):
+    """The server took the connection and did not answer within the connect timeout: any other
+    connection to it would wait as long, so a task stops at the first."""
+
+
 class SqlFileError(DatabaseError):
     """A .sql file failed; nothing of it was applied."""
 
@@ -106,12 +111,40 @@ class QueryError(DatabaseError):
         super().__init__(message)
 
 
+class QueryTimeout(QueryError):
+    """A statement ran into one of the client's time bounds and was cancelled; nothing of it
+    was committed."""
+
+
+class LockTimeout(QueryTimeout):
+    """A statement waited the client's `lock_timeout` for a lock another session holds (SQLSTATE 55P03)."""
+
+
+class StatementTimeout(QueryTimeout):
+    """A statement ran past the client's `statement_timeout`, or was cancelled (SQLSTATE 57014)."""
+
+
 class TemplateNotFound(DatabaseError):
     """No SQL template <group>/<name>.sql for the template asked for."""
 
 
+class FileLockTimeout(SqlFileError):
+    """A statement of a file (a migration, schema or seed) gave up waiting for a lock another session held (lock_timeout).
+    `blockers`: who held it, as far as the wait saw; `left_nothing`: the file's statements left no
+    trace, so running it again later is safe."""
+
+    def __init__(self, message: str, blockers: list | None = None, left_nothing: bool = True):
+        super().__init__(message)
+        self.blockers = blockers or []
+        self.left_nothing = left_nothing
+
+
 class MigrationError(DatabaseError):
     """A migration file is malformed, or the plan is refused (out of order, changed file, ...)."""
+
+
+class ChildTimedOut(CruddurError):
+    """A program the tool ran (pg_dump, pip, ...) was still running at its time limit: it was killed."""
 
 
 class AwsError(CruddurError):

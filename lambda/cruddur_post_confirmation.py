@@ -88,6 +88,11 @@ class MissingAttribute(KeyError):
         return f"request.userAttributes.{self.attribute} is missing or empty"
 
 
+class BadEvent(ValueError):
+    """The event is not one Cognito sends: not a JSON object, or a user attribute that is not
+    text Postgres can store (a lone surrogate, which has no UTF-8)."""
+
+
 class UserNotSaved(RuntimeError):
     """The database could not be reached or refused the insert; Cognito will retry the trigger."""
 
@@ -107,18 +112,21 @@ def lambda_handler(event: dict, context: object) -> dict:
 
 def handle(event: dict, connection_url: str) -> dict:
     """The handler's work, with the database given explicitly (for local runs)."""
+    if not isinstance(event, dict):
+        log.error("post-confirmation trigger=None sub=None outcome=failed error=the event is not a JSON object")
+        raise BadEvent(f"the event is a {type(event).__name__}, not a JSON object")
     trigger = event.get("triggerSource")
     attributes = user_attributes(event)
     sub = (attributes or {}).get("sub")
     # One line per call, without PII: the trigger and Cognito's opaque user id only.
-    line = f"post-confirmation trigger={trigger} sub={sub}"
+    line = f"post-confirmation trigger={_loggable(trigger)} sub={_loggable(sub)}"
     if trigger != CONFIRM_SIGN_UP:
         log.info("%s outcome=skipped", line)
         return event
     try:
         user = _user_values(attributes)
         outcome = _save(connection_url, user)
-    except MissingAttribute as e:
+    except (MissingAttribute, BadEvent) as e:
         log.error("%s outcome=failed error=%s", line, e)
         raise
     except psycopg.Error as e:
@@ -154,8 +162,17 @@ def _user_values(attributes: dict | None) -> dict[str, str]:
         value = attributes.get(attribute)
         if not isinstance(value, str) or not value.strip():
             raise MissingAttribute(attribute)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadEvent(f"request.userAttributes.{attribute} is not valid text (it holds a lone surrogate)") from None
         values[attribute] = value
     return values
+
+
+def _loggable(value: object) -> str:
+    """A value for the log line: a lone surrogate (no UTF-8 for it) shown escaped, as \\udc80."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _connect(connection_url: str) -> psycopg.Connection:

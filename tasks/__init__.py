@@ -1,8 +1,20 @@
 """Invoke's root namespace: one collection per system, each built from its task modules."""
 
-from invoke import Collection
+import sys
 
-from . import activities, cognito, db, lambda_, migrations, rds, sg
+try:
+    from invoke import Collection
+
+    from . import activities, cognito, db, lambda_, migrations, rds, sg, slow
+    from ._cli import quiet_broken_pipes
+except KeyboardInterrupt:
+    # Ctrl-C while `inv` loads the tasks: invoke would end with exit code 1 and no word. Say it
+    # as a task does.
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
+
+
+quiet_broken_pipes()
 
 
 def _merged(*modules) -> Collection:
@@ -15,7 +27,7 @@ def _merged(*modules) -> Collection:
 
 
 ns = Collection()
-ns.add_collection(_merged(db, activities, migrations), name="db")
+ns.add_collection(_merged(db, activities, migrations, slow), name="db")
 ns.add_collection(rds)
 ns.add_collection(sg)
 ns.add_collection(lambda_, name="lambda")

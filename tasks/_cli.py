@@ -3,7 +3,9 @@ rich output and --json, sizes for people, the prod guard."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import re
@@ -14,7 +16,7 @@ import invoke
 from invoke.exceptions import Exit
 
 from cruddur.config import Settings
-from cruddur.errors import CruddurError, UsageError
+from cruddur.errors import CruddurError, ServerNotAnswering, UsageError
 
 PROD_HELP = "use PROD_CONNECTION_URL (the RDS database) instead of CONNECTION_URL"
 JSON_HELP = "print JSON instead of a table (for scripts)"
@@ -30,19 +32,39 @@ class _Task(invoke.Task):
         return super().arg_opts(name, default, taken_names | reserved)
 
 
+# The exit code of a process that wrote into a closed pipe, as a shell reports one that SIGPIPE
+# ended (`inv db.sessions | head -1` under `set -o pipefail`).
+BROKEN_PIPE_EXIT = 141
+
+
 def task(**options):
-    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, and -h is
-    always help."""
+    """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, Ctrl-C the
+    line "interrupted" and exit code 130, a reader that closed the pipe (`| head -1`) a quiet
+    exit; what the library says about a long wait (the `cruddur.waits` logger) goes to stderr;
+    the db commands an error suggests get --prod when the task ran with it (for_target);
+    and -h is always help."""
 
     def decorate(body):
         @functools.wraps(body)
         def run(c, *args, **kwargs):
-            try:
-                return body(c, *args, **kwargs)
-            except CruddurError as e:
-                raise Exit(f"error: {for_target(str(e), bool(kwargs.get('prod')))}", code=1) from None
-            except KeyboardInterrupt:
-                raise Exit("interrupted", code=130) from None
+            with _waits_on_stderr():
+                try:
+                    result = body(c, *args, **kwargs)
+                except CruddurError as e:
+                    _flush_stdout()
+                    raise Exit(f"error: {for_target(str(e), bool(kwargs.get('prod')))}", code=1) from None
+                except KeyboardInterrupt:
+                    _flush_stdout()
+                    raise Exit("interrupted", code=130) from None
+                except BrokenPipeError:
+                    _discard_stdout()
+                    raise Exit(code=BROKEN_PIPE_EXIT) from None
+                except Exit:
+                    _flush_stdout()  # the task's own refusal, printed after what it wrote
+                    raise
+                if not _flush_stdout():
+                    raise Exit(code=BROKEN_PIPE_EXIT)
+                return result
 
         return invoke.task(klass=_Task, **options)(run)
 
@@ -59,8 +81,72 @@ def for_target(message: str, prod: bool) -> str:
     return _DB_COMMAND.sub(r"inv \1 --prod", message) if prod else message
 
 
-def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False):
-    """A numeric flag's value, or UsageError (one clear line, from the task decorator).
+def quiet_broken_pipes() -> None:
+    """Outside the tasks too (`inv --list | head -3`: Invoke's own printing), a closed stdout
+    pipe ends `inv` quietly with BROKEN_PIPE_EXIT instead of a traceback; any other uncaught
+    exception is shown as before."""
+    shown = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, BrokenPipeError):
+            shown(kind, value, traceback)
+            return
+        _discard_stdout()
+        sys.stderr.flush()
+        os._exit(BROKEN_PIPE_EXIT)  # at the top level already: nothing is left to unwind
+
+    sys.excepthook = hook
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout here, where a closed pipe can still be caught (not at exit, where Python
+    would print a traceback-like complaint); whether the reader took it all."""
+    try:
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _discard_stdout()
+        return False
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and what is still buffered would fail again
+    when Python flushes it at exit (a traceback about the closed pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # no file descriptor behind stdout (captured): nothing to flush at exit
+    finally:
+        os.close(devnull)
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one line on the stderr of the moment, its text made safe for a terminal
+    (it names other sessions' application names)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(printable(record.getMessage()), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _waits_on_stderr():
+    from cruddur.waits import waits_log
+
+    handler = _StderrLines()
+    waits_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        waits_log.removeHandler(handler)
+
+
+def number(value, flag: str, default: float, minimum: float = 0, integer: bool = False, maximum: float | None = None):
+    """A numeric flag's value, or UsageError (one clear line, from the task decorator);
+    `maximum`: the largest the flag accepts.
 
     Numeric flags are declared with default None: invoke converts a typed default itself, before
     the task runs, and a bad value would end in its traceback."""
@@ -72,7 +158,16 @@ def number(value, flag: str, default: float, minimum: float = 0, integer: bool =
         raise UsageError(f"{flag} takes a {'whole ' if integer else ''}number, not {value!r}") from None
     if not math.isfinite(parsed) or parsed < minimum:
         raise UsageError(f"{flag} must be a number of {minimum:g} or more, not {value!r}")
+    if maximum is not None and parsed > maximum:
+        raise UsageError(f"{flag} must be a number of {maximum:g} or less, not {value!r}")
     return parsed
+
+
+def lock_timeout_flag(value, default: float) -> float:
+    """A --lock-timeout value: seconds, at least a millisecond, at most timeouts.MAX_LOCK_TIMEOUT."""
+    from cruddur.timeouts import MAX_LOCK_TIMEOUT
+
+    return number(value, "--lock-timeout", default=default, minimum=0.001, maximum=MAX_LOCK_TIMEOUT)
 
 
 def print_json(data) -> None:
@@ -133,6 +228,31 @@ def show(renderable, screen=None) -> None:
     print("\n".join(line.rstrip() for line in captured.get().splitlines()), file=screen.file)
 
 
+@contextlib.contextmanager
+def progress_line(description: str):
+    """For long work: yields report(step=None, done_bytes=None), the callback the library calls.
+
+    On a terminal (stderr), a rich progress line: spinner, the description and current step, the
+    bytes done so far, the time elapsed; it disappears when the work ends. Piped, report does
+    nothing and nothing extra is printed."""
+    if not sys.stderr.isatty():
+        yield lambda step=None, done_bytes=None: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cruddur.formats import byte_size
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[done]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+        line = progress.add_task(description, done="")
+
+        def report(step: str | None = None, done_bytes: int | None = None) -> None:
+            shown = f"{description}: {step}" if step else description
+            progress.update(line, description=shown, done="" if done_bytes is None else byte_size(done_bytes))
+
+        yield report
+
+
 def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> None:
     """Make the user type `expected` on a terminal (or pass --yes); refuse otherwise, changing nothing."""
     if yes:
@@ -182,6 +302,8 @@ def app_database(prod: bool, recover: bool = True):
     elif recover:
         try:
             found = admin.interrupted_swap(target.url)
+        except ServerNotAnswering:
+            raise  # the task's own connection would wait as long again
         except CruddurError:
             found = False  # the task's own connection reports what is wrong, with the app database's name
         if found:
@@ -203,6 +325,8 @@ def _recover_swap(target) -> None:
 
     try:
         done = admin.recover_swap(target.url)
+    except ServerNotAnswering:
+        raise  # the task's own connection would wait as long again
     except CruddurError:
         done = None  # the task's own connection reports what is wrong, with the app database's name
     if done:

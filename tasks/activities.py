@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import contextmanager
 
 from cruddur.errors import UsageError
 from cruddur.formats import moment
 from cruddur.timeouts import CONNECT_TIMEOUT
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, guard_prod, number, print_json, printable, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, show, task
 
 # What each refusal means for someone at the command line.
 REASONS = {
@@ -22,10 +22,20 @@ REASONS = {
 }
 
 
-def _open(target):
+@contextmanager
+def _client(target, prod: bool):
+    """The backend's client on the app database, with its lock and statement time bounds; a lock
+    wait past the bound says where to see who holds it."""
+    from cruddur.errors import DatabaseError, LockTimeout
     from cruddur.postgres.client import Database
 
-    return Database(target.url, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
+    db = Database(target.url, min_size=1, max_size=1).open(timeout=CONNECT_TIMEOUT)
+    try:
+        yield db
+    except LockTimeout as e:
+        raise DatabaseError(f"{e} (inv db.sessions{' --prod' if prod else ''} shows who)") from None
+    finally:
+        db.close()
 
 
 def _refusal(errors: list[str], handle: str, ttl: str) -> str:
@@ -54,8 +64,7 @@ def create_activity(c, handle="", message="", ttl="7-days", json_=False, prod=Fa
 
     target = app_database(prod)
     guard_prod(target, "add an activity to", yes)
-    db = _open(target)
-    with closing(db):
+    with _client(target, prod) as db:
         result = create(db, handle, message, ttl)
     if json_:
         print_json(result)
@@ -96,34 +105,62 @@ def activities(c, limit=None, json_=False, prod=False):
 
     limit = number(limit, "--limit", default=HOME_FEED_LIMIT, integer=True)
     target = app_database(prod)
-    db = _open(target)
-    with closing(db):
+    with _client(target, prod) as db:
         feed = home_activities(db, limit)
         total = count_activities(db) if not json_ else len(feed)
     if json_:
         print_json(feed)
         return
+    show(_feed_table(feed, total, str(target), console().width))
+
+
+# The feed's columns, most wanted first; the message takes what they leave, wrapped at word
+# boundaries, and is never narrower than this (less wanted columns go first).
+_MESSAGE_MIN = 32
+_GAP = 3  # between two columns: padding, separator, padding
+
+
+def _feed_table(feed: list[dict], total: int, where: str, width: int):
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
+    rows = [
+        {
+            "created": moment(activity["created_at"]),
+            "author": printable(f"@{activity['handle']}" if activity["handle"] else "(no user)"),
+            "message": printable(activity["message"]),  # not markup: users write [brackets] too
+            "likes": str(activity["likes_count"]),
+            "expires": moment(activity["expires_at"]),
+        }
+        for activity in feed
+    ]
+    widest = {"author": 20}
+    natural = {
+        header: min(max(len(header), *(len(row[header]) for row in rows)), widest.get(header, 10**6))
+        for header in ("created", "author", "likes", "expires")
+    }
+    shown = ["created", "author", "message", "likes", "expires"]
+    for dropped in ("expires", "likes"):
+        others = sum(natural[header] + _GAP for header in shown if header != "message")
+        if width - others >= _MESSAGE_MIN:
+            break
+        shown.remove(dropped)
     table = Table(
-        title=f"home feed: {target}",
-        caption=f"showing {len(feed)} of {total} activities; --json shows every field",
+        title=Text(f"home feed: {where}"),
+        caption=f"showing {len(feed)} of {total} activities; --json shows every field" + ("" if "expires" in shown else " (expiry too)"),
         box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
     )
-    table.add_column("created", no_wrap=True)
-    table.add_column("author", no_wrap=True, max_width=20)
-    table.add_column("message", ratio=1, overflow="fold")
-    table.add_column("likes", justify="right")
-    table.add_column("expires", no_wrap=True)
-    for activity in feed:
-        author = f"@{activity['handle']}" if activity["handle"] else "(no user)"
-        table.add_row(
-            moment(activity["created_at"]),
-            Text(printable(author)),
-            Text(printable(activity["message"])),  # not markup: users write [brackets] too
-            str(activity["likes_count"]),
-            moment(activity["expires_at"]),
-        )
-    show(table)
+    for header in shown:
+        if header == "message":
+            # Wrapped at word boundaries; only a word longer than the column is split.
+            table.add_column(header, ratio=1, min_width=_MESSAGE_MIN, overflow="fold")
+        else:
+            table.add_column(
+                header, no_wrap=True, max_width=widest.get(header), overflow="ellipsis", justify="right" if header == "likes" else "left"
+            )
+    for row in rows:
+        table.add_row(*(Text(row[header]) for header in shown))
+    return table

@@ -19,17 +19,46 @@ def users(c, json_=False):
     if json_:
         print_json(found)
         return
+    screen = console()
+    table = _users_table(pool, found)
+    # The table's natural width, measured as if the terminal had no edge.
+    if screen.measure(table, options=screen.options.update_width(10**4)).maximum <= screen.width:
+        show(table)
+    else:
+        show(_users_listing(pool, found))  # too narrow for the table: the sub on a line of its own, never cut
+
+
+_USER_COLUMNS = ("user name", "sub", "preferred_username", "email", "status", "created")
+
+
+def _user_cells(user) -> tuple[str, ...]:
+    created = moment(user.created)
+    cells = (user.username, user.sub, user.preferred_username or "-", user.email or "", user.status, created)
+    return tuple(printable(cell) for cell in cells)
+
+
+def _users_table(pool: str, found):
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=Text(f"{pool}: {len(found)} users"))
-    for column in ("user name", "sub", "preferred_username", "email", "status", "created"):
-        table.add_column(column)
+    for column in _USER_COLUMNS:
+        table.add_column(column, no_wrap=True)
     for user in found:
-        created = moment(user.created)
-        cells = (user.username, user.sub, user.preferred_username or "-", user.email or "", user.status, created)
-        table.add_row(*(Text(printable(cell)) for cell in cells))
-    show(table)
+        table.add_row(*(Text(cell) for cell in _user_cells(user)))
+    return table
+
+
+def _users_listing(pool: str, found):
+    """One block per user: name, status and creation on the first line, then one field per line."""
+    from rich.text import Text
+
+    lines = [f"{pool}: {len(found)} users"]
+    for user in found:
+        name, sub, preferred, email, status, created = _user_cells(user)
+        lines += ["", f"{name}  {status}  {created}", f"  sub                 {sub}"]
+        lines += [f"  preferred_username  {preferred}", f"  email               {email}"]
+    return Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
 
 
 @task(

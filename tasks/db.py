@@ -17,7 +17,9 @@ from ._cli import (
     YES_HELP,
     app_database,
     console,
+    for_target,
     guard_prod,
+    lock_timeout_flag,
     number,
     print_json,
     printable,
@@ -221,7 +223,7 @@ LOCK_TIMEOUT_HELP = f"seconds to wait for a lock another session holds before gi
 
 
 def _lock_timeout(value) -> float:
-    return number(value, "--lock-timeout", default=FILE_LOAD_LOCK_TIMEOUT, minimum=0.001)
+    return lock_timeout_flag(value, FILE_LOAD_LOCK_TIMEOUT)
 
 
 @task(help={"prod": PROD_HELP, "yes": YES_HELP, "file": "load this file instead of sql/schema.sql", "lock_timeout": LOCK_TIMEOUT_HELP})
@@ -229,7 +231,8 @@ def schema_load(c, prod=False, yes=False, file=None, lock_timeout=None):
     """Load sql/schema.sql in one transaction (replaces the tables; migrations then pending)."""
     from cruddur.postgres import migrations
 
-    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of")
+    # The load clears the migrations' record in its own transaction, whatever the file holds.
+    target = _load_file(prod, yes, file, lock_timeout, "schema.sql", "replace the tables of", migrations.load_schema)
     config = settings()
     pending = [row for row in migrations.status(target.url, config.sql_dir / "migrations") if row.state == migrations.PENDING]
     if pending:
@@ -242,14 +245,15 @@ def seed(c, prod=False, yes=False, file=None, lock_timeout=None):
     _load_file(prod, yes, file, lock_timeout, "seed.sql", "load seed data into")
 
 
-def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str):
+def _load_file(prod: bool, yes: bool, file: str | None, lock_timeout, default: str, action: str, load=None):
+    """`load(url, path, label, lock_timeout)`: how the file is run (default: admin.run_sql_file)."""
     from cruddur.postgres import admin
 
     wait = _lock_timeout(lock_timeout)
     target = app_database(prod)
     guard_prod(target, action, yes)
     path, label = _sql_file(file, default)
-    admin.run_sql_file(target.url, path, label, lock_timeout=wait)
+    (load or admin.run_sql_file)(target.url, path, label, lock_timeout=wait)
     print(f"loaded {label} into {target}")
     return target
 
@@ -279,42 +283,112 @@ def setup(c, prod=False, yes=False):
     help={
         "prod": PROD_HELP,
         "all": "include the server's own processes (checkpointer, autovacuum, ...)",
+        "tree": "show who blocks whom: root blockers first, each waiting session under the one it waits for",
         "json": JSON_HELP,
-        "watch": "refresh the table until Ctrl-C",
+        "watch": "refresh until Ctrl-C",
         "interval": f"seconds between refreshes with --watch (default {SESSIONS_REFRESH_SECONDS:g})",
     }
 )
-def sessions(c, prod=False, all=False, json_=False, watch=False, interval=None):
-    """Show who is connected: state, waits, blockers."""
-    from cruddur.postgres.sessions import list_sessions
-
+def sessions(c, prod=False, all=False, tree=False, json_=False, watch=False, interval=None):
+    """Show who is connected: state, waits, blockers (--tree: who blocks whom)."""
     interval = number(interval, "--interval", default=SESSIONS_REFRESH_SECONDS, minimum=0.1)
     url = app_database(prod).url
+    if tree:
+        from cruddur.postgres import blocking
+
+        if json_:
+            print_json([node.as_json() for node in blocking.tree(blocking.list_blocking(url))])
+            return
+        _show_or_watch(lambda width: _blocking_tree(blocking.list_blocking(url), width, prod), watch, interval)
+        return
+    from cruddur.postgres.sessions import list_sessions
+
     if json_:
         print_json(list_sessions(url, all))
         return
+    _show_or_watch(lambda width: _sessions_table(list_sessions(url, all), width, with_type=all), watch, interval)
+
+
+def _show_or_watch(render, watch: bool, interval: float) -> None:
+    """Show render(width) once, or with watch again every `interval` seconds until Ctrl-C."""
     if not watch:
-        show(_sessions_table(list_sessions(url, all), console().width))
+        show(render(console().width))
         return
     from rich.live import Live
 
     screen = console()
-    with Live(_sessions_table(list_sessions(url, all), screen.width), console=screen, auto_refresh=False) as live:
+    with Live(render(screen.width), console=screen, auto_refresh=False) as live:
         print(f"refreshing every {interval:g}s; Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
             while True:
                 time.sleep(interval)
-                live.update(_sessions_table(list_sessions(url, all), screen.width), refresh=True)
+                live.update(render(screen.width), refresh=True)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a watch ends
 
 
-# The table's columns, most wanted first: (header, the widest it may grow; None for the query,
-# which takes what the others leave). Those that fit the width are shown, long text cut with "…".
+def _blocking_tree(rows: list[dict], width: int, prod: bool):
+    """The blocking tree: a root blocker per branch, its waiters nested under it, one line each;
+    the command it suggests acts on the same database (`prod`)."""
+    from rich.console import Group
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from cruddur.postgres import blocking
+
+    roots = blocking.tree(rows)
+    if not roots:
+        return Text(f"no session waits for another ({len(rows)} client session(s))")
+    shown = Tree(Text("root blockers first; each waiting session under the one it waits for"), guide_style="dim")
+    waiting = {row["pid"] for row in rows if row["blocked_by"]}
+
+    def add(branch, node, depth: int) -> None:
+        # A label never wraps: the query, last on the line, is cut where the width ends.
+        label = Text(_node_line(node), no_wrap=True, overflow="ellipsis", style="bold red" if depth == 0 else None)
+        child = branch.add(label)
+        for waiter in node.waiters:
+            add(child, waiter, depth + 1)
+
+    for root in roots:
+        add(shown, root, 0)
+    summary = (
+        f"{len(roots)} root blocker(s), {len(waiting)} waiting session(s); inv db.kill --root ends the roots;"
+        " --json shows every field and the whole query"
+    )
+    return Group(shown, Text(for_target(summary, prod)))
+
+
+def _node_line(node) -> str:
+    """One session of the tree on one line: its wait first (never cut), then its state and
+    times, who it is, and its query, cut where the width ends."""
+    row = node.session
+    if row is None:
+        return f"{node.pid} (not shown in pg_stat_activity: a server process, or it has ended)"
+    parts = [f"{row['pid']}{' *' if row['this_session'] else ''}"]
+    if row["waited_seconds"] is not None:
+        parts.append(f"waiting {_seconds(row['waited_seconds'])} on {row['wait_event'] or '?'}")
+    if node.also_waits_for:
+        parts.append("also waits for " + ", ".join(str(pid) for pid in node.also_waits_for))
+    if node.cycle:
+        parts.append("waits in a cycle (shown above)")
+    state = row["state"] or "?"
+    if row["idle_in_transaction_seconds"] is not None:
+        state += f" for {_seconds(row['idle_in_transaction_seconds'])}"
+    parts.append(state)
+    if row["transaction_seconds"] is not None:
+        parts.append(f"transaction {_seconds(row['transaction_seconds'])}")
+    parts.append(f"{row['app'] or '?'} ({row['user'] or '?'}@{row['db'] or '?'})")
+    parts.append(" ".join((row["query"] or "").split()))  # one line
+    return printable(" | ".join(parts))  # other clients' text: control characters shown escaped
+
+
+# The table's columns, most wanted first: (header, the widest it may grow; None for no limit).
+# Those that fit the width are shown, long text cut with "…"; the query takes what the others
+# leave. A wait event's name is never cut (the longest are under 40 characters).
 _SESSION_COLUMNS = [
     ("pid", 9),
     ("state", 19),
-    ("wait", 14),
+    ("wait", None),
     ("blocked by", 16),
     ("query", None),
     ("application", 20),
@@ -323,8 +397,9 @@ _SESSION_COLUMNS = [
     ("db", 16),
     ("client", 15),
     ("query time", 10),
-    ("type", 16),
 ]
+# With --all the server's own processes are listed, and their type says what each one is.
+_TYPE_COLUMN = ("type", None)
 _QUERY_MIN = 20  # the query column is never narrower than this
 _GAP = 3  # between two columns: padding, separator, padding
 
@@ -348,13 +423,14 @@ def _session_cells(row: dict) -> dict[str, str]:
     return {header: printable(text) for header, text in cells.items()}
 
 
-def _session_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
+def _session_widths(rows: list[dict[str, str]], width: int, with_type: bool = False) -> dict[str, int]:
     """Each shown column's width: by priority, while they fit; the query gets what is left."""
-    natural = {header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6) for header, widest in _SESSION_COLUMNS}
+    columns = [*_SESSION_COLUMNS[:2], _TYPE_COLUMN, *_SESSION_COLUMNS[2:]] if with_type else _SESSION_COLUMNS
+    natural = {header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6) for header, widest in columns}
     # The query keeps about a third of the width before less wanted columns are added.
     reserve = min(natural["query"], max(_QUERY_MIN, width // 3))
     chosen, used = {}, -_GAP
-    for header, _ in _SESSION_COLUMNS:
+    for header, _ in columns:
         if header == "query":
             if used + _QUERY_MIN + _GAP > width:
                 break
@@ -370,14 +446,14 @@ def _session_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
     return chosen
 
 
-def _sessions_table(rows: list[dict], width: int):
+def _sessions_table(rows: list[dict], width: int, with_type: bool = False):
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     cells = [_session_cells(row) for row in rows]
-    widths = _session_widths(cells, width)
+    widths = _session_widths(cells, width, with_type)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, column_width in widths.items():
         table.add_column(
@@ -399,9 +475,27 @@ def _seconds(value: float | None) -> str:
     return f"{value:.1f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP})
-def kill(c, prod=False, yes=False):
-    """End the other client sessions on the app database."""
+@task(
+    help={
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
+        "root": "end only the root blockers (sessions that block others and wait on no one), listed first",
+        "pid": "end only this session (its pid, from inv db.sessions)",
+        "dry_run": "with --root: list the root blockers and end nothing",
+    }
+)
+def kill(c, prod=False, yes=False, root=False, pid=None, dry_run=False):
+    """End the other client sessions on the app database (--root: only the root blockers)."""
+    if root and pid is not None:
+        raise Exit("error: --root and --pid choose different sessions; give one of them", code=1)
+    if dry_run and not root:
+        raise Exit("error: --dry-run goes with --root", code=1)
+    if root:
+        _kill_roots(prod, yes, dry_run)
+        return
+    if pid is not None:
+        _kill_one(prod, yes, number(pid, "--pid", default=None, minimum=1, integer=True))
+        return
     from cruddur.postgres import admin
 
     target = app_database(prod)
@@ -413,6 +507,58 @@ def kill(c, prod=False, yes=False):
         print(f"ended session {pid}" if ended else f"could not end session {pid}: it belongs to another role")
     if any(not ended for _, ended in results):
         raise Exit(code=1)
+
+
+def _kill_roots(prod: bool, yes: bool, dry_run: bool) -> None:
+    """Plan (the root blockers, listed), confirm on prod, end each that is still a root, say
+    what became of each."""
+    from cruddur.postgres import blocking
+
+    target = app_database(prod)
+    roots = blocking.tree(blocking.list_blocking(target.url))
+    if not roots:
+        print(f"no session blocks another on the server of {target}; nothing to do")
+        return
+    print(f"{len(roots)} root blocker(s) on the server of {target}:")
+    for node in roots:
+        print(f"  blocks {_waiter_count(node)}: {_node_line(node)}")
+    if dry_run:
+        print("dry run: nothing ended")
+        return
+    _confirm_kill(target, f"end {len(roots)} root blocker session(s) on the server of", yes)
+    results = blocking.end_roots(target.url, [node.pid for node in roots])
+    _report_ended(results)
+
+
+def _kill_one(prod: bool, yes: bool, pid: int) -> None:
+    from cruddur.postgres import blocking
+
+    target = app_database(prod)
+    _confirm_kill(target, f"end session {pid} on the server of", yes)
+    _report_ended([blocking.end_session(target.url, pid)])
+
+
+def _confirm_kill(target, action: str, yes: bool) -> None:
+    """The one place db.kill asks on prod before ending sessions."""
+    guard_prod(target, action, yes)
+
+
+def _report_ended(results) -> None:
+    for result in results:
+        print(f"ended session {result.pid}" if result.ended else f"did not end session {result.pid}: {result.reason}")
+    if any(result.kept for result in results):
+        raise Exit(code=1)
+
+
+def _waiter_count(node) -> str:
+    seen: set[int] = set()
+    todo = list(node.waiters)
+    while todo:
+        waiter = todo.pop()
+        if waiter.pid not in seen:
+            seen.add(waiter.pid)
+            todo.extend(waiter.waiters)
+    return f"{len(seen)} session(s)"
 
 
 @task(help={"prod": PROD_HELP, "timeout": f"seconds to wait before giving up (default {SERVER_READY_TIMEOUT:g})"})

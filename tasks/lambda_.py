@@ -19,6 +19,7 @@ from ._cli import (
     number,
     print_json,
     printable,
+    progress_line,
     settings,
     show,
     task,
@@ -33,8 +34,8 @@ def _build(runtime, arch, output=None):
     from cruddur.lambda_build import package as lambda_package
 
     options = {"output": output} if output else {}
-    with console(stderr=True).status(f"Building the zip for {runtime} on {arch}..."):
-        built = lambda_package.build(runtime=runtime, architecture=arch, **options)
+    with progress_line(f"building the zip for {runtime} on {arch}") as report:
+        built = lambda_package.build(runtime=runtime, architecture=arch, progress=report, **options)
     if built.bytecode_note:
         print(built.bytecode_note, file=sys.stderr)
     return built

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cruddur.errors import CheckFailed, UsageError
 from cruddur.formats import byte_size, moment
-from cruddur.timeouts import MIGRATION_LOCK_TIMEOUT
+from cruddur.timeouts import MAX_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT
 
 from ._cli import (
     JSON_HELP,
@@ -16,14 +16,19 @@ from ._cli import (
     app_database,
     finish_swap_first,
     guard_prod,
+    lock_timeout_flag,
     number,
     print_json,
+    printable,
+    progress_line,
     settings,
     show,
     task,
 )
 
-LOCK_HELP = f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g})"
+LOCK_HELP = (
+    f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g}, at most {MAX_LOCK_TIMEOUT:g})"
+)
 NO_BACKUP_HELP = "with --prod: skip the backup taken before anything changes"
 
 
@@ -38,7 +43,8 @@ def _backup(target) -> None:
 
     path = dump.default_path(settings().backups_dir, target.dbname)
     print(f"  backing up {target.dbname} to {path} ...", flush=True)
-    size = dump.dump(target.url, path)
+    with progress_line(f"backing up {target.dbname}") as report:
+        size = dump.dump(target.url, path, report)
     print(f"  backup written: {path} ({byte_size(size)})")
 
 
@@ -65,17 +71,37 @@ def new_migration(c, name):
         "lock_timeout": LOCK_HELP,
         "allow_out_of_order": "also apply pending versions older than the newest applied one (a branch merged late)",
         "no_backup": NO_BACKUP_HELP,
+        "retries": "after a lock timeout, try the migration again up to N times, pausing longer each time (default 3 with --prod, else 0)",
+        "baseline": "record every migration up to and including this version as applied WITHOUT running it"
+        " (a database that already has their changes)",
     }
 )
-def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None, allow_out_of_order=False, no_backup=False):
+def migrate(
+    c,
+    prod=False,
+    yes=False,
+    to=None,
+    dry_run=False,
+    lock_timeout=None,
+    allow_out_of_order=False,
+    no_backup=False,
+    retries=None,
+    baseline=None,
+):
     """Apply the pending migrations, oldest first."""
     from cruddur.postgres import migrations as runner
 
-    lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
+    lock_timeout = lock_timeout_flag(lock_timeout, MIGRATION_LOCK_TIMEOUT)
+    retries = number(retries, "--retries", default=PROD_RETRIES if prod else 0, minimum=0, integer=True, maximum=MAX_RETRIES)
+    if baseline is not None and (to is not None or allow_out_of_order):
+        raise UsageError("--baseline records migrations without running them; give it without --to and --allow-out-of-order")
     directory, root = _folders()
     target = app_database(prod)
     if not dry_run:
         finish_swap_first(target, yes)
+    if baseline is not None:
+        _baseline(target, baseline, dry_run, yes)
+        return
     if dry_run or prod:
         files, applied = runner.inspect(target.url, directory, root)
         if prod:
@@ -98,14 +124,50 @@ def migrate(c, prod=False, yes=False, to=None, dry_run=False, lock_timeout=None,
         allow_out_of_order=allow_out_of_order,
         refuse_changed=prod,
         lock_timeout=lock_timeout,
+        retries=retries,
         label_root=root,
         confirmed=pending if prod else None,
         on_applied=lambda step: print(f"  applied {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
+        on_retry=_say_retry,
     )
     if not done:
         print(f"nothing to do: {target.dbname} is up to date")
     else:
         print(f"{len(done)} applied; {target.dbname} is at version {done[-1].version}")
+
+
+PROD_RETRIES = 3  # tries after a lock timeout on production: a busy table frees up within seconds
+MAX_RETRIES = 20
+
+
+def _say_retry(retry) -> None:
+    from cruddur.postgres.sessions import held_by
+
+    print(
+        f"  {retry.version}_{retry.name}: lock timeout, the lock was held by {printable(held_by(retry.blockers))};"
+        f" try {retry.attempt} of {retry.attempts} in {retry.pause:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _baseline(target, version: str, dry_run: bool, yes: bool) -> None:
+    """db.migrate --baseline: plan, confirm on production, record, say what is now true."""
+    from cruddur.postgres import migrations as runner
+
+    directory, root = _folders()
+    files, applied = runner.inspect(target.url, directory, root)
+    chosen = runner.baseline_plan(files, applied, version)
+    if not chosen:
+        print(f"nothing to do: every migration up to {version} is recorded on {target}")
+        return
+    print(f"{'would record' if dry_run else 'will record'} {len(chosen)} migration(s) as applied on {target}, without running them:")
+    _list(chosen)
+    if dry_run:
+        return
+    guard_prod(target, f"record {len(chosen)} migration(s) as applied on", yes)
+    recorded = runner.baseline(target.url, directory, version, label_root=root, confirmed=chosen)
+    print(f"recorded {len(recorded)} migration(s); {target.dbname} is at version {version}; inv db.migrations shows them all")
 
 
 @task(
@@ -125,7 +187,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     if steps is not None and to is not None:
         raise UsageError("give --steps or --to, not both")
     steps = number(steps, "--steps", default=1, minimum=1, integer=True)
-    lock_timeout = number(lock_timeout, "--lock-timeout", default=MIGRATION_LOCK_TIMEOUT, minimum=0.001)
+    lock_timeout = lock_timeout_flag(lock_timeout, MIGRATION_LOCK_TIMEOUT)
     directory, root = _folders()
     target = app_database(prod)
     finish_swap_first(target, yes)
@@ -167,28 +229,109 @@ def _confirm_and_back_up(target, action: str, yes: bool, no_backup: bool) -> Non
     help={
         "prod": PROD_HELP,
         "json": JSON_HELP,
-        "check": "exit 1 when a migration is pending or an applied file changed (for CI and start-up scripts)",
+        "check": "exit 1 when a migration is pending, interrupted or an applied file changed (for CI and start-up scripts)",
+        "accept": "record this version's file, as it is now, as applied (an edited file, or an interrupted run finished by hand)",
+        "forget": "delete this version's record so the next inv db.migrate runs it again (after undoing it by hand)",
+        "yes": YES_HELP,
     }
 )
-def migrations(c, prod=False, json_=False, check=False):
-    """Show each migration's state: applied, pending, changed..."""
+def migrations(c, prod=False, json_=False, check=False, accept=None, forget=None, yes=False):
+    """Show each migration's state and the next step; --accept/--forget fix a record."""
     from cruddur.postgres import migrations as runner
 
     directory, root = _folders()
+    if accept is not None or forget is not None:
+        _fix_record(prod, yes, accept, forget)
+        return
     target = app_database(prod)
-    rows = runner.status(target.url, directory, root)
+    found = runner.overview(target.url, directory, root)
+    rows = found.rows
     if json_:
         print_json(rows)
-    elif sys.stdout.isatty():
-        show(_table(rows, target))
     else:
-        # Plain columns for pipes and scripts (and fast with a thousand migrations).
-        _print_plain(rows)
+        if sys.stdout.isatty():
+            show(_table(rows, target))
+        else:
+            # Plain columns for pipes and scripts (and fast with a thousand migrations).
+            _print_plain(rows)
+        for line in next_steps(found, prod):
+            print(printable(line))
     if check:
-        wrong = [row for row in rows if row.state in (runner.PENDING, runner.CHANGED)]
+        wrong = [row for row in rows if row.state in (runner.PENDING, runner.CHANGED, runner.INTERRUPTED)]
         if wrong:
             states = sorted({row.state for row in wrong})
             raise CheckFailed(f"{len(wrong)} migration(s) {' or '.join(states)} on {target}")
+
+
+def _fix_record(prod: bool, yes: bool, accept: str | None, forget: str | None) -> None:
+    """db.migrations --accept/--forget: one version's record, guarded on production."""
+    from cruddur.postgres import migrations as runner
+
+    if accept is not None and forget is not None:
+        raise UsageError("give --accept or --forget, not both")
+    directory, root = _folders()
+    target = app_database(prod)
+    version = accept if accept is not None else forget
+    guard_prod(target, f"{'record' if accept is not None else 'forget'} migration {version} in the migrations' record of", yes)
+    if accept is not None:
+        print(f"{runner.accept(target.url, directory, accept, root)} on {target}")
+    else:
+        print(f"{runner.forget(target.url, directory, forget, root)} on {target}")
+
+
+def next_steps(found, prod: bool) -> list[str]:
+    """What to do next, for every state shown (commands for the target in use)."""
+    from cruddur.postgres import migrations as runner
+
+    flag = " --prod" if prod else ""
+    fix = f"inv db.migrations{flag}"
+    rows = found.rows
+    lines = []
+    for row in rows:
+        if row.state == runner.INTERRUPTED:
+            lines += _interrupted_steps(row, fix, flag)
+        elif row.state == runner.RUNNING:
+            lines.append(f"{row.version}: {row.detail} (another inv db.migrate); wait for it to end")
+        elif row.state == runner.CHANGED:
+            lines.append(
+                f"{row.version}: its file changed after it was applied. Restore the file as it was (git checkout), or keep the"
+                f" edit as what was applied: {fix} --accept {row.version}; or undo it by hand, then {fix} --forget {row.version}"
+                f" and inv db.migrate{flag} runs the edited file"
+            )
+        elif row.state == runner.MISSING:
+            lines.append(
+                f"{row.version}: applied, but its file is gone. Restore the file (git log -- sql/migrations), or if its change"
+                f" was undone by hand: {fix} --forget {row.version}"
+            )
+    pending = [row for row in rows if row.state == runner.PENDING]
+    if found.legacy_last_run is not None and pending:
+        lines.append(
+            f"found public.schema_information (the bootcamp's migration scripts; last_successful_run {found.legacy_last_run!r}):"
+            " migrations those scripts ran are not in schema_migrations. If this database already has the changes of the"
+            f" migrations up to VERSION, record them without running them: inv db.migrate{flag} --baseline VERSION"
+            f" (the newest pending is {pending[-1].version})"
+        )
+    if pending:
+        lines.append(f"next: inv db.migrate{flag} applies the {len(pending)} pending migration(s)")
+    elif not lines:
+        lines.append("nothing to do: every migration is applied" if rows else "no migrations yet: inv db.new-migration NAME writes one")
+    return lines
+
+
+def _interrupted_steps(row, fix: str, flag: str) -> list[str]:
+    drops = "".join(f" DROP INDEX CONCURRENTLY {index};" for index in row.invalid_indexes)
+    left = f"; it left the INVALID index(es) {', '.join(row.invalid_indexes)}" if row.invalid_indexes else ""
+    lines = [f"{row.version}: interrupted, outside a transaction: {row.detail}{left}."]
+    if row.direction == "up":
+        lines.append(
+            f"  to undo it: run{drops} and undo what its earlier statements made (inv db.connect{flag}), then {fix} --forget"
+            f" {row.version}, and inv db.migrate{flag} runs it again"
+        )
+        lines.append(f"  to finish it instead: run the rest of its up section by hand, then {fix} --accept {row.version}")
+    else:
+        lines.append(f"  to finish the rollback: run{drops} and the rest of its down section by hand, then {fix} --forget {row.version}")
+        lines.append(f"  to keep it applied instead: redo what its down section undid, then {fix} --accept {row.version}")
+    return lines
 
 
 def _print_plain(rows) -> None:
@@ -216,7 +359,8 @@ def dump(c, prod=False, output=None):
 
     target = app_database(prod)
     path = Path(output) if output else backups.default_path(settings().backups_dir, target.dbname)
-    size = backups.dump(target.url, path)
+    with progress_line(f"dumping {target.dbname}") as report:
+        size = backups.dump(target.url, path, report)
     print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
@@ -228,5 +372,6 @@ def restore(c, file, prod=False, yes=False):
     target = app_database(prod, recover=False)  # the restore finishes an interrupted swap itself
     guard_prod(target, f"restore {file} over", yes)
     print(f"restoring {file} into {target}")
-    existed = backups.restore(target.url, Path(file))
+    with progress_line(f"restoring {target.dbname}") as report:
+        existed = backups.restore(target.url, Path(file), report)
     print(f"  {'replaced' if existed else 'created'} {target.dbname} from {file}")

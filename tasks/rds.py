@@ -8,7 +8,7 @@ import sys
 
 from cruddur.timeouts import RDS_WAIT_TIMEOUT
 
-from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, settings, show, task
+from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, progress_line, settings, show, task
 
 IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
 TIMEOUT_HELP = f"(default {RDS_WAIT_TIMEOUT:g})"
@@ -84,16 +84,8 @@ def _wait(client, identifier, timeout):
 
         return library.wait_available(client, identifier, timeout, on_status=report)
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=True) as progress:
-        waiting = progress.add_task(f"{identifier}: waiting for available")
-
-        def report(status):
-            progress.update(waiting, description=f"{identifier}: {status}, waiting for available")
-
-        return library.wait_available(client, identifier, timeout, on_status=report)
+    with progress_line(f"{identifier}: waiting for available") as progress:
+        return library.wait_available(client, identifier, timeout, on_status=progress)
 
 
 @task(

@@ -57,6 +57,30 @@ def temporary_pgdata(prefix: str = "cruddur-pg-"):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def counting_silent_port():
+    """A port on 127.0.0.1 that takes connections and never answers, and a function that says how
+    many connections clients have made to it so far (each is taken from the queue once counted)."""
+    made = []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        s.setblocking(False)
+
+        def count() -> int:
+            while True:
+                try:
+                    made.append(s.accept()[0])
+                except BlockingIOError:
+                    return len(made)
+
+        try:
+            yield s.getsockname()[1], count
+        finally:
+            for connection in made:
+                connection.close()
+
+
 def closed_port_url(password: str = "s3cr3t-pw") -> str:
     """A PostgreSQL URL, with a password, to a port where no server listens."""
     return f"postgresql://postgres:{password}@127.0.0.1:{free_port()}/cruddur"
@@ -93,6 +117,31 @@ def add_user(url: str, handle: str, display_name: str = "Someone") -> None:
 def table_count(url: str, table: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+
+
+def first_statement_line(path: Path) -> int:
+    """The line where a .sql file's first statement starts (a lock wait names it)."""
+    from cruddur.postgres.sql_text import split
+
+    return split(path.read_text())[0].line
+
+
+@contextmanager
+def login_role(database_url: str, prefix: str):
+    """A role of its own for this test's database (roles are server-wide), able to log in with a
+    password and nothing more: yields the database's URL as that role; dropped afterwards."""
+    from psycopg import conninfo
+
+    from cruddur.postgres import urls
+
+    role = prefix + urls.dbname(database_url)[-8:]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
+    try:
+        yield conninfo.make_conninfo(database_url, user=role, password="pw")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def assert_one_line_error(result, *fragments: str, prefix: str = "error: ") -> str:

@@ -194,3 +194,43 @@ def test_control_characters_in_messages_are_shown_escaped(run_task, seeded_url):
         assert "\x1b" not in shown and "\x07" not in shown
         assert "title\\x1b]0;pwned\\x07 and \\x1b[2Jclear" in shown
     assert json.loads(as_json.stdout)[0]["message"] == message
+
+
+@pytest.mark.timeout(60)  # a hang guard: without a lock_timeout the task would wait for the holder
+@pytest.mark.parametrize(
+    "args",
+    [("db.activities",), ("db.activities", "--json"), ("db.create-activity", "--handle", "bayko", "--message", "blocked")],
+    ids=" ".join,
+)
+def test_a_locked_activities_table_is_one_line_naming_the_bound(run_task, seeded_url, args):
+    holder = psycopg.connect(seeded_url)
+    holder.execute("LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
+    try:
+        line = assert_one_line_error(run_task(*args, env={"CONNECTION_URL": seeded_url}))
+    finally:
+        holder.close()
+    assert line == (
+        "error: query gave up after waiting 5s for a lock another session holds: canceling statement due to lock timeout"
+        " (SQLSTATE 55P03) (inv db.sessions shows who)"
+    )
+    assert messages(seeded_url) == ["This was imported as seed data!"]
+
+
+LONG_MESSAGE = "Shipping the new feed today: every activity now shows its likes, and the expiry is kept for a week"
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_messages_wrap_at_word_boundaries_within_the_width(run_task, seeded_url, columns):
+    created = run_task("db.create-activity", "--handle", "bayko", "--message", LONG_MESSAGE, env={"CONNECTION_URL": seeded_url})
+    assert created.returncode == 0, created.stderr
+    result = run_task("db.activities", env={"CONNECTION_URL": seeded_url, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    header = next(line for line in lines if line.startswith("created"))
+    start = header.index("message")
+    pieces = [line[start:].split("  ")[0].strip() for line in lines[lines.index(header) + 2 :] if line[start:].strip()]
+    shown = pieces[: next(i for i, piece in enumerate(pieces) if piece.endswith("week")) + 1]
+    assert " ".join(shown) == LONG_MESSAGE  # whole, each line ending at a word's end
+    assert all(len(piece) >= 20 for piece in shown[:-1])  # never squeezed to a few letters
+    assert ("expires" in header) is (columns >= 120)

@@ -71,7 +71,7 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
     original = json.loads(json.dumps(event))
     try:
         returned = handler.handle(event, connection_url)
-    except handler.MissingAttribute as e:
+    except (handler.MissingAttribute, handler.BadEvent) as e:
         raise EventError(f"{event_path.name}: {e}") from None
     except handler.UserNotSaved as e:
         hint = " (load the schema first: inv db.setup)" if isinstance(e.__cause__, psycopg.errors.UndefinedTable) else ""

@@ -23,9 +23,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .. import children
 from ..errors import PackageError
 from ..files import atomic_write
 from ..formats import byte_size
+from ..progress import Progress, no_progress
+from ..timeouts import COMPILE_LIMIT, PIP_LIMIT
 from .defaults import ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_RUNTIME, HANDLER
 
 # The function's sources live in the checkout's lambda/ (it ships alone, not in this package):
@@ -121,9 +124,11 @@ def build(
     requirements: Path = REQUIREMENTS_FILE,
     max_zipped_bytes: int = MAX_ZIPPED_BYTES,
     max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
+    progress: Progress = no_progress,
 ) -> Package:
     """Build the function's zip at `output` (default DEFAULT_OUTPUT, read at call time) and describe
-    it; wheels come from `wheel_cache` (default DEFAULT_WHEEL_CACHE)."""
+    it; wheels come from `wheel_cache` (default DEFAULT_WHEEL_CACHE). progress(step, done_bytes)
+    hears each step."""
     output = DEFAULT_OUTPUT if output is None else output
     wheel_cache = DEFAULT_WHEEL_CACHE if wheel_cache is None else wheel_cache
     target = _PipTarget(python_version(runtime), tuple(platform_tags(runtime, architecture)), architecture)
@@ -132,19 +137,23 @@ def build(
     bytecode = python_version(runtime) == building_python()
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
+        progress("installing the requirements (pip)")
         _install(requirements, site, wheel_cache, target)
         (site / handler_file.name).write_bytes(handler_file.read_bytes())
         if bytecode:
+            progress("compiling byte code")
             _compile(site)
         entries = _entries(site)
     unzipped = sum(len(data) for data in entries.values())
     if unzipped > max_unzipped_bytes:
         raise PackageError(f"the function would unzip to {byte_size(unzipped)}, over Lambda's limit of {byte_size(max_unzipped_bytes)}")
+    progress(f"zipping {len(entries)} files", unzipped)
     data = _zip(entries)
     if len(data) > max_zipped_bytes:
         raise PackageError(
             f"the zip would be {byte_size(len(data))}, over Lambda's limit of {byte_size(max_zipped_bytes)} for a direct upload"
         )
+    progress("writing the zip", len(data))
     _write_whole(output, data)
     return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture, bytecode)
 
@@ -203,11 +212,10 @@ def _compile(site: Path) -> None:
     """Byte code for every module, as the runtime would write it: in __pycache__, hash-based
     (checked against the source, so a function edited in the console still runs its edit), and
     naming its source under /var/task. A fresh interpreter compiles, as the runtime's would."""
-    result = subprocess.run(
+    result = children.run(
         [sys.executable, "-E", "-s", "-m", "compileall", "-q", "-d", TASK_ROOT, "--invalidation-mode", "checked-hash", str(site)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
+        name="compiling the zip's byte code",
+        limit=COMPILE_LIMIT,
     )
     if result.returncode != 0:
         lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
@@ -215,12 +223,7 @@ def _compile(site: Path) -> None:
 
 
 def _pip(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+    return children.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], name=f"pip {args[0]}", limit=PIP_LIMIT)
 
 
 def _pip_reason(result: subprocess.CompletedProcess) -> str:

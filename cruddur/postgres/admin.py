@@ -6,18 +6,20 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
 from psycopg import errors, sql
 
-from ..errors import CruddurError, DatabaseError, NoSuchDatabase, SqlFileError, one_line
+from ..errors import CruddurError, DatabaseError, FileLockTimeout, NoSuchDatabase, SqlFileError, one_line
 from ..polling import Deadline
 from ..timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SWAP_LOCK_WAIT, SWAP_STEP_WAIT
 from . import urls
-from .connect import CLIENT_SESSION, advisory_lock, connect, set_lock_timeout
+from .connect import CLIENT_SESSION, advisory_lock, connect, lock_timeout_query, set_lock_timeout
 from .sessions import BlockerWatch, held_by
+from .sql_text import Statement, read_sql, split
+from .statements import Query, StatementFailed, describe, location, run_atomically
 
 MAINTENANCE_DB = "postgres"
 
@@ -58,7 +60,7 @@ def drop_database(url: str) -> int | None:
 def rebuild_database(url: str, files: list[tuple[Path, str]]) -> bool:
     """Replace the URL's database with a fresh one built from (path, label) SQL files, each in
     its own transaction; whether one existed before. See replace_database for the swap."""
-    texts = [(_read(path, label), label) for path, label in files]
+    texts = [(read_sql(path, label), label) for path, label in files]
     return replace_database(url, lambda scratch_url: _run_texts(scratch_url, texts))
 
 
@@ -182,12 +184,9 @@ def _clean_up_after_failure(conn: psycopg.Connection, name: str, reached: str) -
 def _take_swap_lock(conn: psycopg.Connection, name: str, wait: float | None) -> bool:
     """The maintenance database's advisory lock for rebuilding `name`: wait up to `wait` seconds
     (None: only try). Held until the connection closes."""
-    try:
-        taken = advisory_lock(conn, f"cruddur rebuild {name}", wait)
-    except errors.LockNotAvailable:
-        raise DatabaseError(
-            f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends"
-        ) from None
+    taken = advisory_lock(conn, f"cruddur rebuild {name}", wait, what=f"another db.setup or db.restore of {name!r} to end")
+    if not taken and wait is not None:
+        raise DatabaseError(f"another db.setup or db.restore of {name!r} is still running after {wait:g}s; try again when it ends")
     # The renames and drops that follow wait for the database's lock no longer than this.
     set_lock_timeout(conn, SWAP_STEP_WAIT)
     return taken
@@ -238,74 +237,49 @@ def _drop(conn: psycopg.Connection, name: str) -> bool:
     return existed
 
 
-def run_sql_file(url: str, path: Path, label: str | None = None, lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT) -> None:
+def run_sql_file(
+    url: str, path: Path, label: str | None = None, lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT, after: Sequence[Query] = ()
+) -> None:
     """Run a whole .sql file in one transaction: all of it, or (on SqlFileError) none of it.
+    `after`: (query, params) run in the same transaction once the file's statements ran.
 
     A lock another session holds is waited for at most `lock_timeout` seconds; then the error
     names that session."""
-    run_sql_files(url, [(path, label or str(path))], lock_timeout)
+    run_sql_files(url, [(path, label or str(path))], lock_timeout, after)
 
 
-def run_sql_files(url: str, files: list[tuple[Path, str]], lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT) -> None:
-    """Run (path, label) files in order on one connection, each in its own transaction.
+def run_sql_files(
+    url: str, files: list[tuple[Path, str]], lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT, after: Sequence[Query] = ()
+) -> None:
+    """Run (path, label) files in order on one connection, each in its own transaction (with the
+    `after` queries in the first one's).
 
     The first failure stops the run: that file is rolled back, the ones before it stay."""
-    _run_texts(url, [(_read(path, label), label) for path, label in files], lock_timeout)
+    _run_texts(url, [(read_sql(path, label), label) for path, label in files], lock_timeout, after)
 
 
-def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT) -> None:
-    with connect(url) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
-        for text, label in texts:
-            _run(conn, watch, text, label, lock_timeout)
+def _run_texts(url: str, texts: list[tuple[str, str]], lock_timeout: float = FILE_LOAD_LOCK_TIMEOUT, after: Sequence[Query] = ()) -> None:
+    # Split every file before running any: an unterminated quote in the last stops the first too.
+    files = [(split(text, label), label) for text, label in texts]
+    with connect(url, autocommit=True) as conn, BlockerWatch(url, conn.info.backend_pid, lock_timeout) as watch:
+        for index, (statements, label) in enumerate(files):
+            _run(conn, watch, statements, label, lock_timeout, after if index == 0 else ())
 
 
-def _run(conn: psycopg.Connection, watch: BlockerWatch, text: str, label: str, lock_timeout: float) -> None:
-    """Run one file's text in a transaction, waiting at most lock_timeout for each lock; a lock
-    timeout names the session that held the lock."""
+def _run(conn: psycopg.Connection, watch: BlockerWatch, statements: list[Statement], label: str, lock_timeout: float, after) -> None:
+    """Run one file's statements in a transaction, waiting at most lock_timeout for each lock; a
+    lock timeout names the session that held the lock."""
     try:
-        with conn.transaction(), watch.statement():
-            set_lock_timeout(conn, lock_timeout, local=True)
-            conn.execute(text.encode())
-    except errors.LockNotAvailable:
-        raise SqlFileError(
-            f"{label}: waited {lock_timeout:g}s for a lock held by {held_by(watch.found)}; nothing of it was applied"
-            " (end it with inv db.kill, or allow longer with --lock-timeout)"
-        ) from None
-    except psycopg.Error as e:
-        raise SqlFileError(f"{describe_sql_error(label, text, e)}; nothing of it was applied") from None
-
-
-def describe_sql_error(label: str, text: str, error: psycopg.Error, first_line: int = 1) -> str:
-    """`label:line:column: SQLSTATE message (detail)` for an error in `text`, which starts at
-    line `first_line` of the file named by label."""
-    return f"{_location(label, text, error, first_line)}: {_postgres_message(error)}"
-
-
-def _read(path: Path, label: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SqlFileError(f"{label}: cannot read it: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise SqlFileError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-
-
-def _location(label: str, text: str, error: psycopg.Error, first_line: int = 1) -> str:
-    position = getattr(error.diag, "statement_position", None)
-    if position and position.isdigit():
-        offset = int(position) - 1
-        line = text.count("\n", 0, offset) + first_line
-        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-        return f"{label}:{line}:{column}"
-    return label
-
-
-def _postgres_message(error: psycopg.Error) -> str:
-    diag = error.diag
-    message = diag.message_primary or one_line(error)
-    if diag.message_detail:
-        message += f" ({one_line(diag.message_detail)})"
-    return f"{diag.sqlstate or 'error'} {message}" if diag.sqlstate else message
+        with watch.statement():
+            run_atomically(conn, statements, before=[lock_timeout_query(lock_timeout, local=True)], after=after)
+    except StatementFailed as e:
+        if isinstance(e.error, errors.LockNotAvailable):
+            raise FileLockTimeout(
+                f"{location(label, e)}: waited {lock_timeout:g}s for a lock held by {held_by(watch.found)}; nothing of it was applied"
+                " (end it with inv db.kill, or allow longer with --lock-timeout)",
+                watch.found,
+            ) from None
+        raise SqlFileError(f"{describe(label, e)}; nothing of it was applied") from None
 
 
 def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:

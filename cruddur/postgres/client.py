@@ -18,6 +18,7 @@ DEBUG on the `cruddur.sql` logger.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import weakref
@@ -33,8 +34,15 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..config import Settings
-from ..errors import ClientClosed, DatabaseUnavailable, QueryError, TemplateNotFound, one_line
-from ..timeouts import CONNECT_TIMEOUT, POOL_CHECKOUT_TIMEOUT, POOL_CLOSE_TIMEOUT, POOL_OPEN_TIMEOUT
+from ..errors import ClientClosed, DatabaseUnavailable, LockTimeout, QueryError, StatementTimeout, TemplateNotFound, one_line
+from ..timeouts import (
+    CLIENT_LOCK_TIMEOUT,
+    CLIENT_STATEMENT_TIMEOUT,
+    CONNECT_TIMEOUT,
+    POOL_CHECKOUT_TIMEOUT,
+    POOL_CLOSE_TIMEOUT,
+    POOL_OPEN_TIMEOUT,
+)
 from . import urls
 from .connect import connect_timeout
 
@@ -72,13 +80,18 @@ class Database:
         timeout: float = POOL_CHECKOUT_TIMEOUT,
         check_after: float | None = 0.5,
         name: str = "cruddur",
+        lock_timeout: float | None = CLIENT_LOCK_TIMEOUT,
+        statement_timeout: float | None = CLIENT_STATEMENT_TIMEOUT,
     ):
         """`timeout`: the longest wait for a free connection. `check_after`: a connection idle
         for longer than this many seconds is tested before it is handed out (one round trip,
         ConnectionPool.check_connection) and replaced if the server dropped it; 0 tests every
         time, None never. `sql_dir`: a folder of <group>/<name>.sql templates to use instead of
-        the ones shipped in the package."""
-        urls.parse(url)
+        the ones shipped in the package. `lock_timeout`, `statement_timeout`: the longest a
+        statement waits for a lock (LockTimeout), and runs in all (StatementTimeout), in seconds;
+        None: no bound."""
+        params = urls.parse(url)
+        self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
         self.where = urls.describe(url)
         self.sql_dir: Traversable = files(PACKAGED_TEMPLATES) if sql_dir is None else Path(sql_dir)
         self._templates: dict[tuple[str, str], str] = {}
@@ -91,7 +104,11 @@ class Database:
             max_size=max_size,
             timeout=timeout,
             # A server that accepts and never answers must not hold a pool worker forever.
-            kwargs={"autocommit": True, "connect_timeout": connect_timeout(CONNECT_TIMEOUT)},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": connect_timeout(CONNECT_TIMEOUT),
+                "options": _with_time_bounds(params.get("options"), lock_timeout, statement_timeout),
+            },
             check=None if check_after is None else self._check_if_idle,
             name=name,
         )
@@ -234,7 +251,7 @@ class Database:
                 raise DatabaseUnavailable(f"lost the connection to {self.where}: {one_line(e)}") from e
             if e.sqlstate is None:
                 raise  # a client-side mistake (bad placeholders, ...): a bug, keep the traceback
-            raise QueryError(f"query failed: {e.diag.message_primary or one_line(e)} (SQLSTATE {e.sqlstate})", e.sqlstate) from e
+            raise _query_error(e, self.lock_timeout, self.statement_timeout) from e
         except BaseException:
             self.pool.putconn(conn)
             raise
@@ -272,3 +289,28 @@ class Database:
         row = self._fetchone(OBJECT_JSON.format(sql), params)
         # With no row under it the wrapper returns no row at all, so COALESCE never runs.
         return {} if row is None else row[0]
+
+
+def _with_time_bounds(options: str | None, lock_timeout: float | None, statement_timeout: float | None) -> str:
+    """libpq's `options` (the URL's own, if any, first) setting the session's time bounds at
+    connection start-up: no round trip of their own."""
+    settings = [options] if options else []
+    for name, seconds in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
+        if seconds is None:
+            continue
+        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"{name} must be a number of seconds above 0, or None for no bound; not {seconds!r}")
+        # Postgres reads 0 as "no bound": a bound is at least one millisecond.
+        settings.append(f"-c {name}={max(1, round(seconds * 1000))}")
+    return " ".join(settings)
+
+
+def _query_error(error: psycopg.Error, lock_timeout: float | None, statement_timeout: float | None) -> QueryError:
+    """What a statement's failure raises: LockTimeout, StatementTimeout, else QueryError."""
+    said = f"{error.diag.message_primary or one_line(error)} (SQLSTATE {error.sqlstate})"
+    if isinstance(error, psycopg.errors.LockNotAvailable) and lock_timeout is not None:
+        return LockTimeout(f"query gave up after waiting {lock_timeout:g}s for a lock another session holds: {said}", error.sqlstate)
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        bound = f" (statement_timeout is {statement_timeout:g}s)" if statement_timeout is not None else ""
+        return StatementTimeout(f"query cancelled{bound}: {said}", error.sqlstate)
+    return QueryError(f"query failed: {said}", error.sqlstate)

@@ -7,8 +7,10 @@ import math
 
 import psycopg
 
-from ..errors import DatabaseError, NoSuchDatabase, one_line
-from ..timeouts import CONNECT_TIMEOUT
+from ..errors import DatabaseError, NoSuchDatabase, ServerNotAnswering, one_line
+from ..polling import Deadline
+from ..timeouts import ADVISORY_LOCK_MAX_POLL, CONNECT_TIMEOUT, WAIT_NOTICE_AFTER
+from ..waits import waits_log
 from . import urls
 
 APPLICATION_NAME = "cruddur-ops"
@@ -24,10 +26,15 @@ def connect_timeout(seconds: float) -> int:
 
 
 def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
-    """A connection, or DatabaseError saying why not (server down, auth, no such database)."""
+    """A connection, or DatabaseError saying why not (server down, auth, no such database;
+    ServerNotAnswering when it took the connection and never answered)."""
     urls.parse(url)
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout(timeout), application_name=APPLICATION_NAME)
+    except psycopg.errors.ConnectionTimeout:
+        # The server, not the database: every database there (the maintenance one too) waits as long.
+        server = urls.describe(url).rsplit("/", 1)[0]
+        raise ServerNotAnswering(f"cannot connect to {server}: the server did not answer within {connect_timeout(timeout)}s") from None
     except psycopg.OperationalError as e:
         reason = one_line(e).removeprefix("connection failed: ")
         if f'database "{urls.dbname(url)}" does not exist' in reason:
@@ -53,18 +60,41 @@ def _missing_database_hint(url: str) -> str:
     return "create it with: inv db.create, or inv db.setup"
 
 
+def lock_timeout_query(seconds: float, *, local: bool = False) -> tuple[str, tuple[str, bool]]:
+    """The (query, params) that let each statement wait at most `seconds` for a lock (libpq's
+    milliseconds, at least 1: 0 would mean no bound); `local`: until the end of the transaction."""
+    return "SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local)
+
+
 def set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool = False) -> None:
-    """Let each statement wait at most `seconds` for a lock (libpq's milliseconds, at least 1;
-    0 would mean no bound); `local`: until the end of the current transaction only."""
-    conn.execute("SELECT set_config('lock_timeout', %s, %s)", (f"{max(1, round(seconds * 1000))}ms", local))
+    """Run lock_timeout_query on `conn`."""
+    conn.execute(*lock_timeout_query(seconds, local=local))
 
 
-def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None) -> bool:
-    """Take the session advisory lock named `key`, held until the connection closes: wait up to
-    `wait` seconds (psycopg.errors.LockNotAvailable when that runs out), or with None only try;
-    whether it was taken."""
-    if wait is None:
-        return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
-    set_lock_timeout(conn, wait)
-    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+def advisory_lock(conn: psycopg.Connection, key: str, wait: float | None, what: str | None = None) -> bool:
+    """Take the session advisory lock named `key`, held until the connection closes: try until
+    `wait` seconds have passed (None: try once); whether it was taken. `conn` must be in
+    autocommit mode.
+
+    Each try is a statement of its own (pg_try_advisory_lock): between tries the session holds
+    no transaction and no snapshot, so a CREATE INDEX CONCURRENTLY in the session that holds
+    the lock never waits for this one (pg_advisory_lock would wait inside one statement, holding
+    its snapshot: the two would deadlock). A wait longer than WAIT_NOTICE_AFTER says once on the
+    `cruddur.waits` logger what it waits for (`what`, else the key) and which session holds the lock."""
+    deadline = Deadline(wait or 0)
+    pause, noticed = 0.01, False
+    while not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+        if not noticed and deadline.elapsed() >= WAIT_NOTICE_AFTER:
+            from .sessions import advisory_lock_holders, held_by
+
+            noticed = True
+            waits_log.warning(
+                "waiting up to %gs more for %s (the lock is held by %s)",
+                (wait or 0) - WAIT_NOTICE_AFTER,
+                what or f"the lock {key!r}",
+                held_by(advisory_lock_holders(conn, key)),
+            )
+        if not deadline.pause(pause):
+            return False
+        pause = min(pause * 2, ADVISORY_LOCK_MAX_POLL)
     return True

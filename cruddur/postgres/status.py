@@ -48,9 +48,12 @@ def local(pgdata: Path, port: int, migrations_dir: Path | None = None) -> Status
         password_file=str(local_server.password_file(pgdata)),
     )
     if url is None:
-        reason = (
-            "not running; any db task starts it, or: inv db.up" if size is not None else "no data folder yet; create it with: inv db.up"
-        )
+        if size is not None:
+            reason = "not running; any db task starts it, or: inv db.up"
+        elif pgdata.exists():
+            reason = "CRUDDUR_PGDATA names a file, not a folder: point it at a folder (it is created if missing)"
+        else:
+            reason = "no data folder yet; create it with: inv db.up"
         return Status(
             url=local_server.tcp_url(port, urls.DEFAULT_DBNAME, MASK),
             answers=False,

@@ -188,3 +188,17 @@ def test_sync_on_a_database_without_the_schema_is_one_line(run_task, pool, datab
     result = run_task("cognito.sync", env={**env, "CONNECTION_URL": database_url})
 
     assert_one_line_error(result, "error: public.users does not exist (load the schema first: inv db.setup)")
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_users_keep_the_sub_whole_at_any_width(run_task, pool, columns):
+    idp, pool_id, env = pool
+    sub = add_cognito_user(idp, pool_id, "andrew-with-a-longer-user-name", "andrewbrown", "andrew.brown@exampro.example.co")
+    result = run_task("cognito.users", env={**env, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    assert all(len(line) <= columns for line in result.stdout.splitlines())
+    assert sub in result.stdout
+    for shown in ("andrew-with-a-longer-user-name", "andrewbrown", "andrew.brown@exampro.example.co"):
+        assert shown in result.stdout
+    if columns == 80:  # too narrow for the table: the sub on a line of its own
+        assert f"  sub                 {sub}" in result.stdout.splitlines()

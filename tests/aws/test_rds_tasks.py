@@ -322,6 +322,15 @@ def test_wait_shows_each_status_then_times_out(run_task, env, created):
     assert error == "error: timed out after 1s: RDS instance cruddur-db-instance is still modifying"
 
 
+def test_wait_shows_a_progress_line_on_a_terminal(base_env, env, created):
+    set_instance_status("cruddur-db-instance", "modifying")
+    terminal = Terminal(["rds.wait", "--timeout", "1"], {**base_env, **env, "TERM": "xterm"})
+    code, shown, _ = terminal.finish()
+    assert code == 1, shown
+    assert "cruddur-db-instance: waiting for available: modifying" in shown and "0:00:0" in shown  # status, time elapsed
+    assert "error: timed out after 1s: RDS instance cruddur-db-instance is still modifying" in shown
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

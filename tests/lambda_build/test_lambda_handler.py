@@ -511,3 +511,41 @@ def test_the_handler_from_the_extracted_zip_claims_and_refuses_taken_handles(lam
     assert [row[2:] for row in users(schema_url)] == [("andrewbrown", sub)]
     assert "outcome=claimed" in child.stderr and "outcome=already-present" in child.stderr
     assert "outcome=handle-taken" in child.stderr
+
+
+@pytest.mark.parametrize("event", [[], "ConfirmSignUp", None, 42, [{"triggerSource": "PostConfirmation_ConfirmSignUp"}]], ids=repr)
+def test_an_event_that_is_not_an_object_is_a_clear_error_and_one_log_line(post_confirmation, schema_url, caplog, event):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    with pytest.raises(post_confirmation.BadEvent) as raised:
+        post_confirmation.handle(event, schema_url)
+
+    assert str(raised.value) == f"the event is a {type(event).__name__}, not a JSON object"
+    assert [r.getMessage() for r in caplog.records] == [
+        "post-confirmation trigger=None sub=None outcome=failed error=the event is not a JSON object"
+    ]
+    assert users(schema_url) == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    attribute=st.sampled_from(["name", "email", "preferred_username", "sub"]),
+    before=st.text(max_size=5),
+    surrogate=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+)
+def test_a_lone_surrogate_in_an_attribute_is_a_clear_error_and_saves_nothing(
+    post_confirmation, schema_url, caplog, attribute, before, surrogate
+):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    caplog.clear()
+    event = sample_event()
+    event["request"]["userAttributes"][attribute] = f"{before}{surrogate}x"
+
+    with pytest.raises(post_confirmation.BadEvent) as raised:
+        post_confirmation.handle(event, schema_url)
+
+    assert str(raised.value) == f"request.userAttributes.{attribute} is not valid text (it holds a lone surrogate)"
+    (line,) = [r.getMessage() for r in caplog.records]
+    line.encode("utf-8")  # the log line itself is valid text: a surrogate in the sub is shown escaped
+    assert line.endswith(f"outcome=failed error={raised.value}")
+    assert users(schema_url) == []

@@ -225,3 +225,31 @@ def test_invoke_deeply_nested_json_is_one_line(run_task, schema_url, tmp_path, d
 
     assert assert_one_line_error(result) == f"error: {path} nests too deeply to be a Cognito event"
     assert users(schema_url) == []
+
+
+@pytest.mark.parametrize("attribute", ["name", "sub"])
+def test_invoke_an_event_with_a_lone_surrogate_is_one_line_and_saves_nothing(run_task, schema_url, tmp_path, attribute):
+    event = sample_event()
+    event["request"]["userAttributes"][attribute] = "Lo\udc80ne"
+    path = tmp_path / "surrogate.json"
+    path.write_text(json.dumps(event))  # JSON's own escape: "\udc80", as a bad byte becomes
+
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: surrogate.json: request.userAttributes.{attribute} is not valid text (it holds a lone surrogate)"
+    )
+    assert users(schema_url) == []
+
+
+@pytest.mark.parametrize("content", ["[]", '"ConfirmSignUp"', "null", "3", "[{}]"])
+def test_invoke_an_event_that_is_not_an_object_is_one_line(run_task, schema_url, tmp_path, content):
+    path = tmp_path / "not_an_object.json"
+    path.write_text(content)
+
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {path} holds no Cognito event (expected a JSON object)"
+    assert users(schema_url) == []

@@ -5,12 +5,12 @@ import threading
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import conninfo
 
 from cruddur.errors import ConfigError, DatabaseError, SqlFileError
 from cruddur.postgres import admin, urls
 from cruddur.postgres.sessions import list_sessions
-from tests.helpers import ROOT, add_user, closed_port_url, table_count, wait_for, waiting_on_a_lock
+from tests.helpers import ROOT, add_user, closed_port_url, first_statement_line, login_role, table_count, wait_for, waiting_on_a_lock
 
 
 def test_create_database_then_again_reports_existing(database_url):
@@ -36,7 +36,7 @@ def test_rebuild_replaces_the_database_only_when_every_file_succeeds(schema_url,
     add_user(schema_url, "keeper")
     bad_seed = tmp_path / "seed.sql"
     bad_seed.write_text("INSERT INTO users (handle) VALUES ('half');\n")
-    with pytest.raises(SqlFileError, match="^seed.sql: 23502 null value in column"):
+    with pytest.raises(SqlFileError, match="^seed.sql:1: 23502 null value in column"):
         admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (bad_seed, "seed.sql")])
     with pytest.raises(SqlFileError, match="^missing.sql: cannot read it"):
         admin.rebuild_database(schema_url, [(sql_dir / "schema.sql", "schema.sql"), (tmp_path / "none", "missing.sql")])
@@ -63,7 +63,7 @@ def test_sql_file_runs_atomically(schema_url, tmp_path):
     with pytest.raises(SqlFileError) as failure:
         admin.run_sql_file(schema_url, bad_seed, "sql/seed.sql")
     message = str(failure.value)
-    assert message.startswith("sql/seed.sql: 23505 duplicate key value violates unique constraint")
+    assert message.startswith("sql/seed.sql:2: 23505 duplicate key value violates unique constraint")
     assert "Key (handle)=(a) already exists" in message
     assert "nothing of it was applied" in message
     assert table_count(schema_url, "users") == 0
@@ -181,34 +181,19 @@ def _ignore(fn, *args):
 
 
 def test_sessions_work_for_a_non_superuser(database_url, server_url):
-    role = "app_" + urls.dbname(database_url)[-8:]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-    try:
-        as_role = conninfo.make_conninfo(database_url, user=role, password="pw")
-        with psycopg.connect(database_url) as other:
-            rows = list_sessions(as_role)
-            superuser_row = next(r for r in rows if r["pid"] == other.info.backend_pid)
+    with login_role(database_url, "app_") as as_role, psycopg.connect(database_url) as other:
+        rows = list_sessions(as_role)
+        superuser_row = next(r for r in rows if r["pid"] == other.info.backend_pid)
         assert (superuser_row["user"], superuser_row["query"]) == ("postgres", "<insufficient privilege>")
-        assert any(r["this_session"] and r["user"] == role for r in rows)
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        assert any(r["this_session"] and r["user"] == conninfo.conninfo_to_dict(as_role)["user"] for r in rows)
 
 
 def test_a_non_superuser_cannot_end_another_roles_session(database_url):
-    role = "app_" + urls.dbname(database_url)[-8:]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-    try:
-        as_role = conninfo.make_conninfo(database_url, user=role, password="pw")
+    with login_role(database_url, "app_") as as_role:
         with psycopg.connect(database_url) as superuser_session, psycopg.connect(as_role) as own_role_session:
             results = dict(admin.terminate_other_sessions(as_role))
             assert results == {superuser_session.info.backend_pid: False, own_role_session.info.backend_pid: True}
             superuser_session.execute("SELECT 1")  # still alive
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_include_server_processes(database_url):
@@ -239,7 +224,7 @@ def test_a_file_load_behind_a_lock_gives_up_and_names_the_holder(schema_url):
             admin.run_sql_file(schema_url, ROOT / "sql" / "schema.sql", "sql/schema.sql", lock_timeout=1)
         message = str(failure.value)
         assert message.startswith(
-            f"sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
+            f"sql/schema.sql:{first_statement_line(ROOT / 'sql' / 'schema.sql')}: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
         )
         assert message.endswith("s); nothing of it was applied (end it with inv db.kill, or allow longer with --lock-timeout)")
         holder.rollback()
@@ -265,20 +250,54 @@ def test_a_file_load_that_waits_less_than_its_timeout_goes_through(schema_url):
 def test_sessions_and_kill_turn_a_refused_catalog_query_into_one_line(database_url):
     """A role the database does not let read pg_stat_activity (as a hardened server may) gets a
     DatabaseError line from db.sessions and db.kill, not a raw psycopg error."""
-    role = "probe_" + urls.dbname(database_url)[-8:]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(role)))
-        # Object privileges are per database: only this test's throwaway database is affected.
-        conn.execute("REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC")
-    as_probe = conninfo.make_conninfo(database_url, user=role, password="pw")
-    try:
-        with pytest.raises(DatabaseError) as listing:
-            list_sessions(as_probe)
-        assert str(listing.value).startswith("cannot list the sessions: permission denied for view pg_stat_activity")
-        with pytest.raises(DatabaseError) as killing:
-            admin.terminate_other_sessions(as_probe)
-        assert str(killing.value).startswith("cannot list the other sessions: permission denied")
-    finally:
+    with login_role(database_url, "probe_") as as_probe:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON pg_catalog.pg_stat_activity TO PUBLIC")
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            # Object privileges are per database: only this test's throwaway database is affected.
+            conn.execute("REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC")
+        try:
+            with pytest.raises(DatabaseError) as listing:
+                list_sessions(as_probe)
+            assert str(listing.value).startswith("cannot list the sessions: permission denied for view pg_stat_activity")
+            with pytest.raises(DatabaseError) as killing:
+                admin.terminate_other_sessions(as_probe)
+            assert str(killing.value).startswith("cannot list the other sessions: permission denied")
+        finally:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("GRANT SELECT ON pg_catalog.pg_stat_activity TO PUBLIC")
+
+
+def holding_advisory_lock(url: str, key: str) -> psycopg.Connection:
+    holder = psycopg.connect(url, autocommit=True, application_name="the holder")
+    holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    return holder
+
+
+def test_an_advisory_lock_wait_past_a_second_names_who_holds_it_on_the_waits_logger(database_url, caplog):
+    import logging
+    import re
+
+    from cruddur.postgres.connect import advisory_lock, connect
+
+    caplog.set_level(logging.INFO, logger="cruddur.waits")
+    with holding_advisory_lock(database_url, "a test's lock") as holder, connect(database_url, autocommit=True) as waiter:
+        holder_pid = holder.info.backend_pid
+        assert advisory_lock(waiter, "a test's lock", wait=1.5, what="the test to let go") is False
+
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert re.fullmatch(
+        rf"waiting up to 0\.5s more for the test to let go \(the lock is held by session {holder_pid} \('the holder', idle, for \d+\.\ds\)\)",
+        said,
+    ), said
+
+
+def test_an_advisory_lock_taken_at_once_or_waited_for_under_a_second_says_nothing(database_url, caplog):
+    import logging
+
+    from cruddur.postgres.connect import advisory_lock, connect
+
+    caplog.set_level(logging.INFO, logger="cruddur.waits")
+    with connect(database_url, autocommit=True) as conn:
+        assert advisory_lock(conn, "free", wait=30) is True
+    with holding_advisory_lock(database_url, "held"), connect(database_url, autocommit=True) as waiter:
+        assert advisory_lock(waiter, "held", wait=0.5) is False
+    assert caplog.records == []

@@ -8,10 +8,22 @@ from importlib.resources import files
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg import conninfo
 
 from cruddur.config import Settings
-from cruddur.errors import ClientClosed, DatabaseError, DatabaseUnavailable, MissingSetting, QueryError, TemplateNotFound
+from cruddur.errors import (
+    ClientClosed,
+    DatabaseError,
+    DatabaseUnavailable,
+    LockTimeout,
+    MissingSetting,
+    QueryError,
+    QueryTimeout,
+    StatementTimeout,
+    TemplateNotFound,
+)
 from cruddur.postgres import urls
 from cruddur.postgres.client import Database
 from tests.helpers import add_user, closed_port_url, free_port, temporary_pgdata
@@ -309,3 +321,76 @@ def test_a_restart_under_load_fails_at_most_one_call(own_server):
         caller.join()
     assert len(failures) <= 1, failures
     assert len(results) > before  # calls went on after the restart
+
+
+def holding_activities(url: str) -> psycopg.Connection:
+    """A session that holds an exclusive lock on activities until it is closed (as a migration does)."""
+    holder = psycopg.connect(url)
+    holder.execute("LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
+    return holder
+
+
+def test_every_connection_has_the_default_lock_and_statement_timeouts(schema_client):
+    assert schema_client.query_value("SELECT current_setting('lock_timeout') || ' ' || current_setting('statement_timeout')") == "5s 15s"
+
+
+def test_the_urls_own_options_are_kept_beside_the_time_bounds(schema_url):
+    url = conninfo.make_conninfo(schema_url, options="-c search_path=public,pg_catalog -c work_mem=5MB")
+    with Database(url, lock_timeout=0.25, statement_timeout=None) as client:
+        shown = client.query_value(
+            "SELECT concat_ws(' ', current_setting('search_path'), current_setting('work_mem'),"
+            " current_setting('lock_timeout'), current_setting('statement_timeout'))"
+        )
+    assert shown == "public,pg_catalog 5MB 250ms 0"
+
+
+@pytest.mark.timeout(60)  # a hang guard: without lock_timeout the feed would wait for the holder
+def test_a_locked_table_is_a_typed_lock_timeout_and_the_pool_stays_usable(schema_url):
+    from cruddur.activities import create_activity, home_activities
+
+    add_user(schema_url, "bayko")
+    holder = holding_activities(schema_url)
+    try:
+        with Database(schema_url, lock_timeout=0.2) as client:
+            with pytest.raises(LockTimeout) as read:
+                home_activities(client)
+            with pytest.raises(LockTimeout):
+                create_activity(client, "bayko", "hello", "1-day")
+            holder.close()
+            assert home_activities(client) == []  # the same pool, once the lock is gone
+    finally:
+        holder.close()
+    assert isinstance(read.value, QueryTimeout) and isinstance(read.value, QueryError)
+    assert read.value.sqlstate == "55P03"
+    assert (
+        str(read.value)
+        == "query gave up after waiting 0.2s for a lock another session holds: canceling statement due to lock timeout (SQLSTATE 55P03)"
+    )
+
+
+@pytest.mark.timeout(60)  # a hang guard: the statement alone would take ten minutes
+def test_a_statement_past_statement_timeout_is_a_typed_error(schema_url):
+    with Database(schema_url, statement_timeout=0.2) as client:
+        with pytest.raises(StatementTimeout) as cancelled:
+            client.query_value("SELECT pg_sleep(600)")
+        assert client.query_value("SELECT 1") == 1
+    assert cancelled.value.sqlstate == "57014"
+    assert (
+        str(cancelled.value) == "query cancelled (statement_timeout is 0.2s): canceling statement due to statement timeout (SQLSTATE 57014)"
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["lock_timeout", "statement_timeout"]),
+    value=st.one_of(
+        st.floats(max_value=0),
+        st.sampled_from([float("inf"), float("nan"), -1, 0]),
+        st.text(max_size=5),
+        st.booleans().map(lambda b: [b]),
+    ),
+)
+def test_a_time_bound_that_is_not_a_positive_number_is_refused_before_any_connection(name, value):
+    with pytest.raises(ValueError) as refused:
+        Database(closed_port_url(), **{name: value})
+    assert str(refused.value) == f"{name} must be a number of seconds above 0, or None for no bound; not {value!r}"

@@ -20,6 +20,8 @@ from tests.helpers import (
     Terminal,
     assert_one_line_error,
     closed_port_url,
+    counting_silent_port,
+    first_statement_line,
     table_count,
     taken_port,
     wait_for,
@@ -88,7 +90,7 @@ def test_a_bad_seed_changes_nothing(inv, dev_on_empty_db, schema_url, tmp_path):
     )
     line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev_on_empty_db))
     assert line == (
-        f'error: {bad}: 23502 null value in column "email" of relation "users" violates not-null constraint'
+        f'error: {bad}:2: 23502 null value in column "email" of relation "users" violates not-null constraint'
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
     )
     assert line.endswith("; nothing of it was applied")
@@ -169,6 +171,20 @@ def test_sessions_table_and_json(run_task, dev_on_empty_db, database_url):
     assert [r["app"] for r in rows if r["db"] == urls.dbname(database_url)].count("flask-app") == 1
     assert {r["backend_type"] for r in rows} == {"client backend"}
     assert "checkpointer" in {r["backend_type"] for r in json.loads(everything.stdout)}
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_sessions_fit_the_width_and_never_cut_a_wait_event(run_task, dev_on_empty_db, columns):
+    result = run_task("db.sessions", "--all", env={**dev_on_empty_db, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    assert lines[0].split()[:3] == ["pid", "state", "type"]  # --all: the type says what each process is
+    # The wait column, read under its header: whole names (Activity:BgwriterHibernate...), never cut with "…".
+    start = lines[0].index("wait")
+    waits = [wait for line in lines[2:-1] if line[:1].isdigit() and (wait := line[start:].split("  ")[0].strip())]
+    assert waits and all(re.fullmatch(r"[A-Za-z]+:[A-Za-z0-9_]+", wait) for wait in waits), waits
+    assert ("query" in lines[0]) is (columns >= 120)
 
 
 def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev_on_empty_db, database_url):
@@ -322,6 +338,55 @@ def test_a_taken_port_is_one_line(run_task):
     assert line == "error: CRUDDUR_PGPORT must be a TCP port number (1-65535), not '54x'"
 
 
+@pytest.mark.parametrize(
+    "place, reason",
+    [
+        ("a file", "it is a file, not a folder; point CRUDDUR_PGDATA at a folder (it is created if missing)"),
+        ("under a file", "a part of its path is a file, not a folder; point CRUDDUR_PGDATA at a folder (it is created if missing)"),
+        ("under /proc", "No such file or directory; point CRUDDUR_PGDATA at a folder you can write"),
+    ],
+)
+@pytest.mark.parametrize("task", ["db.up", "db.sessions"])
+def test_a_data_folder_that_cannot_be_one_is_one_line(run_task, tmp_path, place, reason, task):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("mine\n")
+    pgdata = {"a file": a_file, "under a file": a_file / "pgdata", "under /proc": Path("/proc/cruddur-pgdata")}[place]
+
+    line = assert_one_line_error(run_task(task, env={"CRUDDUR_PGDATA": str(pgdata)}))
+
+    assert line == f"error: cannot use {pgdata} as the local server's data folder (CRUDDUR_PGDATA): {reason}"
+    assert a_file.read_text() == "mine\n"
+
+
+def test_status_says_when_the_data_folder_is_a_file(run_task, tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("mine\n")
+
+    shown = run_task("db.status", env={"CRUDDUR_PGDATA": str(a_file)})
+
+    assert shown.returncode == 1, shown.stderr  # the database in use does not answer
+    assert "server        CRUDDUR_PGDATA names a file, not a folder: point it at a folder (it is created if missing)\n" in shown.stdout
+
+
+@pytest.mark.timeout(120)  # a hang guard: each connection attempt ends by its own timeout
+@pytest.mark.parametrize(
+    "args, variable",
+    [
+        (("db.activities",), "CONNECTION_URL"),
+        (("db.seed",), "CONNECTION_URL"),
+        (("db.migrate", "--prod", "--yes"), "PROD_CONNECTION_URL"),
+        (("db.sessions", "--prod"), "PROD_CONNECTION_URL"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
+)
+def test_a_server_that_never_answers_costs_one_connect_timeout(run_task, args, variable):
+    with counting_silent_port() as (port, connections):
+        url = f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/cruddur"
+        line = assert_one_line_error(run_task(*args, env={variable: url}))
+        assert connections() == 1  # not one for the swap check, then one for the task's own work
+    assert line == f"error: cannot connect to postgres@127.0.0.1:{port}: the server did not answer within 5s"
+
+
 def test_status_starts_nothing(run_task, base_env):
     pgdata = Path(base_env["CRUDDUR_PGDATA"])
     port = base_env["CRUDDUR_PGPORT"]
@@ -432,10 +497,10 @@ def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev_on_em
     assert lines[0].split() == ["pid", "state", "wait", "blocked", "by", "query", *(["application"] if columns == 120 else [])]
     waiting = next(line for line in lines if line.startswith(str(waiter)))
     assert waiting.split()[:4] == [str(waiter), "active", "Lock:relation", str(holder)]
-    assert "SELECT /* a long report */" in waiting and "…" in waiting  # on one line, cut
+    assert "SELECT /* a long report" in waiting and "…" in waiting  # on one line, cut
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     held = next(line for line in lines if line.startswith(str(holder)))
-    assert "LOCK TABLE t /* \\x1b]0;pwn" in held  # escaped, then cut
+    assert "LOCK TABLE t /* \\x1b]0;" in held  # escaped, then cut
 
 
 def test_sessions_json_keeps_everything_exact(run_task, dev_on_empty_db, busy_database):
@@ -466,7 +531,7 @@ def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_ta
         result = run_task("db.schema-load", "--lock-timeout", "1", env={"CONNECTION_URL": schema_url})
         line = assert_one_line_error(result)
         assert line.startswith(
-            f"error: sql/schema.sql: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
+            f"error: sql/schema.sql:{first_statement_line(ROOT / 'sql' / 'schema.sql')}: waited 1s for a lock held by session {holder.info.backend_pid} ('report-writer', idle in transaction, for "
         )
         holder.rollback()
 
@@ -475,3 +540,37 @@ def test_schema_load_behind_a_lock_gives_up_in_one_line_naming_the_holder(run_ta
 def test_a_bad_lock_timeout_is_one_line_before_connecting(run_task, task):
     result = run_task(task, "--lock-timeout", "soon", env={"CONNECTION_URL": closed_port_url()})
     assert assert_one_line_error(result) == "error: --lock-timeout takes a number, not 'soon'"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            b"INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1');\n\x00"
+            b"INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('B', 'b', 'b@x', 'c2');\n",
+            ":2: holds a NUL byte (at byte 97); SQL text cannot, so nothing of it was run",
+        ),
+        (b"INSERT INTO users (display_name) VALUES ('caf\xe9');\n", ":1: not UTF-8 text"),
+    ],
+)
+@pytest.mark.parametrize("task", ["db.seed", "db.schema-load"])
+def test_a_file_with_a_nul_byte_or_not_utf8_is_one_line_and_loads_nothing(
+    run_task, dev_on_schema_db, schema_url, tmp_path, task, data, message
+):
+    bad = tmp_path / "file.sql"
+    bad.write_bytes(data)
+    assert_one_line_error(run_task(task, "--file", str(bad), env=dev_on_schema_db), f"error: {bad}{message}")
+    assert table_count(schema_url, "users") == 0
+
+
+def test_a_seed_with_a_bom_loads(run_task, dev_on_schema_db, schema_url, tmp_path):
+    seed = tmp_path / "seed.sql"
+    seed.write_bytes(b"\xef\xbb\xbfINSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1')")
+    assert run_task("db.seed", "--file", str(seed), env=dev_on_schema_db).returncode == 0
+    assert table_count(schema_url, "users") == 1
+
+
+@pytest.mark.parametrize("value", ["1e308", "3000000", "inf", "nan"])
+@pytest.mark.parametrize("task", ["db.migrate", "db.rollback", "db.schema-load", "db.seed"])
+def test_a_lock_timeout_out_of_range_is_one_line(run_task, dev_on_schema_db, task, value):
+    assert_one_line_error(run_task(task, "--lock-timeout", value, env=dev_on_schema_db), "--lock-timeout must be a number of ")

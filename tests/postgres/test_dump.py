@@ -204,3 +204,19 @@ def test_restoring_a_newer_servers_dump_into_an_older_server_says_why_in_one_lin
     assert "restore it into PostgreSQL 18 or newer" in line
     assert line.endswith(f"{urls.dbname(schema_url)!r} was left as it was")
     assert handles(schema_url) == ["keeper"]
+
+
+def test_dump_and_restore_show_a_progress_line_on_a_terminal_only(run_task, base_env, schema_url, tmp_path):
+    from tests.helpers import Terminal
+
+    name, dev = urls.dbname(schema_url), {"CONNECTION_URL": schema_url}
+    path = tmp_path / "shown.dump"
+    for args, shown_text in ((["db.dump", "--output", str(path)], f"dumping {name}"), (["db.restore", str(path)], f"restoring {name}")):
+        terminal = Terminal(args, {**base_env, **dev, "TERM": "xterm"})
+        code, shown, _ = terminal.finish()
+        assert code == 0, shown
+        assert shown_text in shown and "0:00:0" in shown  # the step, and the time elapsed
+    piped = run_task("db.dump", "--output", str(tmp_path / "piped.dump"), env=dev)
+    assert (piped.returncode, piped.stderr) == (0, "")  # nothing extra
+    restored = run_task("db.restore", str(path), env=dev)
+    assert (restored.returncode, restored.stderr) == (0, "")

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from cruddur.errors import MigrationError, SqlFileError
+from cruddur.errors import FileLockTimeout, MigrationError, SqlFileError
 from cruddur.postgres import migrations
+from tests.helpers import wait_for, waiting_on_a_lock
 
 
 def write(folder, version, name, up, down="", up_options="", down_options=""):
@@ -200,7 +201,7 @@ def test_a_lock_timeout_names_the_blocking_session_and_applies_nothing(database_
             migrations.migrate(database_url, folder, lock_timeout=1)
     message = str(failure.value)
     assert message.startswith(
-        f"{path}: 55P03 canceling statement due to lock timeout; the lock was held by session {pid} ('long report', idle in transaction, for "
+        f"{path}:2: 55P03 canceling statement due to lock timeout; the lock was held by session {pid} ('long report', idle in transaction, for "
     )
     assert message.endswith("; nothing of it was applied; nothing else was applied")
     assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
@@ -309,3 +310,246 @@ def test_a_file_edited_after_the_plan_was_confirmed_is_refused_and_nothing_is_ap
 
     assert tables(database_url) == set()
     assert migrations.migrate(database_url, folder, confirmed=migrations.plan(migrations.load(folder), {}))
+
+
+# -- files run as written: statement by statement, as psql and dbmate run them ---------------------
+
+
+def test_a_last_statement_without_a_semicolon_and_a_comment_after_it_runs(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);\nCREATE TABLE two (a int) -- no semicolon\n-- the end", "")
+    assert [s.version for s in migrations.migrate(database_url, folder)] == ["20260101000000"]
+    assert tables(database_url) == {"one", "two", "schema_migrations"}
+
+
+def test_two_create_index_concurrently_in_one_transaction_false_section(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int, b int);", "DROP TABLE one;")
+    write(
+        folder,
+        "20260102000000",
+        "indexes",
+        "CREATE INDEX CONCURRENTLY one_a ON one (a);\nCREATE INDEX CONCURRENTLY one_b ON one (b)",
+        "DROP INDEX CONCURRENTLY one_a;\nDROP INDEX CONCURRENTLY one_b;",
+        up_options="transaction:false",
+        down_options="transaction:false",
+    )
+    migrations.migrate(database_url, folder)
+    with psycopg.connect(database_url) as conn:
+        valid = conn.execute("SELECT indexrelid::regclass::text, indisvalid FROM pg_index WHERE indrelid = 'one'::regclass ORDER BY 1")
+        assert valid.fetchall() == [("one_a", True), ("one_b", True)]
+        assert conn.execute("SELECT count(*) FROM cruddur_migration_runs").fetchone() == (0,)
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "applied"]
+    migrations.rollback(database_url, folder)
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
+
+
+def test_an_error_without_a_position_names_its_statements_line(database_url, folder):
+    path = write(folder, "20260101000000", "one", "CREATE TABLE one (a int NOT NULL);\n\nINSERT INTO one\n  VALUES (NULL);", "")
+    with pytest.raises(SqlFileError) as failure:
+        migrations.migrate(database_url, folder)
+    assert str(failure.value).startswith(f'{path}:4: 23502 null value in column "a" of relation "one" violates not-null constraint')
+    assert tables(database_url) == {"schema_migrations"}
+
+
+def test_a_position_maps_to_the_files_line_and_column_for_a_statement_mid_line(database_url, folder):
+    path = write(folder, "20260101000000", "one", "SELECT 1;   SELECT nonsense_column;", "")
+    with pytest.raises(SqlFileError, match=rf"^{path}:2:20: 42703 column \"nonsense_column\" does not exist; nothing of it was applied"):
+        migrations.migrate(database_url, folder)
+
+
+def test_an_unterminated_comment_is_one_line_naming_its_line_and_nothing_runs(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    path = write(folder, "20260102000000", "two", "CREATE TABLE two (a int);\n/* never closed\nCREATE TABLE three (a int);", "")
+    with pytest.raises(SqlFileError) as failure:
+        migrations.migrate(database_url, folder)
+    assert str(failure.value) == f"{path}:3: a /* comment starts here and never ends; nothing of it was run"
+    assert tables(database_url) == set()  # checked before anything ran
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"-- migrate:up\nCREATE TABLE one (a int);\x00CREATE TABLE two (a int);\n", ":2: holds a NUL byte"),
+        (b"-- migrate:up\nCREATE TABLE caf\xe9 (a int);\n", ":2: not UTF-8 text"),
+    ],
+)
+def test_a_nul_byte_or_text_that_is_not_utf8_is_one_line_naming_the_file(database_url, folder, data, message):
+    path = folder / "20260101000000_one.sql"
+    path.write_bytes(data)
+    with pytest.raises(MigrationError) as failure:
+        migrations.migrate(database_url, folder)
+    assert str(failure.value).startswith(f"{path}{message}")
+    assert "\n" not in str(failure.value)
+    assert tables(database_url) == set()
+
+
+def test_a_bom_is_skipped(database_url, folder):
+    (folder / "20260101000000_one.sql").write_bytes(b"\xef\xbb\xbf-- migrate:up\nCREATE TABLE one (a int);\n-- migrate:down\n")
+    assert [s.version for s in migrations.migrate(database_url, folder)] == ["20260101000000"]
+
+
+def test_an_up_section_without_a_statement_is_refused_and_nothing_is_recorded(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    empty = migrations.new_migration(folder, "not_written_yet", datetime(2026, 1, 2, tzinfo=UTC))
+    with pytest.raises(MigrationError) as failure:
+        migrations.migrate(database_url, folder)
+    assert str(failure.value) == f"{empty}: its up section holds no statement (write the change below '-- migrate:up'); nothing was applied"
+    assert tables(database_url) == set()
+    assert [r.state for r in migrations.status(database_url, folder)] == ["pending", "pending"]
+
+
+# -- transaction:false under interrupts and company ------------------------------------------------
+
+
+def cic_migrations(folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);\nINSERT INTO one SELECT generate_series(1, 1000);", "DROP TABLE one;")
+    return write(
+        folder,
+        "20260102000000",
+        "index_one",
+        "-- built without blocking writes\nCREATE INDEX CONCURRENTLY one_a ON one (a);",
+        "DROP INDEX CONCURRENTLY one_a;",
+        up_options="transaction:false",
+        down_options="transaction:false",
+    )
+
+
+def test_a_concurrent_index_that_fails_part_way_shows_interrupted_naming_the_invalid_index(database_url, folder):
+    path = cic_migrations(folder)
+    migrations.migrate(database_url, folder, to="20260101000000")
+    with psycopg.connect(database_url) as writer:
+        writer.execute("INSERT INTO one VALUES (0)")  # an open writer: the build waits for it, and times out
+        with pytest.raises(SqlFileError) as failure:
+            migrations.migrate(database_url, folder, lock_timeout=0.5)
+    assert str(failure.value).startswith(f"{path}:3: 55P03 canceling statement due to lock timeout")
+    assert "stopped part way: inv db.migrations shows what it left and how to finish or undo it" in str(failure.value)
+    rows = migrations.status(database_url, folder)
+    assert [(r.state, r.direction, r.invalid_indexes) for r in rows] == [("applied", "", []), ("interrupted", "up", ["one_a"])]
+    assert rows[1].detail == "up section stopped in statement 1 of 1 (line 3)"
+    # Until it is settled, every run refuses, naming it.
+    with pytest.raises(MigrationError, match=rf"^{path} was interrupted \(up section stopped in statement 1 of 1 \(line 3\), outside"):
+        migrations.migrate(database_url, folder)
+    # Undo what it left, forget it: the next run builds the index.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX CONCURRENTLY one_a")
+    migrations.forget(database_url, folder, "20260102000000")
+    assert [s.version for s in migrations.migrate(database_url, folder)] == ["20260102000000"]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'one_a'::regclass").fetchone() == (True,)
+
+
+def test_a_failing_first_statement_outside_a_transaction_that_left_nothing_stays_pending(database_url, folder):
+    path = write(folder, "20260101000000", "one", "CREATE INDEX CONCURRENTLY x ON missing (a);", "", up_options="transaction:false")
+    with pytest.raises(SqlFileError) as failure:
+        migrations.migrate(database_url, folder)
+    assert str(failure.value) == f'{path}:2: 42P01 relation "missing" does not exist; nothing of it was applied; nothing else was applied'
+    assert [r.state for r in migrations.status(database_url, folder)] == ["pending"]
+
+
+def test_ctrl_c_during_a_concurrent_index_build_shows_interrupted(database_url, folder):
+    cic_migrations(folder)
+    migrations.migrate(database_url, folder, to="20260101000000")
+    script = "import sys; from pathlib import Path; from cruddur.postgres import migrations\nmigrations.migrate(sys.argv[1], Path(sys.argv[2]), lock_timeout=60)\n"
+    with psycopg.connect(database_url) as writer:
+        writer.execute("INSERT INTO one VALUES (0)")  # keeps the build waiting until the interrupt
+        run = subprocess.Popen([sys.executable, "-c", script, database_url, str(folder)], stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: waiting_on_a_lock(database_url, "CREATE INDEX CONCURRENTLY"), "the index build waiting for the writer")
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=30)
+    rows = migrations.status(database_url, folder)
+    assert [(r.state, r.invalid_indexes) for r in rows] == [("applied", []), ("interrupted", ["one_a"])]
+
+
+def test_ten_runs_at_once_with_a_concurrent_index_pending_all_succeed(database_url, folder):
+    cic_migrations(folder)
+    script = (
+        "import sys; from pathlib import Path; from cruddur.postgres import migrations\n"
+        "print(len(migrations.migrate(sys.argv[1], Path(sys.argv[2]))))\n"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, database_url, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(10)
+    ]
+    outcomes = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+    assert [(code, err) for code, _, err in outcomes] == [(0, "")] * 10
+    assert sorted(int(out) for _, out, _ in outcomes) == [0] * 9 + [2]
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "applied"]
+
+
+# -- retries after a lock timeout --------------------------------------------------------------------
+
+
+def test_a_lock_timeout_is_retried_naming_the_blocker_and_succeeds_once_it_is_gone(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    write(folder, "20260102000000", "two", "ALTER TABLE one ADD COLUMN b int;", "ALTER TABLE one DROP COLUMN b;")
+    retries = []
+    with psycopg.connect(database_url, application_name="long report") as holder:
+        holder.execute("SELECT * FROM one")
+
+        def on_retry(retry):
+            retries.append(retry)
+            holder.rollback()  # the report ends while the run pauses
+
+        done = migrations.migrate(database_url, folder, lock_timeout=0.3, retries=3, on_retry=on_retry)
+        pid = holder.info.backend_pid
+    assert [s.version for s in done] == ["20260102000000"]
+    assert [(r.version, r.attempt, r.attempts, [b.pid for b in r.blockers]) for r in retries] == [("20260102000000", 2, 4, [pid])]
+
+
+def test_a_lock_timeout_that_outlasts_the_retries_is_a_typed_error(database_url, folder):
+    write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    write(folder, "20260102000000", "two", "ALTER TABLE one ADD COLUMN b int;", "ALTER TABLE one DROP COLUMN b;")
+    retries = []
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT * FROM one")
+        with pytest.raises(FileLockTimeout) as failure:
+            migrations.migrate(database_url, folder, lock_timeout=0.2, retries=1, on_retry=retries.append)
+    assert str(failure.value).endswith("; nothing of it was applied; nothing else was applied (gave up after 2 tries)")
+    assert len(retries) == 1
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "pending"]
+
+
+# -- ways out: accept, forget, baseline --------------------------------------------------------------
+
+
+def test_accept_records_an_edited_file_and_forget_makes_it_pending(database_url, folder):
+    path = write(folder, "20260101000000", "one", "CREATE TABLE one (a int);", "DROP TABLE one;")
+    migrations.migrate(database_url, folder)
+    path.write_text(path.read_text().replace("(a int)", "(a int, b int)"))
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied-but-file-changed"]
+    assert (
+        migrations.accept(database_url, folder, "20260101000000")
+        == f"recorded {path} as applied (its edited text is now the one on record)"
+    )
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied"]
+    assert migrations.forget(database_url, folder, "20260101000000").startswith("forgot 20260101000000: it is pending now")
+    assert [r.state for r in migrations.status(database_url, folder)] == ["pending"]
+    with pytest.raises(MigrationError, match="^--forget 20260101000000: that version is not recorded on this database; nothing to forget$"):
+        migrations.forget(database_url, folder, "20260101000000")
+    with pytest.raises(MigrationError, match="^--accept 20990101000000: no migration file has that version"):
+        migrations.accept(database_url, folder, "20990101000000")
+
+
+def test_baseline_records_without_running_and_refuses_behind_a_later_version(database_url, folder):
+    for day in (1, 2, 3):
+        write_table(folder, day)
+    recorded = migrations.baseline(database_url, folder, "20260102000000")
+    assert [m.version for m in recorded] == ["20260101000000", "20260102000000"]
+    assert tables(database_url) == {"schema_migrations"}  # nothing ran
+    assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "applied", "pending"]
+    migrations.migrate(database_url, folder)
+    assert "t3" in tables(database_url)
+    with pytest.raises(MigrationError, match="^--baseline 20260102000000: 20260103000000, a later version, is already recorded; nothing"):
+        migrations.baseline(database_url, folder, "20260102000000")
+    with pytest.raises(MigrationError, match="^--baseline 20990101000000: no migration file has that version$"):
+        migrations.baseline(database_url, folder, "20990101000000")
+
+
+def test_a_name_too_long_for_a_file_name_is_one_line(folder):
+    with pytest.raises(MigrationError, match=f"^migration name of 300 characters: at most {migrations.MAX_NAME} fit in a file name"):
+        migrations.new_migration(folder, "a" * 300)
+    longest = migrations.new_migration(folder, "a" * migrations.MAX_NAME)
+    assert len(longest.name.encode()) == 255

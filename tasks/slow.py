@@ -1,0 +1,95 @@
+"""The statements that cost the most, from pg_stat_statements (part of the db collection)."""
+
+from __future__ import annotations
+
+import sys
+
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, guard_prod, number, print_json, printable, show, task
+
+DEFAULT_LIMIT = 10
+
+
+@task(
+    help={
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
+        "limit": f"show this many statements, most total time first (default {DEFAULT_LIMIT}; 0 for all)",
+        "json": JSON_HELP,
+        "reset": "forget the statistics gathered so far (pg_stat_statements_reset()) instead of showing them",
+    }
+)
+def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
+    """Show the statements with the most total time (pg_stat_statements)."""
+    from cruddur.errors import DatabaseError
+    from cruddur.postgres import slow as stats
+
+    limit = number(limit, "--limit", default=DEFAULT_LIMIT, integer=True)
+    target = app_database(prod)
+    found = stats.readiness(target.url)
+    if found is stats.Readiness.NOT_LOADED:
+        raise DatabaseError(_how_to_load(target))
+    # The plan: what this run writes, confirmed once on prod before any of it.
+    writes = []
+    if found is stats.Readiness.NOT_CREATED:
+        print(f"{stats.EXTENSION} is loaded, but the extension is not created in {target.dbname}; it will be created", file=sys.stderr)
+        writes.append(f"CREATE EXTENSION {stats.EXTENSION} in")
+    if reset:
+        writes.append(f"reset the {stats.EXTENSION} statistics of the server of")
+    if writes:
+        guard_prod(target, " and ".join(writes), yes)
+    if found is stats.Readiness.NOT_CREATED:
+        stats.create_extension(target.url)
+        print(f"created the extension {stats.EXTENSION} in {target}", file=sys.stderr)
+    if reset:
+        stats.reset(target.url)
+        print(f"reset the {stats.EXTENSION} statistics on the server of {target}")
+        return
+    statements = stats.top_statements(target.url, limit or None)
+    if json_:
+        print_json(statements)
+        return
+    show(_statements_table(statements, target))
+
+
+def _how_to_load(target) -> str:
+    if target.local:
+        return (
+            "pg_stat_statements is not loaded: the local server was started without it (an older start);"
+            " restart it to load it: inv db.down && inv db.up"
+        )
+    return (
+        f"pg_stat_statements is not loaded on the server of {target}: add it to shared_preload_libraries"
+        " (on RDS: in the DB parameter group, then reboot the instance) and restart the server"
+    )
+
+
+def _statements_table(statements, target):
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    if not statements:
+        return Text(f"no statements recorded yet in {target.dbname}")
+    rows = [
+        (str(s.calls), _milliseconds(s.total_ms), _milliseconds(s.mean_ms), str(s.rows), printable(" ".join(s.query.split())))
+        for s in statements  # the query on one line; other people's text, shown escaped
+    ]
+    headers = ("calls", "total", "mean", "rows")
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
+    # The numbers keep their width; the query takes what is left (at least 20), cut with "…".
+    query_width = max(20, console().width - sum(widths) - 3 * len(widths))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header, width in zip(headers, widths):
+        table.add_column(header, justify="right", no_wrap=True, min_width=width)
+    table.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
+    for row in rows:
+        table.add_row(*row[:4], Text(row[4]))
+    caption = f"{len(statements)} statement(s) in {target.dbname}, most total time first; --json shows every field and the whole query"
+    return Group(table, Text(caption))
+
+
+def _milliseconds(value: float) -> str:
+    if value < 1000:
+        return f"{value:.1f} ms"
+    return f"{value / 1000:.1f} s" if value < 120_000 else f"{value / 60_000:.0f} min"
