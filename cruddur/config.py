@@ -78,14 +78,13 @@ def _env(name: str, example: str = "...", **kwargs):
 class Settings:
     # Secrets stay out of repr(): a Settings in a traceback must not leak them.
     connection_url: str | None = _env("CONNECTION_URL", "postgresql://postgres:password@localhost:5432/cruddur", default=None, repr=False)
-    prod_connection_url: str | None = _env(
-        "PROD_CONNECTION_URL", "postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur", default=None, repr=False
-    )
+    # The tool's own line (rds.url reads RDS_MASTER_PASSWORD), not an example to edit by hand.
+    prod_connection_url: str | None = _env("PROD_CONNECTION_URL", '"$(inv rds.url --show-password)"', default=None, repr=False)
     db_sg_id: str | None = _env("DB_SG_ID", "sg-0123456789abcdef0", default=None)
     db_sg_rule_id: str | None = _env("DB_SG_RULE_ID", "sgr-0123456789abcdef0", default=None)
     gitpod_ip: str | None = _env("GITPOD_IP", "203.0.113.7", default=None)
     ip_lookup_urls: tuple[str, ...] = _env("IP_LOOKUP_URLS", "https://checkip.amazonaws.com", default=DEFAULT_IP_LOOKUP_URLS)
-    rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'Long-Secret-2024'", default=None, repr=False)
+    rds_master_password: str | None = _env("RDS_MASTER_PASSWORD", "'your-own-password'", default=None, repr=False)
     aws_cognito_user_pool_id: str | None = _env("AWS_COGNITO_USER_POOL_ID", "us-east-1_AbCdEfGhI", default=None)
     lambda_role_arn: str | None = _env("LAMBDA_ROLE_ARN", "arn:aws:iam::123456789012:role/cruddur-post-confirmation", default=None)
     # The project's folder (its sql/, .pgdata/, backups/): the tasks pass their checkout; the
@@ -96,6 +95,9 @@ class Settings:
     pgport: str = _env("CRUDDUR_PGPORT", "5433", default="5432")
     sql_dir: Path = None  # default: <project_dir>/sql (schema.sql, seed.sql, migrations/)
     workspace: Workspace = Workspace.SHELL
+    # Variables that are set but hold nothing (a `$(...)` whose command failed): each counts as
+    # unset, and an error about one says it is empty.
+    empty: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if self.pgdata is None:
@@ -111,10 +113,13 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, project_dir: Path | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         values = {} if project_dir is None else {"project_dir": Path(project_dir)}
+        empty = set()
         for f in fields(cls):
             name = f.metadata.get("env")
             raw = (environ.get(name) or "").strip() if name else ""
             if not raw:
+                if name and name in environ:
+                    empty.add(name)
                 continue
             if f.name == "ip_lookup_urls":
                 values[f.name] = tuple(u.strip() for u in raw.split(",") if u.strip())
@@ -122,7 +127,7 @@ class Settings:
                 values[f.name] = Path(raw).expanduser().resolve()
             else:
                 values[f.name] = raw
-        return cls(**values, workspace=Workspace.detect(environ))
+        return cls(**values, workspace=Workspace.detect(environ), empty=frozenset(empty))
 
     def local_port(self) -> int:
         """The embedded server's TCP port (CRUDDUR_PGPORT), or ConfigError naming the variable."""
@@ -138,4 +143,5 @@ class Settings:
         found = next(f for f in fields(self) if f.name == attribute)
         meta = found.metadata
         # The secrets are the settings kept out of repr().
-        raise MissingSetting(meta["env"], self.workspace.how_to_set(meta["env"], meta["example"], secret=not found.repr))
+        how = self.workspace.how_to_set(meta["env"], meta["example"], secret=not found.repr)
+        raise MissingSetting(meta["env"], how, empty=meta["env"] in self.empty)

@@ -66,10 +66,12 @@ class ConfigError(CruddurError):
 
 
 class MissingSetting(ConfigError):
-    def __init__(self, variable: str, how_to_set: str):
-        """`how_to_set`: the line that sets it, for the workspace in use (config.Workspace says it)."""
+    def __init__(self, variable: str, how_to_set: str, empty: bool = False):
+        """`how_to_set`: the line that sets it, for the workspace in use (config.Workspace says it);
+        `empty`: the variable is set, to nothing (the command in a `$(...)` that set it failed, say)."""
         self.variable = variable
-        super().__init__(f"{variable} is not set: {how_to_set}")
+        state = "set but empty (did the command that set it fail?)" if empty else "not set"
+        super().__init__(f"{variable} is {state}: {how_to_set}")
 
 
 class DatabaseError(CruddurError):

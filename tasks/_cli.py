@@ -24,10 +24,12 @@ YES_HELP = "with --prod: confirm without typing the database name (for scripts)"
 
 
 class _Task(invoke.Task):
-    """A task whose flags never take -h as their short form: -h stays help everywhere."""
+    """A task whose flags never take -h as their short form (-h stays help everywhere), and where
+    -p is --prod or nothing: `-p` given to any task never means another flag."""
 
     def arg_opts(self, name, default, taken_names):
-        return super().arg_opts(name, default, taken_names | {"h"})
+        reserved = {"h"} if name == "prod" else {"h", "p"}
+        return super().arg_opts(name, default, taken_names | reserved)
 
 
 # The exit code of a process that wrote into a closed pipe, as a shell reports one that SIGPIPE
@@ -39,6 +41,7 @@ def task(**options):
     """invoke.task, plus: a CruddurError becomes one line on stderr and exit code 1, Ctrl-C the
     line "interrupted" and exit code 130, a reader that closed the pipe (`| head -1`) a quiet
     exit; what the library says about a long wait (the `cruddur.waits` logger) goes to stderr;
+    the db commands an error suggests get --prod when the task ran with it (for_target);
     and -h is always help."""
 
     def decorate(body):
@@ -49,7 +52,7 @@ def task(**options):
                     result = body(c, *args, **kwargs)
                 except CruddurError as e:
                     _flush_stdout()
-                    raise Exit(f"error: {e}", code=1) from None
+                    raise Exit(f"error: {for_target(str(e), bool(kwargs.get('prod')))}", code=1) from None
                 except KeyboardInterrupt:
                     _flush_stdout()
                     raise Exit("interrupted", code=130) from None
@@ -66,6 +69,16 @@ def task(**options):
         return invoke.task(klass=_Task, **options)(run)
 
     return decorate
+
+
+# A db command that a library error suggests (inv db.create, inv db.kill...): the library does
+# not know which database the task uses, and on production the command needs --prod too.
+_DB_COMMAND = re.compile(r"\binv (db\.[a-z][a-z-]*)(?![a-z-])(?! --prod)")
+
+
+def for_target(message: str, prod: bool) -> str:
+    """The message with each db command it suggests made to act on production when `prod`."""
+    return _DB_COMMAND.sub(r"inv \1 --prod", message) if prod else message
 
 
 def quiet_broken_pipes() -> None:

@@ -17,6 +17,7 @@ from ._cli import (
     YES_HELP,
     app_database,
     console,
+    for_target,
     lock_timeout_flag,
     number,
     print_json,
@@ -40,11 +41,13 @@ def up(c, prod=False):
     from cruddur.postgres import admin, local_server, urls
 
     target = app_database(prod, recover=False)
+    if not target.local:
+        variable = "PROD_CONNECTION_URL" if target.prod else "CONNECTION_URL"
+        _answers(target, f"{variable} is set, so the embedded server is not used")
+        print(f"{target} is reachable; the embedded server is not used while {variable} is set")
+        return
     # "up" only once a connection worked, not on the word of a lock file.
     admin.wait_until_ready(target.url, timeout=CONNECT_TIMEOUT)
-    if not target.local:
-        print(f"{target} is reachable; the embedded server is not used while it is set")
-        return
     config = settings()
     print(f"local PostgreSQL is up: {urls.mask(target.url)} (data in {config.pgdata})")
     found = local_server.lock_file(config.pgdata)
@@ -55,6 +58,20 @@ def up(c, prod=False):
         print(f"it listens on port {found.port}, not CRUDDUR_PGPORT's {config.local_port()}; restart it to move: inv db.down && inv db.up")
     print(f"for the Flask backend and GUI tools (TCP; the password is in {local_server.password_file(config.pgdata)}):")
     print(local_server.export_line(config.pgdata, found.port, target.dbname))
+
+
+def _answers(target, why: str) -> None:
+    """One try at the target's server (a missing app database still answers), or one line that
+    says `why` this server and what to do."""
+    from cruddur.errors import DatabaseError, NoSuchDatabase
+    from cruddur.postgres.connect import connect
+
+    try:
+        connect(target.url).close()
+    except NoSuchDatabase:
+        return
+    except DatabaseError as e:
+        raise DatabaseError(f"{why}; {e}; {_NOT_ANSWERING[str(target.environment)]}") from None
 
 
 @task(help={"prod": PROD_HELP})
@@ -76,7 +93,9 @@ def down(c, prod=False):
 
 @task(help={"prod": PROD_HELP, "json": JSON_HELP})
 def status(c, prod=False, json_=False):
-    """Show the database in use without starting anything: server, URL, data folder, app database."""
+    """Show the database in use without starting anything: server, URL, data folder, app database.
+
+    Exits 1 when that database's server does not answer (for scripts)."""
     from cruddur.postgres import status as status_
     from cruddur.postgres.target import Environment, environment, resolve
 
@@ -88,9 +107,18 @@ def status(c, prod=False, json_=False):
         found = status_.remote(resolve(config, prod).url, str(chosen), config.sql_dir / "migrations")
     if json_:
         print_json(found)
-        return
-    for label, value in _status_lines(found):
-        print(f"{label:<13} {value}")
+    else:
+        for label, value in _status_lines(found):
+            print(f"{label:<13} {value}")
+    if not found.answers:
+        raise Exit(code=1)
+
+
+# What moves the user on when a server does not answer, by environment.
+_NOT_ANSWERING = {
+    "dev": "start that server, or use the embedded one instead: unset CONNECTION_URL && inv db.up",
+    "prod": "check the instance, then this workspace's access to it: inv rds.status, then inv sg.update",
+}
 
 
 def _status_lines(found) -> list[tuple[str, str]]:
@@ -99,29 +127,53 @@ def _status_lines(found) -> list[tuple[str, str]]:
         state = (
             f"running, {server}"
             if found.answers
-            else f"{found.reason}" + (f"; data folder of PostgreSQL {found.server_version}" if found.server_version else "")
+            else f"{found.reason}" + (f" (data folder of PostgreSQL {found.server_version})" if found.server_version else "")
         )
         lines = [("environment", "local (the embedded server; CONNECTION_URL is unset)"), ("server", state), ("url", found.url)]
         if found.tcp_url and found.tcp_url != found.url:
             lines.append(("tcp", f"{found.tcp_url} (password in {found.password_file})"))
         elif found.answers:
-            lines.append(("tcp", "not listening (an older start): inv db.down && inv db.up"))
+            lines.append(("tcp", "not listening (an older start); restart it: inv db.down && inv db.up"))
         size = "not created yet" if found.data_bytes is None else byte_size(found.data_bytes)
         lines.append(("data folder", f"{found.data_folder} ({size})"))
     else:
         state = f"answers, {server}" if found.answers else f"does not answer: {found.reason}"
-        lines = [("environment", found.environment), ("server", state), ("url", found.url)]
-    if found.database_exists is None:
-        database = (
-            f"{found.database}: unknown while the server is not running" if found.environment == "local" else f"{found.database}: unknown"
-        )
-    else:
-        database = f"{found.database}: {'exists' if found.database_exists else 'does not exist (inv db.setup creates it)'}"
-    lines.append(("app database", database))
+        shown = "dev (CONNECTION_URL is set: the embedded server is not used)" if found.environment == "dev" else found.environment
+        lines = [("environment", shown), ("server", state), ("url", found.url)]
+    lines.append(("app database", _database_line(found)))
     if found.migrations is not None:
         counts = ", ".join(f"{count} {state}" for state, count in sorted(found.migrations.items())) or "none in sql/migrations/"
-        lines.append(("migrations", counts + ("; inv db.migrate applies them" if found.migrations.get("pending") else "")))
+        if found.migrations.get("pending"):
+            counts += f"; apply them with: inv db.migrate{_flag(found)}"
+        lines.append(("migrations", counts))
+    if not found.answers and found.environment != "local":
+        lines.append(("next", _NOT_ANSWERING[found.environment]))
     return lines
+
+
+def _flag(found) -> str:
+    return " --prod" if found.environment == "prod" else ""
+
+
+def _database_line(found) -> str:
+    from cruddur.postgres.admin import swap_names
+
+    name = found.database
+    if found.database_exists is None:
+        return f"{name}: unknown while the server is not running" if found.environment == "local" else f"{name}: unknown"
+    if found.environment == "prod":
+        finish = "a write task on --prod finishes the swap once you confirm: inv db.migrate --prod"
+    else:
+        finish = "the next db task finishes the swap: inv db.migrations"
+    scratch, aside = swap_names(name)
+    left = " and ".join(repr(leftover) for leftover in found.swap_leftovers)
+    if found.database_exists:
+        return f"{name}: exists" + (f"; {left} left over from an interrupted db.setup or db.restore; {finish}" if left else "")
+    if aside in found.swap_leftovers:
+        rebuilt = f" (the rebuilt one is {scratch!r})" if scratch in found.swap_leftovers else ""
+        return f"{name}: missing: an interrupted db.setup or db.restore set it aside as {aside!r}{rebuilt}; {finish}"
+    dropped = f" ({left} is left over from an interrupted db.setup or db.restore; setup drops it)" if left else ""
+    return f"{name}: does not exist{dropped}; create it with: inv db.setup{_flag(found)}"
 
 
 # What the interactive psql on production shows before each line: where you are.
@@ -336,7 +388,7 @@ def sessions(c, prod=False, all=False, tree=False, json_=False, watch=False, int
         if json_:
             print_json([node.as_json() for node in blocking.tree(blocking.list_blocking(url))])
             return
-        _show_or_watch(lambda width: _blocking_tree(blocking.list_blocking(url), width), watch, interval)
+        _show_or_watch(lambda width: _blocking_tree(blocking.list_blocking(url), width, prod), watch, interval)
         return
     from cruddur.postgres.sessions import list_sessions
 
@@ -364,8 +416,9 @@ def _show_or_watch(render, watch: bool, interval: float) -> None:
             pass  # Ctrl-C is how a watch ends
 
 
-def _blocking_tree(rows: list[dict], width: int):
-    """The blocking tree: a root blocker per branch, its waiters nested under it, one line each."""
+def _blocking_tree(rows: list[dict], width: int, prod: bool):
+    """The blocking tree: a root blocker per branch, its waiters nested under it, one line each;
+    the command it suggests acts on the same database (`prod`)."""
     from rich.console import Group
     from rich.text import Text
     from rich.tree import Tree
@@ -391,7 +444,7 @@ def _blocking_tree(rows: list[dict], width: int):
         f"{len(roots)} root blocker(s), {len(waiting)} waiting session(s); inv db.kill --root ends the roots;"
         " --json shows every field and the whole query"
     )
-    return Group(shown, Text(summary))
+    return Group(shown, Text(for_target(summary, prod)))
 
 
 def _node_line(node) -> str:

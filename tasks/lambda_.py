@@ -1,5 +1,6 @@
 """The Cognito post-confirmation Lambda: package, deploy, attach to the pool, run locally."""
 
+import shlex
 import sys
 
 from cruddur.formats import byte_size
@@ -121,11 +122,19 @@ def deploy(
             subnets, groups = subnets or found_subnets, groups or found_groups
         return lambda_deploy.NewFunction(role, subnets, groups, seconds)
 
+    lambda_client = lambda_deploy.client()
+    # What creating the function needs (a role, the database's network) is settled before the build.
+    creating = None if lambda_deploy.exists(lambda_client, name) else new_function()
     result = _build(runtime, arch)
     out = console()
     with console(stderr=True).status(Text(f"Deploying to {name}...")):
         deployment = lambda_deploy.deploy(
-            result, function=name, database=database, new_function=new_function, reserved_concurrency=reserved
+            result,
+            function=name,
+            database=database,
+            lambda_client=lambda_client,
+            new_function=(lambda: creating) if creating else new_function,
+            reserved_concurrency=reserved,
         )
     out.print(Text(f"{name}: code {deployment.code} (CodeSha256 {deployment.code_sha256})"))
     if deployment.changed:
@@ -145,6 +154,8 @@ def deploy(
     )
     if database is not None:
         print(f"next: inv db.roles --prod (creates {database.user} with IAM authentication, if not done yet)", file=sys.stderr)
+    if deployment.code == "created":
+        out.print(Text(f"next: inv lambda.attach{'' if name == FUNCTION_NAME else ' --name ' + shlex.quote(name)}"))
 
 
 def _ids(value) -> tuple[str, ...]:

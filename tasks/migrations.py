@@ -483,18 +483,25 @@ def dump(c, prod=False, output=None):
     print(f"dumped {target} to {path} ({byte_size(size)})")
 
 
-@task(help={"prod": PROD_HELP, "yes": YES_HELP, "no_backup": NO_BACKUP_HELP, "path": "the .dump file to restore (from inv db.dump)"})
-def restore(c, path, prod=False, yes=False, no_backup=False):
+@task(
+    help={
+        "prod": PROD_HELP,
+        "yes": YES_HELP,
+        "no_backup": NO_BACKUP_HELP,
+        "file": "the .dump file to restore (from inv db.dump); also the first argument",
+    }
+)
+def restore(c, file, prod=False, yes=False, no_backup=False):
     """Replace the app database with a dump (swapped in whole)."""
     from cruddur.postgres import dump as backups
 
     target = app_database(prod, recover=False, dry=is_dry(c))  # the restore finishes an interrupted swap itself
-    plan = [f"will replace {target} with {path}; its tables now:", *table_lines(target.url)]
-    if not begin(c, target, f"restore {path} over", plan, yes=yes, no_backup=no_backup, recover=False):
+    plan = [f"will replace {target} with {file}; its tables now:", *table_lines(target.url)]
+    if not begin(c, target, f"restore {file} over", plan, yes=yes, no_backup=no_backup, recover=False):
         return
-    print(f"restoring {path} into {target}")
+    print(f"restoring {file} into {target}")
     with progress_line(f"restoring {target.dbname}") as report:
-        existed = backups.restore(target.url, Path(path), report)
-    print(f"  {'replaced' if existed else 'created'} {target.dbname} from {path}")
+        existed = backups.restore(target.url, Path(file), report)
+    print(f"  {'replaced' if existed else 'created'} {target.dbname} from {file}")
     if target.prod:
         verify(target)

@@ -24,9 +24,23 @@ def _library():
     return rds
 
 
-def _url_command(identifier) -> str:
-    chosen = "" if identifier == _library().DEFAULT_IDENTIFIER else f" --identifier {identifier}"
-    return f"inv rds.url{chosen}"
+def for_instance(command: str, identifier) -> str:
+    """`command` for the instance: with --identifier unless it is the default one."""
+    return _library().command_for(command, identifier)
+
+
+def url_command(identifier) -> str:
+    return for_instance("inv rds.url", identifier)
+
+
+# Asks for the password without showing it or keeping it in the shell's history.
+READ_PASSWORD = "read -rs RDS_MASTER_PASSWORD && export RDS_MASTER_PASSWORD"
+
+
+def _read_password_line(config) -> str:
+    """The line that sets RDS_MASTER_PASSWORD to a password the user types (kept out of the
+    shell's history and off every command line)."""
+    return READ_PASSWORD
 
 
 def _master_password(config) -> str:
@@ -37,9 +51,9 @@ def _master_password(config) -> str:
         return config.rds_master_password
     if not sys.stdin.isatty():
         raise ConfigError(
-            "no master password: export RDS_MASTER_PASSWORD='Long-Secret-2024' (8 to 128 characters, none of"
-            " / ' \" @ or spaces; or run on a terminal to be asked, or pass --manage-password to let RDS keep"
-            " it in Secrets Manager)"
+            "no master password (8 to 128 characters, none of / ' \" @ or spaces; or run on a terminal to be"
+            " asked, or pass --manage-password to let RDS keep it in Secrets Manager); type one of your own"
+            f" (not shown): {_read_password_line(config)}"
         )
     import getpass
 
@@ -147,10 +161,11 @@ def create(
         print(f"{instance.identifier}: {instance.status} ({instance.engine} {instance.engine_version})")
     if instance.secret_arn:
         print(f"# the master password is in Secrets Manager: {instance.secret_arn}", file=sys.stderr)
+    sg_update = for_instance("inv sg.update", instance.identifier)
     if instance.status == "available":
-        _next("inv sg.update (opens port 5432 of the instance's security group to this workspace)")
+        _next(f"{sg_update} (opens port 5432 of the instance's security group to this workspace)")
     else:
-        _next("inv rds.wait, then inv sg.update")
+        _next(f"{for_instance('inv rds.wait', instance.identifier)}, then {sg_update}")
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "json": JSON_HELP})
@@ -192,7 +207,7 @@ def wait(c, identifier=None, timeout=None):
     timeout = number(timeout, "--timeout", RDS_WAIT_TIMEOUT)
     instance = _wait(clients.client("rds"), _library().chosen_identifier(identifier), timeout)
     print(f"{instance.identifier}: {instance.status} at {instance.endpoint}")
-    _next("inv sg.update")
+    _next(for_instance("inv sg.update", instance.identifier))
 
 
 @task(
@@ -216,7 +231,10 @@ def url(c, identifier=None, show_password=False):
     config = settings()
     instance = _library().get_instance(clients.client("rds"), identifier)
     if not instance.host:
-        raise ConfigError(f"{identifier} has no endpoint yet ({instance.status}); run inv rds.wait, then inv rds.url")
+        raise ConfigError(
+            f"{identifier} has no endpoint yet ({instance.status}); run {for_instance('inv rds.wait', identifier)},"
+            f" then {url_command(identifier)}"
+        )
     managed = instance.secret_arn is not None
     if show_password:
         if managed:
@@ -226,10 +244,15 @@ def url(c, identifier=None, show_password=False):
             print(master_secret.master_url(clients.client("secretsmanager"), instance))
             return
         if not config.rds_master_password:
-            raise ConfigError("--show-password needs the password: export RDS_MASTER_PASSWORD='...'")
+            # Inside $(...) this line is all the user sees, and the variable is then set but empty.
+            raise ConfigError(
+                "--show-password needs RDS_MASTER_PASSWORD, which is not set (a password RDS manages stays in Secrets"
+                f" Manager); set it, then set the URL again: {_read_password_line(config)}"
+                f' && export PROD_CONNECTION_URL="$({url_command(identifier)} --show-password)"'
+            )
         print(instance.connection_url(config.rds_master_password))
         return
-    command = f"{_url_command(identifier)} --show-password"
+    command = f"{url_command(identifier)} --show-password"
     print(f'export PROD_CONNECTION_URL="$({command})"')
     source = "reads the password from Secrets Manager, where RDS manages and rotates it" if managed else "needs RDS_MASTER_PASSWORD"
     print(f"# that sets {instance.connection_url()} ({source})", file=sys.stderr)
@@ -247,7 +270,8 @@ def stop(c, identifier=None):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
     instance = _move("stop", identifier)
     if instance:
-        print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; inv rds.start)")
+        start_again = for_instance("inv rds.start", instance.identifier)
+        print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; {start_again})")
 
 
 @task(help={"identifier": IDENTIFIER_HELP})
@@ -255,7 +279,9 @@ def start(c, identifier=None):
     """Start a stopped instance."""
     instance = _move("start", identifier)
     if instance:
-        hint = "" if instance.status == "available" else " (inv rds.wait waits until it is available)"
+        hint = (
+            "" if instance.status == "available" else f"; wait until it is available: {for_instance('inv rds.wait', instance.identifier)}"
+        )
         print(f"{instance.identifier}: {instance.status}{hint}")
 
 

@@ -8,6 +8,7 @@ import sys
 
 from ._cli import JSON_HELP, console, print_json, printable, settings, task
 from ._cli import show as show_table
+from .rds import for_instance, url_command
 
 IDENTIFIER_HELP = "the RDS instance whose group to use when DB_SG_ID is unset (default cruddur-db-instance)"
 
@@ -72,7 +73,7 @@ def update(c, description=None, identifier=None, dry_run=False):
         print(f"{group_id} has no rule of this tool yet: adding {change.after} (IP from {found.source})")
     elif not change.needed:
         print(f"{change.after.rule_id} in {group_id} already allows {change.after} (IP from {found.source}); nothing to do")
-        print("next: inv rds.url")
+        print(f"next: {url_command(identifier)}")
         return
     else:
         where = f"{change.after.rule_id} in {group_id}"
@@ -82,7 +83,7 @@ def update(c, description=None, identifier=None, dry_run=False):
         return
     rule_id = sg.apply(ec2, change)
     print(f"added {rule_id}" if change.before is None else "updated")
-    print("next: inv rds.url")
+    print(f"next: {url_command(identifier)}")
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "json": JSON_HELP})
@@ -132,7 +133,7 @@ def show(c, identifier=None, json_=False):
     elif managed:
         out.print(Text(printable(f"* the rule sg.update manages ({where})")))
     else:
-        out.print("sg.update manages no rule here yet; inv sg.update adds one")
+        out.print(Text(printable(f"sg.update manages no rule here yet; add one with: {for_instance('inv sg.update', identifier)}")))
 
 
 @task(help={"identifier": "the RDS instance (default cruddur-db-instance)"})

@@ -130,6 +130,11 @@ def database_vpc(rds_client: Any, identifier: str) -> tuple[tuple[str, ...], tup
     return subnets, groups
 
 
+def exists(lambda_client, function: str) -> bool:
+    """Whether the function exists (an AwsError when AWS cannot say)."""
+    return _read_configuration(lambda_client, function, creatable=True) is not None
+
+
 def deploy(
     package: Package,
     function: str = FUNCTION_NAME,

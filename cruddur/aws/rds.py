@@ -6,6 +6,7 @@ Functions take an RDS client from cruddur.aws.clients; boto3 stays out of this i
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,13 +200,20 @@ def find_instance(rds: Any, identifier: str) -> Instance | None:
     return Instance.from_api(items[0]) if items else None
 
 
+def command_for(command: str, identifier: str | None) -> str:
+    """An `inv rds.*`/`inv sg.*` command for the instance: with --identifier unless it is the default."""
+    if identifier is None or identifier == DEFAULT_IDENTIFIER:
+        return command
+    return f"{command} --identifier {shlex.quote(identifier)}"
+
+
 def get_instance(rds: Any, identifier: str) -> Instance:
     """The instance, or an AwsError that says how to create it."""
     instance = find_instance(rds, identifier)
     if instance is None:
-        create = "inv rds.create" + ("" if identifier == DEFAULT_IDENTIFIER else f" --identifier {identifier}")
+        create = command_for("inv rds.create", identifier)
         raise AwsError(
-            f"there is no RDS instance {identifier} in {region(rds)} (DBInstanceNotFound); {create} creates it",
+            f"there is no RDS instance {identifier} in {region(rds)} (DBInstanceNotFound); create it with: {create}",
             "DBInstanceNotFound",
         )
     return instance
@@ -299,7 +307,8 @@ def wait_available(
             # boto3's waiter keeps polling these, but nothing brings a stopped instance back but a start.
             if status in STOPPED:
                 raise AwsError(
-                    f"RDS instance {identifier} is {status}; it will not become available by itself: run inv rds.start, then wait again"
+                    f"RDS instance {identifier} is {status}; it will not become available by itself:"
+                    f" run {command_for('inv rds.start', identifier)}, then wait again"
                 ) from None
         on_status(status)
         if not deadline.pause(poll_seconds):

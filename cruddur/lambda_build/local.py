@@ -62,6 +62,9 @@ def invoke(event_path: Path, connection_url: str, handler_file: Path = HANDLER_F
     from ..postgres.connect import connect
 
     event = read_event(event_path)
+    # The handler's own errors hide every quoted part (the Lambda's log must not show a URL's
+    # secrets); checked here first, a missing server or database is one line that names it.
+    connect(connection_url).close()
     handler = load_handler(handler_file)
     lines = _LogLines()
     handler.log.addHandler(lines)

@@ -38,9 +38,26 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = CONNECT_TIME
     except psycopg.OperationalError as e:
         reason = one_line(e).removeprefix("connection failed: ")
         if f'database "{urls.dbname(url)}" does not exist' in reason:
-            reason += " (create it with: inv db.create, or inv db.setup)"
-            raise NoSuchDatabase(f"cannot connect to {urls.describe(url)}: {reason}") from None
+            raise NoSuchDatabase(f"cannot connect to {urls.describe(url)}: {reason}; {_missing_database_hint(url)}") from None
         raise DatabaseError(f"cannot connect to {urls.describe(url)}: {reason}") from None
+
+
+def _missing_database_hint(url: str) -> str:
+    """What to do about a missing database: create it, unless an interrupted db.setup or
+    db.restore set it aside (creating one then would hide the data it holds)."""
+    from .admin import MAINTENANCE_DB, swap_names
+
+    aside = swap_names(urls.dbname(url))[1]
+    try:
+        with psycopg.connect(
+            urls.with_dbname(url, MAINTENANCE_DB), connect_timeout=connect_timeout(CONNECT_TIMEOUT), application_name=APPLICATION_NAME
+        ) as conn:
+            set_aside = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (aside,)).fetchone() is not None
+    except psycopg.Error:
+        set_aside = False
+    if set_aside:
+        return f"an interrupted db.setup or db.restore set it aside as {aside!r}; a write task finishes the swap: inv db.migrate"
+    return "create it with: inv db.create, or inv db.setup"
 
 
 def lock_timeout_query(seconds: float, *, local: bool = False) -> tuple[str, tuple[str, bool]]:

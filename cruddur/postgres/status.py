@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import MASK, CruddurError, DatabaseError, NoSuchDatabase
 from ..timeouts import CONNECT_TIMEOUT
 from . import local_server, migrations, urls
-from .admin import MAINTENANCE_DB
+from .admin import MAINTENANCE_DB, swap_names
 from .connect import connect
 
 
@@ -32,6 +32,8 @@ class Status:
     # How many versions are in each state (applied, pending, ...), read when the app database
     # exists, never creating schema_migrations; None when not read.
     migrations: dict[str, int] | None = None
+    # What an interrupted db.setup or db.restore left: <db>__rebuild, <db>__old (see admin.swap_names).
+    swap_leftovers: tuple[str, ...] = ()
 
 
 def local(pgdata: Path, port: int, migrations_dir: Path | None = None) -> Status:
@@ -47,11 +49,11 @@ def local(pgdata: Path, port: int, migrations_dir: Path | None = None) -> Status
     )
     if url is None:
         if size is not None:
-            reason = "not running (any db task starts it; inv db.up)"
+            reason = "not running; any db task starts it, or: inv db.up"
         elif pgdata.exists():
             reason = "CRUDDUR_PGDATA names a file, not a folder: point it at a folder (it is created if missing)"
         else:
-            reason = "no data folder yet (inv db.up creates it)"
+            reason = "no data folder yet; create it with: inv db.up"
         return Status(
             url=local_server.tcp_url(port, urls.DEFAULT_DBNAME, MASK),
             answers=False,
@@ -66,12 +68,21 @@ def local(pgdata: Path, port: int, migrations_dir: Path | None = None) -> Status
     tcp = local_server.tcp_url(found.port, urls.DEFAULT_DBNAME, MASK) if listens else None
     app_url = urls.with_dbname(url, urls.DEFAULT_DBNAME)
     try:
-        version, exists = _ask(url, urls.DEFAULT_DBNAME)
+        version, exists, leftovers = _ask(url, urls.DEFAULT_DBNAME)
     except DatabaseError as e:
         return Status(
             url=urls.mask(app_url), answers=False, reason=str(e), server_version=None, database_exists=None, tcp_url=tcp, **common
         )
-    found = Status(url=urls.mask(app_url), answers=True, reason=None, server_version=version, database_exists=exists, tcp_url=tcp, **common)
+    found = Status(
+        url=urls.mask(app_url),
+        answers=True,
+        reason=None,
+        server_version=version,
+        database_exists=exists,
+        tcp_url=tcp,
+        swap_leftovers=leftovers,
+        **common,
+    )
     return _with_migrations(found, app_url, migrations_dir)
 
 
@@ -82,15 +93,17 @@ def remote(url: str, environment: str, migrations_dir: Path | None = None) -> St
     try:
         with connect(url, autocommit=True, timeout=CONNECT_TIMEOUT) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
+            leftovers = _swap_leftovers(conn, database)
     except NoSuchDatabase:
         try:  # the maintenance database knows the version
-            version = _ask(urls.with_dbname(url, MAINTENANCE_DB), database)[0]
+            version, _, leftovers = _ask(urls.with_dbname(url, MAINTENANCE_DB), database)
         except DatabaseError:
-            version = None
-        return Status(environment, masked, True, None, version, database, False)
+            version, leftovers = None, ()
+        return Status(environment, masked, True, None, version, database, False, swap_leftovers=leftovers)
     except DatabaseError as e:
         return Status(environment, masked, False, str(e), None, database, None)
-    return _with_migrations(Status(environment, masked, True, None, version, database, True), url, migrations_dir)
+    found = Status(environment, masked, True, None, version, database, True, swap_leftovers=leftovers)
+    return _with_migrations(found, url, migrations_dir)
 
 
 def _with_migrations(found: Status, url: str, directory: Path | None) -> Status:
@@ -103,11 +116,19 @@ def _with_migrations(found: Status, url: str, directory: Path | None) -> Status:
     return replace(found, migrations=dict(Counter(row.state for row in rows)))
 
 
-def _ask(maintenance_url: str, database: str) -> tuple[str, bool]:
+def _ask(maintenance_url: str, database: str) -> tuple[str, bool, tuple[str, ...]]:
     with connect(maintenance_url, autocommit=True, timeout=CONNECT_TIMEOUT) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
-    return version, exists
+        return version, exists, _swap_leftovers(conn, database)
+
+
+def _swap_leftovers(conn, database: str) -> tuple[str, ...]:
+    """The scratch and set-aside databases of an interrupted swap of `database` (pg_database is
+    the same from any database of the server)."""
+    names = list(swap_names(database))
+    rows = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,)).fetchall()
+    return tuple(name for name in names if (name,) in rows)
 
 
 def _data_folder_version(pgdata: Path) -> str | None:

@@ -206,6 +206,19 @@ def test_inv_lambda_deploy_creating_without_a_role_is_one_line(run_task, lambda_
     assert line.endswith("; or pass --role-arn (the function's execution role, needed to create it)")
     functions = server_client(moto_url, "lambda").list_functions()["Functions"]
     assert functions == []
+    assert not lambda_build_defaults.exists()  # said before the build, not after it
+
+
+@pytest.mark.parametrize("name, attach", [(FUNCTION, "next: inv lambda.attach"), ("other-fn", "next: inv lambda.attach --name other-fn")])
+def test_inv_lambda_deploy_creates_a_missing_function_then_names_the_next_step(run_task, lambda_build_defaults, moto_url, name, attach):
+    network = database_network(
+        {"endpoint_url": moto_url, "region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    )
+    result = run_task("lambda.deploy", "--name", name, "--role-arn", network["role"], env={"AWS_ENDPOINT_URL": moto_url})
+    assert result.returncode == 0, result.stderr
+    assert f"{name}: code created (CodeSha256 " in result.stdout
+    assert result.stdout.splitlines()[-1] == attach
+    assert server_client(moto_url, "lambda").get_function(FunctionName=name)["Configuration"]["Role"] == network["role"]
 
 
 def test_an_update_in_progress_is_waited_out_then_compared_again(lambda_zip):

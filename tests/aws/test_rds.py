@@ -236,7 +236,7 @@ def test_an_unknown_instance_is_an_aws_error_that_says_how_to_create_it(rds):
     with pytest.raises(AwsError) as caught:
         library.get_instance(rds, "nope")
     assert str(caught.value) == (
-        "there is no RDS instance nope in us-east-1 (DBInstanceNotFound); inv rds.create --identifier nope creates it"
+        "there is no RDS instance nope in us-east-1 (DBInstanceNotFound); create it with: inv rds.create --identifier nope"
     )
     assert caught.value.code == "DBInstanceNotFound"
 

@@ -3,7 +3,6 @@ subprocess for a sample of failures, the password prompts and the first-time wal
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -175,10 +174,10 @@ def test_status_json(run_task, env, created):
 def test_status_of_an_unknown_instance_says_how_to_create_it(run_task, env):
     result = run_task("rds.status", env=env)
     assert_one_line_error(
-        result, "there is no RDS instance cruddur-db-instance in us-east-1 (DBInstanceNotFound); inv rds.create creates it"
+        result, "there is no RDS instance cruddur-db-instance in us-east-1 (DBInstanceNotFound); create it with: inv rds.create"
     )
     other = run_task("rds.status", "--identifier", "nope", env=env)
-    assert_one_line_error(other, "inv rds.create --identifier nope creates it")
+    assert_one_line_error(other, "create it with: inv rds.create --identifier nope")
 
 
 def test_url_prints_a_line_that_reads_the_password_when_pasted(run_task, env, created):
@@ -192,7 +191,11 @@ def test_url_prints_a_line_that_reads_the_password_when_pasted(run_task, env, cr
     shown = run_task("rds.url", "--show-password", env=env)
     assert shown.stdout == f"postgresql://cruddurroot:s3cret%3Apass%23word@{host}:5432/cruddur\n"
     unknown = run_task("rds.url", "--show-password", env={**env, "RDS_MASTER_PASSWORD": ""})
-    assert_one_line_error(unknown, "--show-password needs the password", "RDS_MASTER_PASSWORD")
+    line = assert_one_line_error(unknown, "--show-password needs RDS_MASTER_PASSWORD, which is not set")
+    # Inside $(...) this line is all a user sees: it ends with the commands that set both again.
+    assert line.endswith(
+        'read -rs RDS_MASTER_PASSWORD && export RDS_MASTER_PASSWORD && export PROD_CONNECTION_URL="$(inv rds.url --show-password)"'
+    )
 
 
 @pytest.mark.parametrize(
@@ -450,28 +453,14 @@ def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url,
     }
 
 
-def first_shell_word(text: str) -> str:
-    """The value the shell would read from the start of `text` (the rest may be anything)."""
-    lexer = shlex.shlex(text, posix=True)
-    lexer.whitespace_split = True
-    return lexer.get_token()
-
-
-def readme_password() -> str:
-    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("export RDS_MASTER_PASSWORD="))
-    return first_shell_word(line.split("=", 1)[1])
-
-
-def test_the_example_passwords_are_ones_rds_accepts(run_task, env, server_rds):
-    from cruddur.aws.rds import check_password
-
-    check_password(readme_password())
-    refusal = assert_one_line_error(run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""}), "RDS_MASTER_PASSWORD")
-    example = first_shell_word(refusal.split("export RDS_MASTER_PASSWORD=", 1)[1])
-    check_password(example)
-    created = run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": example})
-    assert created.returncode == 0, created.stderr
-    assert "cruddur-db-instance" in instances(server_rds)
+def test_no_advice_offers_a_password_to_copy(run_task, env, server_rds):
+    """The README and the refusal ask for the user's own password (typed, not shown), never an example one."""
+    readme = (ROOT / "README.md").read_text()
+    assert "\nread -rs RDS_MASTER_PASSWORD && export RDS_MASTER_PASSWORD" in readme
+    assert "export RDS_MASTER_PASSWORD=" not in readme
+    refusal = assert_one_line_error(run_task("rds.create", env={**env, "RDS_MASTER_PASSWORD": ""}), "no master password")
+    assert refusal.endswith("type one of your own (not shown): read -rs RDS_MASTER_PASSWORD && export RDS_MASTER_PASSWORD")
+    assert not instances(server_rds)
 
 
 def test_the_rds_and_sg_task_modules_load_nothing_of_the_aws_library_at_import():
@@ -502,3 +491,16 @@ def test_the_flags_help_states_the_librarys_defaults():
         assert f"(default {value})" in help_of[flag], flag
     for module_task in (tasks.rds.status, tasks.rds.url, tasks.sg.update, tasks.sg.discover):
         assert f"(default {library.DEFAULT_IDENTIFIER})" in module_task.help["identifier"]
+
+
+def test_every_next_step_for_another_instance_names_it(run_task, env, rds):
+    other = ["--identifier", "other-db"]
+    created = run_task("rds.create", *other, env=env)
+    assert created.stdout.splitlines()[-1].startswith("next: inv sg.update --identifier other-db (")
+    assert run_task("rds.wait", *other, env=env).stdout.splitlines()[-1] == "next: inv sg.update --identifier other-db"
+    stopped = run_task("rds.stop", *other, env=env)
+    assert stopped.stdout.rstrip().endswith("after 7 days; inv rds.start --identifier other-db)")
+    dead_end = assert_one_line_error(run_task("rds.wait", *other, env=env))
+    assert dead_end.endswith("run inv rds.start --identifier other-db, then wait again")
+    missing = assert_one_line_error(run_task("rds.url", "--identifier", "gone-db", env=env))
+    assert missing.endswith("create it with: inv rds.create --identifier gone-db")

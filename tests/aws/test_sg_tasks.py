@@ -85,7 +85,7 @@ def test_a_bad_gitpod_ip_changes_nothing(run_task, account, gitpod_ip):
 def test_missing_variables_are_named_before_any_lookup(inv, account, ip_services):
     _, _, env = account
     result = inv("sg.update", env={**env, "DB_SG_ID": ""})
-    assert_one_line_error(result, "DB_SG_ID is not set: export DB_SG_ID=sg-")
+    assert_one_line_error(result, "DB_SG_ID is set but empty (did the command that set it fail?): export DB_SG_ID=sg-")
     assert ip_services.hits == []
 
 
@@ -211,15 +211,15 @@ def test_discover_prints_the_lines_to_set_and_keep_for_the_workspace(run_task, a
 @pytest.mark.parametrize(
     "workspace, hint",
     [
-        ("shell", "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"),
+        ("shell", "error: DB_SG_RULE_ID is set but empty (did the command that set it fail?): export DB_SG_RULE_ID=sgr-0123456789abcdef0"),
         (
             "gitpod",
-            "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0"
+            "error: DB_SG_RULE_ID is set but empty (did the command that set it fail?): export DB_SG_RULE_ID=sgr-0123456789abcdef0"
             " (to keep it: gp env DB_SG_RULE_ID=sgr-0123456789abcdef0)",
         ),
         (
             "codespaces",
-            "error: DB_SG_RULE_ID is not set: export DB_SG_RULE_ID=sgr-0123456789abcdef0 (to keep it:"
+            "error: DB_SG_RULE_ID is set but empty (did the command that set it fail?): export DB_SG_RULE_ID=sgr-0123456789abcdef0 (to keep it:"
             " gh secret set DB_SG_RULE_ID --user --body sgr-0123456789abcdef0, or add it in GitHub >"
             " Settings > Codespaces)",
         ),
@@ -268,8 +268,23 @@ def test_a_new_workspace_runs_sg_update_and_warns_without_blocking(base_env, tmp
     )
     assert result.returncode == 0, result.stderr
     assert "error: no AWS credentials" in result.stderr
-    assert result.stdout.startswith("sg.update skipped: set AWS_ACCESS_KEY_ID")
+    assert result.stdout.startswith("the workspace starts without sg.update: the error above says why")
+    assert result.stdout.rstrip().endswith("once it is fixed: inv sg.update")
     assert ip_services.hits == []
+
+
+@pytest.mark.parametrize("start", [gitpod_start, devcontainer_start])
+def test_a_workspace_started_before_rds_create_says_so_and_blames_no_credentials(base_env, moto_url, ip_services, start):
+    every_start = start()[1]
+    env = {**base_env, "AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base_env['PATH']}"
+    result = subprocess.run(
+        ["sh", "-c", every_start], cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("(DBInstanceNotFound); create it with: inv rds.create")
+    assert "credentials" not in result.stderr
+    assert "set AWS_ACCESS_KEY_ID" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -368,7 +383,7 @@ def test_update_without_ids_takes_no_description(run_task, instance_group):
 
 def test_update_without_ids_or_instance_says_how_to_create_it(run_task, moto_url, ip_services):
     result = run_task("sg.update", env={"AWS_ENDPOINT_URL": moto_url, "IP_LOOKUP_URLS": ip_services.urls("good")})
-    assert_one_line_error(result, "there is no RDS instance cruddur-db-instance", "inv rds.create creates it")
+    assert_one_line_error(result, "there is no RDS instance cruddur-db-instance", "create it with: inv rds.create")
     assert ip_services.hits == []
 
 

@@ -74,7 +74,7 @@ def test_invoke_on_an_unreachable_database_is_one_line_without_the_password(inv)
     result = inv("lambda.invoke", env={"CONNECTION_URL": url})
 
     assert result.returncode == 1
-    assert result.stderr.startswith("error: user 0f5d9c1e-3b7a-4c2e-9a61-5e8b7d4c2a10 not saved: OperationalError:")
+    assert result.stderr.startswith("error: cannot connect to postgres@127.0.0.1:")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "hunter2-secret" not in result.stdout + result.stderr
 

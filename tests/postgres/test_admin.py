@@ -108,7 +108,7 @@ def test_server_down_is_one_line_without_password():
 
 def test_missing_database_suggests_create(database_url):
     missing = urls.with_dbname(database_url, "no_such_db")
-    with pytest.raises(DatabaseError, match=r'database "no_such_db" does not exist \(create it with: inv db.create'):
+    with pytest.raises(DatabaseError, match=r'database "no_such_db" does not exist; create it with: inv db.create'):
         admin.connect(missing)
 
 

@@ -150,6 +150,12 @@ def test_sessions_tree_shows_the_chains_on_one_line_each(chains, run_task, datab
     assert "2 root blocker(s), 6 waiting session(s); inv db.kill --root ends the roots" in result.stdout
 
 
+def test_sessions_tree_on_prod_suggests_the_kill_on_prod(chains, run_task, database_url):
+    result = run_task("db.sessions", "--tree", "--prod", env={"PROD_CONNECTION_URL": database_url, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "2 root blocker(s), 6 waiting session(s); inv db.kill --prod --root ends the roots" in result.stdout
+
+
 @pytest.mark.parametrize("columns", ["80", "120"])
 def test_sessions_tree_never_cuts_the_wait_event(chains, run_task, database_url, columns):
     result = run_task("db.sessions", "--tree", env={"CONNECTION_URL": database_url, "COLUMNS": columns})

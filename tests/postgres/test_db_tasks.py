@@ -15,7 +15,6 @@ import pytest
 from psycopg import conninfo
 
 from cruddur.postgres import local_server, urls
-from cruddur.timeouts import CONNECT_TIMEOUT
 from tests.helpers import (
     ROOT,
     Terminal,
@@ -152,14 +151,12 @@ def test_bad_urls_give_one_line_without_the_password(run_task, env, expected):
 def test_missing_database(inv, database_url):
     missing = urls.with_dbname(database_url, "no_such_db")
     line = assert_one_line_error(inv("db.seed", env={"CONNECTION_URL": missing}))
-    assert 'database "no_such_db" does not exist (create it with: inv db.create, or inv db.setup)' in line
+    assert 'database "no_such_db" does not exist; create it with: inv db.create, or inv db.setup' in line
 
 
 def test_missing_variable_is_named(inv):
     line = assert_one_line_error(inv("db.sessions", "--prod"))
-    assert line == (
-        "error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=postgresql://cruddurroot:PASSWORD@ENDPOINT:5432/cruddur"
-    )
+    assert line == ('error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL="$(inv rds.url --show-password)"')
 
 
 def test_sessions_table_and_json(run_task, dev_on_empty_db, database_url):
@@ -231,19 +228,22 @@ def test_wait(run_task, dev_on_empty_db):
     assert waited and float(waited.group(1)) >= 1, line  # the whole timeout, however long the clock says that took
 
 
-def test_up_with_an_unreachable_url_waits_and_names_the_users_database(run_task):
+def test_up_with_an_unreachable_url_says_the_embedded_server_is_not_used_and_names_the_users_database(run_task, base_env):
     unreachable = closed_port_url().replace("/cruddur", "/my_app")
     line = assert_one_line_error(run_task("db.up", env={"CONNECTION_URL": unreachable}))
-    waited = re.match(rf"error: gave up after (\d+\.\d)s: cannot connect to {re.escape(urls.describe(unreachable))}: ", line)
-    assert waited and float(waited.group(1)) >= CONNECT_TIMEOUT, line
+    assert line.startswith(
+        f"error: CONNECTION_URL is set, so the embedded server is not used; cannot connect to {urls.describe(unreachable)}: "
+    )
+    assert line.endswith("; start that server, or use the embedded one instead: unset CONNECTION_URL && inv db.up")
     assert urls.describe(unreachable).endswith("/my_app") and "s3cr3t-pw" not in line
+    assert not Path(base_env["CRUDDUR_PGDATA"]).exists()
 
 
 def test_up_with_a_reachable_url(run_task, dev_on_empty_db, database_url):
     result = run_task("db.up", env=dev_on_empty_db)
     assert (result.returncode, result.stdout) == (
         0,
-        f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while it is set\n",
+        f"dev database {urls.describe(database_url)} is reachable; the embedded server is not used while CONNECTION_URL is set\n",
     )
 
 
@@ -364,7 +364,7 @@ def test_status_says_when_the_data_folder_is_a_file(run_task, tmp_path):
 
     shown = run_task("db.status", env={"CRUDDUR_PGDATA": str(a_file)})
 
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 1, shown.stderr  # the database in use does not answer
     assert "server        CRUDDUR_PGDATA names a file, not a folder: point it at a folder (it is created if missing)\n" in shown.stdout
 
 
@@ -391,8 +391,8 @@ def test_status_starts_nothing(run_task, base_env):
     pgdata = Path(base_env["CRUDDUR_PGDATA"])
     port = base_env["CRUDDUR_PGPORT"]
     fresh = run_task("db.status")
-    assert fresh.returncode == 0, fresh.stderr
-    assert "server        no data folder yet (inv db.up creates it)\n" in fresh.stdout
+    assert fresh.returncode == 1, fresh.stderr  # the database in use does not answer
+    assert "server        no data folder yet; create it with: inv db.up\n" in fresh.stdout
     assert not pgdata.exists()
     assert run_task("db.setup").returncode == 0
     running = run_task("db.status")
@@ -411,6 +411,7 @@ def test_status_starts_nothing(run_task, base_env):
     assert as_json["data_bytes"] > 1_000_000
     assert run_task("db.down").returncode == 0
     stopped = run_task("db.status", "--json")
+    assert stopped.returncode == 1
     assert json.loads(stopped.stdout)["answers"] is False
     assert json.loads(stopped.stdout)["server_version"] == "18"
     assert not (pgdata / "postmaster.pid").exists()
@@ -423,16 +424,21 @@ def test_status_of_a_url_says_whether_it_answers(run_task, database_url):
     # An empty database: every migration pending, and reading them created no table.
     assert answers["migrations"] == {"pending": len(list((ROOT / "sql" / "migrations").glob("*.sql")))}
     pending = run_task("db.status", env={"CONNECTION_URL": database_url})
-    assert "migrations    1 pending; inv db.migrate applies them\n" in pending.stdout
+    assert "migrations    1 pending; apply them with: inv db.migrate\n" in pending.stdout
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0] is None
     missing = run_task("db.status", "--prod", env={"PROD_CONNECTION_URL": urls.with_dbname(database_url, "no_such_db")})
     assert "server        answers, PostgreSQL " in missing.stdout
-    assert "app database  no_such_db: does not exist (inv db.setup creates it)\n" in missing.stdout
+    assert "app database  no_such_db: does not exist; create it with: inv db.setup --prod\n" in missing.stdout
     unreachable = closed_port_url()
     silent = run_task("db.status", env={"CONNECTION_URL": unreachable})
-    assert silent.returncode == 0
+    assert silent.returncode == 1
+    assert "environment   dev (CONNECTION_URL is set: the embedded server is not used)\n" in silent.stdout
     assert f"server        does not answer: cannot connect to {urls.describe(unreachable)}: " in silent.stdout
+    assert silent.stdout.endswith("next          start that server, or use the embedded one instead: unset CONNECTION_URL && inv db.up\n")
+    far = run_task("db.status", "--prod", env={"PROD_CONNECTION_URL": unreachable})
+    assert far.returncode == 1
+    assert far.stdout.endswith("next          check the instance, then this workspace's access to it: inv rds.status, then inv sg.update\n")
     assert "s3cr3t-pw" not in silent.stdout and "****" in silent.stdout
 
 
