@@ -10,6 +10,7 @@ from psycopg.conninfo import conninfo_to_dict
 from cruddur.aws import rds as library
 from cruddur.errors import AwsError, ConfigError
 from tests.aws_support import set_instance_status
+from tests.helpers import examples
 
 PASSWORD = "s3cret:pass#word"
 
@@ -312,7 +313,7 @@ RDS_PASSWORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, ex
 
 
 @given(RDS_PASSWORDS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_any_password_rds_accepts_comes_back_whole_from_the_url(password):
     """What `inv rds.url --show-password` prints (the pasted line's value) is read by libpq, the
     parser every db task uses, as exactly that password."""
