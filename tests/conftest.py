@@ -156,16 +156,30 @@ def database_url(server_url):
 
 
 @pytest.fixture
-def schema_url(server_url, schema_template):
-    """A throwaway database with sql/schema.sql loaded (no seed data)."""
+def schema_url(request, server_url, schema_template):
+    """A throwaway database with sql/schema.sql loaded (no seed data): database_url's own database
+    when the test uses that too (the schema loaded into it), else a copy of schema_template."""
+    if "database_url" in request.fixturenames:
+        url = request.getfixturevalue("database_url")
+        with psycopg.connect(url) as conn:
+            conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
+        yield url
+        return
     url = _create_database(server_url, schema_template)
     yield url
     _drop_database(server_url, url)
 
 
 @pytest.fixture
-def seeded_url(server_url, seeded_template):
-    """A throwaway database with sql/schema.sql and sql/seed.sql loaded."""
+def seeded_url(request, server_url, seeded_template):
+    """A throwaway database with sql/schema.sql and sql/seed.sql loaded: schema_url's (and
+    database_url's) own database when the test uses those too, else a copy of seeded_template."""
+    if {"database_url", "schema_url"} & set(request.fixturenames):
+        url = request.getfixturevalue("schema_url")
+        with psycopg.connect(url) as conn:
+            conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
+        yield url
+        return
     url = _create_database(server_url, seeded_template)
     yield url
     _drop_database(server_url, url)
