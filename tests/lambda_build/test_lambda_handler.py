@@ -527,7 +527,7 @@ def test_an_event_that_is_not_an_object_is_a_clear_error_and_one_log_line(post_c
     assert users(schema_url) == []
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     attribute=st.sampled_from(["name", "email", "preferred_username", "sub"]),
     before=st.text(max_size=5),
