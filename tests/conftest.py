@@ -21,13 +21,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from cruddur.postgres import local_server, urls
-from tests.helpers import INV, ROOT, free_port, temporary_pgdata
+from tests.helpers import FULL_EXAMPLES, INV, ROOT, free_port, temporary_pgdata
 
 # Fixtures for the AWS (moto, IP services) and Lambda tests, registered once for every module.
 pytest_plugins = ["tests.aws_support", "tests.lambda_support"]
+
+# Hypothesis: a fifth of the examples by default, every one with HYPOTHESIS_PROFILE=full (one of
+# CI's two passes). Tests name their full count through tests.helpers.examples().
+hypothesis_settings.register_profile("full", max_examples=FULL_EXAMPLES)
+hypothesis_settings.register_profile("quick", max_examples=FULL_EXAMPLES // 5)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 # Variables the project reads; a developer's own values must not leak into the tests.
 PROJECT_VARIABLES = {
@@ -94,31 +101,88 @@ def _admin(server_url: str):
     return psycopg.connect(server_url, autocommit=True)
 
 
-@pytest.fixture
-def database_url(server_url):
-    """A fresh, empty database of its own for this test; dropped afterwards."""
+def _create_database(server_url: str, template: str | None = None) -> str:
+    """A new database with a name of its own (a copy of `template`, or empty); its URL."""
     name = f"test_{uuid.uuid4().hex[:12]}"
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with _admin(server_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield urls.with_dbname(server_url, name)
+        conn.execute(query)
+    return urls.with_dbname(server_url, name)
+
+
+def _drop_database(server_url: str, url: str) -> None:
+    name = urls.dbname(url)
     with _admin(server_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def schema_url(database_url):
-    """A throwaway database with sql/schema.sql loaded (no seed data)."""
-    with psycopg.connect(database_url) as conn:
-        conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
-    return database_url
+@contextlib.contextmanager
+def _template(server_url: str, *sql_files: str):
+    """A database with the project's `sql_files` loaded, for copies (CREATE DATABASE ... TEMPLATE
+    copies its files: milliseconds, where loading the schema takes a fraction of a second); its name."""
+    url = _create_database(server_url)
+    try:
+        with psycopg.connect(url) as conn:
+            for name in sql_files:
+                conn.execute((ROOT / "sql" / name).read_bytes())
+        yield urls.dbname(url)
+    finally:
+        _drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def schema_template(server_url):
+    """The name of this worker's database with sql/schema.sql loaded (never connect to it: a
+    template with a session on it cannot be copied)."""
+    with _template(server_url, "schema.sql") as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def seeded_template(server_url):
+    """The name of this worker's database with sql/schema.sql and sql/seed.sql loaded (as schema_template)."""
+    with _template(server_url, "schema.sql", "seed.sql") as name:
+        yield name
 
 
 @pytest.fixture
-def seeded_url(schema_url):
-    """A throwaway database with sql/schema.sql and sql/seed.sql loaded."""
-    with psycopg.connect(schema_url) as conn:
-        conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
-    return schema_url
+def database_url(server_url):
+    """A fresh, empty database of its own for this test; dropped afterwards."""
+    url = _create_database(server_url)
+    yield url
+    _drop_database(server_url, url)
+
+
+@pytest.fixture
+def schema_url(request, server_url, schema_template):
+    """A throwaway database with sql/schema.sql loaded (no seed data): database_url's own database
+    when the test uses that too (the schema loaded into it), else a copy of schema_template."""
+    if "database_url" in request.fixturenames:
+        url = request.getfixturevalue("database_url")
+        with psycopg.connect(url) as conn:
+            conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
+        yield url
+        return
+    url = _create_database(server_url, schema_template)
+    yield url
+    _drop_database(server_url, url)
+
+
+@pytest.fixture
+def seeded_url(request, server_url, seeded_template):
+    """A throwaway database with sql/schema.sql and sql/seed.sql loaded: schema_url's (and
+    database_url's) own database when the test uses those too, else a copy of seeded_template."""
+    if {"database_url", "schema_url"} & set(request.fixturenames):
+        url = request.getfixturevalue("schema_url")
+        with psycopg.connect(url) as conn:
+            conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
+        yield url
+        return
+    url = _create_database(server_url, seeded_template)
+    yield url
+    _drop_database(server_url, url)
 
 
 @pytest.fixture

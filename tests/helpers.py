@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 INV = Path(sys.executable).with_name("inv")
 
 
+# Hypothesis's example count in the "full" profile (tests/conftest.py registers it and a quick one).
+FULL_EXAMPLES = 100
+
+
+def examples(full: int) -> int:
+    """A test's example count: `full` in the full profile, in proportion in the quick default one."""
+    from hypothesis import settings
+
+    return max(1, full * settings.default.max_examples // FULL_EXAMPLES)
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (connections are refused at once)."""
     with socket.socket() as s:

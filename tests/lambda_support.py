@@ -68,6 +68,15 @@ OTHER_RUNTIME = "python3.12" if LOCAL_RUNTIME != "python3.12" else "python3.13"
 WHEELS_LOCK_TIMEOUT = 600
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the run's zips may be the one that builds them (two pip downloads and
+    installs), or wait on the lock while another worker does: pytest-timeout counts fixture setup,
+    so such a test is bounded by the lock's wait, not the usual 120 s a loaded machine can exceed."""
+    for item in items:
+        if "lambda_build_cache" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(WHEELS_LOCK_TIMEOUT))
+
+
 def shared_folder(tmp_path_factory) -> Path:
     """A folder all the workers of this test run share (pytest-xdist gives each worker a base
     temp of its own inside the run's), and that a run of its own alone uses."""
@@ -78,21 +87,27 @@ def shared_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def lambda_build_cache(tmp_path_factory):
     """The run's wheel cache, filled once for all the workers (the first one downloads under a
-    file lock, the others wait and reuse it), and the function's zip for this machine's Python
-    and architecture, built once beside it. Nothing is written in the checkout."""
+    file lock, the others wait and reuse it), and the function's zips for this machine's Python
+    and for the other runtime, built once beside it. Nothing is written in the checkout."""
     from filelock import FileLock
 
     folder = shared_folder(tmp_path_factory) / "lambda-build"
     folder.mkdir(exist_ok=True)
-    cache, described = folder / "wheels", folder / "package.json"
+    cache, described = folder / "wheels", folder / "packages.json"
     with FileLock(folder / "lock", timeout=WHEELS_LOCK_TIMEOUT):
         if not described.exists():
             # The other runtime's wheels too: two tests build for it, on any worker.
-            lambda_package.build(OTHER_RUNTIME, LOCAL_ARCHITECTURE, folder / "other.zip", cache)
+            other = lambda_package.build(OTHER_RUNTIME, LOCAL_ARCHITECTURE, folder / "other.zip", cache)
             built = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, folder / "cruddur-post-confirmation.zip", cache)
-            described.write_text(json.dumps({**dataclasses.asdict(built), "path": str(built.path)}))
-    document = json.loads(described.read_text())
-    return cache, lambda_package.Package(**{**document, "path": Path(document["path"])})
+            described.write_text(json.dumps([_package_document(built), _package_document(other)]))
+    local, other = (
+        lambda_package.Package(**{**document, "path": Path(document["path"])}) for document in json.loads(described.read_text())
+    )
+    return cache, local, other
+
+
+def _package_document(package: lambda_package.Package) -> dict:
+    return {**dataclasses.asdict(package), "path": str(package.path)}
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +119,12 @@ def lambda_wheel_cache(lambda_build_cache):
 def lambda_zip(lambda_build_cache):
     """The function's zip, built once per run for this machine's Python and architecture (read only)."""
     return lambda_build_cache[1]
+
+
+@pytest.fixture(scope="session")
+def other_runtime_zip(lambda_build_cache):
+    """The function's zip for OTHER_RUNTIME (not this Python), built once per run (read only)."""
+    return lambda_build_cache[2]
 
 
 @pytest.fixture

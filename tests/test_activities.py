@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cruddur.activities import HOME_FEED_LIMIT, TTLS, count_activities, create_activity, get_activity, home_activities
 from cruddur.postgres.client import Database
-from tests.helpers import add_user
+from tests.helpers import add_user, examples
 
 CREATED_KEYS = {"uuid", "display_name", "handle", "message", "created_at", "expires_at"}
 FEED_KEYS = {
@@ -228,7 +228,7 @@ CODES = {
     message=st.sampled_from(["hello"]) | json_values | bad_text,
     ttl=st.sampled_from(list(TTLS)) | json_values | bad_text,
 )
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_input_gets_error_codes_never_an_exception(client_with_andrewbrown, schema_url, handle, message, ttl):
     before = activity_count(schema_url)
     result = create_activity(client_with_andrewbrown, handle, message, ttl)

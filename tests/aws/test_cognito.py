@@ -16,6 +16,7 @@ from cruddur.aws.cognito import CognitoUser, Row
 from cruddur.config import Settings
 from cruddur.errors import AwsError, ConfigError, DatabaseError, MissingSetting
 from tests.aws_support import REGION
+from tests.helpers import examples
 
 PAGE = 60
 
@@ -208,7 +209,7 @@ def pools_and_tables(draw):
     return cognito_users, [Row(handle, sub) for handle, sub in rows]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(pools_and_tables())
 def test_the_plan_sorts_everyone_once_keeps_ids_unique_and_converges(case):
     users, rows = case

@@ -13,6 +13,7 @@ from cruddur.aws import master_secret
 from cruddur.aws import rds as library
 from cruddur.errors import AwsError, ConfigError, DatabaseError
 from tests.aws_support import set_instance_status
+from tests.helpers import examples
 
 PASSWORD = "s3cret:pass#word"
 
@@ -315,7 +316,7 @@ RDS_PASSWORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, ex
 
 
 @given(RDS_PASSWORDS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_any_password_rds_accepts_comes_back_whole_from_the_url(password):
     """What `inv rds.url --show-password` prints (the pasted line's value) is read by libpq, the
     parser every db task uses, as exactly that password."""

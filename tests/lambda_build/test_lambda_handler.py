@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cruddur.errors import LIBPQ_QUOTED_WORDS, hide_quoted
 from cruddur.lambda_build import local as lambda_local
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, examples, free_port
 from tests.lambda_support import sample_event, users
 
 LOGGER = "cruddur_post_confirmation"
@@ -398,7 +398,7 @@ HIDE_QUOTED_TEXTS = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(HIDE_QUOTED_TEXTS)
 @example('missing "=" after "secret" in connection info string')
 def test_the_handlers_copy_of_hide_quoted_behaves_as_the_librarys(post_confirmation, text):
@@ -431,7 +431,7 @@ def _url_with(password: str, place: str, port: int) -> str:
     }[place]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(password=PASSWORDS, place=st.sampled_from(["user-info raw", "user-info encoded", "query raw", "query encoded"]))
 @example(password="000%80", place="user-info raw")  # not UTF-8 once decoded: psycopg's UnicodeDecodeError
 @example(password="000%80", place="query raw")
@@ -616,7 +616,7 @@ def test_an_event_that_is_not_an_object_is_a_clear_error_and_one_log_line(post_c
     assert users(schema_url) == []
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     attribute=st.sampled_from(["name", "email", "preferred_username", "sub"]),
     before=st.text(max_size=5),

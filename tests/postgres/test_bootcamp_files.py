@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cruddur.postgres import local_server, urls
+from tests.helpers import examples
 
 FILES = Path(__file__).resolve().parent / "bootcamp"
 STAND_IN = "SQL-only stand-in"
@@ -94,7 +95,7 @@ def uuid_ossp_session(with_uuid_ossp):
         yield conn
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(namespace=NAMESPACES, name=NAMES)
 def test_version_3_is_rfc_4122s_md5_uuid(uuid_ossp_session, namespace, name):
     made = uuid_ossp_session.execute("SELECT uuid_generate_v3(%s, %s)", (namespace, name)).fetchone()[0]

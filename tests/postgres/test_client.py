@@ -27,7 +27,7 @@ from cruddur.errors import (
 )
 from cruddur.postgres import urls
 from cruddur.postgres.client import Database
-from tests.helpers import add_user, closed_port_url, free_port, over_tcp, temporary_pgdata
+from tests.helpers import add_user, closed_port_url, examples, free_port, over_tcp, temporary_pgdata
 
 
 @pytest.fixture
@@ -416,7 +416,7 @@ def test_a_statement_past_statement_timeout_is_a_typed_error(schema_url):
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     name=st.sampled_from(["lock_timeout", "statement_timeout"]),
     value=st.one_of(

@@ -16,7 +16,7 @@ from psycopg import conninfo
 from cruddur.errors import MASK, DatabaseError
 from cruddur.files import partial_path
 from cruddur.postgres import dump, local_server, urls
-from tests.helpers import add_user, assert_one_line_error, free_port, temporary_pgdata
+from tests.helpers import add_user, assert_one_line_error, examples, free_port, temporary_pgdata
 
 
 def handles(url):
@@ -135,7 +135,7 @@ def test_dump_to_a_name_with_a_nul_byte_is_one_line(schema_url, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(password=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=20))
 @example(password="d")
 @example(password="pg_dump")

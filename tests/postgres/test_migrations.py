@@ -16,7 +16,7 @@ from psycopg import sql
 
 from cruddur.errors import FileLockTimeout, MigrationError, SqlFileError
 from cruddur.postgres import migrations
-from tests.helpers import wait_for, waiting_on_a_lock
+from tests.helpers import examples, wait_for, waiting_on_a_lock
 
 
 def write(folder, version, name, up, down="", up_options="", down_options=""):
@@ -254,7 +254,7 @@ def test_new_migration_writes_both_sections(folder):
         migrations.new_migration(folder, "again", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.text(max_size=40))
 def test_new_migration_accepts_only_names_that_make_a_clean_file(tmp_path, name):
     folder = tmp_path / "any"

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cruddur.errors import SqlFileError, UnterminatedSql
 from cruddur.postgres import psql
 from cruddur.postgres.sql_text import decode_sql, read_sql, split
+from tests.helpers import examples
 
 
 def texts(sql: str) -> list[str]:
@@ -101,7 +102,7 @@ _piece = st.sampled_from(
 _gap = st.sampled_from([";", ";\n", "; -- note ; \n", ";/* ; */", ";\n\n-- x\n"])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.tuples(_piece, _gap), min_size=1, max_size=6), st.booleans())
 def test_joined_statements_split_back_into_the_same_statements(parts, drop_last_semicolon):
     sql = "".join(piece + gap for piece, gap in parts)

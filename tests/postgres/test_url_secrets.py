@@ -18,7 +18,7 @@ from cruddur.errors import ConfigError, CruddurError
 from cruddur.lambda_build import local as lambda_local
 from cruddur.postgres import connect, urls
 from cruddur.postgres.client import Database
-from tests.helpers import assert_one_line_error, free_port
+from tests.helpers import assert_one_line_error, examples, free_port
 from tests.lambda_support import sample_event
 
 MARKERS = ("Kq7Zx", "Wv3Jm")
@@ -59,7 +59,7 @@ def all_examples(test):
 
 
 @all_examples
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_parse_mask_describe_and_repr_never_show_the_password(password, placement, spelling):
     url = url_with(password, placement, spelling)
     assert_hidden(urls.mask(url), password)
@@ -78,7 +78,7 @@ def test_parse_mask_describe_and_repr_never_show_the_password(password, placemen
 
 
 @all_examples
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_a_connection_failure_never_shows_the_password(password, placement, spelling):
     url = url_with(password, placement, spelling, where=f"127.0.0.1:{free_port()}")
     with pytest.raises(CruddurError) as failure:
@@ -112,7 +112,7 @@ def role_url(server_url):
 
 
 @given(passwords, placements, spellings)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_a_rewritten_url_still_connects_where_libpq_accepts_the_original(role_url, password, placement, spelling):
     make, set_password = role_url
     url = make(password, placement, spelling)
@@ -138,7 +138,7 @@ def test_a_raw_hash_or_question_mark_in_the_password_survives_a_change_of_databa
 
 
 @all_examples
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_lambda_handlers_error_and_log_never_show_the_password(tmp_path, password, placement, spelling):
     url = url_with(password, placement, spelling, where=f"127.0.0.1:{free_port()}")
     handler = lambda_local.load_handler()
