@@ -266,7 +266,8 @@ def confirm_destructive(action: str, expected: str, where: str, yes: bool) -> No
     print(f"Type {expected!r} to confirm: ", end="", file=sys.stderr, flush=True)
     typed = sys.stdin.readline()
     if typed.strip() != expected:
-        raise Exit(f"refused: you typed {typed.strip()!r}, not {expected!r}; nothing changed", code=1)
+        # What was typed is not repeated: it might be a password pasted into the wrong window.
+        raise Exit(f"refused: what you typed is not {expected!r}; nothing changed", code=1)
 
 
 SWAP_FOUND = (

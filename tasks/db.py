@@ -8,6 +8,7 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
+from cruddur.errors import UsageError
 from cruddur.formats import byte_size
 from cruddur.timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SERVER_READY_TIMEOUT, SESSIONS_REFRESH_SECONDS
 
@@ -194,6 +195,8 @@ def connect(c, prod=False, command=None, write=False, yes=False, no_backup=False
     from cruddur.postgres import psql
     from cruddur.postgres.connect import connect as check
 
+    if write and command is None:
+        raise UsageError("--write goes with --command (the interactive session on --prod is yours to steer)")
     dry = is_dry(c)
     target = app_database(prod, dry=dry)
     # A missing server or database is one line here; psql would print its own and exit 2.
@@ -576,9 +579,9 @@ def _seconds(value: float | None) -> str:
 def kill(c, prod=False, yes=False, root=False, pid=None, dry_run=False):
     """End the other client sessions on the app database (--root: only the root blockers)."""
     if root and pid is not None:
-        raise Exit("error: --root and --pid choose different sessions; give one of them", code=1)
+        raise UsageError("--root and --pid choose different sessions; give one of them")
     if dry_run and not root:
-        raise Exit("error: --dry-run goes with --root", code=1)
+        raise UsageError("--dry-run goes with --root")
     if root:
         _kill_roots(c, prod, yes, dry_run)
         return
@@ -606,7 +609,7 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     what became of each."""
     from cruddur.postgres import blocking
 
-    target = app_database(prod)
+    target = app_database(prod, dry=is_dry(c))
     roots = blocking.tree(blocking.list_blocking(target.url))
     if not roots:
         print(f"no session blocks another on the server of {target}; nothing to do")
@@ -626,7 +629,7 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
 def _kill_one(c, prod: bool, yes: bool, pid: int) -> None:
     from cruddur.postgres import blocking
 
-    target = app_database(prod)
+    target = app_database(prod, dry=is_dry(c))
     if not confirm(c, target, f"end session {pid} on the server of", yes):
         return
     _report_ended([blocking.end_session(target.url, pid)])

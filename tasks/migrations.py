@@ -83,6 +83,7 @@ def migrate(
     """Apply the pending migrations, oldest first."""
     from cruddur.postgres import migrations as runner
 
+    dry_run = is_dry(c, dry_run)
     if json_ and (not dry_run or baseline is not None):
         raise UsageError("--json goes with --dry-run, without --baseline (it prints the plan of what would run, and applies nothing)")
     lock_timeout = lock_timeout_flag(lock_timeout, MIGRATION_LOCK_TIMEOUT)
@@ -385,7 +386,7 @@ def _fix_record(c, prod: bool, yes: bool, accept: str | None, forget: str | None
     if accept is not None and forget is not None:
         raise UsageError("give --accept or --forget, not both")
     directory, root = _folders()
-    target = app_database(prod)
+    target = app_database(prod, dry=is_dry(c))
     version = accept if accept is not None else forget
     if not confirm(c, target, f"{'record' if accept is not None else 'forget'} migration {version} in the migrations' record of", yes):
         return
@@ -495,6 +496,7 @@ def restore(c, file, prod=False, yes=False, no_backup=False):
     """Replace the app database with a dump (swapped in whole)."""
     from cruddur.postgres import dump as backups
 
+    backups.check_dump(Path(file))  # a wrong path is one line before the plan, the question and the backup
     target = app_database(prod, recover=False, dry=is_dry(c))  # the restore finishes an interrupted swap itself
     plan = [f"will replace {target} with {file}; its tables now:", *table_lines(target.url)]
     if not begin(c, target, f"restore {file} over", plan, yes=yes, no_backup=no_backup, recover=False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, print_json, printable, show, task
-from ._protocol import confirm
+from ._protocol import confirm, is_dry
 
 DEFAULT_LIMIT = 10
 
@@ -25,7 +25,7 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     from cruddur.postgres import slow as stats
 
     limit = number(limit, "--limit", default=DEFAULT_LIMIT, integer=True)
-    target = app_database(prod)
+    target = app_database(prod, dry=is_dry(c))
     found = stats.readiness(target.url)
     if found is stats.Readiness.NOT_LOADED:
         raise DatabaseError(_how_to_load(target))

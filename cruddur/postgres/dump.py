@@ -90,12 +90,9 @@ def schema_only(url: str) -> str:
     return _run("pg_dump", url, ["--schema-only", "--no-owner", "--no-privileges", f"--lock-wait-timeout={int(DUMP_LOCK_WAIT * 1000)}"])
 
 
-def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
-    """Replace the URL's database with the dump at `path`; whether one existed before.
-
-    The file is checked first, then restored into a scratch database that is swapped in only when
-    the whole restore succeeded: a bad file leaves the database exactly as it was. progress hears
-    each step."""
+def check_dump(path: Path) -> str:
+    """The dump's table of contents (pg_restore --list), or DatabaseError in one line when `path`
+    is not a dump file that can be read; nothing is changed."""
     try:
         found, exists, folder = path.is_file(), path.exists(), path.is_dir()
     except OSError as e:  # a name too long, say: pathlib raises rather than answer False
@@ -103,11 +100,20 @@ def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
     if not found:
         what = "a folder" if folder else "not a regular file (a device or a pipe)" if exists else "no such file"
         raise DatabaseError(f"{path}: {what}; give a dump file that inv db.dump wrote, e.g. backups/<db>-<UTC time>.dump")
-    progress("reading the file's table of contents")
     try:
-        listing = _run("pg_restore", None, ["--list", str(path)])
+        return _run("pg_restore", None, ["--list", str(path)])
     except DatabaseError as e:
         raise DatabaseError(f"{path} is not a readable pg_dump custom-format file ({e}); nothing changed") from None
+
+
+def restore(url: str, path: Path, progress: Progress = no_progress) -> bool:
+    """Replace the URL's database with the dump at `path`; whether one existed before.
+
+    The file is checked first, then restored into a scratch database that is swapped in only when
+    the whole restore succeeded: a bad file leaves the database exactly as it was. progress hears
+    each step."""
+    progress("reading the file's table of contents")
+    listing = check_dump(path)
     source = _DUMPED_FROM.search(listing)
     source_major = int(source.group(1)) if source else 0
 

@@ -127,7 +127,7 @@ def test_prod_guard_asks_for_the_name_on_a_terminal(base_env, database_url, type
     assert (code == 0) is dropped, err
     assert db_exists(database_url) is not dropped
     if not dropped:
-        assert err.strip().endswith(f"refused: you typed 'wrong', not {name!r}; nothing changed")
+        assert err.strip().endswith(f"refused: what you typed is not {name!r}; nothing changed")
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 import tasks
+from cruddur.postgres import dump as dumps
 from cruddur.postgres import urls
 from cruddur.postgres.admin import swap_names
 from tasks._cli import for_target
@@ -26,7 +27,7 @@ def test_p_is_prod_in_every_task_that_has_it_and_nothing_else_anywhere():
 
 def test_restore_with_p_acts_on_production_not_on_the_local_database(run_task, base_env, database_url, tmp_path):
     dump = tmp_path / "any.dump"
-    dump.write_bytes(b"")
+    dumps.dump(database_url, dump)
     result = run_task("db.restore", str(dump), "-p", env={"PROD_CONNECTION_URL": database_url})
     line = assert_one_line_error(result, prefix="refused: ")
     assert f"on prod database {urls.describe(database_url)} needs confirmation" in line

@@ -143,9 +143,12 @@ def test_new_migration_refuses_a_bad_name_in_one_line(run_task):
 # -- production: the plan, the guard, the backup ---------------------------------------------------
 
 
-@pytest.mark.parametrize("task", [["db.migrate"], ["db.rollback"], ["db.restore", "README.md"]])
-def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, schema_url, task):
+@pytest.mark.parametrize("task", [["db.migrate"], ["db.rollback"], ["db.restore", "DUMP"]])
+def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, schema_url, task, tmp_path):
     prod = {"PROD_CONNECTION_URL": schema_url}
+    if task[-1] == "DUMP":  # a real dump: a file that is none is refused before the question
+        task = ["db.restore", str(tmp_path / "other.dump")]
+        dump.dump(schema_url, Path(task[-1]))
     if task == ["db.rollback"]:
         assert inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
     add_user(schema_url, "keeper")
