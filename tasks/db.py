@@ -610,17 +610,17 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     from cruddur.postgres import blocking
 
     target = app_database(prod, dry=is_dry(c))
-    roots = blocking.tree(blocking.list_blocking(target.url))
+    roots = blocking.roots_on(blocking.tree(blocking.list_blocking(target.url)), target.dbname)
     if not roots:
-        print(f"no session blocks another on the server of {target}; nothing to do")
+        print(f"no session blocks another on {target}; nothing to do")
         return
-    print(f"{len(roots)} root blocker(s) on the server of {target}:")
+    print(f"{len(roots)} root blocker(s) on {target}:")
     for node in roots:
         print(f"  blocks {_waiter_count(node)}: {_node_line(node)}")
     if dry_run:
         print("dry run: nothing ended")
         return
-    if not confirm(c, target, f"end {len(roots)} root blocker session(s) on the server of", yes):
+    if not confirm(c, target, f"end {len(roots)} root blocker session(s) on", yes):
         return
     results = blocking.end_roots(target.url, [node.pid for node in roots])
     _report_ended(results)

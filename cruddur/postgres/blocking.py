@@ -148,6 +148,12 @@ class Ended:
     kept: bool = False  # it still runs: this role may not signal it, or it did not end in time
 
 
+def roots_on(roots: list[Node], dbname: str) -> list[Node]:
+    """The root blockers whose own session is on database `dbname`: db.kill acts on the app
+    database only, never on another database's sessions that share the server."""
+    return [node for node in roots if node.session is not None and node.session.get("db") == dbname]
+
+
 def end_roots(url: str, planned: list[int]) -> list[Ended]:
     """End the planned root blockers that are still roots now (the plan was shown and confirmed;
     a session that has since stopped blocking, or started waiting, is left alone). Never this

@@ -190,7 +190,7 @@ def test_kill_root_ends_the_roots_and_frees_every_waiter(chains, run_task, datab
     result = run_task("db.kill", "--root", env={"CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("2 root blocker(s) on the server of dev database ")
+    assert lines[0].startswith("2 root blocker(s) on dev database ")
     assert lines[1].startswith(f"  blocks 4 session(s): {first.pid} | idle in transaction for ")
     assert lines[2].startswith(f"  blocks 3 session(s): {second.pid} | idle in transaction for ")
     assert lines[3:] == [f"ended session {first.pid}", f"ended session {second.pid}"]
@@ -199,7 +199,7 @@ def test_kill_root_ends_the_roots_and_frees_every_waiter(chains, run_task, datab
         assert waiter.conn.execute("SELECT 1").fetchone() == (1,)
     assert not is_alive(database_url, first.pid) and not is_alive(database_url, second.pid)
     again = run_task("db.kill", "--root", env={"CONNECTION_URL": database_url})
-    assert again.stdout.startswith("no session blocks another on the server of dev database ")
+    assert again.stdout.startswith("no session blocks another on dev database ")
 
 
 def test_kill_root_dry_run_lists_and_ends_nothing(chains, run_task, database_url):
@@ -207,7 +207,7 @@ def test_kill_root_dry_run_lists_and_ends_nothing(chains, run_task, database_url
     result = run_task("db.kill", "--root", "--dry-run", env={"CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("2 root blocker(s) on the server of dev database ") and lines[-1] == "dry run: nothing ended"
+    assert lines[0].startswith("2 root blocker(s) on dev database ") and lines[-1] == "dry run: nothing ended"
     assert all(is_alive(database_url, session.pid) for session in (first, second, *waiters.values()))
     assert is_waiting(database_url, waiters["w3"].pid)
 
@@ -249,7 +249,7 @@ def test_kill_root_on_prod_lists_then_refuses_without_a_terminal(chains, run_tas
     first, second, _ = chains
     result = run_task("db.kill", "--root", "--prod", env={"PROD_CONNECTION_URL": database_url})
     assert result.returncode == 1
-    assert result.stdout.startswith("2 root blocker(s) on the server of prod database ")
+    assert result.stdout.startswith("2 root blocker(s) on prod database ")
     assert "needs confirmation; run it on a terminal or pass --yes" in result.stderr
     assert is_alive(database_url, first.pid) and is_alive(database_url, second.pid)
 
