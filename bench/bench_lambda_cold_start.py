@@ -4,7 +4,7 @@ mode and in IAM mode (token signing included).
     python bench/bench_lambda_cold_start.py [--rounds 15]
 
 Each run is a new process on the extracted zip, read-only as Lambda's /var/task is, with no
-writable byte-code cache (-B) and nothing from the venv (-E -s -S): import the handler, then its
+writable byte-code cache (-B) and nothing from the venv (-s -S, an environment of its own): import the handler, then its
 first call (connect + insert) against a local database. The two zips run alternately. Uses
 TEST_DATABASE_URL when set (a server URL: a throwaway database is made on it), else an embedded
 PostgreSQL in a temporary folder. IAM mode adds what DB_AUTH=iam costs before connecting: boto3's
@@ -34,11 +34,8 @@ from _database import ROOT, schema_database
 from cruddur.lambda_build import local as lambda_local
 from cruddur.lambda_build import package as lambda_package
 
-# boto3 comes after the zip on the path, as Lambda's runtime puts its own.
 CHILD = """
 import json, os, sys, time
-if os.environ.get("RUNTIME_PACKAGES"):
-    sys.path.append(os.environ["RUNTIME_PACKAGES"])
 started = time.perf_counter()
 import cruddur_post_confirmation
 imported = time.perf_counter()
@@ -74,7 +71,8 @@ def cold_start(task_dir: Path, environment: dict[str, str]) -> dict:
     """One new process in the task folder (the first entry of its path, as /var/task is on Lambda)."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "-E", "-s", "-S", "-B", "-c", CHILD],
+        # The environment is this one's alone (no -E): PYTHONPATH, in IAM mode, is where boto3 is.
+        [sys.executable, "-s", "-S", "-B", "-c", CHILD],
         cwd=task_dir,
         input=json.dumps(event()),
         capture_output=True,
@@ -107,7 +105,8 @@ def iam_mode(url: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_SESSION_TOKEN": "bench",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "RUNTIME_PACKAGES": str(Path(boto3.__file__).parent.parent),
+        # boto3 after the zip on the path (the task folder comes first), as Lambda's runtime puts its own.
+        "PYTHONPATH": str(Path(boto3.__file__).parent.parent),
     }
 
 
@@ -157,7 +156,7 @@ def main() -> None:
                     runs[mode, "new"].append(cold_start(with_bytecode, environment))
                     runs[mode, "old"].append(cold_start(without, environment))
 
-            how = f"{args.rounds} alternating runs each (python -E -s -S -B, read-only task folder)"
+            how = f"{args.rounds} alternating runs each (python -s -S -B, read-only task folder)"
             report(f"URL mode (CONNECTION_URL), {how}", runs["url", "new"], runs["url", "old"], "import handler (+psycopg)")
             report(f"IAM mode (+ boto3 token), {how}", runs["iam", "new"], runs["iam", "old"], "import handler (+psycopg)")
             print("\nIAM mode with byte code against URL mode without it (the zip before byte code and IAM):")

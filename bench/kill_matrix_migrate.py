@@ -32,9 +32,13 @@ from psycopg import sql
 from cruddur.postgres import local_server, migrations, urls
 
 ROWS = 20000
-FILL = sql.SQL("INSERT INTO big SELECT n, md5(n::text) FROM generate_series(1, {}) AS n;").format(sql.Literal(ROWS)).as_string(None)
+BIG = sql.SQL(
+    "-- migrate:up\nCREATE TABLE big (a int, b text);\n"
+    "INSERT INTO big SELECT n, md5(n::text) FROM generate_series(1, {rows}) AS n;\n"
+    "-- migrate:down\nDROP TABLE big;\n"
+).format(rows=sql.Literal(ROWS))
 FILES = {
-    "20260101000000_big.sql": f"-- migrate:up\nCREATE TABLE big (a int, b text);\n{FILL}\n-- migrate:down\nDROP TABLE big;\n",
+    "20260101000000_big.sql": BIG.as_string(None),
     "20260102000000_add_c.sql": (
         "-- migrate:up\nALTER TABLE big ADD COLUMN c int;\nUPDATE big SET c = a;\n-- migrate:down\nALTER TABLE big DROP COLUMN c;\n"
     ),

@@ -33,7 +33,7 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     writes = []
     if found is stats.Readiness.NOT_CREATED:
         print(f"{stats.EXTENSION} is loaded, but the extension is not created in {target.dbname}; it will be created", file=sys.stderr)
-        writes.append(f"CREATE EXTENSION {stats.EXTENSION} in")
+        writes.append(f"create the extension {stats.EXTENSION} in")
     if reset:
         writes.append(f"reset the {stats.EXTENSION} statistics of the server of")
     if writes:

@@ -593,11 +593,15 @@ def test_url_mode_never_imports_boto3(schema_url):
     import sys
 
     probe = (
-        "import json, sys; sys.path.insert(0, 'lambda'); import cruddur_post_confirmation as h;"
+        "import json, sys; import cruddur_post_confirmation as h;"
         f"h.handle(json.loads(sys.stdin.read()), {schema_url!r}); print('boto3' in sys.modules)"
     )
+    import os
+
+    # The handler stands alone, as in Lambda's /var/task: its folder is the import path.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lambda")}
     result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, input=json.dumps(sample_event()), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, input=json.dumps(sample_event()), capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "False", result.stderr
 
