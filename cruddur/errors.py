@@ -174,3 +174,16 @@ class PackageError(CruddurError):
 
 class EventError(CruddurError):
     """The sample Lambda event cannot be read, or lacks what the handler needs."""
+
+
+class StatementFailed(Exception):
+    """Not for users: the runners turn it into a SqlFileError naming the file and line.
+
+    A statement (or one of the runner's own queries, statement None) failed; the transaction,
+    if there was one, was rolled back. `transaction`: which of run_transactions' transactions
+    failed (those before it committed), `committed`: their `after` queries' cursors."""
+
+    def __init__(self, statement, error, transaction: int = 0, committed=()):
+        super().__init__(one_line(error))
+        self.statement, self.error = statement, error
+        self.transaction, self.committed = transaction, list(committed)

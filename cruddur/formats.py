@@ -19,6 +19,16 @@ def moment(value: datetime | str | None) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
+def duration(seconds: float | None) -> str:
+    """How long, for people: '0.25 ms', '713 ms', '12.3 s', '7 min'; '' for none."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        milliseconds = seconds * 1000
+        return f"{milliseconds:.2g} ms" if milliseconds < 10 else f"{milliseconds:.0f} ms"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def byte_size(size: float) -> str:
     """A size for people: '512 bytes', '1.5 kB', '12.3 MB' (units of 1024)."""
     for unit in ("bytes", "kB", "MB", "GB"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from invoke.exceptions import Exit
 
 from cruddur.errors import UsageError
-from cruddur.formats import byte_size
+from cruddur.formats import byte_size, duration
 from cruddur.timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SERVER_READY_TIMEOUT, SESSIONS_REFRESH_SECONDS
 
 from ._cli import (
@@ -458,17 +458,17 @@ def _node_line(node) -> str:
         return f"{node.pid} (not shown in pg_stat_activity: a server process, or it has ended)"
     parts = [f"{row['pid']}{' *' if row['this_session'] else ''}"]
     if row["waited_seconds"] is not None:
-        parts.append(f"waiting {_seconds(row['waited_seconds'])} on {row['wait_event'] or '?'}")
+        parts.append(f"waiting {duration(row['waited_seconds'])} on {row['wait_event'] or '?'}")
     if node.also_waits_for:
         parts.append("also waits for " + ", ".join(str(pid) for pid in node.also_waits_for))
     if node.cycle:
         parts.append("waits in a cycle (shown above)")
     state = row["state"] or "?"
     if row["idle_in_transaction_seconds"] is not None:
-        state += f" for {_seconds(row['idle_in_transaction_seconds'])}"
+        state += f" for {duration(row['idle_in_transaction_seconds'])}"
     parts.append(state)
     if row["transaction_seconds"] is not None:
-        parts.append(f"transaction {_seconds(row['transaction_seconds'])}")
+        parts.append(f"transaction {duration(row['transaction_seconds'])}")
     parts.append(f"{row['app'] or '?'} ({row['user'] or '?'}@{row['db'] or '?'})")
     parts.append(" ".join((row["query"] or "").split()))  # one line
     return printable(" | ".join(parts))  # other clients' text: control characters shown escaped
@@ -504,11 +504,11 @@ def _session_cells(row: dict) -> dict[str, str]:
         "blocked by": ", ".join(str(pid) for pid in row["blocked_by"] or []),
         "query": " ".join((row["query"] or "").split()),  # one line
         "application": row["app"],
-        "in state": _seconds(row["state_seconds"]),
+        "in state": duration(row["state_seconds"]),
         "user": row["user"],
         "db": row["db"],
         "client": row["client_addr"] or ("local" if row["backend_type"] == "client backend" else ""),
-        "query time": _seconds(row["query_seconds"]),
+        "query time": duration(row["query_seconds"]),
         "type": row["backend_type"],
     }
     # Other clients' text: control characters shown escaped.
@@ -559,12 +559,6 @@ def _sessions_table(rows: list[dict], width: int, with_type: bool = False):
         table.add_row(*(Text(row[header]) for header in widths))  # Text: never read as markup
     summary = f"{len(rows)} session(s); * marks this one; --json shows every field and the whole query"
     return Group(table, Text(summary))
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.1f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
 @task(
@@ -643,14 +637,7 @@ def _report_ended(results) -> None:
 
 
 def _waiter_count(node) -> str:
-    seen: set[int] = set()
-    todo = list(node.waiters)
-    while todo:
-        waiter = todo.pop()
-        if waiter.pid not in seen:
-            seen.add(waiter.pid)
-            todo.extend(waiter.waiters)
-    return f"{len(seen)} session(s)"
+    return f"{len(node.behind())} session(s)"
 
 
 @task(help={"prod": PROD_HELP, "timeout": f"seconds to wait before giving up (default {SERVER_READY_TIMEOUT:g})"})

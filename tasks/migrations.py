@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cruddur.errors import CheckFailed, UsageError
-from cruddur.formats import byte_size, moment
+from cruddur.formats import byte_size, duration, moment
 from cruddur.timeouts import MAX_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT
 
 from ._cli import (
@@ -35,10 +35,6 @@ def _folders() -> tuple[Path, Path]:
     """The migrations folder, and the root that file names in messages are relative to."""
     config = settings()
     return config.sql_dir / "migrations", config.project_dir
-
-
-def _milliseconds(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
 
 
 @task(help={"name": "what the migration does, in lowercase words joined by underscores (add_bio_to_users)"})
@@ -136,7 +132,7 @@ def migrate(
         retries=retries,
         label_root=root,
         confirmed=pending if prod else None,
-        on_applied=lambda step: print(f"  applied {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
+        on_applied=lambda step: print(f"  applied {step.version}_{step.name} ({duration(step.seconds)})", flush=True),
         on_retry=_say_retry,
     )
     if not done:
@@ -221,7 +217,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         lock_timeout=lock_timeout,
         label_root=root,
         confirmed=chosen if prod else None,
-        on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({_milliseconds(step.seconds)})", flush=True),
+        on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({duration(step.seconds)})", flush=True),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from cruddur.formats import duration
+
 from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, print_json, printable, show, task
 from ._protocol import confirm, is_dry
 
@@ -74,7 +76,7 @@ def _statements_table(statements, target):
     if not statements:
         return Text(f"no statements recorded yet in {target.dbname}")
     rows = [
-        (str(s.calls), _milliseconds(s.total_ms), _milliseconds(s.mean_ms), str(s.rows), printable(" ".join(s.query.split())))
+        (str(s.calls), duration(s.total_ms / 1000), duration(s.mean_ms / 1000), str(s.rows), printable(" ".join(s.query.split())))
         for s in statements  # the query on one line; other people's text, shown escaped
     ]
     headers = ("calls", "total", "mean", "rows")
@@ -89,9 +91,3 @@ def _statements_table(statements, target):
         table.add_row(*row[:4], Text(row[4]))
     caption = f"{len(statements)} statement(s) in {target.dbname}, most total time first; --json shows every field and the whole query"
     return Group(table, Text(caption))
-
-
-def _milliseconds(value: float) -> str:
-    if value < 1000:
-        return f"{value:.1f} ms"
-    return f"{value / 1000:.1f} s" if value < 120_000 else f"{value / 60_000:.0f} min"

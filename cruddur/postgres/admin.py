@@ -14,14 +14,24 @@ from pathlib import Path
 import psycopg
 from psycopg import errors, sql
 
-from ..errors import CruddurError, DatabaseError, FileLockTimeout, NoSuchDatabase, ServerNotAnswering, SqlFileError, SwapError, one_line
+from ..errors import (
+    CruddurError,
+    DatabaseError,
+    FileLockTimeout,
+    NoSuchDatabase,
+    ServerNotAnswering,
+    SqlFileError,
+    StatementFailed,
+    SwapError,
+    one_line,
+)
 from ..polling import Deadline
 from ..timeouts import CONNECT_TIMEOUT, FILE_LOAD_LOCK_TIMEOUT, SWAP_LOCK_WAIT, SWAP_STEP_WAIT
 from . import urls
 from .connect import CLIENT_SESSION, advisory_lock, connect, lock_timeout_query, set_lock_timeout
 from .sessions import BlockerWatch, held_by
 from .sql_text import Statement, read_sql, split
-from .statements import Query, StatementFailed, describe, location, run_atomically
+from .statements import Query, describe, location, run_atomically
 
 MAINTENANCE_DB = "postgres"
 

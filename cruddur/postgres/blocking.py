@@ -56,6 +56,14 @@ class Node:
     also_waits_for: list[int] = field(default_factory=list)
     cycle: bool = False
 
+    def behind(self) -> set[int]:
+        """Every session waiting behind this one, directly or down the chain (each once)."""
+        pids: set[int] = set()
+        for waiter in self.waiters:
+            pids.add(waiter.pid)
+            pids |= waiter.behind()
+        return pids
+
     def as_json(self) -> dict:
         return {
             "pid": self.pid,

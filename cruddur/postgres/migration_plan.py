@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import errors
 
-from ..errors import MigrationError, one_line
+from ..errors import MigrationError, StatementFailed, one_line
 from ..timeouts import CATALOG_READ_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, PLAN_STATEMENT_TIMEOUT
 from . import dump, hazards
 from .connect import connect, set_lock_timeout
 from .migrations import Migration, Section
 from .scratch import scratch_database
 from .sql_text import Statement
-from .statements import StatementFailed, describe
+from .statements import describe
 
 _CONCURRENTLY = re.compile(
     r"^(\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s*(?:\([^)]*\)\s*)?(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM))\s+)CONCURRENTLY\b",

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from ..errors import FileLockTimeout, MigrationError, SqlFileError, one_line
+from ..errors import FileLockTimeout, MigrationError, SqlFileError, StatementFailed, one_line
 from ..polling import Deadline
 from ..timeouts import FILE_LOAD_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, MIGRATION_RETRY_MAX_PAUSE, RUN_LOCK_WAIT
 from . import roles
@@ -37,7 +37,7 @@ from .admin import run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
 from .sessions import Blocker, BlockerWatch, advisory_lock_holders, held_by
 from .sql_text import Statement, read_sql, split
-from .statements import StatementFailed, Transaction, describe, run_atomically, run_each, run_transactions
+from .statements import Transaction, describe, run_atomically, run_each, run_transactions
 
 _FILE = re.compile(r"^(\d+)_(.*)\.sql$")  # dbmate's rule; other files in the folder are ignored
 _MARKER = re.compile(r"^--[ \t]*migrate:(up|down)\b(.*?)\r?$", re.MULTILINE)

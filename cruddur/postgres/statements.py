@@ -13,21 +13,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import pq
 
-from ..errors import one_line
+from ..errors import StatementFailed, one_line
 from .sql_text import Statement
 
 Query = tuple[object, object]  # (query, params) the runner adds: settings, bookkeeping
-
-
-class StatementFailed(Exception):
-    """A statement (or one of the runner's own queries, statement None) failed; the transaction,
-    if there was one, was rolled back. `transaction`: which of run_transactions' transactions
-    failed (those before it committed), `committed`: their `after` queries' cursors."""
-
-    def __init__(self, statement: Statement | None, error: psycopg.Error, transaction: int = 0, committed=()):
-        super().__init__(one_line(error))
-        self.statement, self.error = statement, error
-        self.transaction, self.committed = transaction, list(committed)
 
 
 @dataclass(frozen=True)
