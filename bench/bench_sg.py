@@ -23,6 +23,8 @@ from pathlib import Path
 
 from _timing import compare, time_command
 
+from cruddur.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 INV = str(Path(sys.executable).with_name("inv"))
 
@@ -94,15 +96,7 @@ def main(rounds: int) -> None:
             AllocatedStorage=20,
             VpcSecurityGroupIds=[group_id],
         )
-        project = {
-            "CONNECTION_URL",
-            "PROD_CONNECTION_URL",
-            "DB_SG_ID",
-            "DB_SG_RULE_ID",
-            "GITPOD_IP",
-            "IP_LOOKUP_URLS",
-            "RDS_MASTER_PASSWORD",
-        }
+        project = Settings.variables()
         env = {k: v for k, v in os.environ.items() if k not in project and not k.startswith("AWS_")}
         env.update(
             AWS_ENDPOINT_URL=endpoint,

@@ -135,6 +135,11 @@ class Settings:
             return int(self.pgport)
         raise ConfigError(f"CRUDDUR_PGPORT must be a TCP port number (1-65535), not {self.pgport!r}")
 
+    @classmethod
+    def variables(cls) -> frozenset[str]:
+        """The names of the environment variables the settings are read from."""
+        return frozenset(f.metadata["env"] for f in fields(cls) if "env" in f.metadata)
+
     def require(self, attribute: str) -> str:
         """The setting's value, or MissingSetting naming its variable and how to set it."""
         value = getattr(self, attribute)

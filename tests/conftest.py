@@ -24,6 +24,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
+from cruddur.config import Settings
 from cruddur.postgres import local_server, urls
 from tests.helpers import FULL_EXAMPLES, INV, ROOT, free_port, temporary_pgdata
 
@@ -37,19 +38,7 @@ hypothesis_settings.register_profile("quick", max_examples=FULL_EXAMPLES // 5)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 # Variables the project reads; a developer's own values must not leak into the tests.
-PROJECT_VARIABLES = {
-    "CONNECTION_URL",
-    "PROD_CONNECTION_URL",
-    "DB_SG_ID",
-    "DB_SG_RULE_ID",
-    "GITPOD_IP",
-    "IP_LOOKUP_URLS",
-    "RDS_MASTER_PASSWORD",
-    "CRUDDUR_PGDATA",
-    "CRUDDUR_PGPORT",
-    "AWS_COGNITO_USER_POOL_ID",
-    "LAMBDA_ROLE_ARN",
-}
+PROJECT_VARIABLES = Settings.variables()
 
 # A terminal's size, which a developer's shell may export and pytest-xdist sets in its workers
 # (80x24): output is piped here, and tests that want a width set COLUMNS themselves.
@@ -159,28 +148,27 @@ def database_url(server_url):
 def schema_url(request, server_url, schema_template):
     """A throwaway database with sql/schema.sql loaded (no seed data): database_url's own database
     when the test uses that too (the schema loaded into it), else a copy of schema_template."""
-    if "database_url" in request.fixturenames:
-        url = request.getfixturevalue("database_url")
-        with psycopg.connect(url) as conn:
-            conn.execute((ROOT / "sql" / "schema.sql").read_bytes())
-        yield url
-        return
-    url = _create_database(server_url, schema_template)
-    yield url
-    _drop_database(server_url, url)
+    yield from _loaded_database(request, server_url, schema_template, {"database_url"}, "database_url", "schema.sql")
 
 
 @pytest.fixture
 def seeded_url(request, server_url, seeded_template):
     """A throwaway database with sql/schema.sql and sql/seed.sql loaded: schema_url's (and
     database_url's) own database when the test uses those too, else a copy of seeded_template."""
-    if {"database_url", "schema_url"} & set(request.fixturenames):
-        url = request.getfixturevalue("schema_url")
+    yield from _loaded_database(request, server_url, seeded_template, {"database_url", "schema_url"}, "schema_url", "seed.sql")
+
+
+def _loaded_database(request, server_url: str, template: str, others: set[str], base: str, last_file: str):
+    """A copy of `template`; or, when the test also uses one of the `others` fixtures, the
+    `base` fixture's own database with sql/`last_file` loaded into it (one database, as a
+    test that asks for both expects)."""
+    if others & set(request.fixturenames):
+        url = request.getfixturevalue(base)
         with psycopg.connect(url) as conn:
-            conn.execute((ROOT / "sql" / "seed.sql").read_bytes())
+            conn.execute((ROOT / "sql" / last_file).read_bytes())
         yield url
         return
-    url = _create_database(server_url, seeded_template)
+    url = _create_database(server_url, template)
     yield url
     _drop_database(server_url, url)
 
