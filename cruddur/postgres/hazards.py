@@ -85,7 +85,10 @@ class Observed:
     rewritten: set[str] = field(default_factory=set)  # tables it rewrote (a new relfilenode)
 
 
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$([A-Za-z_]\w*)?\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
+# An E'' string first: a backslash escapes its quote there (E'it\'s'), and its E is part of it.
+_QUOTED = re.compile(
+    r"(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$([A-Za-z_]\w*)?\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S
+)
 
 
 def words(statement: str) -> str:
