@@ -63,10 +63,10 @@ def begin(
     return True
 
 
-def confirm(c, target, action: str, yes: bool) -> bool:
+def confirm(c, target, action: str, yes: bool, dry_run: bool = False) -> bool:
     """The protocol for a write that printed its own plan and loses no rows (no backup): False in
     a dry run (nothing changed), else on --prod the typed database name."""
-    return begin(c, target, action, [], yes=yes, backup=False)
+    return begin(c, target, action, [], yes=yes, backup=False, dry_run=dry_run)
 
 
 def back_up(target, out=None) -> Path | None:

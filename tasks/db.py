@@ -263,9 +263,13 @@ def _sessions_plan(target, headline: str) -> list[str]:
     """For a plan: `headline` with how many other client sessions hold the app database, then one
     line for each (the sessions a drop or kill ends)."""
     others = _other_sessions(target)
-    lines = [f"{headline} {len(others)} other session(s)" + (":" if others else "")]
-    lines += [f"  {row['pid']} {printable(row['user'])} {printable(row['app']) or '-'} ({printable(row['state'])})" for row in others]
-    return lines
+    return [f"{headline} {len(others)} other session(s)" + (":" if others else ""), *(_session_line(row) for row in others)]
+
+
+def _session_line(row: dict, with_database: bool = False) -> str:
+    """A session in a plan: pid, user, application and state (other people's text, escaped)."""
+    where = f" on {printable(row['db'] or '-')}" if with_database else ""
+    return f"  {row['pid']} {printable(row['user'])} {printable(row['app']) or '-'} ({printable(row['state'])}){where}"
 
 
 def _other_sessions(target) -> list[dict]:
@@ -567,25 +571,25 @@ def _sessions_table(rows: list[dict], width: int, with_type: bool = False):
         "yes": YES_HELP,
         "root": "end only the root blockers (sessions that block others and wait on no one), listed first",
         "pid": "end only this session (its pid, from inv db.sessions)",
-        "dry_run": "with --root: list the root blockers and end nothing",
+        "dry_run": "list the sessions it would end and end nothing (as inv --dry does)",
     }
 )
 def kill(c, prod=False, yes=False, root=False, pid=None, dry_run=False):
     """End the other client sessions on the app database (--root: only the root blockers)."""
     if root and pid is not None:
         raise UsageError("--root and --pid choose different sessions; give one of them")
-    if dry_run and not root:
-        raise UsageError("--dry-run goes with --root")
+    dry_run = is_dry(c, dry_run)
     if root:
         _kill_roots(c, prod, yes, dry_run)
         return
     if pid is not None:
-        _kill_one(c, prod, yes, number(pid, "--pid", default=None, minimum=1, integer=True))
+        _kill_one(c, prod, yes, number(pid, "--pid", default=None, minimum=1, integer=True), dry_run)
         return
     from cruddur.postgres import admin
 
-    target = app_database(prod, dry=is_dry(c))
-    if not begin(c, target, "end every other session on", _sessions_plan(target, f"will end, on {target}, its"), yes=yes, backup=False):
+    target = app_database(prod, dry=dry_run)
+    plan = _sessions_plan(target, f"will end, on {target}, its")
+    if not begin(c, target, "end every other session on", plan, yes=yes, backup=False, dry_run=dry_run):
         return
     results = admin.terminate_other_sessions(target.url)
     if not results:
@@ -603,7 +607,7 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     what became of each."""
     from cruddur.postgres import blocking
 
-    target = app_database(prod, dry=is_dry(c))
+    target = app_database(prod, dry=dry_run)
     roots = blocking.roots_on(blocking.tree(blocking.list_blocking(target.url)), target.dbname)
     if not roots:
         print(f"no session blocks another on {target}; nothing to do")
@@ -611,20 +615,19 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     print(f"{len(roots)} root blocker(s) on {target}:")
     for node in roots:
         print(f"  blocks {_waiter_count(node)}: {_node_line(node)}")
-    if dry_run:
-        print("dry run: nothing ended")
-        return
-    if not confirm(c, target, f"end {len(roots)} root blocker session(s) on", yes):
+    if not confirm(c, target, f"end {len(roots)} root blocker session(s) on", yes, dry_run):
         return
     results = blocking.end_roots(target.url, [node.pid for node in roots])
     _report_ended(results)
 
 
-def _kill_one(c, prod: bool, yes: bool, pid: int) -> None:
+def _kill_one(c, prod: bool, yes: bool, pid: int, dry_run: bool) -> None:
+    """Plan (the session, shown), confirm on prod, end it, say what became of it."""
     from cruddur.postgres import blocking
 
-    target = app_database(prod, dry=is_dry(c))
-    if not confirm(c, target, f"end session {pid} on the server of", yes):
+    target = app_database(prod, dry=dry_run)
+    plan = [f"will end session {pid} on the server of {target}:", _session_line(blocking.session(target.url, pid), with_database=True)]
+    if not begin(c, target, f"end session {pid} on the server of", plan, yes=yes, backup=False, dry_run=dry_run):
         return
     _report_ended([blocking.end_session(target.url, pid)])
 

@@ -24,7 +24,7 @@ from ._cli import (
     show,
     task,
 )
-from ._protocol import NO_BACKUP_HELP, begin, confirm, is_dry, table_lines, verify
+from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, confirm, is_dry, table_lines, verify
 
 LOCK_HELP = (
     f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g}, at most {MAX_LOCK_TIMEOUT:g})"
@@ -53,7 +53,7 @@ def new_migration(c, name):
         "prod": PROD_HELP,
         "yes": YES_HELP,
         "to": "apply the pending migrations up to and including this version only",
-        "dry_run": "print the plan and change nothing",
+        "dry_run": DRY_RUN_HELP,
         "lock_timeout": LOCK_HELP,
         "allow_out_of_order": "also apply pending versions older than the newest applied one (a branch merged late)",
         "no_backup": NO_BACKUP_HELP,
@@ -168,9 +168,7 @@ def _baseline(c, target, version: str, dry_run: bool, yes: bool) -> None:
         return
     print(f"{'would record' if dry_run else 'will record'} {len(chosen)} migration(s) as applied on {target}, without running them:")
     _list(chosen)
-    if dry_run:
-        return
-    if not confirm(c, target, f"record {len(chosen)} migration(s) as applied on", yes):
+    if not confirm(c, target, f"record {len(chosen)} migration(s) as applied on", yes, dry_run):
         return
     recorded = runner.baseline(target.url, directory, version, label_root=root, confirmed=chosen)
     print(f"recorded {len(recorded)} migration(s); {target.dbname} is at version {version}; inv db.migrations shows them all")
@@ -184,9 +182,10 @@ def _baseline(c, target, version: str, dry_run: bool, yes: bool) -> None:
         "to": "undo every applied migration newer than this version (it stays applied)",
         "lock_timeout": LOCK_HELP,
         "no_backup": NO_BACKUP_HELP,
+        "dry_run": DRY_RUN_HELP,
     }
 )
-def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, no_backup=False):
+def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, no_backup=False, dry_run=False):
     """Undo the newest applied migrations (default one)."""
     from cruddur.postgres import migrations as runner
 
@@ -195,7 +194,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     steps = number(steps, "--steps", default=1, minimum=1, integer=True)
     lock_timeout = lock_timeout_flag(lock_timeout, MIGRATION_LOCK_TIMEOUT)
     directory, root = _folders()
-    dry = is_dry(c)
+    dry = is_dry(c, dry_run)
     target = app_database(prod, dry=dry)
     if not dry:
         finish_swap_first(target, yes)
@@ -207,7 +206,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     print(f"{'would roll back' if dry else 'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
     if prod or dry:
         _list(chosen)
-    if not begin(c, target, f"roll back {len(chosen)} migration(s) of", [], yes=yes, no_backup=no_backup, recover=False):
+    if not begin(c, target, f"roll back {len(chosen)} migration(s) of", [], yes=yes, no_backup=no_backup, dry_run=dry, recover=False):
         return
     runner.rollback(
         target.url,
@@ -353,6 +352,8 @@ def migrations(c, prod=False, json_=False, check=False, accept=None, forget=None
 
     directory, root = _folders()
     if accept is not None or forget is not None:
+        if json_ or check:
+            raise UsageError("--accept and --forget change a record and show nothing; give them without --json and --check")
         _fix_record(c, prod, yes, accept, forget)
         return
     target = app_database(prod)
@@ -384,7 +385,8 @@ def _fix_record(c, prod: bool, yes: bool, accept: str | None, forget: str | None
     directory, root = _folders()
     target = app_database(prod, dry=is_dry(c))
     version = accept if accept is not None else forget
-    if not confirm(c, target, f"{'record' if accept is not None else 'forget'} migration {version} in the migrations' record of", yes):
+    change = f"record migration {version}, as its file is now, as applied" if accept is not None else f"forget migration {version}'s record"
+    if not begin(c, target, f"{change} in the migrations' record of", [f"will {change} on {target}"], yes=yes, backup=False):
         return
     if accept is not None:
         print(f"{runner.accept(target.url, directory, accept, root)} on {target}")

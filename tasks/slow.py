@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from cruddur.errors import UsageError
 from cruddur.formats import duration
 
 from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, print_json, printable, show, task
-from ._protocol import confirm, is_dry
+from ._protocol import begin, is_dry
 
 DEFAULT_LIMIT = 10
 
@@ -26,6 +27,8 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     from cruddur.errors import DatabaseError
     from cruddur.postgres import slow as stats
 
+    if reset and (json_ or limit is not None):
+        raise UsageError("--reset forgets the statistics and shows none; give it without --json and --limit")
     limit = number(limit, "--limit", default=DEFAULT_LIMIT, integer=True)
     target = app_database(prod, dry=is_dry(c))
     found = stats.readiness(target.url)
@@ -39,7 +42,7 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     if reset:
         writes.append(f"reset the {stats.EXTENSION} statistics of the server of")
     if writes:
-        if not confirm(c, target, " and ".join(writes), yes):
+        if not begin(c, target, " and ".join(writes), [f"will {' and '.join(writes)} {target}"], yes=yes, backup=False):
             return
     if found is stats.Readiness.NOT_CREATED:
         stats.create_extension(target.url)

@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 from ..errors import DatabaseError, one_line
 from ..timeouts import TERMINATE_WAIT
 from .connect import CLIENT_SESSION, connect
+from .sessions import list_sessions
 
 # Each session with what the tree shows of it. "waited" counts from the start of its oldest lock
 # wait (pg_locks.waitstart, PG 14+), else from its last change of state; "idle in transaction"
@@ -181,13 +182,19 @@ def end_roots(url: str, planned: list[int]) -> list[Ended]:
         return results
 
 
+def session(url: str, pid: int) -> dict:
+    """Session `pid` as inv db.sessions shows it (for a plan): DatabaseError when there is none."""
+    found = next((row for row in list_sessions(url) if row["pid"] == pid), None)
+    if found is None:
+        raise DatabaseError(f"no session has pid {pid}; inv db.sessions lists them")
+    return found
+
+
 def end_session(url: str, pid: int) -> Ended:
-    """End session `pid` (not this connection's own): DatabaseError when there is no such session."""
+    """End session `pid` (not this connection's own; one that has gone by then is reported so)."""
     with connect(url, autocommit=True) as conn:
         if pid == conn.info.backend_pid:
             raise DatabaseError(f"session {pid} is this task's own connection; nothing to end")
-        if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-            raise DatabaseError(f"no session has pid {pid}; inv db.sessions lists them")
         return _terminate(conn, pid)
 
 

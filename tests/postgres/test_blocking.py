@@ -207,7 +207,7 @@ def test_kill_root_dry_run_lists_and_ends_nothing(chains, run_task, database_url
     result = run_task("db.kill", "--root", "--dry-run", env={"CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("2 root blocker(s) on dev database ") and lines[-1] == "dry run: nothing ended"
+    assert lines[0].startswith("2 root blocker(s) on dev database ") and lines[-1] == "dry run: nothing changed"
     assert all(is_alive(database_url, session.pid) for session in (first, second, *waiters.values()))
     assert is_waiting(database_url, waiters["w3"].pid)
 
@@ -332,3 +332,16 @@ def test_sessions_waiting_on_each_other_still_show():
     assert [root.pid for root in roots] == [1]
     assert [(n.pid, n.cycle) for n in roots[0].waiters] == [(2, False)]
     assert sorted((n.pid, n.cycle) for n in roots[0].waiters[0].waiters) == [(1, True), (3, False)]
+
+
+def test_kill_pid_on_prod_shows_the_session_before_it_asks(chains, run_task, database_url):
+    first, second, waiters = chains
+    result = run_task("db.kill", "--prod", "--pid", str(first.pid), env={"PROD_CONNECTION_URL": database_url})
+    assert result.returncode == 1 and result.stderr.startswith("refused: end session")  # no terminal, no --yes
+    plan = result.stdout.splitlines()
+    assert plan[0] == f"will end session {first.pid} on the server of prod database {urls.describe(database_url)}:"
+    assert (
+        plan[1]
+        == f"  {first.pid} postgres {first.conn.info.parameter_status('application_name')} (idle in transaction) on {urls.dbname(database_url)}"
+    )
+    assert is_alive(database_url, first.pid)

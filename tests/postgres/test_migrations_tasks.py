@@ -15,6 +15,7 @@ from psycopg import conninfo, sql
 
 from cruddur.postgres import dump, migrations, urls
 from tests.helpers import INV, ROOT, Terminal, add_user, assert_one_line_error, table_count
+from tests.postgres.test_prod_guard import snapshot
 
 FOLDER = ROOT / "sql" / "migrations"
 VERSIONS = [m.version for m in migrations.load(FOLDER)]
@@ -480,3 +481,19 @@ def test_dbmate_runs_a_file_whose_last_statement_has_no_semicolon_as_inv_does(ru
     assert [s.version for s in migrations.migrate(schema_url, folder)] == ["20260101000000"]
     status = dbmate(schema_url, "status", folder=folder)
     assert "[X] 20260101000000_t.sql" in status.stdout, status.stderr
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["db.migrations", "--accept", "20260101000000", "--json"], "--accept and --forget change a record and show nothing"),
+        (["db.migrations", "--forget", "20260101000000", "--check"], "--accept and --forget change a record and show nothing"),
+        (["db.slow", "--reset", "--json"], "--reset forgets the statistics and shows none"),
+        (["db.slow", "--reset", "--limit", "3"], "--reset forgets the statistics and shows none"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_a_flag_the_write_would_ignore_is_refused_before_anything(run_task, seeded_url, args, said):
+    before = snapshot(seeded_url)
+    assert_one_line_error(run_task(*args, env={"CONNECTION_URL": seeded_url}), said)
+    assert snapshot(seeded_url) == before
