@@ -139,6 +139,8 @@ def migrate(
         print(f"nothing to do: {target.dbname} is up to date")
     else:
         print(f"{len(done)} applied; {target.dbname} is at version {done[-1].version}")
+    if prod:
+        _verify_record(target)
 
 
 PROD_RETRIES = 3  # tries after a lock timeout on production: a busy table frees up within seconds
@@ -218,6 +220,21 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
         confirmed=chosen if prod else None,
         on_rolled_back=lambda step: print(f"  rolled back {step.version}_{step.name} ({duration(step.seconds)})", flush=True),
     )
+    if prod:
+        _verify_record(target)
+
+
+def _verify_record(target) -> None:
+    """After a write on production: the migrations' record read back, counted by state."""
+    from collections import Counter
+
+    from cruddur.postgres import migrations as runner
+
+    directory, root = _folders()
+    rows = runner.overview(target.url, directory, root).rows
+    applied = [row.version for row in rows if row.state == runner.APPLIED]
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(Counter(row.state for row in rows).items()))
+    print(f"now {target.dbname} is at version {applied[-1] if applied else 'none'}: {counts or 'no migrations'}")
 
 
 def _show_plan(target, pending, dry_run: bool, as_json: bool) -> None:

@@ -182,6 +182,11 @@ def test_prod_migrate_prints_the_plan_then_backs_up_then_applies(run_task, schem
     finally:
         backup.unlink(missing_ok=True)
     assert applied_versions(schema_url) == VERSIONS
+    assert lines[-1] == f"now {urls.dbname(schema_url)} is at version {VERSIONS[-1]}: {len(VERSIONS)} applied"  # read back
+    rolled_back = run_task("db.rollback", "--prod", "--yes", "--no-backup", env=prod)
+    before_last = VERSIONS[-2] if len(VERSIONS) > 1 else "none"
+    counts = ", ".join(part for part in (f"{len(VERSIONS) - 1} applied" if len(VERSIONS) > 1 else "", "1 pending") if part)
+    assert rolled_back.stdout.splitlines()[-1] == f"now {urls.dbname(schema_url)} is at version {before_last}: {counts}"
 
 
 def test_prod_migrate_refuses_an_applied_file_that_changed(run_task, schema_url):
