@@ -414,7 +414,9 @@ def test_an_edited_applied_file_is_accepted_or_forgotten_and_prod_asks_first(run
         assert conn.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (BIO.version,)).fetchone() == ("what it was",)
     accepted = run_task("db.migrations", "--prod", "--yes", "--accept", BIO.version, env=prod)
     assert accepted.returncode == 0, accepted.stderr
-    assert accepted.stdout.startswith(f"recorded sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text")
+    plan, done = accepted.stdout.splitlines()
+    assert plan == f"will record migration {BIO.version}, as its file is now, as applied on prod database {urls.describe(schema_url)}"
+    assert done.startswith(f"recorded sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text")
     rows = json.loads(run_task("db.migrations", "--prod", "--json", env=prod).stdout)
     assert [r["state"] for r in rows if r["version"] == BIO.version] == ["applied"]
     assert run_task("db.migrations", "--prod", "--yes", "--forget", BIO.version, env=prod).returncode == 0
