@@ -26,6 +26,18 @@ def is_dry(c, dry_run: bool = False) -> bool:
     return bool(dry_run) or bool(c.config.run.dry)
 
 
+def dry_run_shown(c, plan: list[str], *, dry_run: bool = False, stream=None) -> bool:
+    """In a dry run, print the plan and say that nothing changed: True, and the task stops there.
+    Otherwise False, nothing printed. For writes with no database to confirm (AWS, files)."""
+    if not is_dry(c, dry_run):
+        return False
+    out = stream or sys.stdout
+    for line in plan:
+        print(line, file=out, flush=True)
+    print("dry run: nothing changed", file=out, flush=True)
+    return True
+
+
 def begin(
     c,
     target,
@@ -46,15 +58,12 @@ def begin(
     can lose data (a dump is then taken on prod). `recover`: whether to settle a half-done swap
     after the confirmation (tasks that settle it under their own lock pass False)."""
     out = stream or sys.stdout
-    dry = is_dry(c, dry_run)
-    if target.prod or dry:
-        for line in plan:
-            print(line, file=out, flush=True)
-    if dry:
-        print("dry run: nothing changed", file=out)
+    if dry_run_shown(c, plan, dry_run=dry_run, stream=out):
         return False
     if not target.prod:
         return True
+    for line in plan:
+        print(line, file=out, flush=True)
     confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
     if recover:
         recover_swap(target)

@@ -23,6 +23,7 @@ from ._cli import (
     show,
     task,
 )
+from ._protocol import DRY_RUN_HELP, dry_run_shown, is_dry
 
 RUNTIME_HELP = f"Lambda Python runtime to build for (default {DEFAULT_RUNTIME}, this Python's: only it puts byte code in the zip)"
 ARCH_HELP = f"x86_64 or arm64 (default {DEFAULT_ARCHITECTURE})"
@@ -40,13 +41,17 @@ def _build(runtime, arch, output=None):
     return built
 
 
+def _shown(path):
+    """A path inside the checkout relative to it (dist/...), any other whole."""
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+
 def _show_package(package) -> None:
     """The zip's summary: path, sizes, file count, runtime and CodeSha256."""
     from rich.text import Text
 
-    path = package.path.relative_to(PROJECT_ROOT) if package.path.is_relative_to(PROJECT_ROOT) else package.path
     out = console()
-    out.print(Text(str(path), style="bold"))
+    out.print(Text(str(_shown(package.path)), style="bold"))
     out.print(f"  size        {package.size:,} bytes ({byte_size(package.size)} zipped, {byte_size(package.unzipped_size)} unzipped)")
     out.print(f"  files       {package.files}{'' if package.bytecode else ' (no byte code)'}")
     out.print(f"  runtime     {package.runtime} ({package.architecture}), handler {package.handler}")
@@ -59,12 +64,26 @@ def _show_package(package) -> None:
         "arch": ARCH_HELP,
         "output": "where to write the zip (default dist/cruddur-post-confirmation.zip)",
         "json_": JSON_HELP,
+        "dry_run": DRY_RUN_HELP,
     }
 )
-def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, json_=False):
+def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, json_=False, dry_run=False):
     """Build the function's reproducible zip in dist/."""
     from pathlib import Path
 
+    if is_dry(c, dry_run):
+        from cruddur.lambda_build import package as lambda_package
+
+        planned = lambda_package.plan(runtime, arch, Path(output) if output else None)
+        plan = [
+            printable(
+                f"would build the zip for {planned.runtime} on {planned.architecture}"
+                f" ({'with' if planned.bytecode else 'without'} byte code) and write it to {_shown(planned.output)}"
+                f"{' (replacing the file there)' if planned.replaces else ''}"
+            )
+        ]
+        dry_run_shown(c, plan, dry_run=dry_run, stream=sys.stderr if json_ else None)
+        return
     result = _build(runtime, arch, Path(output) if output else None)
     if json_:
         print_json(result)
@@ -87,6 +106,7 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
         "subnet_ids": "creating: comma-separated subnet ids instead of the instance's",
         "security_group_ids": "creating: comma-separated security group ids instead of the instance's",
         "timeout": "creating: the function's timeout in seconds (default 5: Cognito waits no longer)",
+        "dry_run": DRY_RUN_HELP + "; the zip is built in a temporary folder to compare its code",
     }
 )
 def deploy(
@@ -101,8 +121,13 @@ def deploy(
     subnet_ids=None,
     security_group_ids=None,
     timeout=None,
+    dry_run=False,
 ):
     """Upload the zip to the function (creating it when missing), unless it already runs it."""
+    import tempfile
+    from contextlib import nullcontext
+    from pathlib import Path
+
     from rich.text import Text
 
     from cruddur.aws import clients, lambda_deploy
@@ -125,61 +150,90 @@ def deploy(
     lambda_client = lambda_deploy.client()
     # What creating the function needs (a role, the database's network) is settled before the build.
     creating = None if lambda_deploy.exists(lambda_client, name) else new_function()
-    result = _build(runtime, arch)
+    dry = is_dry(c, dry_run)
+    # A dry run builds in a temporary folder, removed afterwards: dist/ stays as it is.
+    with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") if dry else nullcontext() as scratch:
+        result = _build(runtime, arch, Path(scratch) / "function.zip" if dry else None)
+        with console(stderr=True).status(Text(f"{'Comparing with' if dry else 'Deploying to'} {name}...")):
+            deployment = lambda_deploy.deploy(
+                result,
+                function=name,
+                database=database,
+                lambda_client=lambda_client,
+                new_function=(lambda: creating) if creating else new_function,
+                reserved_concurrency=reserved,
+                dry=dry,
+            )
+    lines = _deployment_lines(name, deployment, creating if deployment.code == "created" else None, database, dry)
+    if dry_run_shown(c, lines, dry_run=dry_run):
+        return
     out = console()
-    with console(stderr=True).status(Text(f"Deploying to {name}...")):
-        deployment = lambda_deploy.deploy(
-            result,
-            function=name,
-            database=database,
-            lambda_client=lambda_client,
-            new_function=(lambda: creating) if creating else new_function,
-            reserved_concurrency=reserved,
-        )
-    out.print(Text(f"{name}: code {deployment.code} (CodeSha256 {deployment.code_sha256})"))
-    if deployment.changed:
-        out.print(Text(f"{name}: configuration {'set' if deployment.code == 'created' else 'updated'}: {', '.join(deployment.changed)}"))
-    elif deployment.code != "created":
-        out.print(Text(f"{name}: configuration unchanged"))
-    if database is not None:
-        state = "now allows" if deployment.policy_changed else "allows"
-        out.print(Text(f"{name}: its role {state} rds-db:connect as {database.user} ({database.resource_arn})"))
-        out.print(Text(f"{name}: connects to {database.host}:{database.port}/{database.dbname} with IAM tokens over TLS, no password"))
-    state = "set to" if deployment.concurrency_changed else "stays at"
-    out.print(
-        Text(
-            f"{name}: reserved concurrency {state} {deployment.concurrency}: at most {deployment.concurrency} database"
-            " connections from sign-ups, so a burst cannot use up the instance's (Cognito retries the throttled ones)"
-        )
-    )
+    for line in lines:
+        out.print(Text(line))
     if database is not None:
         print(f"next: inv db.roles --prod (creates {database.user} with IAM authentication, if not done yet)", file=sys.stderr)
     if deployment.code == "created":
         out.print(Text(f"next: inv lambda.attach{'' if name == FUNCTION_NAME else ' --name ' + shlex.quote(name)}"))
 
 
+def _deployment_lines(name, deployment, created, database, dry) -> list[str]:
+    """What the deploy did, or in a dry run would do (`created`: the new function's settings)."""
+    would = "would be " if dry else ""
+    lines = [f"{name}: code {would}{deployment.code} (CodeSha256 {deployment.code_sha256})"]
+    if created is not None and dry:
+        lines.append(
+            f"{name}: role {created.role_arn}, subnets {', '.join(created.subnet_ids)}, security groups"
+            f" {', '.join(created.security_group_ids)}, timeout {created.timeout} s"
+        )
+    if deployment.changed:
+        lines.append(
+            f"{name}: configuration {would}{'set' if deployment.code == 'created' else 'updated'}: {', '.join(deployment.changed)}"
+        )
+    elif deployment.code != "created":
+        lines.append(f"{name}: configuration unchanged")
+    if database is not None:
+        state = ("would allow" if dry else "now allows") if deployment.policy_changed else "allows"
+        lines.append(f"{name}: its role {state} rds-db:connect as {database.user} ({database.resource_arn})")
+        lines.append(
+            f"{name}: {'would connect' if dry else 'connects'} to {database.host}:{database.port}/{database.dbname}"
+            " with IAM tokens over TLS, no password"
+        )
+    state = f"{would}set to" if deployment.concurrency_changed else "stays at"
+    lines.append(
+        f"{name}: reserved concurrency {state} {deployment.concurrency}: at most {deployment.concurrency} database"
+        " connections from sign-ups, so a burst cannot use up the instance's (Cognito retries the throttled ones)"
+    )
+    return [printable(line) for line in lines]
+
+
 def _ids(value) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-@task(help={"name": NAME_HELP})
-def attach(c, name=FUNCTION_NAME):
+@task(help={"name": NAME_HELP, "dry_run": DRY_RUN_HELP})
+def attach(c, name=FUNCTION_NAME, dry_run=False):
     """Make the function the pool's post-confirmation trigger (AWS_COGNITO_USER_POOL_ID)."""
     from rich.text import Text
 
     from cruddur.aws import clients, cognito
 
     pool = cognito.pool_id(settings())
-    attachment = cognito.attach(clients.client("cognito-idp"), clients.client("lambda"), pool, name)
-    out = console()
+    dry = is_dry(c, dry_run)
+    attachment = cognito.attach(clients.client("cognito-idp"), clients.client("lambda"), pool, name, dry=dry)
+    lines = []
     if not attachment.changed:
-        out.print(Text(f"{pool}: {name} is already its post-confirmation trigger; nothing to do"))
-        return
+        lines.append(f"{pool}: {name} is already its post-confirmation trigger; nothing to do")
     if attachment.permission_granted:
-        out.print(Text(f"{name}: Cognito pool {pool} may now invoke it"))
+        lines.append(f"{name}: Cognito pool {pool} {'would be allowed to' if dry else 'may now'} invoke it")
     if attachment.trigger_changed:
         before = f" (was {attachment.previous_trigger})" if attachment.previous_trigger else ""
-        out.print(Text(f"{pool}: post-confirmation trigger set to {attachment.function_arn}{before}"))
+        lines.append(f"{pool}: post-confirmation trigger {'would be ' if dry else ''}set to {attachment.function_arn}{before}")
+    lines = [printable(line) for line in lines]
+    if dry_run_shown(c, lines, dry_run=dry_run):
+        return
+    out = console()
+    for line in lines:
+        out.print(Text(line))
 
 
 @task(

@@ -9,6 +9,7 @@ import sys
 from cruddur.timeouts import RDS_WAIT_TIMEOUT
 
 from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, progress_line, settings, show, task
+from ._protocol import DRY_RUN_HELP, dry_run_shown, is_dry
 
 IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
 TIMEOUT_HELP = f"(default {RDS_WAIT_TIMEOUT:g})"
@@ -104,6 +105,7 @@ def _wait(client, identifier, timeout):
         "iam_auth": "IAM database authentication, so the app's roles need no password (default yes; --no-iam-auth)",
         "wait": "wait until the instance is available",
         "timeout": f"seconds to wait with --wait {TIMEOUT_HELP}",
+        "dry_run": DRY_RUN_HELP,
     }
 )
 def create(
@@ -121,6 +123,7 @@ def create(
     iam_auth=True,
     wait=False,
     timeout=None,
+    dry_run=False,
 ):
     """Create the RDS PostgreSQL instance (an existing one is kept).
 
@@ -150,12 +153,16 @@ def create(
         iam_auth=iam_auth,
     )
     client = clients.client("rds")
+    if is_dry(c, dry_run):
+        existing = library.existing_for_create(client, options)
+        dry_run_shown(c, options.summary() if existing is None else [_kept(existing, "would be left")], dry_run=dry_run)
+        return
     instance, created = library.create(client, options, lambda: _master_password(config))
     engine = f"{instance.engine} {instance.engine_version}"
     if created:
         print(f"creating {instance.identifier} ({engine}, {instance.instance_class}): {instance.status}")
     else:
-        print(f"{instance.identifier} already exists ({engine}): {instance.status}; left as it is")
+        print(_kept(instance, "left"))
     if wait:
         instance = _wait(client, instance.identifier, timeout)
         print(f"{instance.identifier}: {instance.status} ({instance.engine} {instance.engine_version})")
@@ -166,6 +173,10 @@ def create(
         _next(f"{sg_update} (opens port 5432 of the instance's security group to this workspace)")
     else:
         _next(f"{for_instance('inv rds.wait', instance.identifier)}, then {sg_update}")
+
+
+def _kept(instance, verb: str) -> str:
+    return f"{instance.identifier} already exists ({instance.engine} {instance.engine_version}): {instance.status}; {verb} as it is"
 
 
 @task(help={"identifier": IDENTIFIER_HELP, "json": JSON_HELP})
@@ -265,19 +276,19 @@ def url(c, identifier=None, show_password=False):
     print("# then: inv db.roles --prod (the Lambda's and the backend's own roles, IAM auth)", file=sys.stderr)
 
 
-@task(help={"identifier": IDENTIFIER_HELP})
-def stop(c, identifier=None):
+@task(help={"identifier": IDENTIFIER_HELP, "dry_run": DRY_RUN_HELP})
+def stop(c, identifier=None, dry_run=False):
     """Stop the instance to save money (AWS restarts it after 7 days)."""
-    instance = _move("stop", identifier)
+    instance = _move(c, "stop", identifier, dry_run)
     if instance:
         start_again = for_instance("inv rds.start", instance.identifier)
         print(f"{instance.identifier}: {instance.status} (AWS starts a stopped instance again after 7 days; {start_again})")
 
 
-@task(help={"identifier": IDENTIFIER_HELP})
-def start(c, identifier=None):
+@task(help={"identifier": IDENTIFIER_HELP, "dry_run": DRY_RUN_HELP})
+def start(c, identifier=None, dry_run=False):
     """Start a stopped instance."""
-    instance = _move("start", identifier)
+    instance = _move(c, "start", identifier, dry_run)
     if instance:
         hint = (
             "" if instance.status == "available" else f"; wait until it is available: {for_instance('inv rds.wait', instance.identifier)}"
@@ -285,13 +296,16 @@ def start(c, identifier=None):
         print(f"{instance.identifier}: {instance.status}{hint}")
 
 
-def _move(action: str, identifier):
-    """Stop or start the instance; the instance after the move, or None when it was already there."""
+def _move(c, action: str, identifier, dry_run):
+    """Stop or start the instance; the instance after the move, or None when it was already there
+    or this is a dry run (which says what it would do)."""
     from cruddur.aws import clients
 
-    instance, moved = getattr(_library(), action)(clients.client("rds"), _library().chosen_identifier(identifier))
+    dry = is_dry(c, dry_run)
+    instance, moved = getattr(_library(), action)(clients.client("rds"), _library().chosen_identifier(identifier), dry=dry)
     if not moved:
         print(f"{instance.identifier} is already {instance.status}; nothing to do")
+    if dry_run_shown(c, [f"would {action} {instance.identifier} (now: {instance.status})"] if moved else [], dry_run=dry_run) or not moved:
         return None
     return instance
 
@@ -301,9 +315,10 @@ def _move(action: str, identifier):
         "identifier": IDENTIFIER_HELP,
         "skip_final_snapshot": "delete without a final snapshot (its data is gone for good)",
         "yes": "do not ask to type the identifier",
+        "dry_run": DRY_RUN_HELP,
     }
 )
-def delete(c, identifier=None, skip_final_snapshot=False, yes=False):
+def delete(c, identifier=None, skip_final_snapshot=False, yes=False, dry_run=False):
     """Delete the instance, after a final snapshot unless skipped.
 
     Asks to type the identifier on a terminal; refuses off a terminal without --yes.
@@ -315,6 +330,8 @@ def delete(c, identifier=None, skip_final_snapshot=False, yes=False):
     instance = library.get_instance(client, library.chosen_identifier(identifier))
     snapshot_note = "without a final snapshot" if skip_final_snapshot else "keeping a final snapshot"
     where = f"{instance.endpoint} in {clients.region(client)} ({snapshot_note})"
+    if dry_run_shown(c, [f"would delete RDS instance {instance.identifier} ({instance.status}) at {where}"], dry_run=dry_run):
+        return
     confirm_destructive(f"delete RDS instance {instance.identifier}", instance.identifier, where, yes)
     instance, snapshot = library.delete(client, instance.identifier, skip_final_snapshot)
     print(f"{instance.identifier}: {instance.status}")

@@ -40,7 +40,7 @@ def update(c, description=None, identifier=None, dry_run=False):
     from cruddur.aws.rds import chosen_identifier
     from cruddur.errors import ConfigError
 
-    from ._protocol import is_dry
+    from ._protocol import dry_run_shown, is_dry
 
     dry_run = is_dry(c, dry_run)
     config = settings()
@@ -78,8 +78,7 @@ def update(c, description=None, identifier=None, dry_run=False):
     else:
         where = f"{change.after.rule_id} in {group_id}"
         print(f"{where}: {change.before} -> {change.after} (IP from {found.source})")
-    if dry_run:
-        print("dry run: nothing changed")
+    if dry_run_shown(c, [], dry_run=dry_run):
         return
     rule_id = sg.apply(ec2, change)
     print(f"added {rule_id}" if change.before is None else "updated")

@@ -203,25 +203,26 @@ class Attachment:
         return self.trigger_changed or self.permission_granted
 
 
-def attach(cognito: Any, lambda_client: Any, user_pool_id: str, function: str) -> Attachment:
+def attach(cognito: Any, lambda_client: Any, user_pool_id: str, function: str, dry: bool = False) -> Attachment:
     """Make `function` the pool's post-confirmation trigger, allowed to be invoked by the pool.
 
     The grant comes first, so the pool never calls a function it may not invoke. The pool's
-    other triggers and settings stay as they are; a second run changes nothing."""
+    other triggers and settings stay as they are; a second run changes nothing. `dry`: the same
+    reads, no write; the Attachment says what a real run would change."""
     with translated():
         function_arn = lambda_client.get_function(FunctionName=function)["Configuration"]["FunctionArn"]
         pool = cognito.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
-    granted = _grant_invoke(lambda_client, function, user_pool_id, pool["Arn"])
+    granted = _grant_invoke(lambda_client, function, user_pool_id, pool["Arn"], dry)
     triggers = dict(pool.get("LambdaConfig") or {})
     previous = triggers.get(POST_CONFIRMATION)
-    if previous != function_arn:
+    if previous != function_arn and not dry:
         triggers[POST_CONFIRMATION] = function_arn
         with translated():
             cognito.update_user_pool(**_settings_kept(cognito, pool), UserPoolId=user_pool_id, LambdaConfig=triggers)
     return Attachment(user_pool_id, function_arn, previous, previous != function_arn, granted)
 
 
-def _grant_invoke(lambda_client: Any, function: str, user_pool_id: str, pool_arn: str) -> bool:
+def _grant_invoke(lambda_client: Any, function: str, user_pool_id: str, pool_arn: str, dry: bool) -> bool:
     import json
 
     from ..errors import AwsError
@@ -238,6 +239,8 @@ def _grant_invoke(lambda_client: Any, function: str, user_pool_id: str, pool_arn
         source = ((statement.get("Condition") or {}).get("ArnLike") or {}).get("AWS:SourceArn")
         if principal == COGNITO_PRINCIPAL and source == pool_arn and statement.get("Effect") == "Allow":
             return False
+    if dry:
+        return True
     with translated():
         lambda_client.add_permission(
             FunctionName=function,

@@ -143,19 +143,26 @@ def deploy(
     new_function: Callable[[], NewFunction] | None = None,
     reserved_concurrency: int | None = None,
     iam_client=None,
+    dry: bool = False,
 ) -> Deployment:
     """Upload the package unless the function already runs these exact bytes; then make the
     function's handler, runtime (and, with `database`, its DB_* settings, its role's
     rds-db:connect policy) and reserved concurrency (when given) match. Waits for each update.
 
     A missing function is created from `new_function()` (asked only then), or is an error
-    without it."""
+    without it. `dry`: the same reads and comparisons, no write; the Deployment says what a
+    real run would do (the package's zip is not read)."""
     lambda_client = lambda_client or client()
     current = _read_configuration(lambda_client, function, creatable=new_function is not None)
     if current is None:
-        created = _create(lambda_client, package, function, database, new_function())
-        current = _read_configuration(lambda_client, function)
-        return _align_access(lambda_client, iam_client, created, current, database, reserved_concurrency)
+        new = new_function()
+        if dry:
+            changed = tuple(database.variables()) if database is not None else ()
+            created, current = Deployment(function, "created", package.code_sha256, changed), {"Role": new.role_arn}
+        else:
+            created = _create(lambda_client, package, function, database, new)
+            current = _read_configuration(lambda_client, function)
+        return _align_access(lambda_client, iam_client, created, current, database, reserved_concurrency, dry)
     if current.get("LastUpdateStatus") == "InProgress":
         # Lambda refuses a second update while one is running (ResourceConflictException);
         # what the running update leaves behind is what to compare against.
@@ -164,40 +171,46 @@ def deploy(
 
     code = "unchanged"
     if current.get("CodeSha256") != package.code_sha256:
-        zipped = package.path.read_bytes()
-        with clients.translated():
-            updated = lambda_client.update_function_code(FunctionName=function, ZipFile=zipped, Architectures=[package.architecture])
-        _wait_updated(lambda_client, function)
-        if updated.get("CodeSha256") != package.code_sha256:
-            raise AwsError(
-                f"function {function} reports CodeSha256 {updated.get('CodeSha256')} after the upload,"
-                f" not the package's {package.code_sha256}"
-            )
+        if not dry:
+            _upload(lambda_client, function, package)
         code = "updated"
 
     changes, changed = _configuration_changes(current, package, database)
-    if changes:
+    if changes and not dry:
         with clients.translated():
             lambda_client.update_function_configuration(FunctionName=function, **changes)
         _wait_updated(lambda_client, function)
     deployment = Deployment(function, code, package.code_sha256, changed)
-    return _align_access(lambda_client, iam_client, deployment, current, database, reserved_concurrency)
+    return _align_access(lambda_client, iam_client, deployment, current, database, reserved_concurrency, dry)
 
 
-def _align_access(lambda_client, iam_client, deployment: Deployment, current: dict, database, reserved_concurrency) -> Deployment:
+def _upload(lambda_client, function: str, package: Package) -> None:
+    zipped = package.path.read_bytes()
+    with clients.translated():
+        updated = lambda_client.update_function_code(FunctionName=function, ZipFile=zipped, Architectures=[package.architecture])
+    _wait_updated(lambda_client, function)
+    if updated.get("CodeSha256") != package.code_sha256:
+        raise AwsError(
+            f"function {function} reports CodeSha256 {updated.get('CodeSha256')} after the upload, not the package's {package.code_sha256}"
+        )
+
+
+def _align_access(lambda_client, iam_client, deployment: Deployment, current: dict, database, reserved_concurrency, dry) -> Deployment:
     from dataclasses import replace
 
     if database is not None:
-        deployment = replace(deployment, policy_changed=allow_connect(iam_client or clients.client("iam"), current["Role"], database))
+        deployment = replace(deployment, policy_changed=allow_connect(iam_client or clients.client("iam"), current["Role"], database, dry))
     if reserved_concurrency is not None:
-        changed = reserve_concurrency(lambda_client, deployment.function, reserved_concurrency)
+        # A function not created yet (a dry run's) has no concurrency to read: it would be set.
+        missing = dry and deployment.code == "created"
+        changed = missing or reserve_concurrency(lambda_client, deployment.function, reserved_concurrency, dry)
         deployment = replace(deployment, concurrency=reserved_concurrency, concurrency_changed=changed)
     return deployment
 
 
-def allow_connect(iam_client, role_arn: str, database: DatabaseAccess) -> bool:
+def allow_connect(iam_client, role_arn: str, database: DatabaseAccess, dry: bool = False) -> bool:
     """The execution role's inline policy allowing rds-db:connect as the database user, put
-    there unless it already says exactly that; whether it changed."""
+    there unless it already says exactly that (`dry`: left as it is); whether it changed (would)."""
     from botocore.exceptions import ClientError
 
     role = role_arn.rsplit("/", 1)[-1]
@@ -213,18 +226,19 @@ def allow_connect(iam_client, role_arn: str, database: DatabaseAccess) -> bool:
             from urllib.parse import unquote
 
             found = json.loads(unquote(found))
-        if found == wanted:
-            return False
+        if found == wanted or dry:
+            return found != wanted
         iam_client.put_role_policy(RoleName=role, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted))
     return True
 
 
-def reserve_concurrency(lambda_client, function: str, count: int) -> bool:
-    """The function's reserved concurrency set to `count` unless it is already; whether it changed."""
+def reserve_concurrency(lambda_client, function: str, count: int, dry: bool = False) -> bool:
+    """The function's reserved concurrency set to `count` unless it is already (`dry`: left as it
+    is); whether it changed (would)."""
     with clients.translated():
         found = lambda_client.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions")
-        if found == count:
-            return False
+        if found == count or dry:
+            return found != count
         lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=count)
     return True
 

@@ -98,6 +98,22 @@ class CreateOptions:
         if not 20 <= self.storage_gb <= 65536:
             raise ConfigError(f"storage {self.storage_gb} GB is out of range: gp2 takes 20 to 65536 GB")
 
+    def summary(self) -> list[str]:
+        """What create would make, one line per idea (the password is neither read nor shown)."""
+        support = "with" if self.extended_support else "without"
+        keeper = (
+            "RDS keeps the master password in Secrets Manager"
+            if self.manage_password
+            else "you keep the master password (RDS_MASTER_PASSWORD, or asked on a terminal)"
+        )
+        return [
+            f"would create {self.identifier}: postgres {self.engine_version} ({support} Extended Support), {self.instance_class},"
+            f" {self.storage_gb} GB gp2, in {self.availability_zone}",
+            f"  database {self.db_name}, master user {self.username}, {'public' if self.publicly_accessible else 'not public'},"
+            f" IAM database authentication {'on' if self.iam_auth else 'off'}",
+            f"  {keeper}",
+        ]
+
     def parameters(self, password: str | None) -> dict:
         params = dict(
             DBInstanceIdentifier=self.identifier,
@@ -219,13 +235,18 @@ def get_instance(rds: Any, identifier: str) -> Instance:
     return instance
 
 
+def existing_for_create(rds: Any, options: CreateOptions) -> Instance | None:
+    """The options checked, then the instance create would leave as it is (None: create would make it)."""
+    options.check()
+    return find_instance(rds, options.identifier)
+
+
 def create(rds: Any, options: CreateOptions, password: Callable[[], str]) -> tuple[Instance, bool]:
     """The instance, and whether it was created now (False: it already existed, left as it is).
 
     `password` is asked for only when the instance has to be created and RDS does not manage it.
     """
-    options.check()
-    existing = find_instance(rds, options.identifier)
+    existing = existing_for_create(rds, options)
     if existing:
         return existing, False
     secret = None
@@ -315,20 +336,22 @@ def wait_available(
             raise AwsError(f"timed out after {timeout:g}s: RDS instance {identifier} is still {status}")
 
 
-def stop(rds: Any, identifier: str) -> tuple[Instance, bool]:
-    """The instance, and whether this call stopped it (False: it was stopped or stopping already)."""
-    return _move(rds, identifier, STOPPED, rds.stop_db_instance)
+def stop(rds: Any, identifier: str, dry: bool = False) -> tuple[Instance, bool]:
+    """The instance, and whether this call stopped it (False: it was stopped or stopping already).
+    `dry`: whether it would, the instance read as it is and left so."""
+    return _move(rds, identifier, STOPPED, rds.stop_db_instance, dry)
 
 
-def start(rds: Any, identifier: str) -> tuple[Instance, bool]:
-    """The instance, and whether this call started it (False: it was available or starting already)."""
-    return _move(rds, identifier, RUNNING, rds.start_db_instance)
+def start(rds: Any, identifier: str, dry: bool = False) -> tuple[Instance, bool]:
+    """The instance, and whether this call started it (False: it was available or starting already).
+    `dry`: whether it would, the instance read as it is and left so."""
+    return _move(rds, identifier, RUNNING, rds.start_db_instance, dry)
 
 
-def _move(rds: Any, identifier: str, already: set[str], action: Callable[..., dict]) -> tuple[Instance, bool]:
+def _move(rds: Any, identifier: str, already: set[str], action: Callable[..., dict], dry: bool) -> tuple[Instance, bool]:
     current = get_instance(rds, identifier)
-    if current.status in already:
-        return current, False
+    if current.status in already or dry:
+        return current, current.status not in already
     with translated():
         item = action(DBInstanceIdentifier=identifier)["DBInstance"]
     return Instance.from_api(item), True

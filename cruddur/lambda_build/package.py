@@ -115,6 +115,35 @@ def code_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What build would write, before anything is."""
+
+    output: Path
+    runtime: str
+    architecture: str
+    platforms: tuple[str, ...]  # the wheel platforms pip would take
+    bytecode: bool  # the zip would carry byte code
+    replaces: bool  # a file is at `output` already
+
+
+def plan(
+    runtime: str = DEFAULT_RUNTIME, architecture: str = DEFAULT_ARCHITECTURE, output: Path | None = None, handler_file: Path = HANDLER_FILE
+) -> Plan:
+    """build's inputs checked as build checks them, and where it would write (default
+    DEFAULT_OUTPUT, read at call time); nothing is written."""
+    output = DEFAULT_OUTPUT if output is None else output
+    platforms = tuple(platform_tags(runtime, architecture))
+    if not handler_file.is_file():
+        raise PackageError(f"the handler {handler_file} does not exist")
+    bytecode = python_version(runtime) == building_python()
+    try:
+        replaces = output.exists()
+    except OSError:  # a name too long, say: the write says so
+        replaces = False
+    return Plan(output, runtime, architecture, platforms, bytecode, replaces)
+
+
 def build(
     runtime: str = DEFAULT_RUNTIME,
     architecture: str = DEFAULT_ARCHITECTURE,
@@ -129,12 +158,10 @@ def build(
     """Build the function's zip at `output` (default DEFAULT_OUTPUT, read at call time) and describe
     it; wheels come from `wheel_cache` (default DEFAULT_WHEEL_CACHE). progress(step, done_bytes)
     hears each step."""
-    output = DEFAULT_OUTPUT if output is None else output
+    planned = plan(runtime, architecture, output, handler_file)
+    output, bytecode = planned.output, planned.bytecode
     wheel_cache = DEFAULT_WHEEL_CACHE if wheel_cache is None else wheel_cache
-    target = _PipTarget(python_version(runtime), tuple(platform_tags(runtime, architecture)), architecture)
-    if not handler_file.is_file():
-        raise PackageError(f"the handler {handler_file} does not exist")
-    bytecode = python_version(runtime) == building_python()
+    target = _PipTarget(python_version(runtime), planned.platforms, architecture)
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
         progress("installing the requirements (pip)")

@@ -374,8 +374,9 @@ def test_wait_shows_a_progress_line_on_a_terminal(base_env, env, created):
         (("rds.create", "--wait", "--timeout", "nan"), "--timeout must be a number of 0 or more, not 'nan'"),
     ],
 )
-def test_create_refuses_a_bad_number_and_creates_nothing(run_task, env, server_rds, args, message):
-    assert_one_line_error(run_task(*args, env=env), message)
+@pytest.mark.parametrize("dry", [(), ("--dry",)], ids=["", "dry"])
+def test_create_refuses_a_bad_number_and_creates_nothing(run_task, env, server_rds, args, message, dry):
+    assert_one_line_error(run_task(*dry, *args, env=env), message)
     assert instances(server_rds) == {}
 
 
