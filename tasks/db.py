@@ -27,7 +27,7 @@ from ._cli import (
     show,
     task,
 )
-from ._protocol import NO_BACKUP_HELP, begin, confirm, is_dry, table_lines, verify
+from ._protocol import NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, table_lines, verify
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -208,8 +208,7 @@ def connect(c, prod=False, command=None, write=False, yes=False, no_backup=False
         if not begin(c, target, "run SQL that may write in", plan, yes=yes, no_backup=no_backup):
             return
     elif command is not None:
-        if dry:
-            print(f"would run on {target}, read-only: {printable(command)}\ndry run: nothing changed")
+        if dry_run_shown(c, [f"would run on {target}, read-only: {printable(command)}"]):
             return
         env = psql.read_only_env()
     elif target.prod:

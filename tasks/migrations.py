@@ -24,7 +24,7 @@ from ._cli import (
     show,
     task,
 )
-from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, confirm, is_dry, table_lines, verify
+from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, table_lines, verify
 
 LOCK_HELP = (
     f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g}, at most {MAX_LOCK_TIMEOUT:g})"
@@ -45,7 +45,8 @@ def new_migration(c, name):
     directory, root = _folders()
     path = runner.new_migration(directory, name, dry_run=is_dry(c))
     shown = path.relative_to(root) if path.is_relative_to(root) else path
-    print(f"would write {shown}\ndry run: nothing changed" if is_dry(c) else shown)
+    if not dry_run_shown(c, [f"would write {shown}"]):
+        print(shown)
 
 
 @task(
@@ -492,8 +493,7 @@ def dump(c, prod=False, output=None):
 
     target = app_database(prod, dry=is_dry(c))
     path = Path(output) if output else backups.default_path(settings().backups_dir, target.dbname)
-    if is_dry(c):
-        print(f"would dump {target} to {path}\ndry run: nothing changed")
+    if dry_run_shown(c, [f"would dump {target} to {path}"]):
         return
     with progress_line(f"dumping {target.dbname}") as report:
         size = backups.dump(target.url, path, report)
