@@ -15,6 +15,7 @@ DUMP_LOCK_WAIT = 5.0  # pg_dump waits this long for each table's share lock
 SWAP_STEP_WAIT = 5.0  # a rename or drop of the swap waits this long for a lock on its database
 MAX_LOCK_TIMEOUT = 86400.0  # the longest lock wait a --lock-timeout flag may ask for (a day)
 MIGRATION_RETRY_MAX_PAUSE = 30.0  # db.migrate --retries: the longest pause between two tries
+MIGRATION_RETRY_FIRST_PAUSE = 0.5  # ... and the first one (it doubles each try, with jitter)
 EXTENSION_LOCK_TIMEOUT = 5.0  # db.slow's CREATE EXTENSION pg_stat_statements waits this long for a lock
 TABLE_COUNT_WAIT = 2.0  # a write's plan counts a table's rows this long (lock included), then estimates
 CATALOG_READ_LOCK_TIMEOUT = 5.0  # the migration plan's table sizes and the drift check's catalog reads
@@ -48,6 +49,7 @@ SERVER_READY_TIMEOUT = 30.0  # db.wait's default
 POOL_CHECKOUT_TIMEOUT = 10.0  # the longest wait for a free connection
 POOL_OPEN_TIMEOUT = 10.0  # open(): the first connections work within this
 POOL_CLOSE_TIMEOUT = 5.0  # close() waits this long for connections in use
+POOL_CHECK_AFTER = 0.5  # a connection idle this long is tested (one round trip) before it is handed out
 # Every statement of the client: a request must fail rather than queue behind a migration or a
 # forgotten open transaction (Database's lock_timeout and statement_timeout defaults).
 CLIENT_LOCK_TIMEOUT = 5.0
@@ -55,6 +57,7 @@ CLIENT_STATEMENT_TIMEOUT = 15.0
 
 # Watching and polling.
 BLOCKER_POLL_SECONDS = 0.05  # how often the lock watcher looks for a blocking session
+BLOCKER_WATCH_AFTER = 0.5  # the watcher opens its connection for a statement still running this long (at most)
 SESSIONS_REFRESH_SECONDS = 2.0  # db.sessions --watch's default interval
 PROGRESS_POLL_SECONDS = 0.2  # how often a dump's progress line reads the size written so far
 

@@ -387,17 +387,17 @@ def setup(c, prod=False, yes=False, no_backup=False):
 def sessions(c, prod=False, all=False, tree=False, json_=False, watch=False, interval=None):
     """Show who is connected: state, waits, blockers (--tree: who blocks whom)."""
     interval = number(interval, "--interval", default=SESSIONS_REFRESH_SECONDS, minimum=0.1)
+    from cruddur.postgres.sessions import list_sessions
+
     url = app_database(prod).url
     if tree:
         from cruddur.postgres import blocking
 
         if json_:
-            print_json([node.as_json() for node in blocking.tree(blocking.list_blocking(url))])
+            print_json([node.as_json() for node in blocking.tree(list_sessions(url))])
             return
-        _show_or_watch(lambda width: _blocking_tree(blocking.list_blocking(url), width, prod), watch, interval)
+        _show_or_watch(lambda width: _blocking_tree(list_sessions(url), width, prod), watch, interval)
         return
-    from cruddur.postgres.sessions import list_sessions
-
     if json_:
         print_json(list_sessions(url, all))
         return
@@ -605,9 +605,10 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     """Plan (the root blockers, listed), confirm on prod, end each that is still a root, say
     what became of each."""
     from cruddur.postgres import blocking
+    from cruddur.postgres.sessions import list_sessions
 
     target = app_database(prod, dry=dry_run)
-    roots = blocking.roots_on(blocking.tree(blocking.list_blocking(target.url)), target.dbname)
+    roots = blocking.roots_on(blocking.tree(list_sessions(target.url)), target.dbname)
     if not roots:
         print(f"no session blocks another on {target}; nothing to do")
         return

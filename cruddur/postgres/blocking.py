@@ -6,41 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import errors, sql
-from psycopg.rows import dict_row
+from psycopg import errors
 
 from ..errors import DatabaseError, one_line
 from ..timeouts import TERMINATE_WAIT
-from .connect import CLIENT_SESSION, connect
-from .sessions import list_sessions
-
-# Each session with what the tree shows of it. "waited" counts from the start of its oldest lock
-# wait (pg_locks.waitstart, PG 14+), else from its last change of state; "idle in transaction"
-# from its last change of state.
-TREE_SQL = sql.SQL("""
-SELECT a.pid,
-       a.usename AS "user",
-       a.datname AS db,
-       a.application_name AS app,
-       a.state,
-       nullif(concat_ws(':', a.wait_event_type, a.wait_event), '') AS wait_event,
-       a.query,
-       blocking.pids AS blocked_by,
-       CASE WHEN cardinality(blocking.pids) > 0 THEN
-            extract(epoch FROM greatest(clock_timestamp() - coalesce(
-                (SELECT min(l.waitstart) FROM pg_locks AS l WHERE l.pid = a.pid AND NOT l.granted),
-                a.state_change, a.query_start), '0'))::float8
-       END AS waited_seconds,
-       CASE WHEN starts_with(a.state, 'idle in transaction') THEN
-            extract(epoch FROM greatest(clock_timestamp() - a.state_change, '0'))::float8
-       END AS idle_in_transaction_seconds,
-       extract(epoch FROM greatest(clock_timestamp() - a.xact_start, '0'))::float8 AS transaction_seconds,
-       a.pid = pg_backend_pid() AS this_session
-FROM pg_stat_activity AS a
-CROSS JOIN LATERAL (SELECT pg_blocking_pids(a.pid) AS pids) AS blocking
-WHERE {client_session}
-ORDER BY a.pid
-""").format(client_session=sql.SQL(CLIENT_SESSION))
+from .connect import connect
+from .sessions import list_sessions, read_sessions
 
 
 @dataclass
@@ -75,27 +46,12 @@ class Node:
         }
 
 
-def list_blocking(url: str) -> list[dict]:
-    """Every client session on the server (all databases), one dict each, with whom it waits for."""
-    with connect(url, autocommit=True) as conn:
-        return read_blocking(conn)
-
-
-def read_blocking(conn: psycopg.Connection) -> list[dict]:
-    try:
-        with conn.cursor(row_factory=dict_row) as cursor:
-            return cursor.execute(TREE_SQL).fetchall()
-    except psycopg.Error as e:
-        raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
-
-
 def root_pids(sessions: list[dict]) -> list[int]:
     """The sessions that block others and wait on no one, the longest in a transaction first.
 
     A blocker that pg_stat_activity does not show counts as a root. Sessions that only wait on
     each other (a cycle, with no root above it) are represented by their lowest pid."""
-    by_pid = {row["pid"]: row for row in sessions}
-    waits_for = {row["pid"]: list(dict.fromkeys(row["blocked_by"] or [])) for row in sessions}
+    by_pid, waits_for = _graph(sessions)
     blocking = {blocker for blockers in waits_for.values() for blocker in blockers}
     roots = [pid for pid in blocking if not waits_for.get(pid)]
     waiters = _waiters_of(waits_for)
@@ -111,6 +67,11 @@ def root_pids(sessions: list[dict]) -> list[int]:
         return (seconds is None, -(seconds or 0), pid)
 
     return sorted(roots, key=oldest_first)
+
+
+def _graph(sessions: list[dict]) -> tuple[dict[int, dict], dict[int, list[int]]]:
+    """Each session by pid, and whom each waits for (each blocker once, in pg_blocking_pids' order)."""
+    return {row["pid"]: row for row in sessions}, {row["pid"]: list(dict.fromkeys(row["blocked_by"] or [])) for row in sessions}
 
 
 def _waiters_of(waits_for: dict[int, list[int]]) -> dict[int, list[int]]:
@@ -134,8 +95,7 @@ def _reachable(starts: list[int], waiters: dict[int, list[int]]) -> set[int]:
 def tree(sessions: list[dict]) -> list[Node]:
     """The blocking tree: its roots first (root_pids), each waiter nested under every session it
     waits for. Sessions that neither block nor wait are left out."""
-    by_pid = {row["pid"]: row for row in sessions}
-    waits_for = {row["pid"]: list(dict.fromkeys(row["blocked_by"] or [])) for row in sessions}
+    by_pid, waits_for = _graph(sessions)
     waiters = _waiters_of(waits_for)
 
     def grow(pid: int, parent: int | None, branch: frozenset[int]) -> Node:
@@ -168,7 +128,7 @@ def end_roots(url: str, planned: list[int]) -> list[Ended]:
     a session that has since stopped blocking, or started waiting, is left alone). Never this
     connection's own session. A root this role may not signal is kept (ended False)."""
     with connect(url, autocommit=True) as conn:
-        now = read_blocking(conn)
+        now = read_sessions(conn)
         roots = set(root_pids(now))
         own = conn.info.backend_pid
         results = []

@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 
 from ..errors import FileLockTimeout, MigrationError, SqlFileError, StatementFailed, one_line
 from ..polling import Deadline
-from ..timeouts import FILE_LOAD_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, MIGRATION_RETRY_MAX_PAUSE, RUN_LOCK_WAIT
+from ..timeouts import FILE_LOAD_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, MIGRATION_RETRY_FIRST_PAUSE, MIGRATION_RETRY_MAX_PAUSE, RUN_LOCK_WAIT
 from . import roles
 from .admin import run_sql_files
 from .connect import advisory_lock, connect, set_lock_timeout
@@ -472,7 +472,7 @@ def migrate(
                             e.args = (f"{e} (gave up after {attempt} tries)",)
                         raise
                     attempt += 1
-                    pause = min(MIGRATION_RETRY_MAX_PAUSE, 0.5 * 2 ** (attempt - 2)) * random.uniform(0.5, 1.0)
+                    pause = min(MIGRATION_RETRY_MAX_PAUSE, MIGRATION_RETRY_FIRST_PAUSE * 2 ** (attempt - 2)) * random.uniform(0.5, 1.0)
                     stuck = pending[len(done)]
                     if on_retry:
                         on_retry(Retry(stuck.version, stuck.name, attempt, retries + 1, pause, e.blockers))

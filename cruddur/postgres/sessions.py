@@ -13,30 +13,42 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..errors import DatabaseError, one_line
-from ..timeouts import BLOCKER_POLL_SECONDS, CONNECT_TIMEOUT
+from ..timeouts import BLOCKER_POLL_SECONDS, BLOCKER_WATCH_AFTER, CONNECT_TIMEOUT
 from .connect import CLIENT_SESSION, connect
 
+# Every session field the tool shows (db.sessions, its --tree, db.kill's plans). A wait counts
+# from when the lock was first asked for (pg_locks.waitstart), else from the state's change.
 SESSIONS_SQL = sql.SQL("""
-SELECT pid,
-       usename AS "user",
-       datname AS db,
-       host(client_addr) AS client_addr,
-       application_name AS app,
-       state,
-       backend_type,
-       nullif(concat_ws(':', wait_event_type, wait_event), '') AS wait_event,
-       CASE WHEN state_change IS NOT NULL
-            THEN round(extract(epoch FROM greatest(clock_timestamp() - state_change, '0'))::numeric, 3)::float8
+SELECT a.pid,
+       a.usename AS "user",
+       a.datname AS db,
+       host(a.client_addr) AS client_addr,
+       a.application_name AS app,
+       a.state,
+       a.backend_type,
+       nullif(concat_ws(':', a.wait_event_type, a.wait_event), '') AS wait_event,
+       CASE WHEN a.state_change IS NOT NULL
+            THEN round(extract(epoch FROM greatest(clock_timestamp() - a.state_change, '0'))::numeric, 3)::float8
        END AS state_seconds,
-       CASE WHEN query_start IS NOT NULL
-            THEN round(extract(epoch FROM greatest(clock_timestamp() - query_start, '0'))::numeric, 3)::float8
+       CASE WHEN a.query_start IS NOT NULL
+            THEN round(extract(epoch FROM greatest(clock_timestamp() - a.query_start, '0'))::numeric, 3)::float8
        END AS query_seconds,
-       query,
-       pg_blocking_pids(pid) AS blocked_by,
-       pid = pg_backend_pid() AS this_session
-FROM pg_stat_activity
+       a.query,
+       blocking.pids AS blocked_by,
+       CASE WHEN cardinality(blocking.pids) > 0 THEN
+            extract(epoch FROM greatest(clock_timestamp() - coalesce(
+                (SELECT min(l.waitstart) FROM pg_locks AS l WHERE l.pid = a.pid AND NOT l.granted),
+                a.state_change, a.query_start), '0'))::float8
+       END AS waited_seconds,
+       CASE WHEN starts_with(a.state, 'idle in transaction') THEN
+            extract(epoch FROM greatest(clock_timestamp() - a.state_change, '0'))::float8
+       END AS idle_in_transaction_seconds,
+       extract(epoch FROM greatest(clock_timestamp() - a.xact_start, '0'))::float8 AS transaction_seconds,
+       a.pid = pg_backend_pid() AS this_session
+FROM pg_stat_activity AS a
+CROSS JOIN LATERAL (SELECT pg_blocking_pids(a.pid) AS pids) AS blocking
 WHERE %(all)s OR {client_session}
-ORDER BY datname NULLS LAST, backend_start, pid
+ORDER BY a.datname NULLS LAST, a.backend_start, a.pid
 """).format(client_session=sql.SQL(CLIENT_SESSION))
 
 
@@ -44,11 +56,16 @@ def list_sessions(url: str, include_server_processes: bool = False) -> list[dict
     """One dict per session, the query's full text included. Client backends only unless
     include_server_processes."""
     with connect(url, autocommit=True) as conn:
-        try:
-            with conn.cursor(row_factory=dict_row) as cursor:
-                return cursor.execute(SESSIONS_SQL, {"all": include_server_processes}).fetchall()
-        except psycopg.Error as e:
-            raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
+        return read_sessions(conn, include_server_processes)
+
+
+def read_sessions(conn: psycopg.Connection, include_server_processes: bool = False) -> list[dict]:
+    """list_sessions() on a connection the caller holds."""
+    try:
+        with conn.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(SESSIONS_SQL, {"all": include_server_processes}).fetchall()
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
 
 
 # Who holds what `pid` waits for: pg_blocking_pids names them; pg_stat_activity says who they
@@ -123,11 +140,11 @@ class BlockerWatch:
     pg_blocking_pids is empty).
 
     One watch serves many statements: wrap each in statement(). It opens its connection only for
-    a statement still running after a quarter of `lock_timeout` (0.5 s at most), so statements
+    a statement still running after a quarter of `lock_timeout` (BLOCKER_WATCH_AFTER at most), so statements
     that do not wait cost nothing."""
 
     def __init__(self, url: str, pid: int, lock_timeout: float):
-        self.url, self.pid, self.after = url, pid, min(0.5, lock_timeout / 4)
+        self.url, self.pid, self.after = url, pid, min(BLOCKER_WATCH_AFTER, lock_timeout / 4)
         self.found: list[Blocker] = []
         self._since: float | None = None
         self._stop = threading.Event()

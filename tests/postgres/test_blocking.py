@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from psycopg import pq, sql
 
 from cruddur.postgres import blocking, urls
+from cruddur.postgres.sessions import list_sessions
 from tests.helpers import assert_one_line_error, login_role, wait_for
 
 DEADLINE = 30.0  # seconds any wait below may take before the test fails
@@ -110,7 +111,7 @@ def shape(nodes) -> list:
 
 def test_the_tree_nests_each_waiter_under_who_it_waits_for(chains, database_url):
     first, second, waiters = chains
-    found = blocking.tree([row for row in blocking.list_blocking(database_url) if row["db"] == urls.dbname(database_url)])
+    found = blocking.tree([row for row in list_sessions(database_url) if row["db"] == urls.dbname(database_url)])
     assert shape(found) == [
         (
             "first-root",
@@ -257,7 +258,7 @@ def test_kill_root_on_prod_lists_then_refuses_without_a_terminal(chains, run_tas
 def test_a_root_that_stopped_blocking_is_left_alone(database_url):
     holder = Holder(database_url, "gone-quiet", exclusive=[5])
     waiter = Waiter(database_url, "waiter", [5])
-    planned = [node.pid for node in blocking.tree(blocking.list_blocking(database_url))]
+    planned = [node.pid for node in blocking.tree(list_sessions(database_url))]
     assert holder.pid in planned
     holder.conn.rollback()  # between the plan and the act
     waiter.finish()
