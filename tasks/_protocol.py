@@ -6,7 +6,11 @@ plan and says nothing changed: the task returns without writing. On --prod begin
 plan, asks for the typed database name (on stderr; --yes skips; no terminal and no --yes
 refuses, changing nothing), finishes a swap an interrupted db.setup or db.restore left half
 done, and backs the database up under backups/ where data can be lost (--no-backup skips).
-Then the task acts, and `verify` reads the database back and says what is now true."""
+Then the task acts, and `verify` reads the database back and says what is now true.
+
+`confirm` is begin for a write that printed its own plan and loses no rows. `dry_run_shown`
+is the dry-run half alone, for writes that ask no database name (AWS, files, a read-only
+command); `nothing_to_do` ends a run that found nothing to change, dry or not."""
 
 from __future__ import annotations
 
@@ -26,16 +30,28 @@ def is_dry(c, dry_run: bool = False) -> bool:
     return bool(dry_run) or bool(c.config.run.dry)
 
 
+DRY_RUN_DONE = "dry run: nothing changed"
+
+
 def dry_run_shown(c, plan: list[str], *, dry_run: bool = False, stream=None) -> bool:
     """In a dry run, print the plan and say that nothing changed: True, and the task stops there.
-    Otherwise False, nothing printed. For writes with no database to confirm (AWS, files)."""
+    Otherwise False, nothing printed."""
     if not is_dry(c, dry_run):
         return False
-    out = stream or sys.stdout
-    for line in plan:
-        print(line, file=out, flush=True)
-    print("dry run: nothing changed", file=out, flush=True)
+    _print_plan(plan + [DRY_RUN_DONE], stream or sys.stdout)
     return True
+
+
+def nothing_to_do(c, *lines: str, dry_run: bool = False, stream=None) -> None:
+    """Say that there is nothing to change (`lines`), and in a dry run that nothing changed: a
+    dry run's last line is the same whatever it found."""
+    if not dry_run_shown(c, list(lines), dry_run=dry_run, stream=stream):
+        _print_plan(list(lines), stream or sys.stdout)
+
+
+def _print_plan(lines: list[str], out) -> None:
+    for line in lines:
+        print(line, file=out, flush=True)
 
 
 def begin(
@@ -62,8 +78,7 @@ def begin(
         return False
     if not target.prod:
         return True
-    for line in plan:
-        print(line, file=out, flush=True)
+    _print_plan(plan, out)
     confirm_destructive(f"{action} database {target.dbname!r}", target.dbname, str(target), yes)
     if recover:
         recover_swap(target)

@@ -5,7 +5,7 @@ import sys
 from cruddur.formats import moment
 
 from ._cli import JSON_HELP, PROD_HELP, app_database, console, print_json, printable, settings, show, task
-from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, is_dry
+from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, dry_run_shown, is_dry, nothing_to_do
 
 
 def _pool_users():
@@ -105,9 +105,9 @@ def sync(c, prod=False, dry_run=False, yes=False, no_backup=False, json_=False):
     out = console()
     _show_plan(plan, pool, str(where), out)
     if plan.nothing_to_do:
-        out.print("nothing to do")
-    elif plan.dry_run:
-        out.print("dry run: nothing changed")
+        nothing_to_do(c, "nothing to do", dry_run=dry_run)
+    else:
+        dry_run_shown(c, [], dry_run=dry_run)
 
 
 def _show_plan(plan, pool: str, where: str, out) -> None:

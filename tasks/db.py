@@ -27,7 +27,7 @@ from ._cli import (
     show,
     task,
 )
-from ._protocol import NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, table_lines, verify
+from ._protocol import NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, nothing_to_do, table_lines, verify
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -610,7 +610,7 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
     target = app_database(prod, dry=dry_run)
     roots = blocking.roots_on(blocking.tree(list_sessions(target.url)), target.dbname)
     if not roots:
-        print(f"no session blocks another on {target}; nothing to do")
+        nothing_to_do(c, f"no session blocks another on {target}; nothing to do", dry_run=dry_run)
         return
     print(f"{len(roots)} root blocker(s) on {target}:")
     for node in roots:

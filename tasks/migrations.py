@@ -24,7 +24,7 @@ from ._cli import (
     show,
     task,
 )
-from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, table_lines, verify
+from ._protocol import DRY_RUN_HELP, NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, nothing_to_do, table_lines, verify
 
 LOCK_HELP = (
     f"seconds a migration may wait for a table lock before giving up (default {MIGRATION_LOCK_TIMEOUT:g}, at most {MAX_LOCK_TIMEOUT:g})"
@@ -101,7 +101,7 @@ def migrate(
             runner.refuse_changed_files(files, applied)
         pending = runner.plan(files, applied, to, allow_out_of_order)
         if not pending and not json_:
-            print(f"nothing to do: {target} is up to date")
+            nothing_to_do(c, f"nothing to do: {target} is up to date", dry_run=dry_run)
             return
         _show_plan(target, pending, dry_run, json_)
         if not pending:
@@ -167,7 +167,7 @@ def _baseline(c, target, version: str, dry_run: bool, yes: bool) -> None:
     files, applied = runner.inspect(target.url, directory, root)
     chosen = runner.baseline_plan(files, applied, version)
     if not chosen:
-        print(f"nothing to do: every migration up to {version} is recorded on {target}")
+        nothing_to_do(c, f"nothing to do: every migration up to {version} is recorded on {target}", dry_run=dry_run)
         return
     print(f"{'would record' if dry_run else 'will record'} {len(chosen)} migration(s) as applied on {target}, without running them:")
     _list(chosen)
@@ -204,7 +204,7 @@ def rollback(c, prod=False, yes=False, steps=None, to=None, lock_timeout=None, n
     files, applied = runner.inspect(target.url, directory, root)
     chosen = runner.rollback_plan(files, applied, steps, to)
     if not chosen:
-        print(f"nothing to do: no migration to roll back on {target}")
+        nothing_to_do(c, f"nothing to do: no migration to roll back on {target}", dry_run=dry)
         return
     print(f"{'would roll back' if dry else 'will roll back' if prod else 'rolling back'} {len(chosen)} migration(s) on {target}:")
     if prod or dry:
@@ -403,13 +403,12 @@ def _fix_record(c, prod: bool, yes: bool, accept: str | None, forget: str | None
     directory, root = _folders()
     target = app_database(prod, dry=is_dry(c))
     version = accept if accept is not None else forget
-    change = f"record migration {version}, as its file is now, as applied" if accept is not None else f"forget migration {version}'s record"
-    if not begin(c, target, f"{change} in the migrations' record of", [f"will {change} on {target}"], yes=yes, backup=False):
+    change = runner.accept if accept is not None else runner.forget
+    would = change(target.url, directory, version, root, dry=True)  # refused here, before any question, as the write would be
+    question = f"record migration {version} as applied" if accept is not None else f"forget migration {version}'s record"
+    if not begin(c, target, f"{question} in the migrations' record of", [f"{would} on {target}"], yes=yes, backup=False):
         return
-    if accept is not None:
-        print(f"{runner.accept(target.url, directory, accept, root)} on {target}")
-    else:
-        print(f"{runner.forget(target.url, directory, forget, root)} on {target}")
+    print(f"{change(target.url, directory, version, root)} on {target}")
 
 
 def next_steps(found, prod: bool) -> list[str]:

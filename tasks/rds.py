@@ -9,7 +9,7 @@ import sys
 from cruddur.timeouts import RDS_WAIT_TIMEOUT
 
 from ._cli import JSON_HELP, confirm_destructive, console, number, print_json, progress_line, settings, show, task
-from ._protocol import DRY_RUN_HELP, dry_run_shown, is_dry
+from ._protocol import DRY_RUN_HELP, dry_run_shown, is_dry, nothing_to_do
 
 IDENTIFIER_HELP = "the RDS instance (default cruddur-db-instance)"
 TIMEOUT_HELP = f"(default {RDS_WAIT_TIMEOUT:g})"
@@ -304,8 +304,9 @@ def _move(c, action: str, identifier, dry_run):
     dry = is_dry(c, dry_run)
     instance, moved = getattr(_library(), action)(clients.client("rds"), _library().chosen_identifier(identifier), dry=dry)
     if not moved:
-        print(f"{instance.identifier} is already {instance.status}; nothing to do")
-    if dry_run_shown(c, [f"would {action} {instance.identifier} (now: {instance.status})"] if moved else [], dry_run=dry_run) or not moved:
+        nothing_to_do(c, f"{instance.identifier} is already {instance.status}; nothing to do", dry_run=dry_run)
+        return None
+    if dry_run_shown(c, [f"would {action} {instance.identifier} (now: {instance.status})"], dry_run=dry_run):
         return None
     return instance
 

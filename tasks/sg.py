@@ -40,7 +40,7 @@ def update(c, description=None, identifier=None, dry_run=False):
     from cruddur.aws.rds import chosen_identifier
     from cruddur.errors import ConfigError
 
-    from ._protocol import dry_run_shown, is_dry
+    from ._protocol import dry_run_shown, is_dry, nothing_to_do
 
     dry_run = is_dry(c, dry_run)
     config = settings()
@@ -72,8 +72,8 @@ def update(c, description=None, identifier=None, dry_run=False):
     if change.before is None:
         print(f"{group_id} has no rule of this tool yet: adding {change.after} (IP from {found.source})")
     elif not change.needed:
-        print(f"{change.after.rule_id} in {group_id} already allows {change.after} (IP from {found.source}); nothing to do")
-        print(f"next: {url_command(identifier)}")
+        already = f"{change.after.rule_id} in {group_id} already allows {change.after} (IP from {found.source}); nothing to do"
+        nothing_to_do(c, already, f"next: {url_command(identifier)}", dry_run=dry_run)
         return
     else:
         where = f"{change.after.rule_id} in {group_id}"

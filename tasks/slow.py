@@ -35,14 +35,20 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     if found is stats.Readiness.NOT_LOADED:
         raise DatabaseError(_how_to_load(target))
     # The plan: what this run writes, confirmed once on prod before any of it.
-    writes = []
+    writes = []  # (what the question names, the plan's line)
     if found is stats.Readiness.NOT_CREATED:
         print(f"{stats.EXTENSION} is loaded, but the extension is not created in {target.dbname}; it will be created", file=sys.stderr)
-        writes.append(f"create the extension {stats.EXTENSION} in")
+        writes.append((f"create the extension {stats.EXTENSION} in", f"will create the extension {stats.EXTENSION} in {target}"))
     if reset:
-        writes.append(f"reset the {stats.EXTENSION} statistics of the server of")
+        writes.append(
+            (
+                f"reset the {stats.EXTENSION} statistics of the server of",
+                f"will reset the {stats.EXTENSION} statistics of the server of {target}",
+            )
+        )
     if writes:
-        if not begin(c, target, " and ".join(writes), [f"will {' and '.join(writes)} {target}"], yes=yes, backup=False):
+        action = " and ".join(question for question, _ in writes)
+        if not begin(c, target, action, [line for _, line in writes], yes=yes, backup=False):
             return
     if found is stats.Readiness.NOT_CREATED:
         stats.create_extension(target.url)

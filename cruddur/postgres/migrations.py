@@ -275,11 +275,19 @@ def _create_table(conn: psycopg.Connection, watch: BlockerWatch) -> None:
             raise MigrationError(f"cannot create or update public.schema_migrations: {one_line(e)}{blocked}; nothing was applied") from None
 
 
+@contextmanager
+def _reading(url: str):
+    """A connection for reads only (no run lock: nothing is written), with a lock timeout: a
+    run's ALTER of the table must not hold it up for ever."""
+    with connect(url, autocommit=True) as conn:
+        set_lock_timeout(conn, MIGRATION_LOCK_TIMEOUT)
+        yield conn
+
+
 def inspect(url: str, directory: Path, label_root: Path | None = None) -> tuple[list[Migration], dict[str, dict]]:
     """The migration files and the applied rows, read without a lock and without creating anything."""
     migrations = load(directory, label_root)
-    with connect(url, autocommit=True) as conn:
-        set_lock_timeout(conn, MIGRATION_LOCK_TIMEOUT)  # a run's ALTER of the table must not hold this up for ever
+    with _reading(url) as conn:
         return migrations, read_applied(conn)
 
 
@@ -292,8 +300,7 @@ def overview(url: str, directory: Path, label_root: Path | None = None) -> Overv
     """status(), plus what the bootcamp's own migration record says, read in one connection
     without a lock and without creating anything."""
     migrations = load(directory, label_root)
-    with connect(url, autocommit=True) as conn:
-        set_lock_timeout(conn, MIGRATION_LOCK_TIMEOUT)
+    with _reading(url) as conn:
         applied, runs = read_applied(conn), read_runs(conn)
         running = bool(runs) and bool(advisory_lock_holders(conn, _RUN_LOCK))
         invalid = invalid_indexes(conn) if runs else []
@@ -598,13 +605,20 @@ def baseline_plan(migrations: list[Migration], applied: dict[str, dict], version
     return [m for m in migrations if m.version not in applied and _order(m.version) <= _order(version)]
 
 
-def accept(url: str, directory: Path, version: str, label_root: Path | None = None) -> str:
+def accept(url: str, directory: Path, version: str, label_root: Path | None = None, dry: bool = False) -> str:
     """Record the migration file of `version`, as it is now, as applied (its checksum replaces
-    the one recorded; an interrupted run's record is cleared); what was done."""
+    the one recorded; an interrupted run's record is cleared); what was done. `dry`: the same
+    checks and reads, no write; what would be done."""
     files = {m.version: m for m in load(directory, label_root)}
     if version not in files:
         raise MigrationError(f"--accept {version}: no migration file has that version (--forget drops a version whose file is gone)")
     migration = files[version]
+    if dry:
+        with _reading(url) as conn:
+            was = read_applied(conn).get(version)
+        return f"would record {migration.label} as applied" + (
+            " (its edited text would be the one on record)" if was else ", without running it"
+        )
     with _run(url, MIGRATION_LOCK_TIMEOUT) as (conn, watch):
         was = read_applied(conn).get(version)
         _create_table(conn, watch)
@@ -614,16 +628,24 @@ def accept(url: str, directory: Path, version: str, label_root: Path | None = No
     return f"recorded {migration.label} as applied" + (" (its edited text is now the one on record)" if was else ", without running it")
 
 
-def forget(url: str, directory: Path, version: str, label_root: Path | None = None) -> str:
+def forget(url: str, directory: Path, version: str, label_root: Path | None = None, dry: bool = False) -> str:
     """Delete the record of `version` (its schema_migrations row and any interrupted run), so the
-    next migrate runs it again; what was done."""
+    next migrate runs it again; what was done. `dry`: the same check, no write; what would be done."""
+    if dry:
+        with _reading(url) as conn:
+            _refuse_unrecorded(conn, version)
+        return f"would forget {version}: the next inv db.migrate would run it again"
     with _run(url, MIGRATION_LOCK_TIMEOUT) as (conn, _):
-        if version not in read_applied(conn) and version not in read_runs(conn):
-            raise MigrationError(f"--forget {version}: that version is not recorded on this database; nothing to forget")
+        _refuse_unrecorded(conn, version)
         with conn.transaction():
             conn.execute("DELETE FROM public.schema_migrations WHERE version = %s", (version,))
             _clear_run(conn, version)
     return f"forgot {version}: it is pending now, and the next inv db.migrate runs it"
+
+
+def _refuse_unrecorded(conn: psycopg.Connection, version: str) -> None:
+    if version not in read_applied(conn) and version not in read_runs(conn):
+        raise MigrationError(f"--forget {version}: that version is not recorded on this database; nothing to forget")
 
 
 def _clear_run(conn: psycopg.Connection, version: str) -> None:

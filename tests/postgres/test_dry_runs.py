@@ -121,3 +121,17 @@ def test_a_tasks_own_dry_run_flag_is_inv_dry(run_task, seeded_url, prepare, task
     )
     assert own.stdout.rstrip().endswith("dry run: nothing changed"), own.stdout
     assert state(seeded_url) == before
+
+
+@pytest.mark.parametrize(
+    "task", [["db.kill", "--root"], ["db.migrate"], ["db.rollback"], ["db.migrate", "--baseline", FIRST_MIGRATION]], ids=" ".join
+)
+def test_a_dry_run_that_finds_nothing_to_do_ends_the_same_way(run_task, schema_url, task):
+    """With nothing to change, a dry run still ends with its closing line (a script reads the last one)."""
+    env = {"CONNECTION_URL": schema_url}
+    if task != ["db.rollback"]:  # rollback: nothing applied yet; the others: everything applied already
+        assert run_task("db.migrate", env=env).returncode == 0
+    result = run_task("--dry", *task, env=env)
+    assert result.returncode == 0, result.stderr
+    *said, last = result.stdout.splitlines()
+    assert "nothing to do" in said[-1] and last == "dry run: nothing changed"

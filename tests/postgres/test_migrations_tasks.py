@@ -415,7 +415,10 @@ def test_an_edited_applied_file_is_accepted_or_forgotten_and_prod_asks_first(run
     accepted = run_task("db.migrations", "--prod", "--yes", "--accept", BIO.version, env=prod)
     assert accepted.returncode == 0, accepted.stderr
     plan, done = accepted.stdout.splitlines()
-    assert plan == f"will record migration {BIO.version}, as its file is now, as applied on prod database {urls.describe(schema_url)}"
+    assert plan == (
+        f"would record sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text would be the one on record)"
+        f" on prod database {urls.describe(schema_url)}"
+    )
     assert done.startswith(f"recorded sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text")
     rows = json.loads(run_task("db.migrations", "--prod", "--json", env=prod).stdout)
     assert [r["state"] for r in rows if r["version"] == BIO.version] == ["applied"]
@@ -504,3 +507,14 @@ def test_a_flag_the_write_would_ignore_is_refused_before_anything(run_task, seed
     before = snapshot(seeded_url)
     assert_one_line_error(run_task(*args, env={"CONNECTION_URL": seeded_url}), said)
     assert snapshot(seeded_url) == before
+
+
+@pytest.mark.parametrize("flag, said", [("--accept", "no migration file has that version"), ("--forget", "that version is not recorded")])
+@pytest.mark.parametrize("args", [["--dry", "db.migrations"], ["db.migrations", "--prod"]], ids=" ".join)
+def test_accept_or_forget_of_a_version_it_cannot_change_is_refused_before_any_question(run_task, schema_url, flag, said, args):
+    """A dry run refuses what the write would refuse; on prod (no terminal, no --yes) the refusal
+    comes before the question."""
+    before = snapshot(schema_url)
+    env = {"PROD_CONNECTION_URL": schema_url, "CONNECTION_URL": schema_url}
+    assert_one_line_error(run_task(*args, flag, "20990101000000", env=env), said)
+    assert snapshot(schema_url) == before
