@@ -155,7 +155,10 @@ def create(
     client = clients.client("rds")
     if is_dry(c, dry_run):
         existing = library.existing_for_create(client, options)
-        dry_run_shown(c, options.summary() if existing is None else [_kept(existing, "would be left")], dry_run=dry_run)
+        plan = options.summary() if existing is None else [_kept(existing, "would be left")]
+        if existing is None and not manage_password and not config.rds_master_password and not sys.stdin.isatty():
+            plan.append("  but no RDS_MASTER_PASSWORD is set and there is no terminal to ask for one: the real run would stop there")
+        dry_run_shown(c, plan, dry_run=dry_run)
         return
     instance, created = library.create(client, options, lambda: _master_password(config))
     engine = f"{instance.engine} {instance.engine_version}"

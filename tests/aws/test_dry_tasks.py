@@ -54,6 +54,7 @@ class Case:
     plan: str  # how a line of stdout that names the thing starts
     lambda_build: bool = False  # the task builds the zip: wheels from the run's cache, no zip in the checkout
     ends: str = ""  # and how it ends
+    also: str = ""  # a line the plan holds as well
 
 
 def nothing(moto_url: str) -> dict:
@@ -94,6 +95,7 @@ CASES = {
         ("rds.create", "--engine-version", "16.4", "--no-publicly-accessible"),
         nothing,
         "would create cruddur-db-instance: postgres 16.4 (without Extended Support), db.t3.micro, 20 GB gp2, in us-east-1a",
+        also="  but no RDS_MASTER_PASSWORD is set and there is no terminal to ask for one: the real run would stop there",
     ),
     "create an existing instance": Case(
         ("rds.create",), network, "cruddur-db-instance already exists (postgres ", ends="): available; would be left as it is"
@@ -127,4 +129,5 @@ def test_a_dry_run_shows_the_plan_asks_nothing_and_changes_nothing(request, run_
     lines = result.stdout.splitlines()
     assert lines[-1] == "dry run: nothing changed"
     assert any(line.startswith(case.plan) and line.endswith(case.ends) for line in lines), result.stdout
+    assert not case.also or case.also in lines, result.stdout
     assert aws_state(moto_url) == before
