@@ -624,9 +624,10 @@ def _kill_roots(c, prod: bool, yes: bool, dry_run: bool) -> None:
 def _kill_one(c, prod: bool, yes: bool, pid: int, dry_run: bool) -> None:
     """Plan (the session, shown), confirm on prod, end it, say what became of it."""
     from cruddur.postgres import blocking
+    from cruddur.postgres.sessions import session
 
     target = app_database(prod, dry=dry_run)
-    plan = [f"will end session {pid} on the server of {target}:", _session_line(blocking.session(target.url, pid), with_database=True)]
+    plan = [f"will end session {pid} on the server of {target}:", _session_line(session(target.url, pid), with_database=True)]
     if not begin(c, target, f"end session {pid} on the server of", plan, yes=yes, backup=False, dry_run=dry_run):
         return
     _report_ended([blocking.end_session(target.url, pid)])

@@ -11,7 +11,7 @@ from psycopg import errors
 from ..errors import DatabaseError, one_line
 from ..timeouts import TERMINATE_WAIT
 from .connect import connect
-from .sessions import list_sessions, read_sessions
+from .sessions import read_sessions
 
 
 @dataclass
@@ -140,14 +140,6 @@ def end_roots(url: str, planned: list[int]) -> list[Ended]:
             else:
                 results.append(_terminate(conn, pid))
         return results
-
-
-def session(url: str, pid: int) -> dict:
-    """Session `pid` as inv db.sessions shows it (for a plan): DatabaseError when there is none."""
-    found = next((row for row in list_sessions(url) if row["pid"] == pid), None)
-    if found is None:
-        raise DatabaseError(f"no session has pid {pid}; inv db.sessions lists them")
-    return found
 
 
 def end_session(url: str, pid: int) -> Ended:

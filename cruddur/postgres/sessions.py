@@ -47,7 +47,7 @@ SELECT a.pid,
        a.pid = pg_backend_pid() AS this_session
 FROM pg_stat_activity AS a
 CROSS JOIN LATERAL (SELECT pg_blocking_pids(a.pid) AS pids) AS blocking
-WHERE %(all)s OR {client_session}
+WHERE (%(all)s OR {client_session}) AND (%(pid)s::int IS NULL OR a.pid = %(pid)s::int)
 ORDER BY a.datname NULLS LAST, a.backend_start, a.pid
 """).format(client_session=sql.SQL(CLIENT_SESSION))
 
@@ -59,13 +59,22 @@ def list_sessions(url: str, include_server_processes: bool = False) -> list[dict
         return read_sessions(conn, include_server_processes)
 
 
-def read_sessions(conn: psycopg.Connection, include_server_processes: bool = False) -> list[dict]:
-    """list_sessions() on a connection the caller holds."""
+def read_sessions(conn: psycopg.Connection, include_server_processes: bool = False, pid: int | None = None) -> list[dict]:
+    """list_sessions() on a connection the caller holds (`pid`: that session only)."""
     try:
         with conn.cursor(row_factory=dict_row) as cursor:
-            return cursor.execute(SESSIONS_SQL, {"all": include_server_processes}).fetchall()
+            return cursor.execute(SESSIONS_SQL, {"all": include_server_processes, "pid": pid}).fetchall()
     except psycopg.Error as e:
         raise DatabaseError(f"cannot list the sessions: {one_line(e)}") from None
+
+
+def session(url: str, pid: int) -> dict:
+    """Client session `pid`, with the fields list_sessions() gives: DatabaseError when there is none."""
+    with connect(url, autocommit=True) as conn:
+        found = read_sessions(conn, pid=pid)
+    if not found:
+        raise DatabaseError(f"no session has pid {pid}; inv db.sessions lists them")
+    return found[0]
 
 
 # Who holds what `pid` waits for: pg_blocking_pids names them; pg_stat_activity says who they
