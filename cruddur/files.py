@@ -36,3 +36,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Write `data` to `path` so that no reader ever sees half of it (see atomic_path)."""
     with atomic_path(path, mode) as partial:
         partial.write_bytes(data)
+
+
+def shown_path(path: Path, root: Path | None) -> Path:
+    """`path` as a message shows it: relative to `root` when inside it (sql/migrations/...,
+    dist/...), else whole."""
+    return path.relative_to(root) if root is not None and path.is_relative_to(root) else path

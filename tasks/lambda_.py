@@ -3,6 +3,7 @@
 import shlex
 import sys
 
+from cruddur.files import shown_path
 from cruddur.formats import byte_size
 
 # Light at the top (boto3, psycopg and the build load inside the tasks); the flags' defaults come from them.
@@ -41,17 +42,12 @@ def _build(runtime, arch, output=None):
     return built
 
 
-def _shown(path):
-    """A path inside the checkout relative to it (dist/...), any other whole."""
-    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
-
-
 def _show_package(package) -> None:
     """The zip's summary: path, sizes, file count, runtime and CodeSha256."""
     from rich.text import Text
 
     out = console()
-    out.print(Text(str(_shown(package.path)), style="bold"))
+    out.print(Text(str(shown_path(package.path, PROJECT_ROOT)), style="bold"))
     out.print(f"  size        {package.size:,} bytes ({byte_size(package.size)} zipped, {byte_size(package.unzipped_size)} unzipped)")
     out.print(f"  files       {package.files}{'' if package.bytecode else ' (no byte code)'}")
     out.print(f"  runtime     {package.runtime} ({package.architecture}), handler {package.handler}")
@@ -78,7 +74,7 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
         plan = [
             printable(
                 f"would build the zip for {planned.runtime} on {planned.architecture}"
-                f" ({'with' if planned.bytecode else 'without'} byte code) and write it to {_shown(planned.output)}"
+                f" ({'with' if planned.bytecode else 'without'} byte code) and write it to {shown_path(planned.output, PROJECT_ROOT)}"
                 f"{' (replacing the file there)' if planned.replaces else ''}"
             )
         ]

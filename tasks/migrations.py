@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from cruddur.errors import CheckFailed, UsageError
+from cruddur.files import shown_path
 from cruddur.formats import byte_size, duration, moment
 from cruddur.timeouts import MAX_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT
 
@@ -44,7 +45,7 @@ def new_migration(c, name):
 
     directory, root = _folders()
     path = runner.new_migration(directory, name, dry_run=is_dry(c))
-    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    shown = shown_path(path, root)
     if not dry_run_shown(c, [f"would write {shown}"]):
         print(shown)
 

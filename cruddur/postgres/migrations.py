@@ -30,6 +30,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from ..errors import FileLockTimeout, MigrationError, SqlFileError, StatementFailed, one_line
+from ..files import shown_path
 from ..polling import Deadline
 from ..timeouts import FILE_LOAD_LOCK_TIMEOUT, MIGRATION_LOCK_TIMEOUT, MIGRATION_RETRY_FIRST_PAUSE, MIGRATION_RETRY_MAX_PAUSE, RUN_LOCK_WAIT
 from . import roles
@@ -179,7 +180,7 @@ def load(directory: Path, label_root: Path | None = None) -> list[Migration]:
         return []
     except OSError as e:
         raise MigrationError(f"{directory}: cannot list it: {e.strerror}") from None
-    prefix = directory.relative_to(label_root) if label_root and directory.is_relative_to(label_root) else directory
+    prefix = shown_path(directory, label_root)
     for filename, path in files:
         version, name = _FILE.match(filename).groups()
         label = f"{prefix}/{filename}"
