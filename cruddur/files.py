@@ -1,4 +1,5 @@
-"""Files that appear only whole: written beside their place under a partial name, then renamed in."""
+"""Files: written whole (beside their place under a partial name, then renamed in), and shown in
+messages relative to the checkout."""
 
 from __future__ import annotations
 
