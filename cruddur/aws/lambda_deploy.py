@@ -118,10 +118,8 @@ def database_vpc(rds_client: Any, identifier: str) -> tuple[tuple[str, ...], tup
     """The subnets and security groups of RDS instance `identifier`: where the function can reach it."""
     from . import rds
 
-    with clients.translated():
-        item = rds_client.describe_db_instances(DBInstanceIdentifier=rds.check_identifier(identifier))["DBInstances"][0]
-    subnets = tuple(s["SubnetIdentifier"] for s in (item.get("DBSubnetGroup") or {}).get("Subnets", []))
-    groups = tuple(g["VpcSecurityGroupId"] for g in item.get("VpcSecurityGroups", []))
+    instance = rds.get_instance(rds_client, identifier)
+    subnets, groups = instance.subnets, instance.security_groups
     if not subnets or not groups:
         raise AwsError(
             f"RDS instance {identifier} shows no {'subnets' if not subnets else 'VPC security group'};"

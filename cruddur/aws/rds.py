@@ -158,6 +158,7 @@ class Instance:
     host: str | None
     port: int
     security_groups: tuple[str, ...] = field(default_factory=tuple)
+    subnets: tuple[str, ...] = field(default_factory=tuple)  # of its DB subnet group: where a Lambda can reach it
     secret_arn: str | None = None
     lifecycle_support: str | None = None  # EngineLifecycleSupport, when RDS reports it
     iam_auth: bool = False  # IAM database authentication is on
@@ -181,6 +182,7 @@ class Instance:
             host=endpoint.get("Address"),
             port=endpoint.get("Port") or item.get("DbInstancePort") or 5432,
             security_groups=tuple(g["VpcSecurityGroupId"] for g in item.get("VpcSecurityGroups", [])),
+            subnets=tuple(s["SubnetIdentifier"] for s in (item.get("DBSubnetGroup") or {}).get("Subnets", [])),
             secret_arn=(item.get("MasterUserSecret") or {}).get("SecretArn"),
             lifecycle_support=item.get("EngineLifecycleSupport"),
             iam_auth=bool(item.get("IAMDatabaseAuthenticationEnabled")),

@@ -334,3 +334,11 @@ def test_inv_lambda_attach_without_a_pool_is_one_line(inv):
     result = inv("lambda.attach")
 
     assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")
+
+
+def test_a_missing_instance_says_how_to_create_it(aws):
+    with pytest.raises(
+        AwsError,
+        match=r"^there is no RDS instance gone in us-east-1 \(DBInstanceNotFound\); create it with: inv rds.create --identifier gone$",
+    ):
+        lambda_deploy.database_vpc(boto3.client("rds", region_name=REGION), "gone")
