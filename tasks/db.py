@@ -262,13 +262,7 @@ def _sessions_plan(target, headline: str) -> list[str]:
     """For a plan: `headline` with how many other client sessions hold the app database, then one
     line for each (the sessions a drop or kill ends)."""
     others = _other_sessions(target)
-    return [f"{headline} {len(others)} other session(s)" + (":" if others else ""), *(_session_line(row) for row in others)]
-
-
-def _session_line(row: dict, with_database: bool = False) -> str:
-    """A session in a plan: pid, user, application and state (other people's text, escaped)."""
-    where = f" on {printable(row['db'] or '-')}" if with_database else ""
-    return f"  {row['pid']} {printable(row['user'])} {printable(row['app']) or '-'} ({printable(row['state'])}){where}"
+    return [f"{headline} {len(others)} other session(s)" + (":" if others else ""), *("  " + _session_line(row) for row in others)]
 
 
 def _other_sessions(target) -> list[dict]:
@@ -454,17 +448,23 @@ def _blocking_tree(rows: list[dict], width: int, prod: bool):
 
 
 def _node_line(node) -> str:
-    """One session of the tree on one line: its wait first (never cut), then its state and
-    times, who it is, and its query, cut where the width ends."""
-    row = node.session
-    if row is None:
+    """One session of the tree on one line (see _session_line), with the other sessions it also
+    waits for, and whether it waits in a cycle."""
+    if node.session is None:
         return f"{node.pid} (not shown in pg_stat_activity: a server process, or it has ended)"
+    return _session_line(node.session, node)
+
+
+def _session_line(row: dict, node=None) -> str:
+    """One session on one line: its wait first (never cut), then its state and times, who it
+    is, and its query (cut where the width ends). For the tree and for every plan that names
+    sessions."""
     parts = [f"{row['pid']}{' *' if row['this_session'] else ''}"]
     if row["waited_seconds"] is not None:
         parts.append(f"waiting {duration(row['waited_seconds'])} on {row['wait_event'] or '?'}")
-    if node.also_waits_for:
+    if node is not None and node.also_waits_for:
         parts.append("also waits for " + ", ".join(str(pid) for pid in node.also_waits_for))
-    if node.cycle:
+    if node is not None and node.cycle:
         parts.append("waits in a cycle (shown above)")
     state = row["state"] or "?"
     if row["idle_in_transaction_seconds"] is not None:
@@ -627,7 +627,7 @@ def _kill_one(c, prod: bool, yes: bool, pid: int, dry_run: bool) -> None:
     from cruddur.postgres.sessions import session
 
     target = app_database(prod, dry=dry_run)
-    plan = [f"will end session {pid} on the server of {target}:", _session_line(session(target.url, pid), with_database=True)]
+    plan = [f"will end session {pid} on the server of {target}:", "  " + _session_line(session(target.url, pid))]
     if not begin(c, target, f"end session {pid} on the server of", plan, yes=yes, backup=False, dry_run=dry_run):
         return
     _report_ended([blocking.end_session(target.url, pid)])
