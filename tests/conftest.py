@@ -45,18 +45,6 @@ PROJECT_VARIABLES = Settings.variables()
 TERMINAL_SIZE = {"COLUMNS", "LINES"}
 
 
-def pytest_configure(config):
-    """One byte-code cache for every Python process the run starts (workers, `inv`, scripts),
-    outside the checkout: where the machine sets PYTHONDONTWRITEBYTECODE, each process would
-    otherwise compile the project's modules again (a fifth of a second of CPU, each time)."""
-    if hasattr(config, "workerinput"):
-        return  # a worker inherits the controller's
-    folder = tempfile.mkdtemp(prefix="cruddur-test-pycache-")
-    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
-    os.environ["PYTHONPYCACHEPREFIX"] = folder
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-
-
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pyproject's default): two workers per CPU. Much of a test's time is waiting (for
     PostgreSQL, a child process, a timeout that must pass), and a second worker per CPU fills it:
