@@ -28,6 +28,7 @@ from ._cli import (
     task,
 )
 from ._protocol import NO_BACKUP_HELP, begin, confirm, dry_run_shown, is_dry, nothing_to_do, table_lines, verify
+from ._tables import Column, fitted_table
 
 
 def _sql_file(path: str | None, default: str) -> tuple[Path, str]:
@@ -477,26 +478,24 @@ def _session_line(row: dict, node=None) -> str:
     return printable(" | ".join(parts))  # other clients' text: control characters shown escaped
 
 
-# The table's columns, most wanted first: (header, the widest it may grow; None for no limit).
-# Those that fit the width are shown, long text cut with "…"; the query takes what the others
-# leave. A wait event's name is never cut (the longest are under 40 characters).
+# The table's columns, most wanted first (the widest each may grow). Those that fit the width
+# are shown; the query takes what the others leave. A wait event's name is never cut (the
+# longest are under 40 characters).
 _SESSION_COLUMNS = [
-    ("pid", 9),
-    ("state", 19),
-    ("wait", None),
-    ("blocked by", 16),
-    ("query", None),
-    ("application", 20),
-    ("in state", 8),
-    ("user", 12),
-    ("db", 16),
-    ("client", 15),
-    ("query time", 10),
+    Column("pid", 9),
+    Column("state", 19),
+    Column("wait"),
+    Column("blocked by", 16, style="bold red"),
+    Column("query", flexible=True),
+    Column("application", 20),
+    Column("in state", 8),
+    Column("user", 12),
+    Column("db", 16),
+    Column("client", 15),
+    Column("query time", 10),
 ]
 # With --all the server's own processes are listed, and their type says what each one is.
-_TYPE_COLUMN = ("type", None)
-_QUERY_MIN = 20  # the query column is never narrower than this
-_GAP = 3  # between two columns: padding, separator, padding
+_TYPE_COLUMN = Column("type")
 
 
 def _session_cells(row: dict) -> dict[str, str]:
@@ -518,48 +517,12 @@ def _session_cells(row: dict) -> dict[str, str]:
     return {header: printable(text) for header, text in cells.items()}
 
 
-def _session_widths(rows: list[dict[str, str]], width: int, with_type: bool = False) -> dict[str, int]:
-    """Each shown column's width: by priority, while they fit; the query gets what is left."""
-    columns = [*_SESSION_COLUMNS[:2], _TYPE_COLUMN, *_SESSION_COLUMNS[2:]] if with_type else _SESSION_COLUMNS
-    natural = {header: min(max(len(header), *(len(row[header]) for row in rows)), widest or 10**6) for header, widest in columns}
-    # The query keeps about a third of the width before less wanted columns are added.
-    reserve = min(natural["query"], max(_QUERY_MIN, width // 3))
-    chosen, used = {}, -_GAP
-    for header, _ in columns:
-        if header == "query":
-            if used + _QUERY_MIN + _GAP > width:
-                break
-            chosen[header] = min(reserve, width - used - _GAP)
-        elif used + natural[header] + _GAP > width:
-            break
-        else:
-            chosen[header] = natural[header]
-        used += chosen[header] + _GAP
-    if "query" in chosen:
-        others = sum(w + _GAP for header, w in chosen.items() if header != "query")
-        chosen["query"] = min(natural["query"], width - others)
-    return chosen
-
-
 def _sessions_table(rows: list[dict], width: int, with_type: bool = False):
-    from rich import box
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    cells = [_session_cells(row) for row in rows]
-    widths = _session_widths(cells, width, with_type)
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for header, column_width in widths.items():
-        table.add_column(
-            header,
-            width=column_width,
-            no_wrap=True,
-            overflow="ellipsis",
-            style="bold red" if header == "blocked by" else None,
-        )
-    for row in cells:
-        table.add_row(*(Text(row[header]) for header in widths))  # Text: never read as markup
+    columns = [*_SESSION_COLUMNS[:2], _TYPE_COLUMN, *_SESSION_COLUMNS[2:]] if with_type else _SESSION_COLUMNS
+    table = fitted_table([_session_cells(row) for row in rows], columns, width)
     summary = f"{len(rows)} session(s); * marks this one; --json shows every field and the whole query"
     return Group(table, Text(summary))
 

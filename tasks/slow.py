@@ -77,26 +77,23 @@ def _how_to_load(target) -> str:
 
 
 def _statements_table(statements, target):
-    from rich import box
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
+
+    from ._tables import Column, fitted_table
 
     if not statements:
         return Text(f"no statements recorded yet in {target.dbname}")
-    rows = [
-        (str(s.calls), duration(s.total_ms / 1000), duration(s.mean_ms / 1000), str(s.rows), printable(" ".join(s.query.split())))
-        for s in statements  # the query on one line; other people's text, shown escaped
+    cells = [
+        {
+            "calls": str(s.calls),
+            "total": duration(s.total_ms / 1000),
+            "mean": duration(s.mean_ms / 1000),
+            "rows": str(s.rows),
+            "query": printable(" ".join(s.query.split())),  # on one line; other people's text, shown escaped
+        }
+        for s in statements
     ]
-    headers = ("calls", "total", "mean", "rows")
-    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
-    # The numbers keep their width; the query takes what is left (at least 20), cut with "…".
-    query_width = max(20, console().width - sum(widths) - 3 * len(widths))
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for header, width in zip(headers, widths):
-        table.add_column(header, justify="right", no_wrap=True, min_width=width)
-    table.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
-    for row in rows:
-        table.add_row(*row[:4], Text(row[4]))
+    columns = [*(Column(header, right=True) for header in ("calls", "total", "mean", "rows")), Column("query", flexible=True)]
     caption = f"{len(statements)} statement(s) in {target.dbname}, most total time first; --json shows every field and the whole query"
-    return Group(table, Text(caption))
+    return Group(fitted_table(cells, columns, console().width), Text(caption))
