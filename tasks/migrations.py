@@ -384,7 +384,6 @@ def migrations(c, prod=False, json_=False, check=False, accept=None, forget=None
         if sys.stdout.isatty():
             show(_table(rows, target))
         else:
-            # Plain columns for pipes and scripts (and fast with a thousand migrations).
             _print_plain(rows)
         for line in next_steps(found, prod):
             print(printable(line))
@@ -468,21 +467,29 @@ def _interrupted_steps(row, fix: str, flag: str) -> list[str]:
     return lines
 
 
+_COLUMNS = ("version", "name", "state", "applied at")
+
+
+def _cells(row) -> tuple[str, ...]:
+    return row.version, row.name, row.state, moment(row.applied_at)
+
+
 def _print_plain(rows) -> None:
-    width = max([len(row.name) for row in rows] + [4])
-    lines = [f"{'version':<14}  {'name':<{width}}  {'state':<24}  applied at"]
-    lines += [f"{row.version:<14}  {row.name:<{width}}  {row.state:<24}  {moment(row.applied_at)}".rstrip() for row in rows]
-    print("\n".join(lines))
+    """The same columns as the table, as plain text: for pipes and scripts (and fast with a
+    thousand migrations)."""
+    cells = [_COLUMNS, *(_cells(row) for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS) - 1)]
+    print("\n".join("  ".join([*(text.ljust(w) for text, w in zip(line, widths)), line[-1]]).rstrip() for line in cells))
 
 
 def _table(rows, target):
     from rich.table import Table
 
     table = Table(caption=f"{len(rows)} migration(s) on {target}", caption_justify="left")
-    for column in ("version", "name", "state", "applied at"):
+    for column in _COLUMNS:
         table.add_column(column, no_wrap=column != "name", overflow="ellipsis")
     for row in rows:
-        table.add_row(row.version, row.name, row.state, moment(row.applied_at))
+        table.add_row(*_cells(row))
     return table
 
 
