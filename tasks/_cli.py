@@ -198,6 +198,13 @@ def printable(text: object) -> str:
     return _UNPRINTABLE.sub(lambda found: found.group(0).encode("unicode_escape").decode("ascii"), str(text))
 
 
+def on_one_line(text: str | None, width: int | None = None) -> str:
+    """A query (or any text) on one line, its whitespace runs made single spaces; cut to `width`
+    with "…" when given. Not escaped: pass it through printable() to show it."""
+    line = " ".join((text or "").split())
+    return line if width is None or len(line) <= width else line[: width - 1] + "…"
+
+
 # The checkout this tasks/ folder belongs to: its sql/, .pgdata/ and backups/ are the project's.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,24 +20,30 @@ class Column:
 
 def widths(cells: list[dict[str, str]], columns: list[Column], width: int) -> dict[str, int]:
     """Each shown column's width: by priority, while they fit; the flexible one keeps about a
-    third of the width before less wanted columns are added, then gets what is left."""
-    natural = {c.header: min(max(len(c.header), *(len(row[c.header]) for row in cells)), c.widest or 10**6) for c in columns}
+    third of the width before less wanted columns are added, then gets what is left. A flexible
+    column that comes last is never the one left out: the columns before it give way."""
+    natural = {c.header: min(max([len(c.header), *(len(row[c.header]) for row in cells)]), c.widest or 10**6) for c in columns}
     flexible = next((c.header for c in columns if c.flexible), None)
     reserve = min(natural[flexible], max(FLEXIBLE_MIN, width // 3)) if flexible else 0
-    chosen, used = {}, -GAP
+    kept_last = columns[-1].flexible
+    chosen, used = {}, (FLEXIBLE_MIN + GAP if kept_last else 0) - GAP
     for column in columns:
         if column.flexible:
-            if used + FLEXIBLE_MIN + GAP > width:
+            if kept_last:
+                used -= FLEXIBLE_MIN + GAP  # its room, set aside above
+            elif used + FLEXIBLE_MIN + GAP > width:
                 break
-            chosen[column.header] = min(reserve, width - used - GAP)
+            chosen[column.header] = max(FLEXIBLE_MIN, min(reserve, width - used - GAP))
         elif used + natural[column.header] + GAP > width:
+            if kept_last:
+                continue  # no more fixed columns fit; the last one still comes
             break
         else:
             chosen[column.header] = natural[column.header]
         used += chosen[column.header] + GAP
     if flexible in chosen:
         others = sum(w + GAP for header, w in chosen.items() if header != flexible)
-        chosen[flexible] = min(natural[flexible], width - others)
+        chosen[flexible] = min(natural[flexible], max(FLEXIBLE_MIN, width - others))
     return chosen
 
 

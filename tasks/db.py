@@ -21,6 +21,7 @@ from ._cli import (
     for_target,
     lock_timeout_flag,
     number,
+    on_one_line,
     print_json,
     printable,
     settings,
@@ -263,7 +264,10 @@ def _sessions_plan(target, headline: str) -> list[str]:
     """For a plan: `headline` with how many other client sessions hold the app database, then one
     line for each (the sessions a drop or kill ends)."""
     others = _other_sessions(target)
-    return [f"{headline} {len(others)} other session(s)" + (":" if others else ""), *("  " + _session_line(row) for row in others)]
+    return [
+        f"{headline} {len(others)} other session(s)" + (":" if others else ""),
+        *("  " + _session_line(row, query_width=PLAN_QUERY_WIDTH) for row in others),
+    ]
 
 
 def _other_sessions(target) -> list[dict]:
@@ -456,10 +460,14 @@ def _node_line(node) -> str:
     return _session_line(node.session, node)
 
 
-def _session_line(row: dict, node=None) -> str:
-    """One session on one line: its wait first (never cut), then its state and times, who it
-    is, and its query (cut where the width ends). For the tree and for every plan that names
-    sessions."""
+# A plan names each session on one line: its query is cut to this many characters.
+PLAN_QUERY_WIDTH = 60
+
+
+def _session_line(row: dict, node=None, query_width: int | None = None) -> str:
+    """One session on one line: its wait first, then its state and times, who it is, and its
+    query (cut to `query_width`; the tree's rich text is cut where the terminal ends instead).
+    For the tree and for every plan that names sessions."""
     parts = [f"{row['pid']}{' *' if row['this_session'] else ''}"]
     if row["waited_seconds"] is not None:
         parts.append(f"waiting {duration(row['waited_seconds'])} on {row['wait_event'] or '?'}")
@@ -474,7 +482,7 @@ def _session_line(row: dict, node=None) -> str:
     if row["transaction_seconds"] is not None:
         parts.append(f"transaction {duration(row['transaction_seconds'])}")
     parts.append(f"{row['app'] or '?'} ({row['user'] or '?'}@{row['db'] or '?'})")
-    parts.append(" ".join((row["query"] or "").split()))  # one line
+    parts.append(on_one_line(row["query"], query_width))
     return printable(" | ".join(parts))  # other clients' text: control characters shown escaped
 
 
@@ -504,7 +512,7 @@ def _session_cells(row: dict) -> dict[str, str]:
         "state": (row["state"] or "").replace("idle in transaction", "idle in tx"),
         "wait": row["wait_event"],
         "blocked by": ", ".join(str(pid) for pid in row["blocked_by"] or []),
-        "query": " ".join((row["query"] or "").split()),  # one line
+        "query": on_one_line(row["query"]),
         "application": row["app"],
         "in state": duration(row["state_seconds"]),
         "user": row["user"],
@@ -590,7 +598,10 @@ def _kill_one(c, prod: bool, yes: bool, pid: int, dry_run: bool) -> None:
     from cruddur.postgres.sessions import session
 
     target = app_database(prod, dry=dry_run)
-    plan = [f"will end session {pid} on the server of {target}:", "  " + _session_line(session(target.url, pid))]
+    plan = [
+        f"will end session {pid} on the server of {target}:",
+        "  " + _session_line(session(target.url, pid), query_width=PLAN_QUERY_WIDTH),
+    ]
     if not begin(c, target, f"end session {pid} on the server of", plan, yes=yes, backup=False, dry_run=dry_run):
         return
     _report_ended([blocking.end_session(target.url, pid)])

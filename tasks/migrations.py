@@ -105,7 +105,8 @@ def migrate(
             nothing_to_do(c, f"nothing to do: {target} is up to date", dry_run=dry_run)
             return
         _show_plan(target, pending, dry_run, json_)
-        if not pending:
+        if not pending:  # --json, nothing pending: the closing line goes to stderr, as below
+            dry_run_shown(c, [], dry_run=dry_run, stream=sys.stderr)
             return
         # With --json the dry run's last word goes to stderr: stdout stays one JSON document.
         confirmed = begin(
@@ -404,9 +405,11 @@ def _fix_record(c, prod: bool, yes: bool, accept: str | None, forget: str | None
     target = app_database(prod, dry=is_dry(c))
     version = accept if accept is not None else forget
     change = runner.accept if accept is not None else runner.forget
-    would = change(target.url, directory, version, root, dry=True)  # refused here, before any question, as the write would be
+    # Refused here, before any question, as the write would be.
+    planned = change(target.url, directory, version, root, dry=True)
     question = f"record migration {version} as applied" if accept is not None else f"forget migration {version}'s record"
-    if not begin(c, target, f"{question} in the migrations' record of", [f"{would} on {target}"], yes=yes, backup=False):
+    plan = [f"{'would' if is_dry(c) else 'will'} {planned} on {target}"]
+    if not begin(c, target, f"{question} in the migrations' record of", plan, yes=yes, backup=False):
         return
     print(f"{change(target.url, directory, version, root)} on {target}")
 

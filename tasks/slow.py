@@ -7,7 +7,7 @@ import sys
 from cruddur.errors import UsageError
 from cruddur.formats import duration
 
-from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, print_json, printable, show, task
+from ._cli import JSON_HELP, PROD_HELP, YES_HELP, app_database, console, number, on_one_line, print_json, printable, show, task
 from ._protocol import begin, is_dry
 
 DEFAULT_LIMIT = 10
@@ -38,16 +38,11 @@ def slow(c, prod=False, yes=False, limit=None, json_=False, reset=False):
     writes = []  # (what the question names, the plan's line)
     if found is stats.Readiness.NOT_CREATED:
         print(f"{stats.EXTENSION} is loaded, but the extension is not created in {target.dbname}; it will be created", file=sys.stderr)
-        writes.append((f"create the extension {stats.EXTENSION} in", f"will create the extension {stats.EXTENSION} in {target}"))
+        writes.append((f"create the extension {stats.EXTENSION}", f"will create the extension {stats.EXTENSION} in {target}"))
     if reset:
-        writes.append(
-            (
-                f"reset the {stats.EXTENSION} statistics of the server of",
-                f"will reset the {stats.EXTENSION} statistics of the server of {target}",
-            )
-        )
+        writes.append((f"reset the {stats.EXTENSION} statistics", f"will reset the {stats.EXTENSION} statistics of the server of {target}"))
     if writes:
-        action = " and ".join(question for question, _ in writes)
+        action = " and ".join(question for question, _ in writes) + " on"
         if not begin(c, target, action, [line for _, line in writes], yes=yes, backup=False):
             return
     if found is stats.Readiness.NOT_CREATED:
@@ -90,7 +85,7 @@ def _statements_table(statements, target):
             "total": duration(s.total_ms / 1000),
             "mean": duration(s.mean_ms / 1000),
             "rows": str(s.rows),
-            "query": printable(" ".join(s.query.split())),  # on one line; other people's text, shown escaped
+            "query": printable(on_one_line(s.query)),  # other people's text, shown escaped
         }
         for s in statements
     ]

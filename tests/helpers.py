@@ -56,8 +56,8 @@ _initdb_once: list[Path] = []
 
 def initialised_copy(pgdata: Path) -> None:
     """Make `pgdata` a copy of a data folder that initdb prepared once in this process (initdb
-    takes seconds of CPU; the copy a fraction of one). The tests that prove a first start from an
-    empty folder ask for one (temporary_pgdata(initialised=False), or the embedded default)."""
+    takes seconds of CPU; the copy a fraction of one). A first start from an empty folder is what
+    the embedded-default tests prove (their CRUDDUR_PGDATA starts empty)."""
     import atexit
 
     from cruddur.postgres import local_server
@@ -65,7 +65,7 @@ def initialised_copy(pgdata: Path) -> None:
     if not _initdb_once:
         folder = Path(tempfile.mkdtemp(prefix="cruddur-initdb-"))
         atexit.register(shutil.rmtree, folder, True)
-        local_server._initialise(local_server._embedded(), folder / "pgdata")
+        local_server.initialise(folder / "pgdata")
         _initdb_once.append(folder / "pgdata")
     # As root the server runs as its own account: it must pass through the folder above (initdb's
     # preparation opens it so), and the copy keeps the files' owner (cp -a).
@@ -74,10 +74,10 @@ def initialised_copy(pgdata: Path) -> None:
 
 
 @contextmanager
-def temporary_pgdata(prefix: str = "cruddur-pg-", initialised: bool = True):
-    """A data folder for an embedded PostgreSQL of the test's own; its server (if the test started
-    one) stopped and the folder removed afterwards. `initialised`: already through initdb (a copy,
-    see initialised_copy); else empty, so the first start runs initdb itself.
+def temporary_pgdata(prefix: str = "cruddur-pg-"):
+    """A data folder for an embedded PostgreSQL of the test's own, already through initdb (a copy,
+    see initialised_copy); its server (if the test started one) stopped and the folder removed
+    afterwards.
 
     Not under pytest's tmp_path: a concurrent pytest run prunes older runs' folders there (and, as
     root, resets their mode to 0700, locking out the server's account)."""
@@ -85,8 +85,7 @@ def temporary_pgdata(prefix: str = "cruddur-pg-", initialised: bool = True):
 
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        if initialised:
-            initialised_copy(folder / "pgdata")
+        initialised_copy(folder / "pgdata")
         yield folder / "pgdata"
     finally:
         local_server.stop(folder / "pgdata")

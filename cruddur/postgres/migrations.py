@@ -609,7 +609,7 @@ def baseline_plan(migrations: list[Migration], applied: dict[str, dict], version
 def accept(url: str, directory: Path, version: str, label_root: Path | None = None, dry: bool = False) -> str:
     """Record the migration file of `version`, as it is now, as applied (its checksum replaces
     the one recorded; an interrupted run's record is cleared); what was done. `dry`: the same
-    checks and reads, no write; what would be done."""
+    checks and reads, no write; what it would do ("record ..."), for a plan."""
     files = {m.version: m for m in load(directory, label_root)}
     if version not in files:
         raise MigrationError(f"--accept {version}: no migration file has that version (--forget drops a version whose file is gone)")
@@ -617,9 +617,7 @@ def accept(url: str, directory: Path, version: str, label_root: Path | None = No
     if dry:
         with _reading(url) as conn:
             was = read_applied(conn).get(version)
-        return f"would record {migration.label} as applied" + (
-            " (its edited text would be the one on record)" if was else ", without running it"
-        )
+        return f"record {migration.label} as applied" + (" (its edited text becomes the one on record)" if was else ", without running it")
     with _run(url, MIGRATION_LOCK_TIMEOUT) as (conn, watch):
         was = read_applied(conn).get(version)
         _create_table(conn, watch)
@@ -631,11 +629,12 @@ def accept(url: str, directory: Path, version: str, label_root: Path | None = No
 
 def forget(url: str, directory: Path, version: str, label_root: Path | None = None, dry: bool = False) -> str:
     """Delete the record of `version` (its schema_migrations row and any interrupted run), so the
-    next migrate runs it again; what was done. `dry`: the same check, no write; what would be done."""
+    next migrate runs it again; what was done. `dry`: the same check, no write; what it would do
+    ("forget ..."), for a plan."""
     if dry:
         with _reading(url) as conn:
             _refuse_unrecorded(conn, version)
-        return f"would forget {version}: the next inv db.migrate would run it again"
+        return f"forget {version}, so that the next inv db.migrate runs it again"
     with _run(url, MIGRATION_LOCK_TIMEOUT) as (conn, _):
         _refuse_unrecorded(conn, version)
         with conn.transaction():

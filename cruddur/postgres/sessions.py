@@ -47,7 +47,7 @@ SELECT a.pid,
        a.pid = pg_backend_pid() AS this_session
 FROM pg_stat_activity AS a
 CROSS JOIN LATERAL (SELECT pg_blocking_pids(a.pid) AS pids) AS blocking
-WHERE (%(all)s OR {client_session}) AND (%(pid)s::int IS NULL OR a.pid = %(pid)s::int)
+WHERE (%(all)s OR {client_session}) AND (%(pid)s::bigint IS NULL OR a.pid = %(pid)s::bigint)
 ORDER BY a.datname NULLS LAST, a.backend_start, a.pid
 """).format(client_session=sql.SQL(CLIENT_SESSION))
 

@@ -222,8 +222,9 @@ def test_kill_pid_ends_only_that_session(chains, run_task, database_url):
 
 
 def test_kill_pid_of_no_session_is_one_line(run_task, database_url):
-    line = assert_one_line_error(run_task("db.kill", "--pid", "999999", env={"CONNECTION_URL": database_url}))
-    assert line == "error: no session has pid 999999; inv db.sessions lists them"
+    for pid in ("999999", "99999999999"):  # the second beyond a 4-byte integer, which a pid is
+        line = assert_one_line_error(run_task("db.kill", "--pid", pid, env={"CONNECTION_URL": database_url}))
+        assert line == f"error: no session has pid {pid}; inv db.sessions lists them"
     line = assert_one_line_error(run_task("db.kill", "--pid", "x", env={"CONNECTION_URL": database_url}))
     assert line == "error: --pid takes a whole number, not 'x'"
     line = assert_one_line_error(run_task("db.kill", "--pid", "5", "--root", env={"CONNECTION_URL": database_url}))

@@ -174,7 +174,7 @@ def test_first_starts_at_once_agree_on_one_server_account(tmp_path):
     account = "cruddur_race_" + secrets.token_hex(3)
     folders = [tmp_path / f"data{i}" for i in range(4)]
     script = "import sys; from pathlib import Path; from cruddur.postgres import local_server\n" + (
-        "p = Path(sys.argv[2]); p.mkdir(); local_server._prepare_account(sys.argv[1], p)"
+        "p = Path(sys.argv[2]); p.mkdir(); local_server.prepare_account(sys.argv[1], p)"
     )
     try:
         runs = [subprocess.Popen([sys.executable, "-c", script, account, str(folder)]) for folder in folders]

@@ -416,7 +416,7 @@ def test_an_edited_applied_file_is_accepted_or_forgotten_and_prod_asks_first(run
     assert accepted.returncode == 0, accepted.stderr
     plan, done = accepted.stdout.splitlines()
     assert plan == (
-        f"would record sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text would be the one on record)"
+        f"will record sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text becomes the one on record)"
         f" on prod database {urls.describe(schema_url)}"
     )
     assert done.startswith(f"recorded sql/migrations/{BIO.version}_add_bio_to_users.sql as applied (its edited text")

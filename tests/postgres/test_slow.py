@@ -83,6 +83,15 @@ def test_on_prod_creating_the_extension_needs_confirmation(run_task, loaded):
     result = run_task("db.slow", "--prod", env={"PROD_CONNECTION_URL": loaded})
     assert result.returncode == 1
     assert "needs confirmation; run it on a terminal or pass --yes" in result.stderr
+    both = run_task("db.slow", "--prod", "--reset", env={"PROD_CONNECTION_URL": loaded})
+    where = f"prod database {urls.describe(loaded)}"
+    assert both.stdout.splitlines() == [
+        f"will create the extension pg_stat_statements in {where}",
+        f"will reset the pg_stat_statements statistics of the server of {where}",
+    ]
+    assert both.stderr.splitlines()[-1].startswith(
+        f"refused: create the extension pg_stat_statements and reset the pg_stat_statements statistics on database '{urls.dbname(loaded)}'"
+    )
     assert not extension_created(loaded)
     confirmed = run_task("db.slow", "--prod", "--yes", env={"PROD_CONNECTION_URL": loaded})
     assert confirmed.returncode == 0, confirmed.stderr
