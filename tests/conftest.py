@@ -137,6 +137,24 @@ def seeded_template(server_url):
 
 
 @pytest.fixture
+def server_sessions_alone():
+    """For a test that makes sessions wait on each other, or reads every session on the server
+    (the tree, the sessions table): where the workers share one server (TEST_DATABASE_URL), one
+    such test at a time, so none sees another's waits. Each embedded server is its worker's own."""
+    shared = os.environ.get("TEST_DATABASE_URL")
+    if not shared:
+        yield
+        return
+    import hashlib
+
+    from filelock import FileLock
+
+    name = "cruddur-test-sessions-" + hashlib.sha256(shared.encode()).hexdigest()[:12] + ".lock"
+    with FileLock(Path(tempfile.gettempdir()) / name, timeout=600):
+        yield
+
+
+@pytest.fixture
 def database_url(server_url):
     """A fresh, empty database of its own for this test; dropped afterwards."""
     url = _create_database(server_url)

@@ -72,7 +72,7 @@ class Waiter:
 
 
 @pytest.fixture
-def chains(database_url):
+def chains(database_url, server_sessions_alone):
     """Two chains on the test's database, each root in an open transaction:
 
     first (root)          holds lock 1, and 20 shared
@@ -179,7 +179,7 @@ def test_sessions_tree_json_is_the_same_tree(chains, run_task, database_url):
     assert {"waited_seconds", "idle_in_transaction_seconds", "transaction_seconds", "wait_event", "state"} <= set(w1)
 
 
-def test_no_waits_says_so(run_task, database_url):
+def test_no_waits_says_so(run_task, database_url, server_sessions_alone):
     with psycopg.connect(database_url):
         result = run_task("db.sessions", "--tree", env={"CONNECTION_URL": database_url})
     assert result.returncode == 0, result.stderr
@@ -231,7 +231,7 @@ def test_kill_pid_of_no_session_is_one_line(run_task, database_url):
     assert line == "error: --root and --pid choose different sessions; give one of them"
 
 
-def test_a_root_the_role_may_not_signal_is_reported_and_kept(run_task, database_url):
+def test_a_root_the_role_may_not_signal_is_reported_and_kept(run_task, database_url, server_sessions_alone):
     with login_role(database_url, "killer_") as as_role:
         root = Holder(database_url, "superuser-root", exclusive=[7])
         waiter = Waiter(as_role, "own-waiter", [7])
@@ -256,7 +256,7 @@ def test_kill_root_on_prod_lists_then_refuses_without_a_terminal(chains, run_tas
     assert is_alive(database_url, first.pid) and is_alive(database_url, second.pid)
 
 
-def test_a_root_that_stopped_blocking_is_left_alone(database_url):
+def test_a_root_that_stopped_blocking_is_left_alone(database_url, server_sessions_alone):
     holder = Holder(database_url, "gone-quiet", exclusive=[5])
     waiter = Waiter(database_url, "waiter", [5])
     planned = [node.pid for node in blocking.tree(list_sessions(database_url))]

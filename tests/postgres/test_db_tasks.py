@@ -465,7 +465,7 @@ def _running(url: str, query: str) -> bool:
 
 
 @pytest.fixture
-def busy_database(database_url):
+def busy_database(database_url, server_sessions_alone):
     """A holder of a table lock (its query text carries an ESC and an OSC title sequence; so does
     its application name, which PostgreSQL itself stores escaped) and a session blocked behind it
     running a long query spread over lines."""

@@ -47,7 +47,7 @@ def state(url: str) -> dict:
 
 
 @pytest.fixture
-def prepare(request, seeded_url, run_task):
+def prepare(request, seeded_url, run_task, server_sessions_alone):
     def prepare(args, variable):
         env = {variable: seeded_url}
         if args[0] == "db.slow":  # the extension in place: db.slow --reset then resets its statistics
