@@ -142,7 +142,7 @@ def test_terminate_other_sessions_spares_our_own(database_url):
     assert admin.terminate_other_sessions(database_url) == []
 
 
-def test_sessions_show_other_clients_and_blockers(database_url):
+def test_sessions_show_other_clients_and_blockers(database_url, server_sessions_alone):
     import threading
 
     with psycopg.connect(database_url, application_name="flask-app") as app, psycopg.connect(database_url, autocommit=True) as blocked:
