@@ -454,8 +454,8 @@ def next_steps(found, prod: bool) -> list[str]:
 
 
 def _interrupted_steps(row, fix: str, flag: str) -> list[str]:
-    # Names, not a statement to paste: the user drops each with DROP INDEX CONCURRENTLY.
-    drops = f" DROP INDEX CONCURRENTLY for each INVALID index ({', '.join(row.invalid_indexes)})" if row.invalid_indexes else ""
+    # The indexes are named once, in the first line; the steps say what to do with them.
+    drops = " DROP INDEX CONCURRENTLY on each INVALID index named above" if row.invalid_indexes else ""
     left = f"; it left the INVALID index(es) {', '.join(row.invalid_indexes)}" if row.invalid_indexes else ""
     lines = [f"{row.version}: interrupted, outside a transaction: {row.detail}{left}."]
     if row.direction == "up":
