@@ -44,13 +44,18 @@ def _read_password_line(config) -> str:
     return READ_PASSWORD
 
 
+def _password_at_hand(config) -> bool:
+    """Whether a master password can be had: RDS_MASTER_PASSWORD, or a terminal to ask on."""
+    return bool(config.rds_master_password) or sys.stdin.isatty()
+
+
 def _master_password(config) -> str:
     """RDS_MASTER_PASSWORD, else a hidden prompt (twice) on a terminal; never a flag."""
     from cruddur.errors import ConfigError
 
     if config.rds_master_password:
         return config.rds_master_password
-    if not sys.stdin.isatty():
+    if not _password_at_hand(config):
         raise ConfigError(
             "no master password (8 to 128 characters, none of / ' \" @ or spaces; or run on a terminal to be"
             " asked, or pass --manage-password to let RDS keep it in Secrets Manager); type one of your own"
@@ -156,7 +161,7 @@ def create(
     if is_dry(c, dry_run):
         existing = library.existing_for_create(client, options)
         plan = options.summary() if existing is None else [_kept(existing, "would be left")]
-        if existing is None and not manage_password and not config.rds_master_password and not sys.stdin.isatty():
+        if existing is None and not manage_password and not _password_at_hand(config):
             plan.append("  but no RDS_MASTER_PASSWORD is set and there is no terminal to ask for one: the real run would stop there")
         dry_run_shown(c, plan, dry_run=dry_run)
         return
