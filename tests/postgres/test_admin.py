@@ -153,7 +153,11 @@ def test_sessions_show_other_clients_and_blockers(database_url, server_sessions_
         waiter = threading.Thread(target=_ignore, args=(blocked.execute, "SELECT * FROM t"))
         waiter.start()
         try:
-            rows = wait_for(lambda: [r for r in list_sessions(database_url) if r["blocked_by"]], "a session blocked by another")
+            # This test's database only: on a shared server another test's session may be waiting too.
+            ours = urls.dbname(database_url)
+            rows = wait_for(
+                lambda: [r for r in list_sessions(database_url) if r["blocked_by"] and r["db"] == ours], "a session blocked by another"
+            )
             everyone = list_sessions(database_url)
         finally:
             app.rollback()
