@@ -7,9 +7,9 @@ Each run is a new process on the extracted zip, read-only as Lambda's /var/task 
 writable byte-code cache (-B) and nothing from the venv (-s -S, an environment of its own): import the handler, then its
 first call (connect + insert) against a local database. The two zips run alternately. Uses
 TEST_DATABASE_URL when set (a server URL: a throwaway database is made on it), else an embedded
-PostgreSQL in a temporary folder. IAM mode adds what DB_AUTH=iam costs before connecting: boto3's
+PostgreSQL in a temporary folder. IAM mode adds what DB_AUTH=iam costs before connecting: botocore's
 import (from this venv, with its byte code, after the zip on the path, as Lambda's runtime
-provides it), its RDS client and the token's signature; the connection itself stays the URL's,
+provides it), its credentials and the token's signature; the connection itself stays the URL's,
 as no local server checks tokens (and the embedded build has no TLS). Prints figures and ratios (target <= 0.7x, aim <= 0.6x; zip target <= 6 MB), no verdicts.
 """
 
@@ -71,7 +71,7 @@ def cold_start(task_dir: Path, environment: dict[str, str]) -> dict:
     """One new process in the task folder (the first entry of its path, as /var/task is on Lambda)."""
     started = time.perf_counter()
     child = subprocess.run(
-        # The environment is this one's alone (no -E): PYTHONPATH, in IAM mode, is where boto3 is.
+        # The environment is this one's alone (no -E): PYTHONPATH, in IAM mode, is where botocore is.
         [sys.executable, "-s", "-S", "-B", "-c", CHILD],
         cwd=task_dir,
         input=json.dumps(event()),
@@ -91,7 +91,7 @@ def url_mode(url: str) -> dict[str, str]:
 
 def iam_mode(url: str) -> dict[str, str]:
     """What lambda.deploy --set-env gives the function, plus the credentials Lambda's role gives it."""
-    import boto3
+    import botocore
 
     return {
         **url_mode(url),
@@ -105,8 +105,8 @@ def iam_mode(url: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_SESSION_TOKEN": "bench",
         "AWS_EC2_METADATA_DISABLED": "true",
-        # boto3 after the zip on the path (the task folder comes first), as Lambda's runtime puts its own.
-        "PYTHONPATH": str(Path(boto3.__file__).parent.parent),
+        # botocore after the zip on the path (the task folder comes first), as Lambda's runtime puts its own.
+        "PYTHONPATH": str(Path(botocore.__file__).parent.parent),
     }
 
 
@@ -121,7 +121,7 @@ def total(run: dict) -> float:
 def report(title: str, new: list[dict], old: list[dict], import_label: str) -> None:
     print(f"\n{title}")
     print(f"  {'':<34}{'with byte code':>16}{'without':>12}{'ratio':>9}")
-    steps = [(import_label, "import"), ("boto3 + client + token", "sign"), ("first call (connect + insert)", "first_call")]
+    steps = [(import_label, "import"), ("botocore + token", "sign"), ("first call (connect + insert)", "first_call")]
     for label, key in steps:
         a, b = statistics.median(r[key] for r in new), statistics.median(r[key] for r in old)
         if b:
@@ -158,7 +158,7 @@ def main() -> None:
 
             how = f"{args.rounds} alternating runs each (python -s -S -B, read-only task folder)"
             report(f"URL mode (CONNECTION_URL), {how}", runs["url", "new"], runs["url", "old"], "import handler (+psycopg)")
-            report(f"IAM mode (+ boto3 token), {how}", runs["iam", "new"], runs["iam", "old"], "import handler (+psycopg)")
+            report(f"IAM mode (+ botocore token), {how}", runs["iam", "new"], runs["iam", "old"], "import handler (+psycopg)")
             print("\nIAM mode with byte code against URL mode without it (the zip before byte code and IAM):")
             a = statistics.median(total(r) for r in runs["iam", "new"])
             b = statistics.median(total(r) for r in runs["url", "old"])

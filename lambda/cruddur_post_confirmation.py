@@ -4,7 +4,7 @@ A new user is inserted; a user whose handle was seeded with a placeholder Cognit
 row over; a handle held by another real user is an error.
 
 Lambda handler setting: cruddur_post_confirmation.lambda_handler. Runs with psycopg (3) alone,
-nothing from the project's library (and boto3, which Lambda provides, in IAM mode only).
+nothing from the project's library (and botocore, which Lambda provides, in IAM mode only).
 
 Where it connects, from the function's environment:
 - DB_AUTH=iam with DB_HOST, DB_PORT, DB_NAME, DB_USER (what lambda.deploy sets): IAM database
@@ -37,7 +37,8 @@ STATEMENT_TIMEOUT_MS = 1500
 TCP_USER_TIMEOUT_MS = 1000
 # An IAM token is good for 15 minutes; one is reused for new connections for 10, so that none is
 # ever sent about to expire. Signing it is local (no network call: the function may sit in a VPC
-# without a NAT), a millisecond once boto3's client exists.
+# without a NAT), a millisecond once botocore is loaded.
+TOKEN_LIFETIME_SECONDS = 15 * 60
 TOKEN_REUSE_SECONDS = 10 * 60
 IAM_SETTINGS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER")
 
@@ -135,7 +136,7 @@ class IamAuth:
         self.key = f"iam:{user}@{host}:{port}/{dbname}"
         self._token: str | None = None
         self.signed_at = 0.0
-        self._rds = None
+        self._credentials = None
 
     def token(self, now: float | None = None) -> str:
         """A token signed at most TOKEN_REUSE_SECONDS ago."""
@@ -146,11 +147,20 @@ class IamAuth:
         return self._token
 
     def _sign(self) -> str:
-        if self._rds is None:
-            import boto3  # only here: URL mode never pays for it
+        # botocore's own signer, as boto3's generate_db_auth_token uses it, without making an
+        # RDS client: that would load the service's model (megabytes of JSON) into a cold start
+        # for a signature that needs none of it. Imported only here: URL mode never pays for it.
+        from botocore.auth import SigV4QueryAuth
+        from botocore.awsrequest import AWSRequest
+        from botocore.session import get_session
 
-            self._rds = boto3.client("rds", region_name=self.region)
-        return self._rds.generate_db_auth_token(DBHostname=self.host, Port=self.port, DBUsername=self.user, Region=self.region)
+        if self._credentials is None:
+            self._credentials = get_session().get_credentials()
+            if self._credentials is None:
+                raise RuntimeError("DB_AUTH=iam found no AWS credentials in the function's environment")
+        request = AWSRequest(method="GET", url=f"https://{self.host}:{self.port}/", params={"Action": "connect", "DBUser": self.user})
+        SigV4QueryAuth(self._credentials.get_frozen_credentials(), "rds-db", self.region, expires=TOKEN_LIFETIME_SECONDS).add_auth(request)
+        return request.prepare().url.removeprefix("https://")
 
     def conninfo(self) -> str:
         return make_conninfo(host=self.host, port=self.port, dbname=self.dbname, user=self.user, password=self.token(), sslmode="require")

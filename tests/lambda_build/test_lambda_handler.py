@@ -552,6 +552,23 @@ def test_iam_mode_signs_a_token_for_the_signup_user_on_that_host(post_confirmati
     assert query["X-Amz-Credential"][0].split("/")[2:4] == ["us-east-1", "rds-db"]
 
 
+def test_the_token_is_the_one_boto3s_generate_db_auth_token_signs(post_confirmation, iam_environment):
+    """The handler signs with botocore alone (no RDS client in its cold start): the same token,
+    signature included, as boto3's own call for the same second."""
+    import os
+
+    import boto3
+
+    rds = boto3.client("rds", region_name="us-east-1")
+    for _ in range(5):  # two signatures straddle a second's change now and then
+        ours = post_confirmation.IamAuth("127.0.0.1", 5432, "cruddur", "cruddur_signup", "us-east-1").token()
+        boto3s = rds.generate_db_auth_token(DBHostname="127.0.0.1", Port=5432, DBUsername="cruddur_signup", Region="us-east-1")
+        if ours.split("X-Amz-Date=")[1][:16] == boto3s.split("X-Amz-Date=")[1][:16]:
+            break
+    assert ours == boto3s
+    assert os.environ["AWS_SESSION_TOKEN"] == "testing" and "X-Amz-Security-Token=testing" in ours
+
+
 def test_a_token_is_reused_while_fresh_then_signed_again(post_confirmation, iam_environment):
     import os
 
@@ -587,14 +604,24 @@ def test_iam_mode_without_a_setting_names_it(post_confirmation, iam_environment,
         post_confirmation.lambda_handler(sample_event(), None)
 
 
-def test_url_mode_never_imports_boto3(schema_url):
-    """Cold start: boto3 costs more than psycopg to import; only IAM mode loads it."""
+def test_iam_mode_without_aws_credentials_says_so(post_confirmation, iam_environment, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+
+    with pytest.raises(RuntimeError, match="^DB_AUTH=iam found no AWS credentials in the function's environment$"):
+        post_confirmation.lambda_handler(sample_event(), None)
+
+
+def test_url_mode_never_imports_botocore(schema_url):
+    """Cold start: botocore costs about as much as psycopg to import; only IAM mode loads it."""
     import subprocess
     import sys
 
     probe = (
         "import json, sys; import cruddur_post_confirmation as h;"
-        f"h.handle(json.loads(sys.stdin.read()), {schema_url!r}); print('boto3' in sys.modules)"
+        f"h.handle(json.loads(sys.stdin.read()), {schema_url!r}); print('botocore' in sys.modules)"
     )
     import os
 
