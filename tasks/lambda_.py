@@ -78,6 +78,8 @@ def package(c, runtime=DEFAULT_RUNTIME, arch=DEFAULT_ARCHITECTURE, output=None, 
                 f"{' (replacing the file there)' if planned.replaces else ''}"
             )
         ]
+        if json_:  # stdout stays one JSON document: what would be built; the words go to stderr
+            print_json(planned)
         dry_run_shown(c, plan, dry_run=dry_run, stream=sys.stderr if json_ else None)
         return
     result = _build(runtime, arch, Path(output) if output else None)

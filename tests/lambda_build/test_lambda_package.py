@@ -286,6 +286,18 @@ def test_inv_lambda_package_json_is_the_package(run_task, lambda_build_defaults)
     assert document["size"] == len(data) and document["path"] == str(lambda_build_defaults)
 
 
+@pytest.mark.parametrize("dry", [("--dry", "lambda.package"), ("lambda.package", "--dry-run")], ids=["inv --dry", "--dry-run"])
+def test_a_dry_package_json_is_what_would_be_built_and_writes_nothing(run_task, lambda_build_defaults, dry):
+    result = run_task(*dry, "--json", "--runtime", OTHER_RUNTIME)
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["runtime"], document["bytecode"], document["replaces"]) == (OTHER_RUNTIME, False, False)
+    assert document["output"] == str(lambda_build_defaults)
+    assert result.stderr.splitlines()[-1] == "dry run: nothing changed"
+    assert not lambda_build_defaults.exists()
+
+
 def test_inv_lambda_package_for_another_python_says_so_in_one_line(run_task, lambda_build_defaults):
     result = run_task("lambda.package", "--runtime", OTHER_RUNTIME)
 
