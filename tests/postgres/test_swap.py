@@ -46,11 +46,11 @@ STEPS = [("built", "old"), ("aside", "new"), ("in", "new")]
 
 
 @pytest.mark.parametrize("step, expected", STEPS)
-def test_a_setup_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, old_database, step, expected):
+def test_a_setup_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, run_task, old_database, step, expected):
     env = {"CONNECTION_URL": old_database}
     killed = inv("db.setup", env={**env, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": step})
     assert killed.returncode == -9, killed.stderr
-    after = inv("db.sessions", "--json", env=env)
+    after = run_task("db.sessions", "--json", env=env)
     assert after.returncode == 0, after.stderr
     if expected == "old":
         assert handles(old_database) == ["keeper"]
@@ -61,22 +61,22 @@ def test_a_setup_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, ol
 
 
 @pytest.mark.parametrize("step, expected", STEPS)
-def test_a_restore_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, old_database, tmp_path, step, expected):
+def test_a_restore_killed_at_each_step_of_the_swap_leaves_a_whole_database(inv, run_task, old_database, tmp_path, step, expected):
     env = {"CONNECTION_URL": old_database}
     backup = tmp_path / "before.dump"
-    assert inv("db.dump", "--output", str(backup), env=env).returncode == 0
+    assert run_task("db.dump", "--output", str(backup), env=env).returncode == 0
     add_user(old_database, "later")
     killed = inv("db.restore", str(backup), env={**env, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": step})
     assert killed.returncode == -9, killed.stderr
-    assert inv("db.migrations", env=env).returncode == 0
+    assert run_task("db.migrations", env=env).returncode == 0
     assert handles(old_database) == (["keeper", "later"] if expected == "old" else ["keeper"])
     assert databases_like(old_database) == [urls.dbname(old_database)]
 
 
-def test_the_next_setup_also_recovers_a_half_done_swap(inv, old_database):
+def test_the_next_setup_also_recovers_a_half_done_swap(inv, run_task, old_database):
     env = {"CONNECTION_URL": old_database}
     assert inv("db.setup", env={**env, "CRUDDUR_TEST_KILL_AT_SWAP_STEP": "aside"}).returncode == -9
-    again = inv("db.setup", env=env)
+    again = run_task("db.setup", env=env)
     assert again.returncode == 0, again.stderr
     assert handles(old_database) == ["andrewbrown", "bayko"]
     assert databases_like(old_database) == [urls.dbname(old_database)]
@@ -165,7 +165,7 @@ def test_a_swap_stopped_after_the_old_database_was_set_aside_says_so_and_the_nex
     assert handles(old_database) == ["new"]
 
 
-def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_write_finishes_it(inv, old_database):
+def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_write_finishes_it(inv, run_task, old_database):
     prod = {"PROD_CONNECTION_URL": old_database}
     name = urls.dbname(old_database)
     scratch, aside = admin.swap_names(name)
@@ -178,13 +178,13 @@ def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_wr
         " A write task on --prod (inv db.migrate --prod, say) finishes it after you confirm"
     )
     for task in (["db.sessions", "--json"], ["db.migrations"], ["db.connect", "-c", "SELECT 1"]):
-        result = inv(*task, "--prod", env=prod)
+        result = run_task(*task, "--prod", env=prod)
         assert result.stderr.splitlines()[0] == notice, result.stderr
         assert databases_like(old_database) == half_done
-    refused = inv("db.migrate", "--prod", env=prod)
+    refused = run_task("db.migrate", "--prod", env=prod)
     assert refused.returncode == 1 and "refused: finish the interrupted swap of database" in refused.stderr, refused.stderr
     assert databases_like(old_database) == half_done
-    finished = inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod)
+    finished = run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod)
     assert finished.returncode == 0, finished.stderr
     assert f"{name}: finished an interrupted swap: the rebuilt database is now {name!r}" in finished.stderr
     assert finished.stdout.splitlines()[-1] == f"nothing to do: prod database {urls.describe(old_database)} is up to date"
