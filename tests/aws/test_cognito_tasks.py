@@ -96,7 +96,7 @@ def test_sync_dry_run_changes_nothing(run_task, pool, schema_url):
     assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown"}
 
 
-def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv, pool, schema_url):
+def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv, run_task, pool, schema_url):
     idp, pool_id, env = pool
     add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
     add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
@@ -110,31 +110,31 @@ def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv,
     assert table_row(refused.stdout, "updated", "andrewbrown", "MOCK-andrewbrown -> ")
     assert refused.stdout.splitlines()[-1].startswith("will update 1 row(s) on the prod database ")
 
-    confirmed = inv("cognito.sync", "--prod", "--yes", "--no-backup", env={**env, "PROD_CONNECTION_URL": schema_url})
+    confirmed = run_task("cognito.sync", "--prod", "--yes", "--no-backup", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     assert confirmed.returncode == 0, confirmed.stderr
     assert not ids_by_handle(schema_url)["andrewbrown"].startswith("MOCK")
     assert confirmed.stdout.splitlines()[-1].startswith("updated 1 row(s) on the prod database ")
 
 
-def test_sync_prod_json_keeps_stdout_one_document_and_shows_the_plan_on_stderr(inv, pool, schema_url):
+def test_sync_prod_json_keeps_stdout_one_document_and_shows_the_plan_on_stderr(run_task, pool, schema_url):
     idp, pool_id, env = pool
     sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
     add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
 
-    result = inv("cognito.sync", "--prod", "--yes", "--no-backup", "--json", env={**env, "PROD_CONNECTION_URL": schema_url})
+    result = run_task("cognito.sync", "--prod", "--yes", "--no-backup", "--json", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["updated"] == [{"handle": "andrewbrown", "old": "MOCK-andrewbrown", "new": sub}]
     assert "will update 1 row(s) on the prod database" in result.stderr
 
 
-def test_sync_reports_a_handle_another_cognito_user_holds(inv, pool, schema_url):
+def test_sync_reports_a_handle_another_cognito_user_holds(run_task, pool, schema_url):
     idp, pool_id, env = pool
     add_row(schema_url, "andrewbrown", "an-earlier-real-sub")
     newcomer = add_cognito_user(idp, pool_id, "impostor", "andrewbrown")
 
-    result = inv("cognito.sync", env={**env, "CONNECTION_URL": schema_url})
+    result = run_task("cognito.sync", env={**env, "CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert table_row(result.stdout, "handle held by another Cognito user", "andrewbrown", f"an-earlier-real-sub holds it, not {newcomer}")
@@ -148,12 +148,12 @@ HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J"
 SHOWN = "evil\\x1b]0;pwned\\x07\\x1b[2J"
 
 
-def test_users_shows_control_characters_escaped_and_json_keeps_them_exact(inv, pool):
+def test_users_shows_control_characters_escaped_and_json_keeps_them_exact(run_task, pool):
     idp, pool_id, env = pool
     add_cognito_user(idp, pool_id, "hostile", HOSTILE, email=f"{HOSTILE}@example.com")
 
-    table = inv("cognito.users", env={**env, "COLUMNS": "300"})
-    document = inv("cognito.users", "--json", env=env)
+    table = run_task("cognito.users", env={**env, "COLUMNS": "300"})
+    document = run_task("cognito.users", "--json", env=env)
 
     assert table.returncode == 0, table.stderr
     assert "\x1b" not in table.stdout and "\x07" not in table.stdout
@@ -162,12 +162,12 @@ def test_users_shows_control_characters_escaped_and_json_keeps_them_exact(inv, p
     assert (user["preferred_username"], user["email"]) == (HOSTILE, f"{HOSTILE}@example.com")
 
 
-def test_sync_shows_control_characters_escaped(inv, pool, schema_url):
+def test_sync_shows_control_characters_escaped(run_task, pool, schema_url):
     idp, pool_id, env = pool
     add_cognito_user(idp, pool_id, "hostile", HOSTILE)
     add_row(schema_url, HOSTILE, "MOCK-hostile")
 
-    result = inv("cognito.sync", "--dry-run", env={**env, "CONNECTION_URL": schema_url, "COLUMNS": "300"})
+    result = run_task("cognito.sync", "--dry-run", env={**env, "CONNECTION_URL": schema_url, "COLUMNS": "300"})
 
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout

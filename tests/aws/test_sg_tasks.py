@@ -142,7 +142,7 @@ def test_show_marks_the_managed_rule(run_task, account):
     assert "the rule sg.update manages" in result.stdout
 
 
-def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(inv, account):
+def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(run_task, account):
     ec2, group, env = account
     # EC2 answers in XML, which cannot carry C0 controls; a bidi override it carries.
     described = "[red]ops[/] \u202egnp.exe"
@@ -152,8 +152,8 @@ def test_show_prints_a_rule_description_as_text_with_a_bidi_override_escaped(inv
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.0/24", "Description": described}]},
     )
 
-    result = inv("sg.show", env=env)
-    document = json.loads(inv("sg.show", "--json", env=env).stdout)
+    result = run_task("sg.show", env=env)
+    document = json.loads(run_task("sg.show", "--json", env=env).stdout)
 
     assert result.returncode == 0, result.stderr
     assert "\u202e" not in result.stdout

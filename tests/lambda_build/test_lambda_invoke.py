@@ -86,8 +86,8 @@ def test_invoke_prod_needs_prod_connection_url(run_task):
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set")
 
 
-def test_invoke_prod_uses_prod_connection_url(inv, schema_url):
-    result = inv("lambda.invoke", "--prod", "--yes", env={"PROD_CONNECTION_URL": schema_url})
+def test_invoke_prod_uses_prod_connection_url(run_task, schema_url):
+    result = run_task("lambda.invoke", "--prod", "--yes", env={"PROD_CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert "on the prod database" in result.stdout
@@ -152,12 +152,12 @@ def test_invoke_shows_values_that_look_like_markup_verbatim(run_task, schema_url
     assert users(schema_url)[0][0] == "Zathras [/] [bold]the[/bold] [red]one"
 
 
-def test_invoke_shows_control_characters_in_the_row_escaped(inv, schema_url, tmp_path):
+def test_invoke_shows_control_characters_in_the_row_escaped(run_task, schema_url, tmp_path):
     hostile = "Zathras \x1b]0;pwned\x07\x1b[2J"
     path = tmp_path / "hostile.json"
     path.write_text(json.dumps(sample_event(name=hostile)))
 
-    result = inv("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("lambda.invoke", "--event", str(path), env={"CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout

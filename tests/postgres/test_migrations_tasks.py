@@ -148,13 +148,13 @@ def test_new_migration_refuses_a_bad_name_in_one_line(run_task):
 
 
 @pytest.mark.parametrize("task", [["db.migrate"], ["db.rollback"], ["db.restore", "DUMP"]])
-def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, schema_url, task, tmp_path):
+def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, run_task, schema_url, task, tmp_path):
     prod = {"PROD_CONNECTION_URL": schema_url}
     if task[-1] == "DUMP":  # a real dump: a file that is none is refused before the question
         task = ["db.restore", str(tmp_path / "other.dump")]
         dump.dump(schema_url, Path(task[-1]))
     if task == ["db.rollback"]:
-        assert inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
+        assert run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
     add_user(schema_url, "keeper")
     before = (applied_versions(schema_url), schema_only(schema_url))
     result = inv(*task, "--prod", env=prod)
@@ -282,9 +282,9 @@ def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev_on_schema_db
 # -- the bookkeeping table itself, locked or unreadable --------------------------------------------
 
 
-def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev_on_schema_db, schema_url):
-    assert inv("db.migrate", env=dev_on_schema_db).returncode == 0
-    assert inv("db.rollback", env=dev_on_schema_db).returncode == 0
+def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, run_task, dev_on_schema_db, schema_url):
+    assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
+    assert run_task("db.rollback", env=dev_on_schema_db).returncode == 0
     with psycopg.connect(schema_url, application_name="reader") as holder:
         holder.execute("SELECT * FROM schema_migrations")  # its share lock stays until the transaction ends
         line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
@@ -295,8 +295,8 @@ def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, dev_on_
     assert applied_versions(schema_url) == VERSIONS[:-1]
 
 
-def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url):
-    assert inv("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
+def test_an_unreadable_schema_migrations_is_one_line(inv, run_task, server_url, schema_url):
+    assert run_task("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
     role = "no_reads_" + urls.dbname(schema_url)[-12:]  # roles are server-wide: one per test
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-no-reads'").format(sql.Identifier(role)))
@@ -314,14 +314,14 @@ def test_an_unreadable_schema_migrations_is_one_line(inv, server_url, schema_url
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(inv, database_url, dev_on_empty_db):
-    assert inv("db.setup", env=dev_on_empty_db).returncode == 0
-    loaded = inv("db.schema-load", env=dev_on_empty_db)
+def test_schema_load_after_setup_leaves_the_migrations_pending_and_migrate_applies_them(run_task, database_url, dev_on_empty_db):
+    assert run_task("db.setup", env=dev_on_empty_db).returncode == 0
+    loaded = run_task("db.schema-load", env=dev_on_empty_db)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.splitlines()[-1] == f"{len(VERSIONS)} migration(s) pending; next: inv db.migrate"
-    rows = json.loads(inv("db.migrations", "--json", env=dev_on_empty_db).stdout)
+    rows = json.loads(run_task("db.migrations", "--json", env=dev_on_empty_db).stdout)
     assert [(r["version"], r["state"]) for r in rows] == [(v, "pending") for v in VERSIONS]
-    assert inv("db.migrate", env=dev_on_empty_db).returncode == 0
+    assert run_task("db.migrate", env=dev_on_empty_db).returncode == 0
     assert applied_versions(database_url) == VERSIONS
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT bio FROM users").fetchall() == []
@@ -338,15 +338,15 @@ def columns(url, table):
 
 
 @pytest.mark.parametrize("task", ["db.migrate", "db.rollback"])
-def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, inv, schema_url, task):
+def test_prod_refuses_when_the_plan_changed_after_it_was_confirmed(base_env, run_task, schema_url, task):
     prod = {"PROD_CONNECTION_URL": schema_url}
     if task == "db.rollback":
-        assert inv("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
+        assert run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
     before = columns(schema_url, "users")
     terminal = Terminal([task, "--prod", "--no-backup"], {**base_env, **prod})
     terminal.read_until("Type")
     # Someone else migrates (or rolls back) while the prompt waits.
-    other = inv("db.migrate" if task == "db.migrate" else "db.rollback", "--prod", "--yes", "--no-backup", env=prod)
+    other = run_task("db.migrate" if task == "db.migrate" else "db.rollback", "--prod", "--yes", "--no-backup", env=prod)
     assert other.returncode == 0, other.stderr
     after_other = (columns(schema_url, "users"), applied_versions(schema_url))
     terminal.type(urls.dbname(schema_url) + "\n")
