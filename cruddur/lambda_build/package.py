@@ -2,7 +2,8 @@
 
 The zip is reproducible: the same handler, requirements, runtime and architecture give the same
 bytes (so the same CodeSha256), whatever the files' mtimes or the umask. Downloaded wheels are
-cached, so a rebuild is quick and needs no network.
+cached, and so are the requirements as installed and compiled for each set of inputs, so a
+rebuild is quick and needs no network.
 
 Lambda's /var/task is read-only, so a module without byte code in the zip is compiled again at
 every cold start. When the building interpreter is the runtime's Python version, the zip carries
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import re
 import shutil
@@ -162,15 +164,14 @@ def build(
     output, bytecode = planned.output, planned.bytecode
     wheel_cache = DEFAULT_WHEEL_CACHE if wheel_cache is None else wheel_cache
     target = _PipTarget(python_version(runtime), planned.platforms, architecture)
+    entries = _installed_requirements(requirements, wheel_cache, target, bytecode, progress)
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
-        progress("installing the requirements (pip)")
-        _install(requirements, site, wheel_cache, target)
         (site / handler_file.name).write_bytes(handler_file.read_bytes())
         if bytecode:
-            progress("compiling byte code")
+            progress("compiling the handler's byte code")
             _compile(site)
-        entries = _entries(site)
+        entries.update(_entries(site))
     unzipped = sum(len(data) for data in entries.values())
     if unzipped > max_unzipped_bytes:
         raise PackageError(f"the function would unzip to {byte_size(unzipped)}, over Lambda's limit of {byte_size(max_unzipped_bytes)}")
@@ -214,6 +215,53 @@ class _PipTarget:
 
     def __str__(self) -> str:
         return f"Python {self.python_version} on Linux {self.architecture}"
+
+
+def _installed_requirements(
+    requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool, progress: Progress
+) -> dict[str, bytes]:
+    """The zip's entries for the requirements: installed by pip and compiled (with `bytecode`),
+    or, when the very same inputs were built before, as they were kept then in the wheel cache's
+    installed/ folder (a rebuild then runs neither pip nor compileall on them)."""
+    kept = wheel_cache / "installed" / f"{_installed_key(requirements, wheel_cache, target, bytecode)}.zip"
+    try:
+        with zipfile.ZipFile(kept) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        progress("taking the installed requirements from the cache")
+        return entries
+    except (OSError, zipfile.BadZipFile):
+        pass  # none kept yet, or unreadable: install them again
+    with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
+        site = Path(staging)
+        progress("installing the requirements (pip)")
+        _install(requirements, site, wheel_cache, target)
+        if bytecode:
+            progress("compiling byte code")
+            _compile(site)
+        entries = _entries(site)
+    # Named by the inputs as they are now: a download just added the wheels the next build will see.
+    _keep(wheel_cache / "installed" / f"{_installed_key(requirements, wheel_cache, target, bytecode)}.zip", entries)
+    return entries
+
+
+def _installed_key(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool) -> str:
+    """Everything the installed, compiled requirements depend on: the requirements' text, the
+    target, the wheels pip may choose from, and the byte code's format."""
+    wheels = sorted((wheel.name, wheel.stat().st_size) for wheel in wheel_cache.glob("*.whl")) if wheel_cache.is_dir() else []
+    inputs = (requirements.read_bytes(), target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT)
+    return hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]
+
+
+def _keep(path: Path, entries: dict[str, bytes]) -> None:
+    """Keep the entries (uncompressed) for the next build; a cache that cannot be written is only slower."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(entries):
+            archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), entries[name])
+    try:
+        atomic_write(path, buffer.getvalue())
+    except OSError:
+        pass
 
 
 def _install(requirements: Path, site: Path, wheel_cache: Path, target: _PipTarget) -> None:

@@ -181,20 +181,69 @@ def no_network_for_pip(monkeypatch):
     monkeypatch.setenv("PIP_TIMEOUT", "2")
 
 
+def wheels_only(wheel_cache: Path, folder: Path) -> Path:
+    """A wheel cache holding the run's downloaded wheels and no installed requirements: pip must run."""
+    folder.mkdir()
+    for wheel in wheel_cache.glob("*.whl"):
+        shutil.copy(wheel, folder)
+    return folder
+
+
 def test_an_offline_rebuild_from_the_wheel_cache_leaves_other_builds_partial_files_alone(
     lambda_zip, lambda_wheel_cache, tmp_path, no_network_for_pip
 ):
-    output = tmp_path / "fn.zip"
+    wheels = wheels_only(lambda_wheel_cache, tmp_path / "wheels")
+    output = tmp_path / "out" / "fn.zip"
+    output.parent.mkdir()
     # Half-written zips of builds running at the same time (the pid is one no process has).
-    others = [tmp_path / "fn.zip.partial", tmp_path / "fn.zip.4194305.partial"]
+    others = [output.with_name("fn.zip.partial"), output.with_name("fn.zip.4194305.partial")]
     for other in others:
         other.write_bytes(b"half a zip")
+    steps = []
 
-    built = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, output, lambda_wheel_cache)
+    built = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, output, wheels, progress=lambda step, done=None: steps.append(step))
 
+    assert "installing the requirements (pip)" in steps
     assert [other.read_bytes() for other in others] == [b"half a zip"] * 2
     assert built.code_sha256 == lambda_zip.code_sha256 == lambda_package.code_sha256(output.read_bytes())
-    assert sorted(tmp_path.iterdir()) == sorted([output, *others])
+    assert sorted(output.parent.iterdir()) == sorted([output, *others])
+
+
+def test_a_rebuild_takes_the_installed_requirements_from_the_cache_and_gives_the_same_bytes(lambda_zip, lambda_wheel_cache, tmp_path):
+    wheels = wheels_only(lambda_wheel_cache, tmp_path / "wheels")
+    cold_steps, warm_steps = [], []
+    cold = lambda_package.build(
+        LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "cold.zip", wheels, progress=lambda step, _=None: cold_steps.append(step)
+    )
+    warm = lambda_package.build(
+        LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "warm.zip", wheels, progress=lambda step, _=None: warm_steps.append(step)
+    )
+
+    cold_sha, warm_sha = cold.code_sha256, warm.code_sha256
+    assert "installing the requirements (pip)" in cold_steps and "taking the installed requirements from the cache" not in cold_steps
+    assert "taking the installed requirements from the cache" in warm_steps and "installing the requirements (pip)" not in warm_steps
+    assert cold_sha == warm_sha == lambda_zip.code_sha256
+    assert len(list((wheels / "installed").glob("*.zip"))) == 1
+
+
+def test_a_new_wheel_or_a_broken_cache_entry_means_installing_again(lambda_wheel_cache, tmp_path):
+    wheels = wheels_only(lambda_wheel_cache, tmp_path / "wheels")
+    first = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "a.zip", wheels)
+    (kept,) = (wheels / "installed").glob("*.zip")
+    kept.write_bytes(b"not a zip")  # a disk that lost it, say
+    steps = []
+
+    again = lambda_package.build(
+        LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "b.zip", wheels, progress=lambda step, done=None: steps.append(step)
+    )
+
+    assert "installing the requirements (pip)" in steps
+    assert again.code_sha256 == first.code_sha256
+    (wheels / "unrelated-1.0-py3-none-any.whl").write_bytes(b"a wheel pip may now choose")
+    steps.clear()
+    lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "c.zip", wheels, progress=lambda step, done=None: steps.append(step))
+    assert "installing the requirements (pip)" in steps
+    assert len(list((wheels / "installed").glob("*.zip"))) == 2
 
 
 def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
