@@ -112,6 +112,11 @@ class UserNotSaved(RuntimeError):
     """The database could not be reached or refused the insert; Cognito will retry the trigger."""
 
 
+class TokenNotSigned(UserNotSaved):
+    """DB_AUTH=iam could not sign a token: no credentials, a broken AWS configuration, a DB_HOST
+    that is no host name."""
+
+
 class HandleTaken(UserNotSaved):
     """The handle belongs to another real user: an operator must sort it out (Cognito retries
     meanwhile, and the sign-up shows an error rather than a user without a row)."""
@@ -150,17 +155,23 @@ class IamAuth:
         # botocore's own signer, as boto3's generate_db_auth_token uses it, without making an
         # RDS client: that would load the service's model (megabytes of JSON) into a cold start
         # for a signature that needs none of it. Imported only here: URL mode never pays for it.
+        # (cruddur.aws.iam_auth signs the same token through boto3's client; this file ships alone.)
         from botocore.auth import SigV4QueryAuth
         from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import BotoCoreError
         from botocore.session import get_session
 
-        if self._credentials is None:
-            self._credentials = get_session().get_credentials()
+        try:
             if self._credentials is None:
-                raise RuntimeError("DB_AUTH=iam found no AWS credentials in the function's environment")
-        request = AWSRequest(method="GET", url=f"https://{self.host}:{self.port}/", params={"Action": "connect", "DBUser": self.user})
-        SigV4QueryAuth(self._credentials.get_frozen_credentials(), "rds-db", self.region, expires=TOKEN_LIFETIME_SECONDS).add_auth(request)
-        return request.prepare().url.removeprefix("https://")
+                self._credentials = get_session().get_credentials()
+            if self._credentials is None:
+                raise TokenNotSigned("DB_AUTH=iam found no AWS credentials in the function's environment")
+            request = AWSRequest(method="GET", url=f"https://{self.host}:{self.port}/", params={"Action": "connect", "DBUser": self.user})
+            credentials = self._credentials.get_frozen_credentials()
+            SigV4QueryAuth(credentials, "rds-db", self.region, expires=TOKEN_LIFETIME_SECONDS).add_auth(request)
+            return request.prepare().url.removeprefix("https://")
+        except (BotoCoreError, ValueError) as e:  # ValueError: a DB_HOST no URL can hold (a bare IPv6 address)
+            raise TokenNotSigned(f"DB_AUTH=iam cannot sign a token: {type(e).__name__}: {' '.join(str(e).split())}") from None
 
     def conninfo(self) -> str:
         return make_conninfo(host=self.host, port=self.port, dbname=self.dbname, user=self.user, password=self.token(), sslmode="require")
@@ -197,7 +208,7 @@ def handle(event: dict, connection_url: str | IamAuth) -> dict:
     try:
         user = _user_values(attributes)
         outcome = _save(connection_url, user)
-    except (MissingAttribute, BadEvent) as e:
+    except (MissingAttribute, BadEvent, TokenNotSigned) as e:
         log.error("%s outcome=failed error=%s", line, e)
         raise
     except psycopg.Error as e:

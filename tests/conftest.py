@@ -140,7 +140,9 @@ def seeded_template(server_url):
 def server_sessions_alone():
     """For a test that makes sessions wait on each other, or reads every session on the server
     (the tree, the sessions table): where the workers share one server (TEST_DATABASE_URL), one
-    such test at a time, so none sees another's waits. Each embedded server is its worker's own."""
+    such test at a time, so their chains and tables do not mix. Other tests' sessions may still
+    wait meanwhile (a lock-timeout test, say): such a test checks its own sessions by pid or
+    database. Each embedded server is its worker's own."""
     shared = os.environ.get("TEST_DATABASE_URL")
     if not shared:
         yield

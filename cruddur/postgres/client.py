@@ -49,9 +49,8 @@ from .connect import connect_timeout
 
 sql_log = logging.getLogger("cruddur.sql")
 # Without a handler anywhere, Python prints warnings to stderr itself (logging.lastResort): a
-# library leaves that choice to the application.
-for _logger in ("cruddur", "psycopg.pool"):
-    logging.getLogger(_logger).addHandler(logging.NullHandler())
+# library leaves that choice to the application (cruddur/__init__.py does the same for `cruddur`).
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 # The templates ship inside the package, so any install (not only an editable one) serves them.
 PACKAGED_TEMPLATES = "cruddur.sql_templates"

@@ -117,12 +117,12 @@ def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv,
     assert confirmed.stdout.splitlines()[-1].startswith("updated 1 row(s) on the prod database ")
 
 
-def test_sync_prod_json_keeps_stdout_one_document_and_shows_the_plan_on_stderr(run_task, pool, schema_url):
+def test_sync_prod_json_keeps_stdout_one_document_and_shows_the_plan_on_stderr(inv, pool, schema_url):
     idp, pool_id, env = pool
     sub = add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
     add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
 
-    result = run_task("cognito.sync", "--prod", "--yes", "--no-backup", "--json", env={**env, "PROD_CONNECTION_URL": schema_url})
+    result = inv("cognito.sync", "--prod", "--yes", "--no-backup", "--json", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["updated"] == [{"handle": "andrewbrown", "old": "MOCK-andrewbrown", "new": sub}]

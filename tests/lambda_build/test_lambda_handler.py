@@ -111,7 +111,8 @@ def test_an_unreachable_database_raises_a_retryable_error(post_confirmation):
 
     assert "OperationalError: connection failed" in str(raised.value)
     # libpq's own text may quote a malformed URL's password: it is not chained for a traceback to show.
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    # No chained botocore traceback under it in the function's log.
+    assert raised.value.__cause__ is None and (raised.value.__context__ is None or raised.value.__suppress_context__)
 
 
 @pytest.mark.timeout(30)  # a hang guard: without connect_timeout the OS would wait minutes
@@ -555,7 +556,6 @@ def test_iam_mode_signs_a_token_for_the_signup_user_on_that_host(post_confirmati
 def test_the_token_is_the_one_boto3s_generate_db_auth_token_signs(post_confirmation, iam_environment):
     """The handler signs with botocore alone (no RDS client in its cold start): the same token,
     signature included, as boto3's own call for the same second."""
-    import os
 
     import boto3
 
@@ -565,8 +565,7 @@ def test_the_token_is_the_one_boto3s_generate_db_auth_token_signs(post_confirmat
         boto3s = rds.generate_db_auth_token(DBHostname="127.0.0.1", Port=5432, DBUsername="cruddur_signup", Region="us-east-1")
         if ours.split("X-Amz-Date=")[1][:16] == boto3s.split("X-Amz-Date=")[1][:16]:
             break
-    assert ours == boto3s
-    assert os.environ["AWS_SESSION_TOKEN"] == "testing" and "X-Amz-Security-Token=testing" in ours
+    assert ours == boto3s and "X-Amz-Security-Token=testing" in ours
 
 
 def test_a_token_is_reused_while_fresh_then_signed_again(post_confirmation, iam_environment):
@@ -604,14 +603,55 @@ def test_iam_mode_without_a_setting_names_it(post_confirmation, iam_environment,
         post_confirmation.lambda_handler(sample_event(), None)
 
 
-def test_iam_mode_without_aws_credentials_says_so(post_confirmation, iam_environment, monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+# Where else botocore looks for credentials: none of them may answer in these tests.
+OTHER_CREDENTIAL_SOURCES = (
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None},
+            "DB_AUTH=iam found no AWS credentials in the function's environment",
+        ),
+        (
+            {"AWS_SECRET_ACCESS_KEY": None},
+            "DB_AUTH=iam cannot sign a token: PartialCredentialsError: Partial credentials found in env, missing: AWS_SECRET_ACCESS_KEY",
+        ),
+        (
+            {"AWS_ACCESS_KEY_ID": None, "AWS_PROFILE": "nope"},
+            "DB_AUTH=iam cannot sign a token: ProfileNotFound: The config profile (nope) could not be found",
+        ),
+        ({"DB_HOST": "::1"}, "DB_AUTH=iam cannot sign a token: ValueError: "),
+    ],
+    ids=["no credentials", "half the credentials", "a profile that does not exist", "a bare IPv6 host"],
+)
+def test_iam_mode_that_cannot_sign_a_token_says_why_in_one_line(
+    post_confirmation, iam_environment, monkeypatch, tmp_path, caplog, change, message
+):
+    for name in OTHER_CREDENTIAL_SOURCES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for name, value in change.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
 
-    with pytest.raises(RuntimeError, match="^DB_AUTH=iam found no AWS credentials in the function's environment$"):
+    with pytest.raises(post_confirmation.UserNotSaved) as raised:
         post_confirmation.lambda_handler(sample_event(), None)
+
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    # No chained botocore traceback under it in the function's log.
+    assert raised.value.__cause__ is None and (raised.value.__context__ is None or raised.value.__suppress_context__)
+    assert [r.getMessage().split(" outcome=")[1] for r in caplog.records] == [f"failed error={raised.value}"]
 
 
 def test_url_mode_never_imports_botocore(schema_url):

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from cruddur.errors import FileLockTimeout, MigrationError, SqlFileError
-from cruddur.postgres import migrations, urls
-from tests.helpers import examples, silent_or_waited, wait_for, waiting_on_a_lock
+from cruddur.postgres import migrations
+from tests.helpers import examples, wait_for, waiting_on_a_lock
 
 
 def write(folder, version, name, up, down="", up_options="", down_options=""):
@@ -472,9 +472,8 @@ def test_ten_runs_at_once_with_a_concurrent_index_pending_all_succeed(database_u
         for _ in range(10)
     ]
     outcomes = [(run.wait(timeout=120), *run.communicate()) for run in runs]
-    assert [code for code, _, _ in outcomes] == [0] * 10
-    what = f"another migration run on '{urls.dbname(database_url)}' to end"
-    assert all(silent_or_waited(err, 120, what) for _, _, err in outcomes), outcomes
+    # A run that waits for another says nothing: the library prints nothing (the tasks show its waits).
+    assert [(code, err) for code, _, err in outcomes] == [(0, "")] * 10
     assert sorted(int(out) for _, out, _ in outcomes) == [0] * 9 + [2]
     assert [r.state for r in migrations.status(database_url, folder)] == ["applied", "applied"]
 

@@ -14,6 +14,7 @@ import pytest
 from psycopg import conninfo, sql
 
 from cruddur.postgres import dump, migrations, urls
+from cruddur.timeouts import RUN_LOCK_WAIT
 from tests.helpers import INV, ROOT, Terminal, add_user, assert_one_line_error, silent_or_waited, table_count
 from tests.postgres.test_prod_guard import snapshot
 
@@ -79,7 +80,7 @@ def test_two_migrates_at_once_both_succeed_and_apply_each_migration_once(base_en
     outcomes = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
     assert [code for _, _, code in outcomes] == [0, 0]
     what = f"another migration run on '{urls.dbname(schema_url)}' to end"
-    assert all(silent_or_waited(err, 120, what) for _, err, _ in outcomes), outcomes
+    assert silent_or_waited([err for _, err, _ in outcomes], RUN_LOCK_WAIT, what), outcomes
     assert sorted(out.count(" applied ") for out, _, _ in outcomes) == [0, len(VERSIONS)]
     assert applied_versions(schema_url) == VERSIONS
 

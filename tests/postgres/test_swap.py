@@ -11,6 +11,7 @@ from psycopg import sql
 
 from cruddur.errors import DatabaseError, SwapError
 from cruddur.postgres import admin, urls
+from cruddur.timeouts import SWAP_LOCK_WAIT
 from tests.helpers import INV, ROOT, add_user, assert_one_line_error, silent_or_waited
 
 
@@ -96,7 +97,7 @@ def test_two_setups_at_once_both_succeed(old_database, base_env):
         run.stderr.close()
     assert [code for code, _ in outcomes] == [0, 0]
     what = f"another task that replaces, creates or drops '{urls.dbname(old_database)}' to end"
-    assert all(silent_or_waited(stderr, 60, what) for _, stderr in outcomes), outcomes
+    assert silent_or_waited([stderr for _, stderr in outcomes], SWAP_LOCK_WAIT, what), outcomes
     assert handles(old_database) == ["andrewbrown", "bayko"]
     assert databases_like(old_database) == [urls.dbname(old_database)]
 
@@ -178,10 +179,11 @@ def test_on_prod_read_only_tasks_leave_a_half_done_swap_alone_and_a_confirmed_wr
         " A write task on --prod (inv db.migrate --prod, say) finishes it after you confirm"
     )
     for task in (["db.sessions", "--json"], ["db.migrations"], ["db.connect", "-c", "SELECT 1"]):
-        result = run_task(*task, "--prod", env=prod)
+        run = inv if task[0] == "db.connect" else run_task  # psql, a child of its own, writes to the process's stdout
+        result = run(*task, "--prod", env=prod)
         assert result.stderr.splitlines()[0] == notice, result.stderr
         assert databases_like(old_database) == half_done
-    refused = run_task("db.migrate", "--prod", env=prod)
+    refused = inv("db.migrate", "--prod", env=prod)  # no terminal: a real process's stdin
     assert refused.returncode == 1 and "refused: finish the interrupted swap of database" in refused.stderr, refused.stderr
     assert databases_like(old_database) == half_done
     finished = run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod)
