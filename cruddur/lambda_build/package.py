@@ -248,7 +248,11 @@ def _installed_key(requirements: Path, wheel_cache: Path, target: _PipTarget, by
     """Everything the installed, compiled requirements depend on: the requirements' text, the
     target, the wheels pip may choose from, and the byte code's format."""
     wheels = sorted((wheel.name, wheel.stat().st_size) for wheel in wheel_cache.glob("*.whl")) if wheel_cache.is_dir() else []
-    inputs = (requirements.read_bytes(), target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT)
+    try:
+        text = requirements.read_bytes()
+    except OSError as e:
+        raise PackageError(f"cannot read the requirements {str(requirements)!r}: {e.strerror}") from None
+    inputs = (text, target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT)
     return hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]
 
 

@@ -256,6 +256,15 @@ def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_requirements_that_cannot_be_read_are_one_clear_line(lambda_wheel_cache, tmp_path):
+    missing = tmp_path / "requirements.txt"
+    with pytest.raises(PackageError) as raised:
+        lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "x.zip", lambda_wheel_cache, requirements=missing)
+
+    assert str(raised.value) == f"cannot read the requirements {str(missing)!r}: No such file or directory"
+    assert not (tmp_path / "x.zip").exists()
+
+
 def test_over_lambdas_zipped_limit_is_refused(lambda_wheel_cache, tmp_path):
     with pytest.raises(PackageError, match=r"the zip would be 4\.\d MB, over Lambda's limit of 1\.0 MB"):
         lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "big.zip", lambda_wheel_cache, max_zipped_bytes=1024 * 1024)
