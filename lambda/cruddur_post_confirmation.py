@@ -36,8 +36,9 @@ STATEMENT_TIMEOUT_MS = 1500
 # give up on an unacknowledged send; after 1 s the send fails and we reconnect instead.
 TCP_USER_TIMEOUT_MS = 1000
 # An IAM token is good for 15 minutes; one is reused for new connections for 10, so that none is
-# ever sent about to expire. Signing it is local (no network call: the function may sit in a VPC
-# without a NAT), a millisecond once botocore is loaded.
+# ever sent about to expire. Signing it is local with the credentials Lambda puts in the
+# environment (no network call: the function may sit in a VPC without a NAT), a millisecond once
+# botocore is loaded.
 TOKEN_LIFETIME_SECONDS = 15 * 60
 TOKEN_REUSE_SECONDS = 10 * 60
 IAM_SETTINGS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER")
