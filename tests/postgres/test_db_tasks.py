@@ -15,6 +15,8 @@ import pytest
 from psycopg import conninfo
 
 from cruddur.postgres import local_server, urls
+from tasks._cli import on_one_line
+from tasks._tables import FLEXIBLE_MIN
 from tests.helpers import (
     ROOT,
     Terminal,
@@ -494,10 +496,16 @@ def test_sessions_fit_the_width_with_the_most_wanted_columns(run_task, dev_on_em
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert all(len(line) <= columns and line == line.rstrip() for line in lines), result.stdout
-    assert lines[0].split() == ["pid", "state", "wait", "blocked", "by", "query", *(["application"] if columns == 120 else [])]
+    header = lines[0].split()
+    assert header[:6] == ["pid", "state", "wait", "blocked", "by", "query"]
+    if not os.environ.get("TEST_DATABASE_URL"):  # a shared server's other sessions may widen the columns
+        assert header[6:] == (["application"] if columns == 120 else [])
     waiting = next(line for line in lines if line.startswith(str(waiter)))
     assert waiting.split()[:4] == [str(waiter), "active", "Lock:relation", str(holder)]
-    assert "SELECT /* a long report" in waiting and "…" in waiting  # on one line, cut
+    # On one line, cut, and never narrower than FLEXIBLE_MIN (how much more it gets depends on the
+    # other rows: on a shared server, other tests' sessions are in the table too).
+    shown = waiting[waiting.index("SELECT /* a long") : waiting.index("…") + 1]
+    assert len(shown) >= FLEXIBLE_MIN and on_one_line(query).startswith(shown[:-1]), waiting
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     held = next(line for line in lines if line.startswith(str(holder)))
     assert "LOCK TABLE t /* \\x1b]0;" in held  # escaped, then cut
