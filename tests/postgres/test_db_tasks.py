@@ -207,7 +207,8 @@ def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev_on_empty_db, databa
 def test_sessions_show_other_clients_text_verbatim(run_task, dev_on_empty_db, database_url):
     with psycopg.connect(database_url, application_name="app[/]", autocommit=True) as conn:
         conn.execute("SELECT '[bold]not markup[/bold] [/]'")
-        table = run_task("db.sessions", env=dev_on_empty_db)
+        # Wide enough that no query is cut, whatever other sessions share the server.
+        table = run_task("db.sessions", env={**dev_on_empty_db, "COLUMNS": "400"})
     assert table.returncode == 0, table.stderr
     assert "app[/]" in table.stdout
     assert "[bold]not markup[/bold]" in table.stdout
