@@ -223,9 +223,8 @@ def _installed_requirements(
     """The zip's entries for the requirements: installed by pip and compiled (with `bytecode`),
     or, when the very same inputs were built before, as they were kept then in the wheel cache's
     installed/ folder (a rebuild then runs neither pip nor compileall on them)."""
-    kept = wheel_cache / "installed" / f"{_installed_key(requirements, wheel_cache, target, bytecode)}.zip"
     try:
-        with zipfile.ZipFile(kept) as archive:
+        with zipfile.ZipFile(_kept_path(requirements, wheel_cache, target, bytecode)) as archive:
             entries = {name: archive.read(name) for name in archive.namelist()}
         progress("taking the installed requirements from the cache")
         return entries
@@ -240,20 +239,20 @@ def _installed_requirements(
             _compile(site)
         entries = _entries(site)
     # Named by the inputs as they are now: a download just added the wheels the next build will see.
-    _keep(wheel_cache / "installed" / f"{_installed_key(requirements, wheel_cache, target, bytecode)}.zip", entries)
+    _keep(_kept_path(requirements, wheel_cache, target, bytecode), entries)
     return entries
 
 
-def _installed_key(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool) -> str:
-    """Everything the installed, compiled requirements depend on: the requirements' text, the
-    target, the wheels pip may choose from, and the byte code's format."""
+def _kept_path(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool) -> Path:
+    """Where the installed, compiled requirements are kept, named by everything they depend on:
+    the requirements' text, the target, the wheels pip may choose from, the byte code's format."""
     wheels = sorted((wheel.name, wheel.stat().st_size) for wheel in wheel_cache.glob("*.whl")) if wheel_cache.is_dir() else []
     try:
         text = requirements.read_bytes()
     except OSError as e:
         raise PackageError(f"cannot read the requirements {str(requirements)!r}: {e.strerror}") from None
     inputs = (text, target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT)
-    return hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]
+    return wheel_cache / "installed" / f"{hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]}.zip"
 
 
 def _keep(path: Path, entries: dict[str, bytes]) -> None:
