@@ -43,8 +43,8 @@ def test_create_activity_panel(run_task, seeded_url):
     assert "panel please" in messages(seeded_url)
 
 
-def test_create_activity_refusal_exits_1_and_stores_nothing(inv, seeded_url):
-    result = inv(
+def test_create_activity_refusal_exits_1_and_stores_nothing(run_task, seeded_url):
+    result = run_task(
         "db.create-activity",
         "--handle",
         "",

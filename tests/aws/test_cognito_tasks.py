@@ -47,8 +47,8 @@ def test_users_table_shows_the_users(run_task, pool):
         assert shown in result.stdout
 
 
-def test_users_without_the_pool_variable_is_one_line(inv):
-    result = inv("cognito.users")
+def test_users_without_the_pool_variable_is_one_line(run_task):
+    result = run_task("cognito.users")
 
     assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")
 
@@ -96,12 +96,12 @@ def test_sync_dry_run_changes_nothing(run_task, pool, schema_url):
     assert ids_by_handle(schema_url) == {"andrewbrown": "MOCK-andrewbrown"}
 
 
-def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(inv, run_task, pool, schema_url):
+def test_sync_prod_without_a_terminal_or_yes_is_refused_and_changes_nothing(run_task, pool, schema_url):
     idp, pool_id, env = pool
     add_cognito_user(idp, pool_id, "andrew", "andrewbrown")
     add_row(schema_url, "andrewbrown", "MOCK-andrewbrown")
 
-    refused = inv("cognito.sync", "--prod", env={**env, "PROD_CONNECTION_URL": schema_url})
+    refused = run_task("cognito.sync", "--prod", env={**env, "PROD_CONNECTION_URL": schema_url})
 
     line = assert_one_line_error(refused, prefix="refused: set cognito_user_id from Cognito in database ")
     assert line.endswith("needs confirmation; run it on a terminal or pass --yes")

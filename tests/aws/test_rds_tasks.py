@@ -243,11 +243,11 @@ def test_url_of_a_managed_password_reads_it_from_secrets_manager_and_says_so(run
     assert f"# the password comes from Secrets Manager ({item['MasterUserSecret']['SecretArn']})" in shown.stderr
 
 
-def assert_moves_once(inv, env, server_rds, task, status):
-    moved = inv(task, env=env)
+def assert_moves_once(run_task, env, server_rds, task, status):
+    moved = run_task(task, env=env)
     assert moved.returncode == 0, moved.stderr
     assert instances(server_rds)["cruddur-db-instance"]["DBInstanceStatus"] == status
-    again = inv(task, env=env)
+    again = run_task(task, env=env)
     assert (again.returncode, again.stdout, again.stderr) == (0, f"cruddur-db-instance is already {status}; nothing to do\n", "")
 
 
@@ -338,8 +338,8 @@ def test_create_stops_when_the_two_passwords_differ(base_env, env, server_rds):
         ("AWS_MAX_ATTEMPTS", "abc", "AWS_MAX_ATTEMPTS"),
     ],
 )
-def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(inv, env, server_rds, variable, value, fragment):
-    result = inv("rds.create", env={**env, variable: value})
+def test_a_malformed_aws_variable_is_one_line_and_creates_nothing(run_task, env, server_rds, variable, value, fragment):
+    result = run_task("rds.create", env={**env, variable: value})
     assert_one_line_error(result, fragment)
     assert instances(server_rds) == {}
 
@@ -413,7 +413,7 @@ def pasted(line: str, env: dict) -> str:
     return result.stdout
 
 
-def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url, ip_services):
+def test_first_time_production_walk_with_the_tool_alone(run_task, base_env, moto_url, ip_services):
     """From nothing to the URL a --prod db task uses: each step names the next, and the line rds.url
     prints works as pasted, whatever the password holds, without the password being printed."""
     from psycopg.conninfo import conninfo_to_dict
@@ -428,7 +428,7 @@ def test_first_time_production_walk_with_the_tool_alone(inv, base_env, moto_url,
         (["sg.update"], "next: inv rds.url"),
         (["rds.url"], "# next: inv db.schema-load --prod, then inv db.migrate --prod"),
     ]:
-        result = inv(*command, env=env)
+        result = run_task(*command, env=env)
         assert result.returncode == 0, result.stderr
         assert AWKWARD_PASSWORD not in result.stdout + result.stderr
         assert next_step in result.stdout + result.stderr

@@ -82,9 +82,9 @@ def test_a_bad_gitpod_ip_changes_nothing(run_task, account, gitpod_ip):
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
 
-def test_missing_variables_are_named_before_any_lookup(inv, account, ip_services):
+def test_missing_variables_are_named_before_any_lookup(run_task, account, ip_services):
     _, _, env = account
-    result = inv("sg.update", env={**env, "DB_SG_ID": ""})
+    result = run_task("sg.update", env={**env, "DB_SG_ID": ""})
     assert_one_line_error(result, "DB_SG_ID is set but empty (did the command that set it fail?): export DB_SG_ID=sg-")
     assert ip_services.hits == []
 
@@ -116,9 +116,9 @@ def test_no_credentials_is_one_line(inv, account, tmp_path):
     assert rule_state(ec2, group.rule_id)["CidrIpv4"] == OLD_CIDR
 
 
-def test_throttling_is_one_line_after_boto3_retried(inv, account, throttling_aws: ThrottlingAws):
+def test_throttling_is_one_line_after_boto3_retried(run_task, account, throttling_aws: ThrottlingAws):
     _, _, env = account
-    result = inv("sg.update", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "2"})
+    result = run_task("sg.update", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "2"})
     assert_one_line_error(result, "RequestLimitExceeded: Request limit exceeded.", "throttled")
     assert throttling_aws.calls == 2
 

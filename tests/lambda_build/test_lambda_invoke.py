@@ -94,8 +94,8 @@ def test_invoke_prod_uses_prod_connection_url(run_task, schema_url):
     assert len(users(schema_url)) == 1
 
 
-def test_invoke_prod_without_a_terminal_or_yes_refuses_and_saves_nothing(inv, schema_url):
-    result = inv("lambda.invoke", "--prod", env={"PROD_CONNECTION_URL": schema_url})
+def test_invoke_prod_without_a_terminal_or_yes_refuses_and_saves_nothing(run_task, schema_url):
+    result = run_task("lambda.invoke", "--prod", env={"PROD_CONNECTION_URL": schema_url})
 
     assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes", prefix="refused: ")
     assert users(schema_url) == []
@@ -113,8 +113,8 @@ def test_invoke_prod_asks_for_the_database_name_on_a_terminal(base_env, schema_u
     assert len(users(schema_url)) == (1 if saved else 0)
 
 
-def test_invoke_on_a_database_without_the_schema_says_what_to_do(inv, database_url):
-    result = inv("lambda.invoke", env={"CONNECTION_URL": database_url})
+def test_invoke_on_a_database_without_the_schema_says_what_to_do(run_task, database_url):
+    result = run_task("lambda.invoke", env={"CONNECTION_URL": database_url})
 
     assert result.returncode == 1
     assert result.stderr.strip().endswith(

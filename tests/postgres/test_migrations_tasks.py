@@ -125,10 +125,10 @@ def test_a_pending_migration_older_than_the_newest_applied_is_refused(run_task, 
     assert applied_versions(schema_url) == [*VERSIONS, "29991231000000"]
 
 
-def test_a_lock_timeout_is_one_line_naming_the_blocker(inv, dev_on_schema_db, schema_url):
+def test_a_lock_timeout_is_one_line_naming_the_blocker(run_task, dev_on_schema_db, schema_url):
     with psycopg.connect(schema_url, application_name="report\x1b[31m") as holder:
         holder.execute("SELECT * FROM users")
-        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
+        line = assert_one_line_error(run_task("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
         pid = holder.info.backend_pid
     assert (
         f"sql/migrations/{BIO.version}_add_bio_to_users.sql:{BIO.up.statements[0].line}: 55P03 canceling statement due to lock timeout; the lock was held by session {pid}"
@@ -149,7 +149,7 @@ def test_new_migration_refuses_a_bad_name_in_one_line(run_task):
 
 
 @pytest.mark.parametrize("task", [["db.migrate"], ["db.rollback"], ["db.restore", "DUMP"]])
-def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, run_task, schema_url, task, tmp_path):
+def test_prod_writes_refuse_without_a_terminal_and_change_nothing(run_task, schema_url, task, tmp_path):
     prod = {"PROD_CONNECTION_URL": schema_url}
     if task[-1] == "DUMP":  # a real dump: a file that is none is refused before the question
         task = ["db.restore", str(tmp_path / "other.dump")]
@@ -158,7 +158,7 @@ def test_prod_writes_refuse_without_a_terminal_and_change_nothing(inv, run_task,
         assert run_task("db.migrate", "--prod", "--yes", "--no-backup", env=prod).returncode == 0
     add_user(schema_url, "keeper")
     before = (applied_versions(schema_url), schema_only(schema_url))
-    result = inv(*task, "--prod", env=prod)
+    result = run_task(*task, "--prod", env=prod)
     line = assert_one_line_error(result, "needs confirmation; run it on a terminal or pass --yes", prefix="refused: ")
     assert f"prod database {urls.describe(schema_url)}" in line
     assert (applied_versions(schema_url), schema_only(schema_url)) == before
@@ -283,12 +283,12 @@ def test_dbmate_reads_and_rolls_back_what_inv_applied(run_task, dev_on_schema_db
 # -- the bookkeeping table itself, locked or unreadable --------------------------------------------
 
 
-def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, run_task, dev_on_schema_db, schema_url):
+def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(run_task, dev_on_schema_db, schema_url):
     assert run_task("db.migrate", env=dev_on_schema_db).returncode == 0
     assert run_task("db.rollback", env=dev_on_schema_db).returncode == 0
     with psycopg.connect(schema_url, application_name="reader") as holder:
         holder.execute("SELECT * FROM schema_migrations")  # its share lock stays until the transaction ends
-        line = assert_one_line_error(inv("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
+        line = assert_one_line_error(run_task("db.migrate", "--lock-timeout", "1", env=dev_on_schema_db))
         pid = holder.info.backend_pid
     assert line.startswith("error: cannot create or update public.schema_migrations: canceling statement due to lock timeout")
     assert f"the lock was held by session {pid} ('reader', idle in transaction, for " in line
@@ -296,7 +296,7 @@ def test_a_lock_on_schema_migrations_is_one_line_naming_the_blocker(inv, run_tas
     assert applied_versions(schema_url) == VERSIONS[:-1]
 
 
-def test_an_unreadable_schema_migrations_is_one_line(inv, run_task, server_url, schema_url):
+def test_an_unreadable_schema_migrations_is_one_line(run_task, server_url, schema_url):
     assert run_task("db.migrate", env={"CONNECTION_URL": schema_url}).returncode == 0
     role = "no_reads_" + urls.dbname(schema_url)[-12:]  # roles are server-wide: one per test
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -305,9 +305,9 @@ def test_an_unreadable_schema_migrations_is_one_line(inv, run_task, server_url, 
         reader = {"CONNECTION_URL": conninfo.make_conninfo(schema_url, user=role, password="pw-no-reads")}
         for task in (["db.migrations"], ["db.migrate"]):
             assert_one_line_error(
-                inv(*task, env=reader), "cannot read public.schema_migrations: permission denied for table schema_migrations"
+                run_task(*task, env=reader), "cannot read public.schema_migrations: permission denied for table schema_migrations"
             )
-        status = inv("db.status", env=reader)
+        status = run_task("db.status", env=reader)
         assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
