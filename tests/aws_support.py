@@ -5,6 +5,7 @@ Test modules import the fixtures they use from here.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -115,8 +116,31 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
+@pytest.fixture(scope="session")
+def one_cognito_signing_key():
+    """moto parses the same RSA key (its jwks-private.json) for every new Cognito user pool,
+    recovering the primes in pure Python: a tenth of a second per pool, and the tests make
+    dozens. In this process the pools share the one parsed key (a key object is read-only)."""
+    from joserfc import jwk
+
+    parse = jwk.RSAKey.import_key
+    parsed = {}
+
+    def import_key(data, *args, **kwargs):
+        if not isinstance(data, dict) or args or kwargs:
+            return parse(data, *args, **kwargs)
+        text = json.dumps(data, sort_keys=True)
+        if text not in parsed:
+            parsed[text] = parse(data)
+        return parsed[text]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jwk.RSAKey, "import_key", staticmethod(import_key))
+        yield
+
+
 @pytest.fixture
-def mocked_aws(aws_env):
+def mocked_aws(aws_env, one_cognito_signing_key):
     from moto import mock_aws
 
     with mock_aws():
@@ -199,7 +223,7 @@ def rule_state(ec2, rule_id: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def moto_server():
+def moto_server(one_cognito_signing_key):
     """moto's server mode on 127.0.0.1 (a free port), for `inv` run as a subprocess."""
     from moto.server import ThreadedMotoServer
 
