@@ -1,9 +1,9 @@
 """The post-confirmation function's zip: the handler plus psycopg[binary] for Lambda's platform.
 
 The zip is reproducible: the same handler, requirements, runtime and architecture give the same
-bytes (so the same CodeSha256), whatever the files' mtimes or the umask. Downloaded wheels are
-cached, and so are the requirements as installed and compiled for each set of inputs, so a
-rebuild is quick and needs no network.
+bytes (so the same CodeSha256), whatever the files' mtimes or the umask: the requirements' files
+in name order, then the handler's. Downloaded wheels are cached, and so are the requirements as
+installed, compiled and compressed for each set of inputs, so a rebuild is quick and needs no network.
 
 Lambda's /var/task is read-only, so a module without byte code in the zip is compiled again at
 every cold start. When the building interpreter is the runtime's Python version, the zip carries
@@ -164,26 +164,29 @@ def build(
     output, bytecode = planned.output, planned.bytecode
     wheel_cache = DEFAULT_WHEEL_CACHE if wheel_cache is None else wheel_cache
     target = _PipTarget(python_version(runtime), planned.platforms, architecture)
-    entries = _installed_requirements(requirements, wheel_cache, target, bytecode, progress)
+    zipped_requirements = _installed_requirements(requirements, wheel_cache, target, bytecode, progress)
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
         (site / handler_file.name).write_bytes(handler_file.read_bytes())
         if bytecode:
             progress("compiling the handler's byte code")
             _compile(site)
-        entries.update(_entries(site))
-    unzipped = sum(len(data) for data in entries.values())
+        handler_entries = _entries(site)
+    with zipfile.ZipFile(io.BytesIO(zipped_requirements)) as archive:
+        infos = archive.infolist()
+    files = len(infos) + len(handler_entries)
+    unzipped = sum(info.file_size for info in infos) + sum(len(data) for data in handler_entries.values())
     if unzipped > max_unzipped_bytes:
         raise PackageError(f"the function would unzip to {byte_size(unzipped)}, over Lambda's limit of {byte_size(max_unzipped_bytes)}")
-    progress(f"zipping {len(entries)} files", unzipped)
-    data = _zip(entries)
+    progress(f"zipping {files} files", unzipped)
+    data = _zip(handler_entries, onto=zipped_requirements)
     if len(data) > max_zipped_bytes:
         raise PackageError(
             f"the zip would be {byte_size(len(data))}, over Lambda's limit of {byte_size(max_zipped_bytes)} for a direct upload"
         )
     progress("writing the zip", len(data))
     _write_whole(output, data)
-    return Package(output, len(data), unzipped, len(entries), code_sha256(data), runtime, architecture, bytecode)
+    return Package(output, len(data), unzipped, files, code_sha256(data), runtime, architecture, bytecode)
 
 
 def _write_whole(output: Path, data: bytes) -> None:
@@ -217,17 +220,18 @@ class _PipTarget:
         return f"Python {self.python_version} on Linux {self.architecture}"
 
 
-def _installed_requirements(
-    requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool, progress: Progress
-) -> dict[str, bytes]:
-    """The zip's entries for the requirements: installed by pip and compiled (with `bytecode`),
-    or, when the very same inputs were built before, as they were kept then in the wheel cache's
-    installed/ folder (a rebuild then runs neither pip nor compileall on them)."""
+def _installed_requirements(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool, progress: Progress) -> bytes:
+    """The requirements zipped as the function's zip holds them: installed by pip, compiled (with
+    `bytecode`) and compressed, or, when the very same inputs were built before, as they were kept
+    then in the wheel cache's installed/ folder (a rebuild then runs neither pip, nor compileall,
+    nor the compression of thousands of files)."""
     try:
-        with zipfile.ZipFile(_kept_path(requirements, wheel_cache, target, bytecode)) as archive:
-            entries = {name: archive.read(name) for name in archive.namelist()}
-        progress("taking the installed requirements from the cache")
-        return entries
+        kept = _kept_path(requirements, wheel_cache, target, bytecode).read_bytes()
+        with zipfile.ZipFile(io.BytesIO(kept)) as archive:
+            damaged = archive.testzip()
+        if damaged is None:
+            progress("taking the installed requirements from the cache")
+            return kept
     except (OSError, zipfile.BadZipFile):
         pass  # none kept yet, or unreadable: install them again
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
@@ -237,10 +241,10 @@ def _installed_requirements(
         if bytecode:
             progress("compiling byte code")
             _compile(site)
-        entries = _entries(site)
+        zipped = _zip(_entries(site))
     # Named by the inputs as they are now: a download just added the wheels the next build will see.
-    _keep(_kept_path(requirements, wheel_cache, target, bytecode), entries)
-    return entries
+    _keep(_kept_path(requirements, wheel_cache, target, bytecode), zipped)
+    return zipped
 
 
 def _kept_path(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool) -> Path:
@@ -251,18 +255,14 @@ def _kept_path(requirements: Path, wheel_cache: Path, target: _PipTarget, byteco
         text = requirements.read_bytes()
     except OSError as e:
         raise PackageError(f"cannot read the requirements {str(requirements)!r}: {e.strerror}") from None
-    inputs = (text, target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT)
+    inputs = (text, target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT, _ZIP_FORMAT)
     return wheel_cache / "installed" / f"{hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]}.zip"
 
 
-def _keep(path: Path, entries: dict[str, bytes]) -> None:
-    """Keep the entries (uncompressed) for the next build; a cache that cannot be written is only slower."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(entries):
-            archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), entries[name])
+def _keep(path: Path, zipped: bytes) -> None:
+    """Keep the zipped requirements for the next build; a cache that cannot be written is only slower."""
     try:
-        atomic_write(path, buffer.getvalue())
+        atomic_write(path, zipped)
     except OSError:
         pass
 
@@ -341,9 +341,15 @@ def _needed(name: PurePosixPath) -> bool:
     return True
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+# How _zip writes an entry; part of a kept zip's name, so that a change here builds them again.
+_ZIP_FORMAT = "deflate-6, unix modes, epoch times"
+
+
+def _zip(entries: dict[str, bytes], onto: bytes = b"") -> bytes:
+    """The entries zipped in name order, after those of the zip `onto` (its entries are copied as
+    they are, compressed: the requirements' thousands of files are compressed once, when installed)."""
+    buffer = io.BytesIO(onto)
+    with zipfile.ZipFile(buffer, "a" if onto else "w") as archive:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             info.create_system = 3  # Unix, so that the mode below is honoured
