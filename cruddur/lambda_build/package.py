@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -167,18 +168,21 @@ def build(
     zipped_requirements = _installed_requirements(requirements, wheel_cache, target, bytecode, progress)
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
-        (site / handler_file.name).write_bytes(handler_file.read_bytes())
+        (site / handler_file.name).write_bytes(_read(handler_file, "the handler"))
         if bytecode:
             progress("compiling the handler's byte code")
             _compile(site)
         handler_entries = _entries(site)
     with zipfile.ZipFile(io.BytesIO(zipped_requirements)) as archive:
         infos = archive.infolist()
+    clashes = sorted(set(handler_entries) & {info.filename for info in infos})
+    if clashes:
+        raise PackageError(f"the requirements install {', '.join(clashes)}, which the handler's files would shadow: rename the handler")
     files = len(infos) + len(handler_entries)
     unzipped = sum(info.file_size for info in infos) + sum(len(data) for data in handler_entries.values())
     if unzipped > max_unzipped_bytes:
         raise PackageError(f"the function would unzip to {byte_size(unzipped)}, over Lambda's limit of {byte_size(max_unzipped_bytes)}")
-    progress(f"zipping {files} files", unzipped)
+    progress(f"zipping the handler's {len(handler_entries)} files after the requirements' {len(infos)}", unzipped)
     data = _zip(handler_entries, onto=zipped_requirements)
     if len(data) > max_zipped_bytes:
         raise PackageError(
@@ -224,15 +228,15 @@ def _installed_requirements(requirements: Path, wheel_cache: Path, target: _PipT
     """The requirements zipped as the function's zip holds them: installed by pip, compiled (with
     `bytecode`) and compressed, or, when the very same inputs were built before, as they were kept
     then in the wheel cache's installed/ folder (a rebuild then runs neither pip, nor compileall,
-    nor the compression of thousands of files)."""
+    nor the compression of thousands of files). A kept zip is taken only when its bytes are the
+    ones written (their SHA-256 is kept beside them): the function's zip copies its entries whole."""
     try:
-        kept = _kept_path(requirements, wheel_cache, target, bytecode).read_bytes()
-        with zipfile.ZipFile(io.BytesIO(kept)) as archive:
-            damaged = archive.testzip()
-        if damaged is None:
+        kept_path = _kept_path(requirements, wheel_cache, target, bytecode)
+        kept = kept_path.read_bytes()
+        if _digest_path(kept_path).read_text() == hashlib.sha256(kept).hexdigest():
             progress("taking the installed requirements from the cache")
             return kept
-    except (OSError, zipfile.BadZipFile):
+    except OSError:
         pass  # none kept yet, or unreadable: install them again
     with tempfile.TemporaryDirectory(prefix="cruddur-lambda-") as staging:
         site = Path(staging)
@@ -243,28 +247,41 @@ def _installed_requirements(requirements: Path, wheel_cache: Path, target: _PipT
             _compile(site)
         zipped = _zip(_entries(site))
     # Named by the inputs as they are now: a download just added the wheels the next build will see.
-    _keep(_kept_path(requirements, wheel_cache, target, bytecode), zipped)
+    _keep(requirements, wheel_cache, target, bytecode, zipped)
     return zipped
 
 
 def _kept_path(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool) -> Path:
-    """Where the installed, compiled requirements are kept, named by everything they depend on:
-    the requirements' text, the target, the wheels pip may choose from, the byte code's format."""
+    """Where the installed, compiled, compressed requirements are kept, named by everything they
+    depend on: the requirements' text, the target, the wheels pip may choose from, the byte
+    code's format, and how they are zipped (the entries' format, this Python's zipfile and zlib)."""
     wheels = sorted((wheel.name, wheel.stat().st_size) for wheel in wheel_cache.glob("*.whl")) if wheel_cache.is_dir() else []
-    try:
-        text = requirements.read_bytes()
-    except OSError as e:
-        raise PackageError(f"cannot read the requirements {str(requirements)!r}: {e.strerror}") from None
-    inputs = (text, target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT, _ZIP_FORMAT)
+    text = _read(requirements, "the requirements")
+    zipping = (_ZIP_FORMAT, sys.version_info[:2], zlib.ZLIB_RUNTIME_VERSION)
+    inputs = (text, target, wheels, bytecode and importlib.util.MAGIC_NUMBER, TASK_ROOT, zipping)
     return wheel_cache / "installed" / f"{hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]}.zip"
 
 
-def _keep(path: Path, zipped: bytes) -> None:
-    """Keep the zipped requirements for the next build; a cache that cannot be written is only slower."""
+def _digest_path(kept: Path) -> Path:
+    return kept.with_name(kept.name + ".sha256")
+
+
+def _keep(requirements: Path, wheel_cache: Path, target: _PipTarget, bytecode: bool, zipped: bytes) -> None:
+    """Keep the zipped requirements for the next build, then their SHA-256 (a zip without its
+    digest, or with another's, is never taken); a cache that cannot be written is only slower."""
     try:
+        path = _kept_path(requirements, wheel_cache, target, bytecode)
         atomic_write(path, zipped)
+        atomic_write(_digest_path(path), hashlib.sha256(zipped).hexdigest().encode())
     except OSError:
         pass
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise PackageError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
 
 
 def _install(requirements: Path, site: Path, wheel_cache: Path, target: _PipTarget) -> None:

@@ -47,8 +47,8 @@ def test_users_table_shows_the_users(run_task, pool):
         assert shown in result.stdout
 
 
-def test_users_without_the_pool_variable_is_one_line(run_task):
-    result = run_task("cognito.users")
+def test_users_without_the_pool_variable_is_one_line(inv):
+    result = inv("cognito.users")
 
     assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")
 

@@ -330,7 +330,7 @@ def test_inv_lambda_deploy_creates_then_attach_wires_the_pool_twice_without_chan
     assert triggers == {"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:pre", "PostConfirmation": config["FunctionArn"]}
 
 
-def test_inv_lambda_attach_without_a_pool_is_one_line(run_task):
+def test_lambda_attach_without_a_pool_is_one_line(run_task):
     result = run_task("lambda.attach")
 
     assert_one_line_error(result, "error: AWS_COGNITO_USER_POOL_ID is not set: export AWS_COGNITO_USER_POOL_ID=")

@@ -116,10 +116,8 @@ def test_invoke_prod_asks_for_the_database_name_on_a_terminal(base_env, schema_u
 def test_invoke_on_a_database_without_the_schema_says_what_to_do(run_task, database_url):
     result = run_task("lambda.invoke", env={"CONNECTION_URL": database_url})
 
-    assert result.returncode == 1
-    assert result.stderr.strip().endswith(
-        'UndefinedTable (SQLSTATE 42P01): relation "public.users" does not exist (load the schema first: inv db.setup)'
-    )
+    line = assert_one_line_error(result)
+    assert line.endswith('UndefinedTable (SQLSTATE 42P01): relation "public.users" does not exist (load the schema first: inv db.setup)')
 
 
 def test_loading_the_tasks_imports_neither_boto3_nor_psycopg_nor_rich(base_env):

@@ -231,7 +231,9 @@ def test_a_new_wheel_or_a_broken_cache_entry_means_installing_again(lambda_wheel
     wheels = wheels_only(lambda_wheel_cache, tmp_path / "wheels")
     first = lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "a.zip", wheels)
     (kept,) = (wheels / "installed").glob("*.zip")
-    kept.write_bytes(b"not a zip")  # a disk that lost it, say
+    damaged = bytearray(kept.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # one bit a disk lost, inside an entry that still unzips, say
+    kept.write_bytes(damaged)
     steps = []
 
     again = lambda_package.build(
@@ -245,6 +247,22 @@ def test_a_new_wheel_or_a_broken_cache_entry_means_installing_again(lambda_wheel
     lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "c.zip", wheels, progress=lambda step, done=None: steps.append(step))
     assert "installing the requirements (pip)" in steps
     assert len(list((wheels / "installed").glob("*.zip"))) == 2
+
+
+def test_a_handler_named_like_a_file_of_the_requirements_is_one_line_and_writes_nothing(lambda_zip, lambda_wheel_cache, tmp_path):
+    with zipfile.ZipFile(lambda_zip.path) as archive:
+        top_level = [name for name in archive.namelist() if "/" not in name and name != lambda_package.HANDLER_FILE.name]
+    assert top_level, "the requirements install no top-level module to clash with"
+    handler = tmp_path / top_level[0]
+    handler.write_bytes(lambda_package.HANDLER_FILE.read_bytes())
+
+    with pytest.raises(PackageError) as raised:
+        lambda_package.build(LOCAL_RUNTIME, LOCAL_ARCHITECTURE, tmp_path / "fn.zip", lambda_wheel_cache, handler_file=handler)
+
+    assert str(raised.value).startswith("the requirements install ") and f" {top_level[0]}," in str(raised.value)
+    assert str(raised.value).endswith("which the handler's files would shadow: rename the handler")
+    assert "\n" not in str(raised.value)
+    assert not (tmp_path / "fn.zip").exists()
 
 
 def test_pip_failing_is_one_clear_line(tmp_path, no_network_for_pip):
