@@ -26,7 +26,7 @@ from psycopg import sql
 
 from cruddur.config import Settings
 from cruddur.postgres import local_server, urls
-from tests.helpers import FULL_EXAMPLES, INV, ROOT, free_port, temporary_pgdata
+from tests.helpers import FULL_EXAMPLES, INV, ROOT, free_port, initialised_copy, temporary_pgdata
 
 # Fixtures for the AWS (moto, IP services) and Lambda tests, registered once for every module.
 pytest_plugins = ["tests.aws_support", "tests.lambda_support"]
@@ -222,6 +222,15 @@ def base_env():
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     yield env
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def initialised_base_env(base_env):
+    """base_env with its CRUDDUR_PGDATA through initdb already (a copy: see initialised_copy), as
+    after a developer's first `inv db.up`: for tests of the embedded default that do not prove the
+    first start from an empty folder (the tests that do use base_env alone)."""
+    initialised_copy(Path(base_env["CRUDDUR_PGDATA"]))
+    return base_env
 
 
 @pytest.fixture

@@ -29,14 +29,14 @@ def rows(url: str, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def test_the_week_4_files_load_unchanged_on_the_embedded_default(run_task, base_env):
+def test_the_week_4_files_load_unchanged_on_the_embedded_default(run_task, initialised_base_env):
     assert run_task("db.create").returncode == 0
     schema = run_task("db.schema-load", "--file", str(FILES / "week-4" / "schema.sql"))
     assert schema.returncode == 0, schema.stderr
     assert schema.stdout.startswith(f"loaded {FILES / 'week-4' / 'schema.sql'} into local database ")
     seed = run_task("db.seed", "--file", str(FILES / "week-4" / "seed.sql"))
     assert seed.returncode == 0, seed.stderr
-    url = urls.with_dbname(local_server.running_url(Path(base_env["CRUDDUR_PGDATA"])), "cruddur")
+    url = urls.with_dbname(local_server.running_url(Path(initialised_base_env["CRUDDUR_PGDATA"])), "cruddur")
     users = rows(url, "SELECT handle, uuid FROM users ORDER BY handle")
     assert [handle for handle, _ in users] == ["andrewbrown", "bayko"]
     # The defaults drew random (version 4, RFC 4122 variant) uuids.

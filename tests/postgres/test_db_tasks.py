@@ -312,7 +312,7 @@ def test_embedded_default_up_setup_down(inv, run_task, base_env):
     assert "keeps running" in seeded.stderr
 
 
-def test_the_pasted_export_line_reaches_the_server_over_tcp(run_task, base_env):
+def test_the_pasted_export_line_reaches_the_server_over_tcp(run_task, initialised_base_env):
     up = run_task("db.up")
     assert up.returncode == 0, up.stderr
     assert run_task("db.setup").returncode == 0
@@ -323,17 +323,21 @@ def test_the_pasted_export_line_reaches_the_server_over_tcp(run_task, base_env):
         "    print(conn.execute('SELECT host(inet_server_addr()), count(*) FROM users').fetchone())\n"
     )
     pasted = subprocess.run(
-        ["sh", "-c", f'{export_line}\nexec "$0" -c "$1"', sys.executable, check], env=base_env, capture_output=True, text=True, timeout=60
+        ["sh", "-c", f'{export_line}\nexec "$0" -c "$1"', sys.executable, check],
+        env=initialised_base_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert (pasted.returncode, pasted.stdout) == (0, "('127.0.0.1', 2)\n"), pasted.stderr
     # the same URL with another password is refused, and db tasks say so in one line
-    wrong = local_server.tcp_url(int(base_env["CRUDDUR_PGPORT"]), "cruddur", "not-the-password")
+    wrong = local_server.tcp_url(int(initialised_base_env["CRUDDUR_PGPORT"]), "cruddur", "not-the-password")
     line = assert_one_line_error(run_task("db.seed", env={"CONNECTION_URL": wrong}))
     assert 'password authentication failed for user "postgres"' in line
     assert "not-the-password" not in line
 
 
-def test_a_taken_port_is_one_line(run_task):
+def test_a_taken_port_is_one_line(run_task, initialised_base_env):
     with taken_port() as port:
         line = assert_one_line_error(run_task("db.up", env={"CRUDDUR_PGPORT": str(port)}))
     assert line == f"error: port {port} on 127.0.0.1 is taken (another PostgreSQL?); choose another one: export CRUDDUR_PGPORT={port + 1}"

@@ -255,14 +255,14 @@ def test_without_iam_or_a_password_folder_nothing_changes(schema_url, names):
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(names),)).fetchone()[0] == 0
 
 
-def test_db_roles_task_sets_up_both_roles_and_a_rebuild_keeps_them_working(run_task, base_env):
+def test_db_roles_task_sets_up_both_roles_and_a_rebuild_keeps_them_working(run_task, initialised_base_env):
     """The one test on the default names (roles are server-wide; this is its own server)."""
     assert run_task("db.setup").returncode == 0
 
     result = run_task("db.roles")
 
     assert result.returncode == 0, result.stderr
-    pgdata = Path(base_env["CRUDDUR_PGDATA"])
+    pgdata = Path(initialised_base_env["CRUDDUR_PGDATA"])
     for name in (roles.SIGNUP, roles.APP):
         path = roles.password_path(pgdata, name)
         assert path.read_text().strip() not in result.stdout + result.stderr

@@ -109,10 +109,10 @@ def test_on_prod_reset_needs_confirmation(run_task, loaded):
 
 
 @pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")), reason="starts embedded servers of its own")
-def test_a_local_server_started_without_the_module_asks_for_a_restart(run_task, base_env):
+def test_a_local_server_started_without_the_module_asks_for_a_restart(run_task, initialised_base_env):
     """A server started before the module was preloaded keeps running without it: db.slow says
     how to restart it, and after db.down and db.up it works."""
-    pgdata, port = Path(base_env["CRUDDUR_PGDATA"]), int(base_env["CRUDDUR_PGPORT"])
+    pgdata, port = Path(initialised_base_env["CRUDDUR_PGDATA"]), int(initialised_base_env["CRUDDUR_PGPORT"])
     assert run_task("db.create").returncode == 0
     local_server.stop(pgdata)
     with warnings.catch_warnings():
