@@ -128,9 +128,9 @@ def test_prod_without_its_url_names_the_variable(run_task):
     assert result.stderr.startswith("error: PROD_CONNECTION_URL is not set: export PROD_CONNECTION_URL=")
 
 
-def test_unreachable_database_is_one_line_without_the_password(inv):
+def test_unreachable_database_is_one_line_without_the_password(run_task):
     port = free_port()
-    result = inv("db.activities", env={"CONNECTION_URL": f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/cruddur"})
+    result = run_task("db.activities", env={"CONNECTION_URL": f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/cruddur"})
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: could not connect to postgres@127.0.0.1:{port}/cruddur within 5s:")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -294,8 +294,8 @@ def test_delete_of_an_unknown_instance_asks_nothing(run_task, env):
     assert_one_line_error(run_task("rds.delete", "--identifier", "nope", env=env), "DBInstanceNotFound")
 
 
-def test_throttling_is_one_line(inv, env, throttling_aws: ThrottlingAws):
-    result = inv("rds.status", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "1"})
+def test_throttling_is_one_line(run_task, env, throttling_aws: ThrottlingAws):
+    result = run_task("rds.status", env={**env, "AWS_ENDPOINT_URL": throttling_aws.url, "AWS_MAX_ATTEMPTS": "1"})
     assert_one_line_error(result, "DescribeDBInstances failed: Throttling: Rate exceeded", "throttled")
     assert throttling_aws.calls == 1
 

@@ -52,11 +52,11 @@ def test_dump_defaults_to_the_backups_folder_with_the_database_and_utc_time(run_
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage, not a dump", b"PGDMP\x01\x10\x00\x04\x08\x01\x01truncated"])
-def test_restoring_a_corrupt_file_leaves_the_database_untouched(inv, schema_url, tmp_path, content):
+def test_restoring_a_corrupt_file_leaves_the_database_untouched(run_task, schema_url, tmp_path, content):
     add_user(schema_url, "keeper")
     bad = tmp_path / "bad.dump"
     bad.write_bytes(content)
-    line = assert_one_line_error(inv("db.restore", str(bad), env={"CONNECTION_URL": schema_url}))
+    line = assert_one_line_error(run_task("db.restore", str(bad), env={"CONNECTION_URL": schema_url}))
     assert line.startswith(f"error: {bad} is not a readable pg_dump custom-format file (pg_restore failed: ")
     assert line.endswith("; nothing changed")
     assert handles(schema_url) == ["keeper"]
@@ -118,10 +118,10 @@ def test_an_older_pg_dump_on_path_is_passed_over_and_the_dump_works(inv, base_en
         ("x" * 300 + ".dump", "File name too long"),
     ],
 )
-def test_dump_to_a_path_that_cannot_be_written_is_one_line(inv, schema_url, tmp_path, where, reason):
+def test_dump_to_a_path_that_cannot_be_written_is_one_line(run_task, schema_url, tmp_path, where, reason):
     path = tmp_path if where == "folder" else Path(where)
     before = sorted(tmp_path.iterdir())
-    result = inv("db.dump", "--output", str(path), env={"CONNECTION_URL": schema_url})
+    result = run_task("db.dump", "--output", str(path), env={"CONNECTION_URL": schema_url})
     assert_one_line_error(result, f"error: cannot write the dump to {str(path)!r}: {reason}")
     assert sorted(tmp_path.iterdir()) == before and result.stdout == ""
 
