@@ -37,6 +37,11 @@ hypothesis_settings.register_profile("full", max_examples=FULL_EXAMPLES)
 hypothesis_settings.register_profile("quick", max_examples=FULL_EXAMPLES // 5)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
+# A run started in the background by a non-interactive shell (`pytest &` in a script) begins with
+# SIGINT ignored, and every child inherits that: the Ctrl-C tests' children would never see theirs.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # Variables the project reads; a developer's own values must not leak into the tests.
 PROJECT_VARIABLES = Settings.variables()
 

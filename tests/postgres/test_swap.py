@@ -95,7 +95,7 @@ def test_two_setups_at_once_both_succeed(old_database, base_env):
     for run in runs:
         run.stdout.close()
         run.stderr.close()
-    assert [code for code, _ in outcomes] == [0, 0]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
     what = f"another task that replaces, creates or drops '{urls.dbname(old_database)}' to end"
     assert silent_or_waited([stderr for _, stderr in outcomes], SWAP_LOCK_WAIT, what), outcomes
     assert handles(old_database) == ["andrewbrown", "bayko"]
