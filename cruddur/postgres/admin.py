@@ -414,7 +414,8 @@ def _run(conn: psycopg.Connection, watch: BlockerWatch, statements: list[Stateme
 def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
     """End the other client sessions on the URL's database, never this one: [(pid, ended)].
 
-    A session of another role stays (ended False) unless this role may signal it."""
+    A session of another role stays (ended False) unless this role may signal it; one already
+    gone by the time it is signalled is left out."""
     with connect(url, autocommit=True) as conn:
         return _end_sessions(conn, conn.info.dbname)
 
@@ -433,10 +434,14 @@ def _end_sessions(conn: psycopg.Connection, name: str) -> list[tuple[int, bool]]
         try:
             ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
         except errors.InsufficientPrivilege:
-            ended = False  # another role's session
+            results.append((pid, False))  # another role's session
+            continue
         except psycopg.Error as e:
             raise DatabaseError(f"cannot end session {pid}: {one_line(e)}") from None
-        results.append((pid, bool(ended)))
+        # False: no such backend any more. A session ended a moment ago (by an earlier db.kill,
+        # say) stays listed until its process exits; it was not this call's to end.
+        if ended:
+            results.append((pid, True))
     return results
 
 
