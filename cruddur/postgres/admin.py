@@ -421,7 +421,8 @@ def terminate_other_sessions(url: str) -> list[tuple[int, bool]]:
 
 
 def _end_sessions(conn: psycopg.Connection, name: str) -> list[tuple[int, bool]]:
-    """End the client sessions on database `name` other than this one: [(pid, ended)]."""
+    """End the client sessions on database `name` other than this one: [(pid, ended)], leaving out
+    those already gone when signalled."""
     query = sql.SQL("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND ({}) ORDER BY pid").format(
         sql.SQL(CLIENT_SESSION)
     )

@@ -10,7 +10,6 @@ from psycopg import errors, sql
 
 from ..errors import DatabaseError, NoSuchDatabase, one_line
 from ..timeouts import TABLE_COUNT_WAIT
-from . import urls
 from .connect import connect, set_lock_timeout
 
 TABLES_SQL = """
@@ -36,19 +35,7 @@ class Table:
 
 
 def tables(url: str) -> list[Table] | None:
-    """Every table of the URL's database with its rows and size; None when the database does not exist.
-
-    A swap (another db.setup or db.restore) ends every session on the database it sets aside: a
-    listing it cut short is read again once, from the database that now has the name."""
-    for attempt in range(2):
-        try:
-            return _tables(url)
-        except errors.AdminShutdown as e:
-            if attempt:
-                raise DatabaseError(f"cannot list the tables of {urls.dbname(url)!r}: {one_line(e)}") from None
-
-
-def _tables(url: str) -> list[Table] | None:
+    """Every table of the URL's database with its rows and size; None when the database does not exist."""
     try:
         conn = connect(url, autocommit=True)
     except NoSuchDatabase:
@@ -59,8 +46,6 @@ def _tables(url: str) -> list[Table] | None:
             set_lock_timeout(conn, TABLE_COUNT_WAIT)
             found = conn.execute(TABLES_SQL).fetchall()
             return [_table(conn, *row) for row in found]
-        except errors.AdminShutdown:
-            raise
         except psycopg.Error as e:
             raise DatabaseError(f"cannot list the tables of {conn.info.dbname!r}: {one_line(e)}") from None
 
