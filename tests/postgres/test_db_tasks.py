@@ -182,11 +182,17 @@ def test_sessions_fit_the_width_and_never_cut_a_wait_event(run_task, dev_on_empt
     lines = result.stdout.splitlines()
     assert all(len(line) <= columns for line in lines)
     assert lines[0].split()[:3] == ["pid", "state", "type"]  # --all: the type says what each process is
-    # The wait column, read under its header: whole names (Activity:BgwriterHibernate...), never cut with "…".
-    start = lines[0].index("wait")
-    waits = [wait for line in lines[2:-1] if line[:1].isdigit() and (wait := line[start:].split("  ")[0].strip())]
-    assert waits and all(re.fullmatch(r"[A-Za-z]+:[A-Za-z0-9_]+", wait) for wait in waits), waits
-    assert ("query" in lines[0]) is (columns >= 120)
+    # On a shared server (TEST_DATABASE_URL) other tests' sessions can widen the other columns until
+    # the wait column no longer fits: then it is left out whole. On the worker's own server it fits.
+    shared = bool(os.environ.get("TEST_DATABASE_URL"))
+    assert "wait" in lines[0] or shared, lines[0]
+    if "wait" in lines[0]:
+        # Read under its header: whole names (Activity:BgwriterHibernate...), never cut with "…".
+        start = lines[0].index("wait")
+        waits = [wait for line in lines[2:-1] if line[:1].isdigit() and (wait := line[start:].split("  ")[0].strip())]
+        assert waits and all(re.fullmatch(r"[A-Za-z]+:[A-Za-z0-9_]+", wait) for wait in waits), waits
+    if not shared:
+        assert ("query" in lines[0]) is (columns >= 120)
 
 
 def test_sessions_watch_refreshes_until_ctrl_c(base_env, dev_on_empty_db, database_url):
