@@ -1,7 +1,7 @@
 """Function zip: build time with a cold wheel cache (pip downloads), with the wheels at hand
 (offline pip install and compile), and as a rebuild (the installed requirements taken from the
-cache, compressed; the handler alone compiled and compressed), run alternately; and the zip's size against the 6 MB target
-(aim: 4 MB).
+cache, compressed; the handler alone compiled and compressed), run alternately; and the zip's
+size against the 6 MB target (aim: 4 MB).
 
     python bench/bench_lambda_package.py [--runtime python3.12] [--arch x86_64] [--cold 2] [--warm 5]
 

@@ -120,7 +120,8 @@ def aws_env(monkeypatch):
 def one_cognito_signing_key():
     """moto parses the same RSA key (its jwks-private.json) for every new Cognito user pool,
     recovering the primes in pure Python: a tenth of a second per pool, and the tests make
-    dozens. In this process the pools share the one parsed key (a key object is read-only)."""
+    dozens. In this process the pools share the one parsed key: nothing writes to it (moto's key
+    names its own kid, so joserfc never adds one)."""
     from joserfc import jwk
 
     parse = jwk.RSAKey.import_key

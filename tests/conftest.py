@@ -266,9 +266,9 @@ def run_task(base_env, monkeypatch):
 
     For tests where the process boundary proves nothing. What a real `inv` run proves stays with
     the `inv` fixture: start-up imports, a sample of exit codes and stderr lines per collection,
-    terminals, signals, runs at once, and what a child process inherits (psql's output and
-    environment), and a log record no handler takes: a process prints it on stderr, here pytest
-    captures it."""
+    terminals, signals, runs at once, what a child process inherits (psql's output and
+    environment), a help screen's own words (Invoke names itself `inv[oke]` only there), and a log
+    record no handler takes (a process prints it on stderr; here pytest captures it)."""
 
     def run(*args: str, env: dict[str, str] | None = None, input: str | None = None):
         stdout = _Capture(errors="strict")  # as Python's stdout on a pipe
